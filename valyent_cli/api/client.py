@@ -1,0 +1,325 @@
+"""The client of the Valyent API: the one place that sends requests."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from valyent_cli.api._http import httpx
+
+from valyent_cli import __version__
+from valyent_cli.api import errors
+
+DEFAULT_ENDPOINT = "https://console.valyent.cloud/v1"
+DEFAULT_INITD_ENDPOINT = "https://{machine_id}-initd.valyent.dev"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 2
+#: the longest a `Retry-After` header may make us wait before one retry, in seconds
+MAX_RETRY_AFTER = 30.0
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class Exchange:
+    """One HTTP exchange, as the debug hook sees it. It never holds the token."""
+
+    method: str
+    url: str
+    status: int | None
+    elapsed_ms: float
+    attempt: int
+    error: str | None = None
+
+    def __str__(self) -> str:
+        result = str(self.status) if self.status is not None else f"failed: {self.error}"
+        retry = f" (attempt {self.attempt + 1})" if self.attempt else ""
+        return f"{self.method} {self.url} -> {result} in {self.elapsed_ms:.0f} ms{retry}"
+
+
+def encode(segment: Any) -> str:
+    """URL-encode one path segment, `/` included, so a name can never change the path."""
+    return quote(str(segment), safe="")
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.5 * 2**attempt, 8.0) * random.uniform(0.75, 1.0)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class Client:
+    """A client of the Valyent API.
+
+    >>> client = Client("token")                         # Valyent Cloud
+    >>> fleet = client.fleets.create("my-fleet")
+    >>> machine = client.machines.create(fleet.id, {...})
+    >>> machine.wait("running", 60)
+
+    ``endpoint`` is the API base URL (``https://console.valyent.cloud/v1``, or a Ravel server's root);
+    ``namespace`` is sent as ``?namespace=`` on every request when set; ``initd_endpoint`` is the URL template of a
+    machine's agent, with ``{machine_id}`` in it.
+
+    Retry policy. A call is retried at most ``max_retries`` times (default 2) when it can be repeated safely:
+
+    * a connection that could not be made (refused, DNS, TLS) is retried for every call, since nothing reached
+      the server;
+    * idempotent calls (GET, DELETE, machine start/stop, wait, mkdir) are also retried on a read timeout, a
+      connection broken mid-answer, and the statuses 408, 429, 500, 502, 503 and 504;
+    * a create, an exec or an upload that may have reached the server is never sent twice.
+
+    Retries wait ``min(0.5 * 2**n, 8)`` seconds times a random factor in [0.75, 1], or what ``Retry-After``
+    asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout`` seconds (default 30) to connect and
+    between two reads of the answer; live log streams have no overall deadline.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        endpoint: str = DEFAULT_ENDPOINT,
+        namespace: str | None = None,
+        initd_endpoint: str = DEFAULT_INITD_ENDPOINT,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        *,
+        max_retry_after: float = MAX_RETRY_AFTER,
+        debug_hook: Callable[[Exchange], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        from valyent_cli.api.fleets import Fleets
+        from valyent_cli.api.gateways import Gateways
+        from valyent_cli.api.machines import Machines
+
+        if not token:
+            raise ValueError("an API token is required")
+        self.endpoint = endpoint.rstrip("/")
+        self.namespace = namespace or None
+        self.initd_endpoint = initd_endpoint
+        self.timeout = float(timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.max_retry_after = max_retry_after
+        self.debug_hook = debug_hook
+        self._http = httpx.Client(
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"valyent-cli/{__version__}",
+            },
+            timeout=httpx.Timeout(self.timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.fleets = Fleets(self)
+        self.machines = Machines(self)
+        self.gateways = Gateways(self)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(endpoint={self.endpoint!r}, namespace={self.namespace!r})"
+
+    def fs(self, machine_id: str) -> Any:
+        """The filesystem of a machine, on its initd host."""
+        from valyent_cli.api.initd import FileSystem
+
+        return FileSystem(self, machine_id)
+
+    # -- URLs -------------------------------------------------------------------------------------------------
+    def url(self, *segments: Any) -> str:
+        """The control-plane URL of a path given as segments, each URL-encoded."""
+        return self.endpoint + "".join("/" + encode(s) for s in segments)
+
+    def initd_url(self, machine_id: str, *segments: Any) -> str:
+        base = self.initd_endpoint.replace("{machine_id}", encode(machine_id)).rstrip("/")
+        return base + "".join("/" + encode(s) for s in segments)
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for key, value in (params or {}).items():
+            if value is None:
+                continue
+            merged[key] = ("true" if value else "false") if isinstance(value, bool) else value
+        if self.namespace:
+            merged["namespace"] = self.namespace
+        return merged
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+        timeout: httpx.Timeout | float | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one call, with the retry policy of the class docstring; return a 2xx response or raise.
+
+        With ``stream=True`` the body is not read: the caller must close the response (see ``stream``).
+        """
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "DELETE", "PUT")
+        body = {"json": drop_none(json)} if json is not None else {}
+        request = self._http.build_request(
+            method,
+            url,
+            params=self._params(params),
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            **body,
+            **kwargs,
+        )
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                self._debug(request, None, started, attempt, error=_describe(exc))
+                reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if attempt < self.max_retries and (idempotent or not reached) and _replayable(request):
+                    time.sleep(_backoff(attempt))
+                    attempt += 1
+                    continue
+                raise _transport_error(exc, request) from None
+            self._debug(request, response.status_code, started, attempt)
+            if response.is_success:
+                if not stream:
+                    try:
+                        response.read()
+                    except httpx.TransportError as exc:
+                        response.close()
+                        if attempt < self.max_retries and idempotent:
+                            time.sleep(_backoff(attempt))
+                            attempt += 1
+                            continue
+                        raise _transport_error(exc, request) from None
+                    finally:
+                        response.close()
+                return response
+            try:
+                content = response.read()
+            except httpx.TransportError:
+                content = b""
+            finally:
+                response.close()
+            status = response.status_code
+            retry_after = _retry_after(response)
+            if idempotent and status in retry_statuses and attempt < self.max_retries and _replayable(request):
+                delay = _backoff(attempt) if retry_after is None else min(retry_after, self.max_retry_after)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            raise errors.error_for_status(
+                status,
+                content,
+                content_type=response.headers.get("content-type"),
+                reason=response.reason_phrase,
+                method=method,
+                url=_public_url(request.url),
+                retry_after=retry_after,
+            )
+
+    @contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed answer, closed when the block ends."""
+        response = self.request(method, url, stream=True, **kwargs)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        return parse_json(self.request("GET", url, **kwargs))
+
+    def send_json(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = self.request(method, url, **kwargs)
+        return parse_json(response) if response.content.strip() else None
+
+    def _debug(self, request: httpx.Request, status: int | None, started: float, attempt: int, error: str | None = None) -> None:
+        if self.debug_hook is not None:
+            elapsed = (time.monotonic() - started) * 1000
+            self.debug_hook(Exchange(request.method, _public_url(request.url), status, elapsed, attempt, error))
+
+
+def drop_none(value: Any) -> Any:
+    """JSON without null fields: optional fields left out are omitted, not sent as null."""
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_none(v) for v in value]
+    return value
+
+
+def parse_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        snippet = response.text[:120].strip()
+        raise errors.ResponseError(
+            f"the server answered {response.status_code} with a body that is not JSON"
+            f" ({_public_url(response.request.url)}): {snippet!r}"
+        ) from None
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """A request whose body is a stream (an upload from a file or stdin) cannot be sent again."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _public_url(url: httpx.URL) -> str:
+    return str(url)
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("[Errno -2] ", "").replace("[Errno -3] ", "")
+
+
+def _transport_error(exc: httpx.TransportError, request: httpx.Request) -> errors.TransportError:
+    parts = urlsplit(str(request.url))
+    where = f"{parts.scheme}://{parts.netloc}"
+    url = str(request.url)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return errors.TimeoutError(f"could not connect to {where}: timed out", url=url)
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.TimeoutError(f"no answer from {where} in time ({request.method} {parts.path})", url=url)
+    if isinstance(exc, httpx.ConnectError):
+        reason = _describe(exc)
+        if "Name or service not known" in reason or "nodename nor servname" in reason or "Temporary failure in name resolution" in reason:
+            reason = f"cannot resolve host {parts.hostname!r}"
+        elif "Connection refused" in reason:
+            reason = "connection refused"
+        return errors.ConnectError(f"cannot reach {where}: {reason}", url=url)
+    return errors.TransportError(f"the connection to {where} broke: {_describe(exc)}", url=url)

@@ -1,0 +1,211 @@
+"""Machine logs: NDJSON decoding, JSON-array answers, and a live follower that survives dropped streams."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from valyent_cli.api._http import httpx
+
+from valyent_cli.api import errors
+
+if TYPE_CHECKING:
+    from valyent_cli.api.client import Client
+
+NDJSON = "application/x-ndjson"
+#: what we ask for: NDJSON streams, so a long log never sits whole in memory; a JSON array is accepted too
+LOGS_ACCEPT = f"{NDJSON}, application/json;q=0.9"
+
+
+def entry_time(entry: dict[str, Any]) -> float | None:
+    """The entry's time in Unix seconds; a timestamp above 10**11 is taken as milliseconds."""
+    value = entry.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            return None
+    return value / 1000.0 if value > 1e11 else float(value)
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Complete lines from a byte stream: lines split across chunks are joined, blank lines skipped.
+
+    A last line without a newline is yielded at the end of the stream.
+    """
+    pending = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+def decode_ndjson(chunks: Iterable[bytes], *, strict_last: bool = False) -> Iterator[dict[str, Any]]:
+    """LogEntry objects from NDJSON chunks.
+
+    A line that is not a JSON object is skipped, except that with ``strict_last`` a broken final line (a stream cut
+    mid-line) is dropped silently rather than reported: the follower will read it again, whole, on reconnect.
+    """
+    for line in iter_lines(chunks):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Entries from a logs answer, NDJSON or a JSON array, by its Content-Type (sniffed when it has none)."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    chunks = response.iter_bytes()
+    if content_type == "application/json" or not content_type:
+        body = b"".join(chunks)
+        stripped = body.lstrip()
+        if stripped.startswith(b"["):
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise errors.ResponseError("the logs answer is not valid JSON") from None
+            yield from (item for item in data if isinstance(item, dict))
+            return
+        chunks = iter([body])
+    yield from decode_ndjson(chunks)
+
+
+def _fingerprint(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return (entry.get("timestamp"), entry.get("instance_id"), entry.get("source"), entry.get("message"))
+
+
+class LogFollower:
+    """Live logs that survive a dropped stream.
+
+    The server replays the whole history at each (re)connection, then sends new lines as they come. After a
+    reconnect the follower skips as many entries as it has already yielded, checking that the last one it
+    yielded is where it expects; if the history changed under it, it falls back to skipping entries by time.
+    ``max_failures`` reconnections in a row that bring nothing new end the follow with a ``StreamError``.
+    ``idle_timeout`` is how long a silent stream is trusted before it is reopened.
+    """
+
+    def __init__(
+        self,
+        open_stream: Callable[[float | None], Any],
+        *,
+        max_failures: int = 5,
+        idle_timeout: float | None = 120.0,
+        is_finished: Callable[[], bool] | None = None,
+        on_reconnect: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self._open = open_stream
+        self.max_failures = max_failures
+        self.idle_timeout = idle_timeout
+        self._is_finished = is_finished
+        self._on_reconnect = on_reconnect
+        self.yielded = 0
+        self.reconnects = 0
+        self._last: tuple[Any, ...] | None = None
+        self._last_time: float | None = None
+        self._at_last_time: set[tuple[Any, ...]] = set()
+        self._by_count = True
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        failures = 0
+        while True:
+            new = 0
+            reason = "the stream ended"
+            try:
+                with self._open(self.idle_timeout) as response:
+                    for entry in self._fresh(decode_ndjson(response.iter_bytes())):
+                        new += 1
+                        failures = 0
+                        yield entry
+            except (httpx.TransportError, errors.TransportError) as exc:
+                reason = f"the stream broke ({type(exc).__name__})"
+            except errors.ServerError as exc:
+                reason = f"the server failed ({exc.status})"
+            if self._is_finished is not None and self._safe_finished():
+                return
+            if new == 0:
+                failures += 1
+            if failures > self.max_failures:
+                raise errors.StreamError(
+                    f"the live log stream failed {failures} times in a row ({reason}); giving up"
+                )
+            self.reconnects += 1
+            if self._on_reconnect is not None:
+                self._on_reconnect(self.reconnects, reason)
+            time.sleep(min(0.25 * 2 ** max(failures - 1, 0), 5.0) * random.uniform(0.75, 1.0))
+
+    def _safe_finished(self) -> bool:
+        try:
+            return bool(self._is_finished())  # type: ignore[misc]
+        except errors.NotFound:
+            return True
+        except errors.ValyentError:
+            return False
+
+    def _fresh(self, entries: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Skip the replayed history, yield what is new."""
+        index = 0
+        for entry in entries:
+            index += 1
+            fp = _fingerprint(entry)
+            if self._by_count:
+                if index < self.yielded:
+                    continue
+                if index == self.yielded:
+                    if fp == self._last:
+                        continue
+                    # The replay is not the history we saw (trimmed or rewritten): from now on, go by time.
+                    self._by_count = False
+            if not self._by_count and not self._newer(entry, fp):
+                continue
+            self._remember(entry, fp)
+            self.yielded = index if self._by_count else self.yielded + 1
+            yield entry
+
+    def _newer(self, entry: dict[str, Any], fp: tuple[Any, ...]) -> bool:
+        ts = entry_time(entry)
+        if ts is None or self._last_time is None:
+            return fp != self._last
+        if ts > self._last_time:
+            return True
+        return ts == self._last_time and fp not in self._at_last_time
+
+    def _remember(self, entry: dict[str, Any], fp: tuple[Any, ...]) -> None:
+        ts = entry_time(entry)
+        if ts is not None:
+            if ts != self._last_time:
+                self._last_time = ts
+                self._at_last_time = set()
+            self._at_last_time.add(fp)
+        self._last = fp
+
+
+def open_log_stream(client: Client, fleet: str, machine: str) -> Callable[[float | None], Any]:
+    """A function that opens the live log stream of a machine, with a given idle timeout."""
+
+    def open_stream(idle_timeout: float | None) -> Any:
+        return client.stream(
+            "GET",
+            client.url("fleets", fleet, "machines", machine, "logs"),
+            params={"follow": True},
+            headers={"Accept": NDJSON},
+            timeout=httpx.Timeout(client.timeout, read=idle_timeout),
+        )
+
+    return open_stream

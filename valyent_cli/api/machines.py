@@ -1,0 +1,207 @@
+"""Machines: the compute instances of a fleet, and the bound ``Machine`` object."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from valyent_cli.api._http import httpx
+
+from valyent_cli.api import errors
+from valyent_cli.api.client import RETRY_STATUSES, parse_json
+from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api.logs import LOGS_ACCEPT, LogFollower, decode_response, open_log_stream
+from valyent_cli.api.types import WAITABLE_STATES, ApiObject, CreateMachinePayload, ExecResult, LogEntry, MachineEvent
+
+if TYPE_CHECKING:
+    from valyent_cli.api.client import Client
+    from valyent_cli.api.initd import FileSystem
+
+#: the longest wait the server holds one long poll for
+MAX_WAIT_POLL = 60
+
+
+class Machine(ApiObject):
+    """A machine as the API returned it, with methods that act on it.
+
+    Keys: ``id``, ``namespace``, ``fleet`` (the fleet id), ``instance_id``, ``machine_version``, ``region``,
+    ``config``, ``created_at``, ``updated_at``, ``events``, ``state``, and maybe ``health``, ``gateway_enabled``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def _m(self) -> Machines:
+        return self._client.machines
+
+    def refresh(self) -> Machine:
+        return self._m.get(self["fleet"], self["id"])
+
+    def start(self) -> None:
+        self._m.start(self["fleet"], self["id"])
+
+    def stop(self, signal: str | None = None, timeout: int | None = None) -> None:
+        self._m.stop(self["fleet"], self["id"], signal=signal, timeout=timeout)
+
+    def delete(self, force: bool = False) -> None:
+        self._m.delete(self["fleet"], self["id"], force=force)
+
+    def wait(self, status: str = "running", timeout: float = 60) -> None:
+        self._m.wait(self["fleet"], self["id"], status, timeout)
+
+    def events(self) -> list[MachineEvent]:
+        return self._m.events(self["fleet"], self["id"])
+
+    def logs(self) -> list[LogEntry]:
+        return self._m.logs(self["fleet"], self["id"])
+
+    def follow_logs(self, **kwargs: Any) -> Iterator[LogEntry]:
+        return self._m.follow_logs(self["fleet"], self["id"], **kwargs)
+
+    def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
+        return self._m.exec(self["fleet"], self["id"], cmd, timeout_ms=timeout_ms)
+
+    def enable_gateway(self) -> None:
+        self._m.enable_gateway(self["fleet"], self["id"])
+
+    def disable_gateway(self) -> None:
+        self._m.disable_gateway(self["fleet"], self["id"])
+
+    @property
+    def fs(self) -> FileSystem:
+        return self._client.fs(self["id"])
+
+    # The seed SDK's names.
+    get_logs = logs
+    list_events = events
+
+
+class Machines:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _url(self, fleet: str, *rest: Any) -> str:
+        return self._client.url("fleets", fleet, "machines", *rest)
+
+    def create(self, fleet: str, payload: CreateMachinePayload | dict[str, Any]) -> Machine:
+        """Create (and, unless ``skip_start``, start) a machine. Never sent twice once it reached the server."""
+        response = self._client.request("POST", self._url(fleet), json=payload)
+        return Machine(_object(parse_json(response), "machine"), self._client)
+
+    def list(self, fleet: str, destroyed: bool = False) -> list[Machine]:
+        data = self._client.get_json(self._url(fleet), params={"destroyed": True} if destroyed else None)
+        return [Machine(item, self._client) for item in _array(data, "machines")]
+
+    def get(self, fleet: str, machine: str) -> Machine:
+        return Machine(_object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client)
+
+    def start(self, fleet: str, machine: str) -> None:
+        self._client.request("POST", self._url(fleet, machine, "start"), idempotent=True)
+
+    def stop(self, fleet: str, machine: str, signal: str | None = None, timeout: int | None = None) -> None:
+        body = {"signal": signal, "timeout": timeout}
+        self._client.request(
+            "POST",
+            self._url(fleet, machine, "stop"),
+            json=body if any(v is not None for v in body.values()) else None,
+            idempotent=True,
+            timeout=httpx.Timeout(self._client.timeout, read=self._client.timeout + (timeout or 0)),
+        )
+
+    def delete(self, fleet: str, machine: str, force: bool = False) -> None:
+        self._client.request("DELETE", self._url(fleet, machine), params={"force": force})
+
+    def wait(self, fleet: str, machine: str, status: str = "running", timeout: float = 60) -> None:
+        """Wait until the machine reaches ``status`` (running, stopped or destroyed).
+
+        Any ``timeout`` (seconds) works: the server holds a long poll of at most 60 s, so a longer wait loops it.
+        Raises :class:`~valyent_cli.api.errors.TimeoutError` when the state is not reached in time.
+        """
+        status = str(status)
+        if status not in {str(s) for s in WAITABLE_STATES}:
+            raise ValueError(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
+        if timeout <= 0:
+            raise ValueError("the wait timeout must be positive")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            poll = max(1, min(MAX_WAIT_POLL, math.ceil(remaining)))
+            try:
+                self._client.request(
+                    "GET",
+                    self._url(fleet, machine, "wait"),
+                    params={"status": status, "timeout": poll},
+                    retry_statuses=RETRY_STATUSES - {408},
+                    timeout=httpx.Timeout(self._client.timeout, read=poll + self._client.timeout),
+                )
+                return
+            except errors.DeadlineExceeded:
+                if time.monotonic() >= deadline - 0.05:
+                    raise errors.TimeoutError(
+                        f"machine {machine} did not reach {status!r} within {_seconds(timeout)}"
+                    ) from None
+
+    def events(self, fleet: str, machine: str) -> list[MachineEvent]:
+        return _array(self._client.get_json(self._url(fleet, machine, "events")), "events")  # type: ignore[return-value]
+
+    def iter_logs(self, fleet: str, machine: str) -> Iterator[LogEntry]:
+        """The log so far, streamed entry by entry (NDJSON or a JSON array, whichever the server sends)."""
+        with self._client.stream(
+            "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
+        ) as response:
+            yield from decode_response(response)  # type: ignore[misc]
+
+    def logs(self, fleet: str, machine: str) -> list[LogEntry]:
+        return list(self.iter_logs(fleet, machine))
+
+    def follow_logs(
+        self,
+        fleet: str,
+        machine: str,
+        *,
+        max_failures: int = 5,
+        idle_timeout: float | None = 120.0,
+        on_reconnect: Any = None,
+        until_destroyed: bool = True,
+    ) -> LogFollower:
+        """The live log: history, then each new entry as the machine writes it, until the machine is destroyed.
+
+        Survives dropped streams: see :class:`~valyent_cli.api.logs.LogFollower`.
+        """
+
+        def finished() -> bool:
+            return self.get(fleet, machine).get("state") == "destroyed"
+
+        return LogFollower(
+            open_log_stream(self._client, fleet, machine),
+            max_failures=max_failures,
+            idle_timeout=idle_timeout,
+            is_finished=finished if until_destroyed else None,
+            on_reconnect=on_reconnect,
+        )
+
+    # The seed SDK's name for the live stream.
+    get_logs_stream = follow_logs
+
+    def exec(self, fleet: str, machine: str, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
+        """Run a command in the machine; returns ``{"stdout", "stderr", "exit_code"}``. Never sent twice."""
+        read = self._client.timeout + (timeout_ms or 0) / 1000.0
+        data = self._client.send_json(
+            "POST",
+            self._url(fleet, machine, "exec"),
+            json={"cmd": list(cmd), "timeout_ms": timeout_ms},
+            timeout=httpx.Timeout(self._client.timeout, read=read),
+        )
+        return _object(data, "exec result")  # type: ignore[return-value]
+
+    def enable_gateway(self, fleet: str, machine: str) -> None:
+        self._client.request("POST", self._url(fleet, machine, "gateway", "enable"), idempotent=True)
+
+    def disable_gateway(self, fleet: str, machine: str) -> None:
+        self._client.request("POST", self._url(fleet, machine, "gateway", "disable"), idempotent=True)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"

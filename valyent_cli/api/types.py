@@ -1,0 +1,209 @@
+"""Types of every payload and response of the Valyent API (see api-contract.md).
+
+Request payloads are TypedDicts (build them as plain dicts). Responses are dict subclasses (``Fleet``,
+``Machine``, ``Gateway`` in their resource modules) that keep every key the server sent, known or not.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+
+class StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+class MachineStatus(StrEnum):
+    CREATED = "created"
+    PREPARING = "preparing"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+
+#: the states ``wait`` accepts
+WAITABLE_STATES = (MachineStatus.RUNNING, MachineStatus.STOPPED, MachineStatus.DESTROYED)
+
+
+class RestartPolicy(StrEnum):
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class MachineEventType(StrEnum):
+    CREATED = "machine.created"
+    PREPARE = "machine.prepare"
+    PREPARED = "machine.prepared"
+    PREPARE_FAILED = "machine.prepare_failed"
+    START = "machine.start"
+    START_FAILED = "machine.start_failed"
+    STARTED = "machine.started"
+    STOP = "machine.stop"
+    STOP_FAILED = "machine.stop_failed"
+    EXITED = "machine.exited"
+    DESTROY = "machine.destroy"
+    DESTROYED = "machine.destroyed"
+
+
+class Origin(StrEnum):
+    RAVEL = "ravel"
+    USER = "user"
+
+
+class HealthStatus(StrEnum):
+    UNKNOWN = "unknown"
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class GuestConfig(TypedDict):
+    cpu_kind: str
+    memory_mb: int
+    cpus: int
+
+
+class RestartConfig(TypedDict, total=False):
+    policy: Literal["always", "on-failure", "never"]
+    max_retries: int
+
+
+class InitConfig(TypedDict, total=False):
+    cmd: list[str]
+    entrypoint: list[str]
+    user: str
+
+
+class Workload(TypedDict, total=False):
+    env: list[str]
+    restart: RestartConfig
+    init: InitConfig
+    auto_destroy: bool
+
+
+class StopConfig(TypedDict, total=False):
+    timeout: int
+    signal: str
+
+
+class MachineConfig(TypedDict):
+    image: str
+    guest: GuestConfig
+    workload: NotRequired[Workload]
+    stop_config: NotRequired[StopConfig]
+
+
+class CreateMachinePayload(TypedDict):
+    region: str
+    config: MachineConfig
+    skip_start: NotRequired[bool]
+    enable_machine_gateway: NotRequired[bool]
+
+
+class CreateFleetPayload(TypedDict):
+    name: str
+
+
+class CreateGatewayPayload(TypedDict):
+    name: str
+    target_port: int
+
+
+class FleetData(TypedDict, total=False):
+    id: str
+    namespace: str
+    name: str
+    created_at: str
+    status: Literal["active", "destroyed"]
+
+
+class MachineEvent(TypedDict, total=False):
+    id: str
+    machine_id: str
+    instance_id: str
+    status: str
+    type: str
+    origin: str
+    payload: dict[str, Any]
+    timestamp: str
+
+
+class MachineData(TypedDict, total=False):
+    id: str
+    namespace: str
+    fleet: str
+    instance_id: str
+    machine_version: str
+    region: str
+    config: MachineConfig
+    created_at: str
+    updated_at: str
+    events: list[MachineEvent]
+    state: str
+    health: str
+    gateway_enabled: bool
+
+
+class GatewayData(TypedDict, total=False):
+    id: str
+    name: str
+    namespace: str
+    fleet_id: str
+    protocol: str
+    target_port: int
+
+
+class LogEntry(TypedDict, total=False):
+    timestamp: int | float
+    instance_id: str
+    source: str
+    level: str
+    message: str
+
+
+class ExecPayload(TypedDict):
+    cmd: list[str]
+    timeout_ms: NotRequired[int]
+
+
+class ExecResult(TypedDict):
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+class FSEntry(TypedDict):
+    name: str
+    path: str
+    is_dir: bool
+    size: int
+    mod_time: int
+
+
+class ApiObject(dict):  # type: ignore[type-arg]
+    """An API object: the JSON the server sent, every key kept, with attribute access to its keys.
+
+    ``json.dumps(obj)`` gives back exactly what the API returned, so ``--json`` output is stable.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, data: dict[str, Any] | None = None, client: Any = None) -> None:
+        super().__init__(data or {})
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.get(name)
+
+    def __repr__(self) -> str:
+        ident = self.get("id")
+        return f"{type(self).__name__}({ident!r})"

@@ -1,0 +1,91 @@
+"""The state one command run carries: global flags, resolved settings, the API client, the output."""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from valyent_cli.cli.errors import CliError
+from valyent_cli.cli.exits import Exit
+
+if TYPE_CHECKING:
+    from valyent_cli.api import Client
+    from valyent_cli.cli.output import Output
+    from valyent_cli.config import Settings
+
+
+class AppContext:
+    def __init__(
+        self,
+        *,
+        profile: str | None = None,
+        endpoint: str | None = None,
+        namespace: str | None = None,
+        debug: bool = False,
+        no_color: bool = False,
+    ) -> None:
+        self.profile = profile
+        self.endpoint = endpoint
+        self.namespace = namespace
+        self.debug = debug
+        self.no_color = no_color
+        self._fleet_flag: str | None = None
+
+    @cached_property
+    def settings(self) -> Settings:
+        from valyent_cli.config import load_settings
+
+        return load_settings(profile=self.profile, endpoint=self.endpoint, namespace=self.namespace)
+
+    def output(self, *, json: bool = False, quiet: bool = False) -> Output:
+        from valyent_cli.cli.output import Output
+
+        return Output(json=json, quiet=quiet, no_color=self.no_color)
+
+    @cached_property
+    def client(self) -> Client:
+        settings = self.settings
+        from valyent_cli.config import check_transport_safety
+
+        check_transport_safety(settings)
+        if not settings.token:
+            raise CliError(
+                "not logged in: no API token",
+                Exit.AUTH,
+                hint="run `valyent auth login`, set VALYENT_API_TOKEN, or use the sandbox: `valyent local start`",
+            )
+        if settings.is_local:
+            self._ensure_local(settings)
+        from valyent_cli.api import Client
+
+        return Client(
+            settings.token,
+            endpoint=settings.endpoint,
+            namespace=settings.namespace,
+            initd_endpoint=settings.initd_endpoint,
+            timeout=settings.timeout,
+            debug_hook=_debug_hook if self.debug else None,
+        )
+
+    def _ensure_local(self, settings: Settings) -> None:
+        """Start the sandbox when the local profile is used while it is down (a refused connect costs ~0.1 ms)."""
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(settings.endpoint)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        from valyent_cli.local.daemon import ensure_running
+
+        sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
+        ensure_running(port=port, host=host)
+
+
+def _debug_hook(exchange: Any) -> None:
+    sys.stderr.write(f"[debug] {exchange}\n")
+    sys.stderr.flush()

@@ -1,0 +1,140 @@
+"""The one error handler: every error a user can cause becomes a message on stderr and a documented exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from valyent_cli.cli.exits import Exit
+
+
+class UsageError(Exception):
+    """Bad input found before any request was sent (exit 2). The message names the flag or file."""
+
+    exit_code = Exit.USAGE
+
+
+class CliError(Exception):
+    """A failure with a message prepared for the user and an explicit exit code."""
+
+    def __init__(self, message: str, exit_code: int = Exit.ERROR, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.hint = hint
+
+
+def _err(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"Error: {message}\n")
+    if hint:
+        sys.stderr.write(f"Hint: {hint}\n")
+    sys.stderr.flush()
+
+
+def _where(exc: Exception) -> str:
+    url = getattr(exc, "url", None)
+    if not url:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url))
+    return f" ({parts.scheme}://{parts.netloc})"
+
+
+def handle(exc: BaseException, *, debug: bool = False) -> int:
+    """Print what happened and what to run next; return the exit code."""
+    if debug and not isinstance(exc, SystemExit):
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("\nInterrupted.\n")
+        return Exit.INTERRUPTED
+    if isinstance(exc, BrokenPipeError):
+        # The reader of our stdout went away (`| head`): not an error worth a message.
+        _silence_stdout()
+        return Exit.OK
+
+    # typer's bundled click: usage errors, aborts and exits, recognised by their shape, not imported.
+    kind = type(exc).__name__
+    if kind == "Exit" and hasattr(exc, "exit_code"):
+        return int(exc.exit_code)
+    if kind == "Abort":
+        sys.stderr.write("\nInterrupted.\n")
+        return Exit.INTERRUPTED
+    if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__module__.startswith(("typer", "click")):
+        exc.show()
+        return int(exc.exit_code)
+
+    if isinstance(exc, UsageError):
+        _err(str(exc))
+        return Exit.USAGE
+    if isinstance(exc, CliError):
+        _err(str(exc), exc.hint)
+        return exc.exit_code
+
+    from valyent_cli.api import errors as api
+
+    try:
+        from valyent_cli.config import ConfigError
+    except ImportError:  # pragma: no cover - config is always there once the package is whole
+        ConfigError = ()  # type: ignore[assignment]
+    if ConfigError and isinstance(exc, ConfigError):
+        _err(str(exc))
+        return Exit.USAGE
+    if isinstance(exc, api.AuthError):
+        if exc.status == 403:
+            _err(f"forbidden: {exc.message}", "check that the token belongs to this namespace: valyent auth status")
+        else:
+            _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
+        return Exit.AUTH
+    if isinstance(exc, api.NotFound):
+        _err(f"not found: {exc.message}")
+        return Exit.NOT_FOUND
+    if isinstance(exc, api.DeadlineExceeded):
+        _err(f"timed out: {exc.message}")
+        return Exit.TIMEOUT
+    if isinstance(exc, api.ApiError):
+        detail = _details(exc.payload)
+        hint = "the server failed; it is safe to retry a read" if exc.status >= 500 else None
+        _err(f"{exc.message} (HTTP {exc.status}{', ' + exc.code if exc.code else ''}){detail}", hint)
+        return Exit.ERROR
+    if isinstance(exc, api.TimeoutError):
+        _err(f"{exc}{_where(exc)}", "raise the timeout with the profile key `timeout`, or retry")
+        return Exit.TIMEOUT
+    if isinstance(exc, api.ConnectError):
+        _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
+        return Exit.ERROR
+    if isinstance(exc, api.ValyentError):
+        _err(str(exc))
+        return Exit.ERROR
+    if isinstance(exc, OSError):
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        _err(f"{exc.strerror or exc}{':' + name if name else ''}")
+        return Exit.ERROR
+    _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
+    return Exit.ERROR
+
+
+def _details(payload: object) -> str:
+    """Ravel's per-field errors, one line each, when the payload has them."""
+    if not isinstance(payload, dict):
+        return ""
+    errors = payload.get("errors")
+    if not isinstance(errors, list):
+        return ""
+    lines = []
+    for item in errors[:10]:
+        if isinstance(item, dict) and item.get("message"):
+            where = item.get("location")
+            lines.append(f"\n  - {where + ': ' if where else ''}{item['message']}")
+    return "".join(lines) if len(lines) > 1 or (lines and payload.get("detail")) else ""
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
