@@ -1,0 +1,90 @@
+"""From what the user typed to what the API needs: the fleet in use, machines by id or unique id prefix."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from valyent_cli.cli.errors import CliError, UsageError
+from valyent_cli.cli.exits import Exit
+
+if TYPE_CHECKING:
+    from valyent_cli.api import Machine
+    from valyent_cli.cli.context import AppContext
+    from valyent_cli.cli.output import Output
+
+NO_FLEET = (
+    "no fleet selected: pass --fleet NAME, set VALYENT_FLEET, put `fleet = \"NAME\"` in valyent.toml, "
+    "or run `valyent fleets use NAME`"
+)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def fleet(app: AppContext, flag: str | None) -> str:
+    """The fleet to act on: --fleet > VALYENT_FLEET > valyent.toml > the profile's fleet > a picker on a terminal."""
+    if flag is not None:
+        if not flag.strip():
+            raise UsageError("--fleet must not be empty")
+        return flag.strip()
+    if app.settings.fleet:
+        return app.settings.fleet
+    if not interactive():
+        raise UsageError(NO_FLEET)
+    fleets = app.client.fleets.list()
+    if not fleets:
+        raise UsageError("there is no fleet yet: create one with `valyent fleets create NAME`")
+    import typer
+
+    for number, item in enumerate(fleets, 1):
+        sys.stderr.write(f"  {number}) {item.get('name')}  ({item.get('id')})\n")
+    while True:
+        answer = typer.prompt("Fleet", default="1", err=True)
+        if answer.isdigit() and 1 <= int(answer) <= len(fleets):
+            chosen = fleets[int(answer) - 1]
+            sys.stderr.write(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.\n")
+            return str(chosen.get("id"))
+        names = {str(f.get("name")): str(f.get("id")) for f in fleets}
+        if answer in names:
+            return names[answer]
+
+
+def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:
+    """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
+    from valyent_cli.api import NotFound
+
+    ref = ref.strip()
+    if not ref:
+        raise UsageError("the machine id must not be empty")
+    client = app.client
+    try:
+        return client.machines.get(fleet_ref, ref)
+    except NotFound:
+        pass
+    machines = client.machines.list(fleet_ref, destroyed=include_destroyed)
+    matches = [m for m in machines if str(m.get("id", "")).startswith(ref)]
+    if len(matches) > 1:
+        alive = [m for m in matches if m.get("state") != "destroyed"]
+        if len(alive) == 1:
+            matches = alive
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CliError(f"no machine {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND,
+                       hint="list them with `valyent machines list --all`")
+    listing = "\n".join(f"  {m.get('id')}  {m.get('state')}" for m in matches[:20])
+    raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}")
+
+
+def confirm(out: Output, question: str, yes: bool) -> None:
+    """Go on only with --yes or a yes typed on a terminal; never prompt without one."""
+    if yes:
+        return
+    if not interactive():
+        raise UsageError(f"{question.rstrip('?')}: refusing without --yes when not on a terminal")
+    import typer
+
+    if not typer.confirm(question, default=False, err=True):
+        raise CliError("cancelled", Exit.ERROR)

@@ -1,0 +1,174 @@
+"""Checks and parsers for what users type; each error names the flag or file (exit 2, nothing sent)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from valyent_cli.cli.errors import UsageError
+
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+SIGNALS = (
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
+    "SIGWINCH", "SIGSTOP", "SIGCONT",
+)
+RESTART_POLICIES = ("always", "on-failure", "never")
+STATES = ("running", "stopped", "destroyed")
+MAX_ARG = 64 * 1024
+
+
+def text(value: str, flag: str) -> str:
+    if len(value) > MAX_ARG:
+        raise UsageError(f"{flag} is too long ({len(value)} characters; at most {MAX_ARG})")
+    if "\x00" in value:
+        raise UsageError(f"{flag} must not contain a NUL character")
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in value):
+        raise UsageError(f"{flag} is not valid UTF-8")
+    return value
+
+
+def fleet_name(value: str, flag: str = "NAME") -> str:
+    text(value, flag)
+    if not _NAME.match(value):
+        raise UsageError(
+            f"{flag}: invalid name {value!r}: use 1-63 ASCII letters, digits and '-', not starting or ending with '-'"
+        )
+    return value
+
+
+def size_mb(value: str, flag: str = "--memory") -> int:
+    """Memory in MB: `512`, `512mb`, `1gb`, `1.5g`, `2GiB`."""
+    match = _SIZE.match(value or "")
+    if not match:
+        raise UsageError(f"{flag}: invalid size {value!r}: use megabytes, e.g. 512, 512mb or 1gb")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    factors = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
+    if unit not in factors:
+        raise UsageError(f"{flag}: unknown unit {match.group(2)!r} in {value!r}: use mb or gb")
+    result = number * factors[unit]
+    if result < 1 or result != int(result):
+        raise UsageError(f"{flag}: {value!r} must be a whole number of megabytes, at least 1")
+    if result > 16 * 1024 * 1024:
+        raise UsageError(f"{flag}: {value!r} is too large")
+    return int(result)
+
+
+def positive_int(value: int | None, flag: str, *, minimum: int = 1, maximum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise UsageError(f"{flag} must be {bound}, not {value}")
+    return value
+
+
+def env_pair(value: str, flag: str = "--env") -> str:
+    text(value, flag)
+    key, sep, _ = value.partition("=")
+    if not sep:
+        raise UsageError(f"{flag}: {value!r} is not KEY=VALUE")
+    if not _ENV_KEY.match(key):
+        raise UsageError(f"{flag}: invalid variable name {key!r} (letters, digits and _, not starting with a digit)")
+    return value
+
+
+def env_file(path: str, flag: str = "--env-file") -> list[str]:
+    """KEY=VALUE lines; blank lines and # comments skipped; `export ` and matching quotes stripped."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+    result = []
+    for number, line in enumerate(content.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not _ENV_KEY.match(key):
+            raise UsageError(f"{flag}: {path}, line {number}: expected KEY=VALUE, got {line[:60]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        result.append(f"{key}={value}")
+    return result
+
+
+def signal_name(value: str, flag: str = "--signal") -> str:
+    name = value.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in SIGNALS:
+        raise UsageError(f"{flag}: unknown signal {value!r}; use one of {', '.join(SIGNALS)}")
+    return name
+
+
+def choice(value: str, flag: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"{flag}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def duration(value: str, flag: str) -> float:
+    """Seconds from `30`, `30s`, `10m`, `2h`, `1d`, `500ms`."""
+    match = _DURATION.match(value.strip().lower()) if value else None
+    if not match:
+        raise UsageError(f"{flag}: invalid duration {value!r}: use e.g. 30s, 10m, 2h or 1d")
+    amount = float(match.group(1))
+    unit = match.group(2) or "s"
+    return amount * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def command_line(value: str, flag: str = "--cmd") -> list[str]:
+    import shlex
+
+    text(value, flag)
+    try:
+        parts = shlex.split(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: cannot split {value!r}: {exc}") from None
+    if not parts:
+        raise UsageError(f"{flag} must not be empty")
+    return parts
+
+
+def load_payload_file(path: str, flag: str = "--config") -> dict[str, Any]:
+    """A create payload from a JSON or TOML file (by extension, else by content); errors give line and column."""
+    import json
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+    is_toml = path.endswith(".toml") or (not path.endswith(".json") and not content.lstrip().startswith("{"))
+    if is_toml:
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(content)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{flag}: {path} is not valid TOML: {exc}") from None
+    else:
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{flag}: {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{flag}: {path} must hold an object (a create payload), not {type(data).__name__}")
+    return data

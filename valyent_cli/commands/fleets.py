@@ -1,0 +1,131 @@
+"""`valyent fleets`: groups of machines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from valyent_cli.cli.options import JsonOpt, QuietOpt, YesOpt
+
+app = typer.Typer(
+    name="fleets",
+    help="Manage fleets (groups of machines).\n\nExample: valyent fleets create web && valyent fleets use web",
+    no_args_is_help=True,
+)
+
+FleetArg = Annotated[str, typer.Argument(help="Fleet id or name.", show_default=False)]
+
+
+def _columns():
+    from valyent_cli.cli.output import Column, ago, state_style
+
+    return [
+        Column("ID", lambda f: f.get("id")),
+        Column("NAME", lambda f: f.get("name")),
+        Column("STATUS", lambda f: f.get("status"), style=state_style),
+        Column("CREATED", lambda f: ago(f.get("created_at"))),
+    ]
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """List fleets.
+
+    Example: valyent fleets list --json | jq -r '.[].name'
+    """
+    app_ = ctx.obj
+    out = app_.output(json=json, quiet=quiet)
+    fleets = app_.client.fleets.list()
+    out.table(fleets, _columns(), empty="No fleets. Create one: valyent fleets create NAME")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Fleet name: 1-63 letters, digits and '-', not starting or ending with '-'.")],
+    use: Annotated[bool, typer.Option("--use", help="Also make it the profile's default fleet.")] = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a fleet.
+
+    Example: valyent fleets create my-fleet --use
+    """
+    from valyent_cli.cli.validate import fleet_name
+
+    fleet_name(name, "NAME")
+    app_ = ctx.obj
+    out = app_.output(json=json, quiet=quiet)
+    fleet = app_.client.fleets.create(name)
+    if use:
+        _use(app_, out, str(fleet.get("name") or name))
+    if json or quiet:
+        out.fields(fleet, [])
+    else:
+        out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
+
+
+@app.command("show")
+def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
+    """Show a fleet.
+
+    Example: valyent fleets show my-fleet
+    """
+    from valyent_cli.cli.output import clock, state_style
+
+    app_ = ctx.obj
+    out = app_.output(json=json)
+    item = app_.client.fleets.get(fleet)
+    out.fields(
+        item,
+        [
+            ("ID", item.get("id")),
+            ("Name", item.get("name")),
+            ("Namespace", item.get("namespace")),
+            ("Status", item.get("status")),
+            ("Created", clock(item.get("created_at"))),
+        ],
+        styles={"Status": state_style},
+    )
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(help="Fleet ids or names.")], yes: YesOpt = False) -> None:
+    """Delete fleets (they must have no machines left).
+
+    Example: valyent fleets delete my-fleet --yes
+    """
+    from valyent_cli.cli.resolve import confirm
+
+    app_ = ctx.obj
+    out = app_.output()
+    confirm(out, f"Delete fleet{'s' if len(fleets) > 1 else ''} {', '.join(fleets)}?", yes)
+    for fleet in fleets:
+        app_.client.fleets.delete(fleet)
+        out.done(f"Deleted fleet {fleet}")
+
+
+@app.command("use")
+def use(ctx: typer.Context, fleet: FleetArg) -> None:
+    """Make a fleet the default of the active profile.
+
+    Example: valyent fleets use my-fleet
+    """
+    app_ = ctx.obj
+    out = app_.output()
+    item = app_.client.fleets.get(fleet)
+    _use(app_, out, str(item.get("name") or fleet))
+
+
+def _use(app_, out, name: str) -> None:
+    from valyent_cli.cli.errors import UsageError
+    from valyent_cli.config import set_profile_value
+
+    profile = app_.settings.profile
+    if not profile:
+        raise UsageError("no profile to save the fleet in: create one with `valyent profiles create NAME --use`")
+    set_profile_value(profile, "fleet", name)
+    out.done(f"Fleet {name} is now the default of profile {profile}")
+    if app_.settings.sources.get("fleet") in ("environment", "project file"):
+        out.warn(f"the {app_.settings.sources['fleet']} still sets the fleet and takes precedence")

@@ -1,0 +1,117 @@
+"""`valyent gateways`: public network access to a port of a fleet's machines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
+
+app = typer.Typer(
+    name="gateways",
+    help="Manage gateways (public access to a port of a fleet's machines).\n\n"
+    "Example: valyent gateways create --name web --port 8080",
+    no_args_is_help=True,
+)
+
+GatewayArg = Annotated[str, typer.Argument(help="Gateway id or name.", show_default=False)]
+
+
+def _columns():
+    from valyent_cli.cli.output import Column
+
+    return [
+        Column("ID", lambda g: g.get("id")),
+        Column("NAME", lambda g: g.get("name")),
+        Column("PROTOCOL", lambda g: g.get("protocol")),
+        Column("TARGET PORT", lambda g: g.get("target_port"), justify="right"),
+        Column("FLEET", lambda g: g.get("fleet_id")),
+    ]
+
+
+def _setup(ctx: typer.Context, fleet: str | None, **kwargs):
+    from valyent_cli.cli import resolve
+
+    app_ = ctx.obj
+    return app_, app_.output(**kwargs), resolve.fleet(app_, fleet)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """List a fleet's gateways.
+
+    Example: valyent gateways list --fleet web
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    out.table(app_.client.gateways.list(fleet_ref), _columns(), empty=f"No gateways in fleet {fleet_ref}.")
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", "-n", help="Gateway name (letters, digits and '-').", show_default=False)],
+    port: Annotated[int, typer.Option("--port", help="Target port on the machines (1-65535).", show_default=False)],
+    fleet: FleetOpt = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a gateway to a port of the fleet's machines.
+
+    Example: valyent gateways create --name web --port 8080
+    """
+    from valyent_cli.cli import validate as v
+
+    v.fleet_name(name, "--name")
+    v.positive_int(port, "--port", minimum=1, maximum=65535)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)
+    if json or quiet:
+        out.fields(gateway, [])
+    else:
+        out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}")
+
+
+@app.command("show")
+def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
+    """Show a gateway.
+
+    Example: valyent gateways show web
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json)
+    g = _find(app_, fleet_ref, gateway)
+    out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
+                   ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(help="Gateway ids or names.")],
+           yes: YesOpt = False, fleet: FleetOpt = None) -> None:
+    """Delete gateways.
+
+    Example: valyent gateways delete web --yes
+    """
+    from valyent_cli.cli.resolve import confirm
+
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    found = [_find(app_, fleet_ref, g) for g in gateways]
+    confirm(out, f"Delete gateway{'s' if len(found) > 1 else ''} {', '.join(str(g.get('name')) for g in found)}?", yes)
+    for g in found:
+        app_.client.gateways.delete(fleet_ref, str(g.get("id")))
+        out.done(f"Deleted gateway {g.get('name')} ({g.get('id')})")
+
+
+def _find(app_, fleet_ref: str, ref: str):
+    """A gateway by id, else by name (the API addresses gateways by id)."""
+    from valyent_cli.api import NotFound
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    try:
+        return app_.client.gateways.get(fleet_ref, ref)
+    except NotFound:
+        pass
+    for g in app_.client.gateways.list(fleet_ref):
+        if g.get("name") == ref or str(g.get("id", "")).startswith(ref):
+            return g
+    raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")

@@ -1,0 +1,498 @@
+"""`valyent machines`: create, inspect, control and run commands in machines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
+
+if TYPE_CHECKING:
+    from valyent_cli.api import Machine
+    from valyent_cli.cli.context import AppContext
+    from valyent_cli.cli.output import Output
+
+app = typer.Typer(
+    name="machines",
+    help="Manage machines: create, list, start, stop, wait, exec and more.\n\n"
+    "Example: valyent machines create --image nginx --env PORT=8080",
+    no_args_is_help=True,
+)
+
+MachineArg = Annotated[str, typer.Argument(help="Machine id, or a unique prefix of it.", show_default=False)]
+MachinesArg = Annotated[list[str], typer.Argument(help="Machine ids or unique prefixes.", show_default=False)]
+StateOpt = Annotated[
+    str, typer.Option("--state", "-s", help="State to wait for: running, stopped or destroyed.")
+]
+TimeoutOpt = Annotated[
+    str, typer.Option("--timeout", "-t", help="How long to wait: seconds, or 30s, 5m, 1h.")
+]
+
+
+def _columns() -> list[Any]:
+    from valyent_cli.cli.output import Column, ago, state_style
+
+    def guest(m: dict[str, Any]) -> str:
+        g = (m.get("config") or {}).get("guest") or {}
+        return f"{g.get('cpus', '-')}x{g.get('cpu_kind', '-')}/{g.get('memory_mb', '-')}MB"
+
+    return [
+        Column("ID", lambda m: m.get("id")),
+        Column("STATE", lambda m: m.get("state"), style=state_style),
+        Column("IMAGE", lambda m: (m.get("config") or {}).get("image")),
+        Column("REGION", lambda m: m.get("region")),
+        Column("GUEST", guest),
+        Column("CREATED", lambda m: ago(m.get("created_at"))),
+    ]
+
+
+def _setup(ctx: typer.Context, fleet: str | None, *, json: bool = False, quiet: bool = False) -> tuple[AppContext, Output, str]:
+    from valyent_cli.cli import resolve
+
+    app_: AppContext = ctx.obj
+    out = app_.output(json=json, quiet=quiet)
+    return app_, out, resolve.fleet(app_, fleet)
+
+
+def _machine(app_: AppContext, fleet: str, ref: str) -> Machine:
+    from valyent_cli.cli import resolve
+
+    return resolve.machine(app_, fleet, ref)
+
+
+# -- create -------------------------------------------------------------------------------------------------------
+@app.command(
+    "create",
+    context_settings={"allow_interspersed_args": False},
+)
+def create(
+    ctx: typer.Context,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="The command to run, after `--` (e.g. -- python -m http.server 8080).", show_default=False),
+    ] = None,
+    image: Annotated[str | None, typer.Option("--image", "-i", help="Container image, e.g. nginx:latest.", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", help="Number of vCPUs (default 1).", show_default=False)] = None,
+    memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", help="CPU kind, e.g. shared, eco (default shared).", show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE (repeatable).", show_default=False)] = None,
+    env_file: Annotated[str | None, typer.Option("--env-file", help="File of KEY=VALUE lines.", show_default=False)] = None,
+    cmd: Annotated[str | None, typer.Option("--cmd", help="The command as one string, split like a shell.", show_default=False)] = None,
+    entrypoint: Annotated[str | None, typer.Option("--entrypoint", help="Entrypoint, split like a shell.", show_default=False)] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User to run as.", show_default=False)] = None,
+    restart: Annotated[str | None, typer.Option("--restart", help="Restart policy: always, on-failure or never.", show_default=False)] = None,
+    max_retries: Annotated[int | None, typer.Option("--max-retries", help="Restarts allowed with on-failure.", show_default=False)] = None,
+    auto_destroy: Annotated[bool | None, typer.Option("--auto-destroy/--no-auto-destroy", help="Destroy the machine when it exits.", show_default=False)] = None,
+    skip_start: Annotated[bool | None, typer.Option("--skip-start", help="Create it without starting it.", show_default=False)] = None,
+    stop_signal: Annotated[str | None, typer.Option("--stop-signal", help="Signal sent to stop it (default SIGTERM).", show_default=False)] = None,
+    stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
+    enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
+    config: Annotated[str | None, typer.Option("--config", help="A JSON or TOML create payload; flags override it.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the payload and send nothing.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return at once instead of waiting until it runs.")] = False,
+    wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="How long to wait for it to run.")] = "120s",
+    fleet: FleetOpt = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create a machine and wait until it runs.
+
+    The states and events show on stderr as they happen; the machine goes to stdout (`-q`: its id only).
+
+    Examples:
+
+      valyent machines create --image nginx
+
+      ID=$(valyent machines create -q --image python:3.12 -e PORT=8080 -- python -m http.server 8080)
+    """
+    from valyent_cli.cli import payload as pl
+    from valyent_cli.cli import validate as v
+    from valyent_cli.cli.errors import UsageError
+
+    app_: AppContext = ctx.obj
+    if command and cmd is not None:
+        raise UsageError("give the command either after `--` or with --cmd, not both")
+    flags = pl.CreateFlags(
+        image=image, region=region, cpus=cpus, memory=memory, cpu_kind=cpu_kind, env=list(env or []),
+        env_file=env_file, cmd=list(command) if command else (v.command_line(cmd) if cmd is not None else None),
+        entrypoint=v.command_line(entrypoint, "--entrypoint") if entrypoint is not None else None, user=user,
+        restart=restart, max_retries=max_retries, auto_destroy=auto_destroy, skip_start=skip_start,
+        stop_signal=stop_signal, stop_timeout=stop_timeout, enable_gateway=enable_gateway,
+    )
+    limit = v.duration(wait_timeout, "--wait-timeout")
+    settings = app_.settings
+    project_source = str(settings.project_path) if settings.project_path else "valyent.toml"
+    body = pl.build(
+        flags, config_file=config, project=settings.project, project_source=project_source,
+        default_region=settings.region,
+    )
+    out = app_.output(json=json, quiet=quiet)
+    if dry_run:
+        out.data(body)
+        return
+    from valyent_cli.cli import resolve
+
+    fleet_ref = resolve.fleet(app_, fleet)
+    machine = app_.client.machines.create(fleet_ref, body)
+    if not quiet:
+        out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
+    if not detach and not body.get("skip_start"):
+        machine = _watch_start(app_, out, fleet_ref, machine, limit)
+    if json or quiet:
+        out.fields(machine, [])
+    else:
+        _show(out, machine)
+
+
+def _describe_event(event: dict[str, Any]) -> str:
+    """An event's meaning in words: exit code, error, reason."""
+    payload = event.get("payload") or {}
+    kind = str(event.get("type", ""))
+    parts: list[str] = []
+    if not isinstance(payload, dict):
+        return ""
+    inner = payload.get("stopped") if isinstance(payload.get("stopped"), dict) else payload
+    if "exit_code" in inner:
+        parts.append(f"exit code {inner['exit_code']}")
+    for key in ("error", "reason"):
+        if inner.get(key):
+            parts.append(f"{key}: {inner[key]}")
+    if kind.endswith(".start") and inner.get("is_restart"):
+        parts.append("restart")
+    if kind.endswith(".destroy"):
+        if inner.get("force"):
+            parts.append("forced")
+        if inner.get("auto_destroy"):
+            parts.append("auto-destroy")
+    config = inner.get("config")
+    if kind.endswith(".stop") and isinstance(config, dict):
+        sig = config.get("signal")
+        to = config.get("timeout")
+        parts.append(" ".join(x for x in (sig and str(sig), to is not None and f"timeout {to}s" or "") if x))
+    return ", ".join(p for p in parts if p)
+
+
+def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
+    """Show each state and event live on stderr until the machine runs; fail with its own error if it does not."""
+    from valyent_cli.api import NotFound
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    client = app_.client
+    machine_id = str(machine.get("id"))
+    deadline = time.monotonic() + limit
+    seen: set[str] = set()
+    failure: str | None = None
+    delay = 0.05
+    with out.progress(f"Waiting for {machine_id} to run...") as update:
+        while True:
+            try:
+                events = client.machines.events(fleet, machine_id)
+            except NotFound:
+                events = []
+            for event in events:
+                key = str(event.get("id") or (event.get("type"), event.get("timestamp")))
+                if key in seen:
+                    continue
+                seen.add(key)
+                detail = _describe_event(event)
+                line = f"  {event.get('type')} -> {event.get('status')}" + (f" ({detail})" if detail else "")
+                if out.stderr_tty:
+                    update(line.strip())
+                else:
+                    out.event_line(line)
+                kind = str(event.get("type"))
+                if kind in ("machine.start_failed", "machine.prepare_failed"):
+                    failure = detail or kind
+                elif kind == "machine.exited" and failure is None:
+                    failure = f"it exited ({detail})" if detail else "it exited"
+            state = str(events[-1].get("status")) if events else str(machine.get("state"))
+            if state == "running":
+                break
+            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2):
+                raise CliError(
+                    f"machine {machine_id} did not start: {failure or state}",
+                    Exit.ERROR,
+                    hint=f"see its logs: valyent logs {machine_id} --fleet {fleet}",
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CliError(
+                    f"machine {machine_id} is not running after {limit:g} s (state: {state})",
+                    Exit.TIMEOUT,
+                    hint=f"wait longer: valyent machines wait {machine_id} --timeout 5m",
+                )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.5)
+    machine = client.machines.get(fleet, machine_id)
+    if not out.quiet:
+        out.done(f"Machine {machine_id} is running")
+    return machine
+
+
+# -- list, show -----------------------------------------------------------------------------------------------------
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include destroyed machines.")] = False,
+    fleet: FleetOpt = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List the machines of a fleet.
+
+    Example: valyent machines list --json | jq -r '.[] | select(.state == "running") | .id'
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    machines = app_.client.machines.list(fleet_ref, destroyed=all_)
+    out.table(machines, _columns(), empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
+
+
+def _show(out: Output, m: dict[str, Any]) -> None:
+    from valyent_cli.cli.output import clock, state_style
+
+    config = m.get("config") or {}
+    guest = config.get("guest") or {}
+    workload = config.get("workload") or {}
+    init = workload.get("init") or {}
+    restart = workload.get("restart") or {}
+    rows: list[tuple[str, Any]] = [
+        ("ID", m.get("id")),
+        ("State", m.get("state")),
+        ("Fleet", m.get("fleet")),
+        ("Region", m.get("region")),
+        ("Image", config.get("image")),
+        ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
+        ("Command", " ".join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
+        ("Env", ", ".join(workload.get("env") or []) or None),
+        ("Restart", (restart.get("policy") or "-") + (f" (max {restart['max_retries']})" if "max_retries" in restart else "")),
+        ("Gateway", m.get("gateway_enabled")),
+        ("Instance", m.get("instance_id")),
+        ("Created", clock(m.get("created_at"))),
+        ("Updated", clock(m.get("updated_at"))),
+    ]
+    if m.get("health"):
+        rows.insert(2, ("Health", m.get("health")))
+    out.fields(m, rows, styles={"State": state_style, "Health": state_style})
+
+
+@app.command("show")
+def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
+    """Show a machine.
+
+    Example: valyent machines show 01jq
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json)
+    _show(out, _machine(app_, fleet_ref, machine))
+
+
+# -- lifecycle ------------------------------------------------------------------------------------------------------
+@app.command("start")
+def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
+          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True) -> None:
+    """Start stopped machines.
+
+    Example: valyent machines start 01jq 01jr
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    for ref in machines:
+        m = _machine(app_, fleet_ref, ref)
+        m.start()
+        if wait:
+            m.wait("running", 60)
+        out.done(f"Started {m.get('id')}")
+
+
+@app.command("stop")
+def stop(
+    ctx: typer.Context,
+    machines: MachinesArg,
+    signal: Annotated[str | None, typer.Option("--signal", help="Signal to send (default: the machine's stop signal).", show_default=False)] = None,
+    timeout: Annotated[int | None, typer.Option("--timeout", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
+    fleet: FleetOpt = None,
+) -> None:
+    """Stop running machines.
+
+    Example: valyent machines stop 01jq --signal SIGINT --timeout 10
+    """
+    from valyent_cli.cli import validate as v
+
+    sig = v.signal_name(signal) if signal is not None else None
+    v.positive_int(timeout, "--timeout", minimum=0, maximum=30)
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    for ref in machines:
+        m = _machine(app_, fleet_ref, ref)
+        m.stop(signal=sig, timeout=timeout)
+        if wait:
+            m.wait("stopped", (timeout or 30) + 30)
+        out.done(f"Stopped {m.get('id')}")
+
+
+@app.command("restart")
+def restart(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None) -> None:
+    """Stop then start machines, waiting for each step.
+
+    Example: valyent machines restart 01jq
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    for ref in machines:
+        m = _machine(app_, fleet_ref, ref)
+        if m.get("state") not in ("stopped", "created"):
+            m.stop()
+            m.wait("stopped", 90)
+        m.start()
+        m.wait("running", 60)
+        out.done(f"Restarted {m.get('id')}")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    machines: MachinesArg,
+    force: Annotated[bool, typer.Option("--force", help="Destroy running machines too.")] = False,
+    yes: YesOpt = False,
+    fleet: FleetOpt = None,
+) -> None:
+    """Delete (destroy) machines. Running ones need --force, or stop them first.
+
+    Example: valyent machines delete 01jq --force --yes
+    """
+    from valyent_cli.cli.resolve import confirm
+
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    resolved = [_machine(app_, fleet_ref, ref) for ref in machines]
+    ids = [str(m.get("id")) for m in resolved]
+    confirm(out, f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?", yes)
+    for m in resolved:
+        m.delete(force=force)
+        out.done(f"Deleted {m.get('id')}")
+
+
+@app.command("wait")
+def wait(
+    ctx: typer.Context,
+    machine: MachineArg,
+    state: StateOpt = "running",
+    timeout: TimeoutOpt = "60s",
+    fleet: FleetOpt = None,
+) -> None:
+    """Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.
+
+    Example: valyent machines wait 01jq --state stopped --timeout 10m
+    """
+    from valyent_cli.cli import validate as v
+
+    v.choice(state, "--state", v.STATES)
+    seconds = v.duration(timeout, "--timeout")
+    if seconds <= 0:
+        from valyent_cli.cli.errors import UsageError
+
+        raise UsageError("--timeout must be more than 0")
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    m = _machine(app_, fleet_ref, machine)
+    with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
+        m.wait(state, seconds)
+    out.done(f"Machine {m.get('id')} is {state}")
+
+
+@app.command("events")
+def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
+    """List a machine's events, oldest first: time, type, state, origin and what happened.
+
+    Example: valyent machines events 01jq
+    """
+    from valyent_cli.cli.output import Column, clock, state_style
+
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json)
+    m = _machine(app_, fleet_ref, machine)
+    items = m.events()
+    out.table(
+        items,
+        [
+            Column("TIME", lambda e: clock(e.get("timestamp"))),
+            Column("TYPE", lambda e: e.get("type")),
+            Column("STATE", lambda e: e.get("status"), style=state_style),
+            Column("ORIGIN", lambda e: e.get("origin")),
+            Column("DETAILS", _describe_event),
+        ],
+        empty="No events.",
+    )
+
+
+@app.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    machine: MachineArg,
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after `--`.", show_default=False)],
+    timeout: Annotated[str, typer.Option("--timeout", "-t", help="How long the command may run: 30s, 5m...")] = "60s",
+    fleet: FleetOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.
+
+    If the command cannot be run at all, the exit code is 255 (as ssh).
+
+    Example: valyent machines exec 01jq -- ls -la /app
+    """
+    from valyent_cli.cli import validate as v
+    from valyent_cli.cli.errors import UsageError
+    from valyent_cli.cli.exits import Exit
+
+    seconds = v.duration(timeout, "--timeout")
+    if seconds <= 0:
+        raise UsageError("--timeout must be more than 0")
+    argv = [v.text(a, "COMMAND") for a in command]
+    app_ = ctx.obj
+    try:
+        _, out, fleet_ref = _setup(ctx, fleet, json=json)
+        m = _machine(app_, fleet_ref, machine)
+        result = m.exec(argv, timeout_ms=int(seconds * 1000))
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - exec's own failures exit 255, after the usual message
+        from valyent_cli.cli.errors import handle
+
+        handle(exc)
+        raise typer.Exit(Exit.EXEC_FAILED) from None
+    if json:
+        out.data(result)
+        raise typer.Exit(0)
+    stdout, stderr = result.get("stdout") or "", result.get("stderr") or ""
+    sys.stdout.write(stdout)
+    sys.stdout.flush()
+    sys.stderr.write(stderr)
+    sys.stderr.flush()
+    code = result.get("exit_code")
+    raise typer.Exit(code if isinstance(code, int) and 0 <= code <= 255 else Exit.EXEC_FAILED)
+
+
+@app.command("enable-gateway")
+def enable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
+    """Enable a machine's gateway.
+
+    Example: valyent machines enable-gateway 01jq
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    m = _machine(app_, fleet_ref, machine)
+    m.enable_gateway()
+    out.done(f"Gateway enabled on {m.get('id')}")
+
+
+@app.command("disable-gateway")
+def disable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
+    """Disable a machine's gateway.
+
+    Example: valyent machines disable-gateway 01jq
+    """
+    app_, out, fleet_ref = _setup(ctx, fleet)
+    m = _machine(app_, fleet_ref, machine)
+    m.disable_gateway()
+    out.done(f"Gateway disabled on {m.get('id')}")
