@@ -78,6 +78,12 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}")
 
 
+def require_yes(yes: bool, action: str) -> None:
+    """Fail before any request when a destructive command has neither --yes nor a terminal to ask on."""
+    if not yes and not interactive():
+        raise UsageError(f"refusing to {action} without --yes when not on a terminal")
+
+
 def confirm(out: Output, question: str, yes: bool) -> None:
     """Go on only with --yes or a yes typed on a terminal; never prompt without one."""
     if yes:

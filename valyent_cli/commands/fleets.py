@@ -96,7 +96,9 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(help=
 
     Example: valyent fleets delete my-fleet --yes
     """
-    from valyent_cli.cli.resolve import confirm
+    from valyent_cli.cli.resolve import confirm, require_yes
+
+    require_yes(yes, "delete fleets")
 
     app_ = ctx.obj
     out = app_.output()

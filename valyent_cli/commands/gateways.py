@@ -91,7 +91,9 @@ def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(hel
 
     Example: valyent gateways delete web --yes
     """
-    from valyent_cli.cli.resolve import confirm
+    from valyent_cli.cli.resolve import confirm, require_yes
+
+    require_yes(yes, "delete gateways")
 
     app_, out, fleet_ref = _setup(ctx, fleet)
     found = [_find(app_, fleet_ref, g) for g in gateways]

@@ -362,7 +362,9 @@ def delete(
 
     Example: valyent machines delete 01jq --force --yes
     """
-    from valyent_cli.cli.resolve import confirm
+    from valyent_cli.cli.resolve import confirm, require_yes
+
+    require_yes(yes, "delete machines")
 
     app_, out, fleet_ref = _setup(ctx, fleet)
     resolved = [_machine(app_, fleet_ref, ref) for ref in machines]
