@@ -66,8 +66,10 @@ PROJECT_FORBIDDEN = ("endpoint", "token", "initd_endpoint", "allow_http")
 # Keys of the [machine] table of valyent.toml: defaults that `machines create` starts from.
 MACHINE_KEYS: dict[str, str] = {
     "image": "string",
+    "region": "string (overrides the top-level region for new machines)",
     "cpus": "integer >= 1",
-    "memory": "integer >= 1 (MB)",
+    "memory": "integer >= 1 (MB), or a size string such as \"1gb\"",
+    "memory_mb": "integer >= 1",
     "cpu_kind": "string",
     "env": "list of KEY=VALUE strings, or a table",
     "restart": "one of always, on-failure, never",
@@ -789,9 +791,11 @@ def _check_machine(path: Path, table: Any) -> None:
                 f"unknown key {key!r} in [machine]; valid keys: {', '.join(MACHINE_KEYS)}",
             )
         expected = MACHINE_KEYS[key]
-        if key in ("image", "cpu_kind", "user", "stop_signal"):
+        if key in ("image", "region", "cpu_kind", "user", "stop_signal"):
             ok = isinstance(value, str) and bool(value.strip())
-        elif key in ("cpus", "memory"):
+        elif key == "memory" and isinstance(value, str):
+            ok = bool(value.strip())  # a size such as "1gb": `machines create` parses it like --memory
+        elif key in ("cpus", "memory", "memory_mb"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         elif key in ("max_retries", "stop_timeout"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
