@@ -1,0 +1,126 @@
+"""`valyent local`: the local sandbox, a Valyent-compatible API server on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="local",
+    help="Run the local sandbox: a Valyent-compatible API server on this machine.",
+    no_args_is_help=True,
+)
+
+HostOpt = Annotated[
+    Optional[str], typer.Option("--host", help="Address to listen on (default 127.0.0.1; loopback only unless --allow-remote).")
+]
+PortOpt = Annotated[Optional[int], typer.Option("--port", help="Port to listen on (default 8421).")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).",
+                 show_default=False),
+]
+AllowRemoteOpt = Annotated[
+    bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (anyone with the token can run commands).")
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+          allow_remote: AllowRemoteOpt = False) -> None:
+    """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines."""
+    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
+    from valyent_cli.local.runner import ServeError, server_urls
+    from valyent_cli.local.runner import serve as run_server
+
+    host = host or DEFAULT_HOST
+    port = port or DEFAULT_PORT
+    data = resolve_data_dir(data_dir)
+    _err(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
+    try:
+        run_server(host, port, data, allow_remote)
+    except ServeError as exc:
+        _err(f"Error: {exc}")
+        raise typer.Exit(2 if exc.usage else 1) from None
+
+
+@app.command()
+def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
+          allow_remote: AllowRemoteOpt = False) -> None:
+    """Start the sandbox in the background and make the `local` profile active."""
+    from valyent_cli.local import daemon
+    from valyent_cli.local.runner import ServeError
+
+    try:
+        info, started = daemon.start(data_dir, host, port, allow_remote)
+    except ServeError as exc:
+        _err(f"Error: {exc}")
+        raise typer.Exit(2 if exc.usage else 1) from None
+    except daemon.DaemonError as exc:
+        _err(f"Error: {exc}")
+        raise typer.Exit(1) from None
+    if started:
+        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}).")
+    else:
+        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}).")
+
+    from valyent_cli import config
+
+    previous = config.save_local_profile(
+        endpoint=info["endpoint"],
+        token=info["token"],
+        initd_endpoint=info["initd_endpoint"],
+        fleet="default",
+        activate=True,
+    )
+    if previous and previous != "local":
+        _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
+    else:
+        _err("Profile `local` is now active. Switch back with `valyent profiles use <profile>`.")
+    _err("Try: valyent machines create --image nginx")
+
+
+@app.command()
+def stop(data_dir: DataDirOpt = None) -> None:
+    """Stop the background sandbox and every machine it runs."""
+    from valyent_cli.local import daemon
+
+    pid = daemon.stop(data_dir)
+    if pid is None:
+        _err("The local sandbox is not running.")
+    else:
+        _err(f"Stopped the local sandbox (pid {pid}) and its machines.")
+
+
+@app.command()
+def status(data_dir: DataDirOpt = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> None:
+    """Say whether the sandbox runs, where, and how many machines it holds."""
+    from valyent_cli.local import daemon
+
+    st = daemon.status(data_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(st, indent=2) + "\n")
+        return
+    if st["running"]:
+        lines = [
+            f"running     yes (pid {st['pid']})",
+            f"endpoint    {st['endpoint']}",
+            f"initd       {st['initd_endpoint']}",
+        ]
+    else:
+        lines = ["running     no (start it with `valyent local start`)"]
+        if st["endpoint"]:
+            lines.append(f"endpoint    {st['endpoint']} (last used)")
+    lines.append(f"data dir    {st['data_dir']}")
+    if st["machines"] is not None:
+        lines.append(f"machines    {st['machines']} ({st['machines_running']} running)")
+    _err("\n".join(lines))

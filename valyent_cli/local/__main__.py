@@ -1,0 +1,4 @@
+from valyent_cli.local.runner import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Process helpers: markers that identify our machine processes, and finding or killing them.
+
+Every machine process (and every process it starts, since the environment is inherited) carries
+``VALYENT_MACHINE_ID=<id>`` and ``VALYENT_SANDBOX_ID=<hash of the data dir>``. On Linux that is how a restarted
+server, or a test, finds processes left over by a previous server even when their process group changed; a pid
+recorded in the database alone could have been reused by an unrelated process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+MACHINE_MARKER = "VALYENT_MACHINE_ID"
+SANDBOX_MARKER = "VALYENT_SANDBOX_ID"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def sandbox_id(data_dir: Path) -> str:
+    return hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _make_pdeathsig():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        # The machine dies with the server even after `kill -9` of the server (the kernel sends SIGKILL when
+        # the thread that forked it exits); what it started itself is cleaned up by the next server.
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+pdeathsig_preexec = _make_pdeathsig()
+
+
+def _environ(pid: int) -> dict[bytes, bytes] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def find_machine_processes(data_dir: Path | None = None) -> list[tuple[int, str]]:
+    """(pid, machine id) of live machine processes; of one sandbox when data_dir is given. Linux only."""
+    if not os.path.isdir("/proc"):
+        return []
+    wanted = sandbox_id(data_dir).encode() if data_dir is not None else None
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        env = _environ(int(name))
+        if not env or MACHINE_MARKER.encode() not in env:
+            continue
+        if wanted is not None and env.get(SANDBOX_MARKER.encode()) != wanted:
+            continue
+        try:  # a zombie has no environ, but be sure it is not one
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    continue
+        except OSError:
+            continue
+        found.append((int(name), env[MACHINE_MARKER.encode()].decode(errors="replace")))
+    return found
+
+
+def kill_machine_processes(data_dir: Path, machine_id: str | None = None) -> int:
+    """SIGKILL every live process of this sandbox (or of one machine). Returns how many were signalled."""
+    count = 0
+    for pid, mid in find_machine_processes(data_dir):
+        if machine_id is not None and mid != machine_id:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            count += 1
+        except OSError:
+            pass
+    return count
+
+
+def killpg(pgid: int | None, sig: int) -> bool:
+    if not pgid:
+        return False
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def exit_code_of(returncode: int) -> int:
+    """A shell-style exit code: a death by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode

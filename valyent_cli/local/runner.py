@@ -1,0 +1,158 @@
+"""Run the sandbox server in the foreground under uvicorn (`valyent local serve`)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+from valyent_cli.local.paths import ensure_data_dir, load_or_create_token
+
+
+class ServeError(Exception):
+    """A reason the server cannot start, for a one-line message (exit 2 for bad usage, 1 otherwise)."""
+
+    def __init__(self, message: str, usage: bool = False):
+        super().__init__(message)
+        self.usage = usage
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host in ("::",):
+        return "[::1]"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def server_urls(host: str, port: int) -> dict:
+    base = f"http://{endpoint_host(host)}:{port}"
+    return {"base": base, "endpoint": base + "/v1", "initd_endpoint": base + "/initd/{machine_id}"}
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is already in use (another sandbox? try --port)") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _lock(data_dir: Path):
+    """One server per data dir: a second one would take the first one's machines for leftovers and kill them."""
+    import fcntl
+
+    fh = open(data_dir / "server.lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise ServeError(f"another sandbox server is already running with the data dir {data_dir}") from None
+    return fh
+
+
+def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> None:
+    """Run until SIGINT/SIGTERM; every machine is stopped before this returns."""
+    if not is_loopback(host) and not allow_remote:
+        raise ServeError(
+            f"refusing to listen on {host}, which is not a loopback address: the sandbox runs commands for whoever "
+            "holds its token. Pass --allow-remote if you mean it.",
+            usage=True,
+        )
+    if not 0 < port < 65536:
+        raise ServeError(f"invalid port {port}", usage=True)
+    data_dir = ensure_data_dir(Path(data_dir))
+    lock = _lock(data_dir)
+    sock = _bind(host, port)
+    token = load_or_create_token(data_dir)
+
+    import asyncio
+
+    import uvicorn
+
+    from valyent_cli.local.server import create_app
+
+    app = create_app(data_dir, token)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal once it has stopped; we stop cleanly instead and exit 0
+            self._captured_signals.clear()
+            supervisor = getattr(app.state, "supervisor", None)
+            loop = getattr(app.state, "loop", None)
+            if supervisor is not None and loop is not None:
+                loop.call_soon_threadsafe(supervisor.begin_shutdown)
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", loop="asyncio", http="h11",
+        timeout_graceful_shutdown=5, server_header=False,
+    )
+    server = Server(config)
+    info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port)}
+    info.pop("base")
+    _write_json(data_dir / "server.json", info)
+    (data_dir / "server.pid").write_text(f"{os.getpid()}\n")
+
+    async def main():
+        app.state.loop = asyncio.get_running_loop()
+        await server.serve(sockets=[sock])
+
+    try:
+        asyncio.run(main())
+    finally:
+        try:
+            if (data_dir / "server.pid").read_text().strip() == str(os.getpid()):
+                (data_dir / "server.pid").unlink()
+        except OSError:
+            pass
+        lock.close()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m valyent_cli.local serve ...`: the server alone, without loading the CLI's command groups."""
+    import argparse
+
+    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
+
+    parser = argparse.ArgumentParser(prog="python -m valyent_cli.local")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="run the sandbox server in the foreground")
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--allow-remote", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.host, args.port, resolve_data_dir(args.data_dir), args.allow_remote)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2 if exc.usage else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,517 @@
+"""The sandbox's HTTP surface: the control plane under /v1, each machine's initd under /initd/{machine_id}.
+
+`create_app(data_dir, token)` returns a Starlette app whose lifespan opens the store, reconciles machines left by
+a previous server, and on shutdown stops every machine. Shapes, paths and codes follow api-contract.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+import sys
+from json.encoder import encode_basestring_ascii as _json_str
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+
+from valyent_cli.local import fs
+from valyent_cli.local.problems import (
+    Problem,
+    check_create_machine,
+    check_exec,
+    check_name,
+    check_stop_config,
+    invalid,
+    not_found,
+    precondition,
+)
+from valyent_cli.local.store import Store
+from valyent_cli.local.supervisor import ShuttingDown, Supervisor
+
+WAIT_STATES = ("running", "stopped", "destroyed")
+LOG_BATCH = 5000
+
+
+class AuthMiddleware:
+    """Every request but /healthz needs `Authorization: Bearer <token>`; else the console's 401 body."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/healthz":
+            given = b""
+            for key, value in scope["headers"]:
+                if key == b"authorization":
+                    given = value
+                    break
+            if not secrets.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"errors": [{"message": "Unauthorized access"}]}, 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _sup(request: Request) -> Supervisor:
+    return request.app.state.supervisor
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _ns(request: Request) -> str:
+    return request.query_params.get("namespace") or "default"
+
+
+async def _json_body(request: Request, *, optional: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise invalid("a JSON body is required", "body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("the request body is not valid JSON", "body") from None
+
+
+def _fleet(request: Request) -> dict:
+    ref = request.path_params["fleet"]
+    fleet = _store(request).get_fleet(_ns(request), ref)
+    if fleet is None:
+        raise not_found("fleet")
+    return fleet
+
+
+def _machine_row(request: Request) -> sqlite3.Row:
+    fleet = _fleet(request)
+    row = _store(request).machine_row(request.path_params["machine"])
+    if row is None or row["fleet_id"] != fleet["id"]:
+        raise not_found("machine")
+    return row
+
+
+def _machine(request: Request, machine_id: str) -> dict:
+    return _store(request).get_machine(machine_id)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return (request.query_params.get(name) or "").lower() in ("1", "true", "yes")
+
+
+# -- health --------------------------------------------------------------------------------------------------
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+# -- fleets --------------------------------------------------------------------------------------------------
+async def list_fleets(request: Request) -> Response:
+    return JSONResponse(_store(request).list_fleets(_ns(request)))
+
+
+async def create_fleet(request: Request) -> Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    name = check_name(body.get("name"), "fleet")
+    try:
+        fleet = _store(request).create_fleet(_ns(request), name)
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"fleet {name!r} already exists") from None
+    return JSONResponse(fleet, 201)
+
+
+async def get_fleet(request: Request) -> Response:
+    return JSONResponse(_fleet(request))
+
+
+async def delete_fleet(request: Request) -> Response:
+    fleet = _fleet(request)
+    store = _store(request)
+    live = store.count_live_machines(fleet["id"])
+    if live:
+        raise precondition(
+            f"fleet {fleet['name']!r} still has {live} machine(s) that are not destroyed: destroy them first"
+        )
+    store.destroy_fleet(fleet["id"])
+    return JSONResponse({**fleet, "status": "destroyed"})
+
+
+# -- machines ------------------------------------------------------------------------------------------------
+async def create_machine(request: Request) -> Response:
+    fleet = _fleet(request)
+    body = check_create_machine(await _json_body(request))
+    store = _store(request)
+    mid = store.insert_machine(namespace=_ns(request), fleet_id=fleet["id"], region=body["region"],
+                               config=body["config"])
+    if body.get("enable_machine_gateway"):
+        store.update_machine(mid, gateway_enabled=1)
+    await _sup(request).create(mid, bool(body.get("skip_start")))
+    return JSONResponse(_machine(request, mid), 201)
+
+
+async def list_machines(request: Request) -> Response:
+    fleet = _fleet(request)
+    return JSONResponse(_store(request).list_machines(fleet["id"], _flag(request, "destroyed")))
+
+
+async def get_machine(request: Request) -> Response:
+    return JSONResponse(_machine(request, _machine_row(request)["id"]))
+
+
+async def start_machine(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    await _sup(request).start(mid)
+    return JSONResponse(_machine(request, mid))
+
+
+async def stop_machine(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    override = check_stop_config(await _json_body(request, optional=True), "body")
+    await _sup(request).stop(mid, override)
+    return JSONResponse(_machine(request, mid))
+
+
+async def delete_machine(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    await _sup(request).destroy(mid, force=_flag(request, "force"))
+    return JSONResponse(_machine(request, mid))
+
+
+async def wait_machine(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    status = request.query_params.get("status")
+    if status not in WAIT_STATES:
+        raise invalid(f"status must be one of {', '.join(WAIT_STATES)}", "query.status", status)
+    raw = request.query_params.get("timeout", "60")
+    try:
+        timeout = int(raw)
+    except ValueError:
+        timeout = 0
+    if not 1 <= timeout <= 60:
+        raise invalid("timeout must be a whole number of seconds from 1 to 60", "query.timeout", raw)
+    try:
+        reached = await _sup(request).wait_for(mid, status, timeout)
+    except ShuttingDown:
+        raise Problem("INTERNAL", "the sandbox server is shutting down", status=503) from None
+    if not reached:
+        raise Problem("DEADLINE_EXCEEDED", f"machine did not reach status {status} within {timeout}s")
+    return JSONResponse({"ok": True, "state": status})
+
+
+async def machine_events(request: Request) -> Response:
+    return JSONResponse(_store(request).list_events(_machine_row(request)["id"]))
+
+
+def _log_lines(rows: list[tuple]) -> list[str]:
+    return [
+        f'{{"timestamp":{ts},"instance_id":"{iid}","source":"{src}","level":"{lvl}","message":{_json_str(msg)}}}'
+        for _, ts, iid, src, lvl, msg in rows
+    ]
+
+
+async def machine_logs(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    store = _store(request)
+    sup = _sup(request)
+    follow = _flag(request, "follow")
+    ndjson = follow or "application/x-ndjson" in request.headers.get("accept", "")
+
+    async def history_ndjson():
+        after = 0
+        while True:
+            rows = store.read_logs(mid, after, LOG_BATCH)
+            if rows:
+                after = rows[-1][0]
+                yield ("\n".join(_log_lines(rows)) + "\n").encode()
+            if len(rows) < LOG_BATCH:
+                break
+        if not follow:
+            return
+        rt = sup.rt(mid)
+        while True:
+            woken = rt.log_event  # taken before reading: a line written after the read sets this event
+            rows = store.read_logs(mid, after, LOG_BATCH)
+            if rows:
+                after = rows[-1][0]
+                yield ("\n".join(_log_lines(rows)) + "\n").encode()
+                continue
+            row = store.machine_row(mid)
+            if sup.shutting_down or row is None or row["state"] == "destroyed":
+                return
+            await woken.wait()
+
+    async def history_array():
+        after = 0
+        first = True
+        yield b"["
+        while True:
+            rows = store.read_logs(mid, after, LOG_BATCH)
+            if rows:
+                after = rows[-1][0]
+                yield (("" if first else ",") + ",".join(_log_lines(rows))).encode()
+                first = False
+            if len(rows) < LOG_BATCH:
+                break
+        yield b"]"
+
+    if ndjson:
+        return StreamingResponse(history_ndjson(), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(history_array(), media_type="application/json")
+
+
+async def exec_machine(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    cmd, timeout_ms = check_exec(await _json_body(request))
+    return JSONResponse(await _sup(request).exec(mid, cmd, timeout_ms))
+
+
+async def _set_gateway(request: Request, enabled: bool) -> Response:
+    row = _machine_row(request)
+    if row["state"] in ("destroying", "destroyed"):
+        raise precondition(f"machine is {row['state']}")
+    _store(request).update_machine(row["id"], gateway_enabled=int(enabled))
+    return JSONResponse(_machine(request, row["id"]))
+
+
+async def enable_gateway(request: Request) -> Response:
+    return await _set_gateway(request, True)
+
+
+async def disable_gateway(request: Request) -> Response:
+    return await _set_gateway(request, False)
+
+
+# -- gateways ------------------------------------------------------------------------------------------------
+async def create_gateway(request: Request) -> Response:
+    fleet = _fleet(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    name = check_name(body.get("name"), "gateway")
+    port = body.get("target_port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise invalid("target_port must be an integer from 1 to 65535", "body.target_port", port)
+    try:
+        gw = _store(request).create_gateway(_ns(request), fleet["id"], name, port)
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"gateway {name!r} already exists in fleet {fleet['name']!r}") from None
+    return JSONResponse(gw, 201)
+
+
+async def list_gateways(request: Request) -> Response:
+    return JSONResponse(_store(request).list_gateways(_fleet(request)["id"]))
+
+
+def _gateway(request: Request) -> dict:
+    gw = _store(request).get_gateway(_fleet(request)["id"], request.path_params["gateway"])
+    if gw is None:
+        raise not_found("gateway")
+    return gw
+
+
+async def get_gateway(request: Request) -> Response:
+    return JSONResponse(_gateway(request))
+
+
+async def delete_gateway(request: Request) -> Response:
+    gw = _gateway(request)
+    _store(request).delete_gateway(gw["id"])
+    return JSONResponse(gw)
+
+
+# -- initd ---------------------------------------------------------------------------------------------------
+def _initd_machine(request: Request) -> str:
+    """The machine behind an initd URL. Its namespace is checked only when the request names one: the
+    cloud's initd host is per machine and knows no namespace."""
+    mid = request.path_params["machine_id"]
+    row = _store(request).machine_row(mid)
+    ns = request.query_params.get("namespace")
+    if row is None or (ns and row["namespace"] != ns):
+        raise not_found("machine")
+    if row["state"] != "running":
+        raise precondition(f"machine is not running (state: {row['state']}): its initd cannot be reached")
+    return mid
+
+
+def _root(request: Request, mid: str) -> Path:
+    return _sup(request).root(mid)
+
+
+async def initd_status(request: Request) -> Response:
+    _initd_machine(request)
+    return JSONResponse({"ok": True})
+
+
+async def initd_exec(request: Request) -> Response:
+    mid = _initd_machine(request)
+    cmd, timeout_ms = check_exec(await _json_body(request))
+    return JSONResponse(await _sup(request).exec(mid, cmd, timeout_ms))
+
+
+async def fs_ls(request: Request) -> Response:
+    mid = _initd_machine(request)
+    return JSONResponse(fs.ls(_root(request, mid), request.query_params.get("path")))
+
+
+async def fs_stat(request: Request) -> Response:
+    mid = _initd_machine(request)
+    return JSONResponse(fs.stat(_root(request, mid), request.query_params.get("path")))
+
+
+async def fs_mkdir(request: Request) -> Response:
+    mid = _initd_machine(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    fs.mkdir(_root(request, mid), body.get("dir"))
+    return JSONResponse({"ok": True})
+
+
+async def fs_rm(request: Request) -> Response:
+    mid = _initd_machine(request)
+    await asyncio.to_thread(fs.rm, _root(request, mid), request.query_params.get("path"))
+    return JSONResponse({"ok": True})
+
+
+async def fs_read(request: Request) -> Response:
+    mid = _initd_machine(request)
+    host, _ = fs.open_for_read(_root(request, mid), request.query_params.get("path"))
+    return FileResponse(host, media_type="application/octet-stream")
+
+
+async def fs_write(request: Request) -> Response:
+    mid = _initd_machine(request)
+    root = _root(request, mid)
+    upload = fs.UploadParser(request.headers.get("content-type", ""), root.parent / "uploads")
+    try:
+        try:
+            async for chunk in request.stream():
+                upload.feed(chunk)
+            upload.finish()
+        except Problem:
+            raise
+        except Exception as exc:  # python-multipart's parse errors
+            if type(exc).__module__.startswith("python_multipart"):
+                raise invalid(f"invalid multipart body: {exc}", "body") from None
+            raise
+        fs.commit_upload(root, upload)
+    finally:
+        upload.discard()
+    return JSONResponse({"ok": True})
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+async def _problem(request: Request, exc: Problem) -> Response:
+    return JSONResponse(exc.body(), exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    code = "NOT_FOUND" if exc.status_code == 404 else "INVALID_ARGUMENT"
+    detail = "no such route" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse(Problem(code, detail, status=exc.status_code).body(), exc.status_code)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
+
+
+def create_app(data_dir: Path, token: str) -> Starlette:
+    data_dir = Path(data_dir)
+
+    m = "/fleets/{fleet}/machines/{machine}"
+    v1 = [
+        Route("/fleets", list_fleets, methods=["GET"]),
+        Route("/fleets", create_fleet, methods=["POST"]),
+        Route("/fleets/{fleet}", get_fleet, methods=["GET"]),
+        Route("/fleets/{fleet}", delete_fleet, methods=["DELETE"]),
+        Route("/fleets/{fleet}/machines", list_machines, methods=["GET"]),
+        Route("/fleets/{fleet}/machines", create_machine, methods=["POST"]),
+        Route(m, get_machine, methods=["GET"]),
+        Route(m, delete_machine, methods=["DELETE"]),
+        Route(m + "/start", start_machine, methods=["POST"]),
+        Route(m + "/stop", stop_machine, methods=["POST"]),
+        Route(m + "/wait", wait_machine, methods=["GET"]),
+        Route(m + "/events", machine_events, methods=["GET"]),
+        Route(m + "/logs", machine_logs, methods=["GET"]),
+        Route(m + "/exec", exec_machine, methods=["POST"]),
+        Route(m + "/gateway/enable", enable_gateway, methods=["POST"]),
+        Route(m + "/gateway/disable", disable_gateway, methods=["POST"]),
+        Route("/fleets/{fleet}/gateways", list_gateways, methods=["GET"]),
+        Route("/fleets/{fleet}/gateways", create_gateway, methods=["POST"]),
+        Route("/fleets/{fleet}/gateways/{gateway}", get_gateway, methods=["GET"]),
+        Route("/fleets/{fleet}/gateways/{gateway}", delete_gateway, methods=["DELETE"]),
+    ]
+    initd = [
+        Route("/status", initd_status, methods=["GET"]),
+        Route("/exec", initd_exec, methods=["POST"]),
+        Route("/fs/ls", fs_ls, methods=["GET"]),
+        Route("/fs/stat", fs_stat, methods=["GET"]),
+        Route("/fs/mkdir", fs_mkdir, methods=["POST"]),
+        Route("/fs/read", fs_read, methods=["GET"]),
+        Route("/fs/write", fs_write, methods=["POST"]),
+        Route("/fs/rm", fs_rm, methods=["POST", "DELETE"]),
+    ]
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/v1", routes=v1),
+        Mount("/initd/{machine_id}", routes=initd),
+    ]
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        _use_pidfd_child_watcher()
+        (data_dir / "machines").mkdir(parents=True, exist_ok=True)
+        store = Store(data_dir / "state.db")
+        supervisor = Supervisor(store, data_dir)
+        app.state.store = store
+        app.state.supervisor = supervisor
+        if store.get_fleet("default", "default") is None:
+            try:
+                store.create_fleet("default", "default")
+            except sqlite3.IntegrityError:
+                pass
+        await supervisor.reconcile()
+        try:
+            yield
+        finally:
+            await supervisor.shutdown()
+            store.close()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Problem: _problem, HTTPException: _http_error, Exception: _internal},
+    )
+    app.add_middleware(AuthMiddleware, token=token)
+    return app
+
+
+def _use_pidfd_child_watcher() -> None:
+    """Python 3.11 watches each child with a thread; a pidfd watcher needs none (3.12+ does this already)."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        return
+    try:
+        import os
+
+        os.close(os.pidfd_open(os.getpid()))
+        watcher = asyncio.PidfdChildWatcher()
+        asyncio.set_child_watcher(watcher)
+        watcher.attach_loop(asyncio.get_running_loop())
+    except (OSError, AttributeError, NotImplementedError):
+        pass

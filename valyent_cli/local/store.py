@@ -1,0 +1,296 @@
+"""The sandbox's state in SQLite: fleets, machines, their events and logs, gateways.
+
+One connection, used only from the server's event loop thread, in WAL mode with synchronous=NORMAL: every
+write is its own short transaction (or one per batch of log lines), so a `kill -9` of the server leaves a
+consistent database. Rows come back as API-shaped dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from valyent_cli.local import ids
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleets (
+    id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    created_at TEXT NOT NULL, status TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS fleets_live_name ON fleets(namespace, name) WHERE status = 'active';
+CREATE TABLE IF NOT EXISTS machines (
+    id TEXT PRIMARY KEY, namespace TEXT NOT NULL, fleet_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+    machine_version TEXT NOT NULL, region TEXT NOT NULL, config TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, state TEXT NOT NULL,
+    gateway_enabled INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,                       -- leader (and process group) of the running process
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    last_exit_code INTEGER,
+    resume INTEGER NOT NULL DEFAULT 0  -- exited without the user asking: apply the restart policy on next start
+);
+CREATE INDEX IF NOT EXISTS machines_fleet ON machines(fleet_id, id);
+CREATE INDEX IF NOT EXISTS machines_state ON machines(state);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, machine_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+    status TEXT NOT NULL, type TEXT NOT NULL, origin TEXT NOT NULL, payload TEXT NOT NULL, timestamp TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_machine ON events(machine_id, seq);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY, machine_id TEXT NOT NULL, ts INTEGER NOT NULL, instance_id TEXT NOT NULL,
+    source TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_machine ON logs(machine_id, id);
+CREATE TABLE IF NOT EXISTS gateways (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, namespace TEXT NOT NULL, fleet_id TEXT NOT NULL,
+    protocol TEXT NOT NULL, target_port INTEGER NOT NULL, created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS gateways_name ON gateways(fleet_id, name);
+"""
+
+LIVE_STATES = ("created", "preparing", "starting", "running", "stopping", "stopped", "destroying")
+EMBEDDED_EVENTS = 20  # a Machine carries its latest events; /events has them all
+
+
+def now_rfc3339(ts: float | None = None) -> str:
+    dt = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self.db.close()
+
+    # -- fleets -------------------------------------------------------------------------------------------
+    @staticmethod
+    def fleet_json(row: sqlite3.Row) -> dict:
+        return {k: row[k] for k in ("id", "namespace", "name", "created_at", "status")}
+
+    def create_fleet(self, namespace: str, name: str) -> dict:
+        """Raises sqlite3.IntegrityError when the name is taken in the namespace."""
+        fid = ids.fleet_id()
+        self.db.execute(
+            "INSERT INTO fleets (id, namespace, name, created_at, status) VALUES (?, ?, ?, ?, 'active')",
+            (fid, namespace, name, now_rfc3339()),
+        )
+        return self.get_fleet(namespace, fid)
+
+    def get_fleet(self, namespace: str, ref: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT * FROM fleets WHERE namespace = ? AND status = 'active' AND (id = ? OR name = ?) "
+            "ORDER BY id = ? DESC LIMIT 1",
+            (namespace, ref, ref, ref),
+        ).fetchone()
+        return self.fleet_json(row) if row else None
+
+    def list_fleets(self, namespace: str) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT * FROM fleets WHERE namespace = ? AND status = 'active' ORDER BY created_at, id", (namespace,)
+        )
+        return [self.fleet_json(r) for r in rows]
+
+    def destroy_fleet(self, fleet_id: str) -> None:
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE fleets SET status = 'destroyed' WHERE id = ?", (fleet_id,))
+        self.db.execute("DELETE FROM gateways WHERE fleet_id = ?", (fleet_id,))
+        self.db.execute("COMMIT")
+
+    def count_live_machines(self, fleet_id: str) -> int:
+        return self.db.execute(
+            "SELECT COUNT(*) FROM machines WHERE fleet_id = ? AND state != 'destroyed'", (fleet_id,)
+        ).fetchone()[0]
+
+    # -- machines -----------------------------------------------------------------------------------------
+    def insert_machine(self, *, namespace: str, fleet_id: str, region: str, config: dict) -> str:
+        mid = ids.machine_id()
+        now = now_rfc3339()
+        self.db.execute(
+            "INSERT INTO machines (id, namespace, fleet_id, instance_id, machine_version, region, config, "
+            "created_at, updated_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created')",
+            (mid, namespace, fleet_id, ids.ulid(), ids.ulid(), region, json.dumps(config), now, now),
+        )
+        return mid
+
+    def machine_row(self, machine_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
+
+    def machine_json(self, row: sqlite3.Row, events: list[dict] | None = None) -> dict:
+        if events is None:
+            events = self.list_events(row["id"], latest=EMBEDDED_EVENTS)
+        return {
+            "id": row["id"],
+            "namespace": row["namespace"],
+            "fleet": row["fleet_id"],
+            "instance_id": row["instance_id"],
+            "machine_version": row["machine_version"],
+            "region": row["region"],
+            "config": json.loads(row["config"]),
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "events": events,
+            "state": row["state"],
+            "gateway_enabled": bool(row["gateway_enabled"]),
+        }
+
+    def get_machine(self, machine_id: str) -> dict | None:
+        row = self.machine_row(machine_id)
+        return self.machine_json(row) if row else None
+
+    def list_machines(self, fleet_id: str, include_destroyed: bool = False) -> list[dict]:
+        sql = "SELECT * FROM machines WHERE fleet_id = ?"
+        if not include_destroyed:
+            sql += " AND state != 'destroyed'"
+        rows = self.db.execute(sql + " ORDER BY id", (fleet_id,)).fetchall()
+        if not rows:
+            return []
+        # The latest events of every machine in one query, not one query per machine.
+        events: dict[str, list[dict]] = {r["id"]: [] for r in rows}
+        placeholders = ",".join("?" * len(rows))
+        for ev in self.db.execute(
+            f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY machine_id ORDER BY seq DESC) AS rn "
+            f"FROM events WHERE machine_id IN ({placeholders})) WHERE rn <= ? ORDER BY seq",
+            [r["id"] for r in rows] + [EMBEDDED_EVENTS],
+        ):
+            events[ev["machine_id"]].append(self.event_json(ev))
+        return [self.machine_json(r, events[r["id"]]) for r in rows]
+
+    def machines_in_states(self, states: Iterable[str]) -> list[sqlite3.Row]:
+        states = list(states)
+        return self.db.execute(
+            f"SELECT * FROM machines WHERE state IN ({','.join('?' * len(states))}) ORDER BY id", states
+        ).fetchall()
+
+    def machines_to_resume(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM machines WHERE resume = 1 AND state = 'stopped' ORDER BY id").fetchall()
+
+    def count_machines(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM machines WHERE state != 'destroyed'").fetchone()[0]
+
+    def update_machine(self, machine_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(f"UPDATE machines SET {cols} WHERE id = ?", [*fields.values(), machine_id])
+
+    # -- events -------------------------------------------------------------------------------------------
+    @staticmethod
+    def event_json(row: sqlite3.Row) -> dict:
+        return {
+            "id": row["id"],
+            "machine_id": row["machine_id"],
+            "instance_id": row["instance_id"],
+            "status": row["status"],
+            "type": row["type"],
+            "origin": row["origin"],
+            "payload": json.loads(row["payload"]),
+            "timestamp": row["timestamp"],
+        }
+
+    def record_event(
+        self, machine_id: str, type_: str, status: str, origin: str = "ravel", payload: dict | None = None,
+        **machine_fields: Any,
+    ) -> dict:
+        """Append an event and move the machine to `status` (plus other column updates), atomically."""
+        row = self.machine_row(machine_id)
+        now = now_rfc3339()
+        event = {
+            "id": ids.ulid(),
+            "machine_id": machine_id,
+            "instance_id": row["instance_id"],
+            "status": status,
+            "type": type_,
+            "origin": origin,
+            "payload": payload or {},
+            "timestamp": now,
+        }
+        fields = {"state": status, "updated_at": now, **machine_fields}
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute(
+                "INSERT INTO events (id, machine_id, instance_id, status, type, origin, payload, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (event["id"], machine_id, event["instance_id"], status, type_, origin,
+                 json.dumps(event["payload"]), now),
+            )
+            self.db.execute(f"UPDATE machines SET {cols} WHERE id = ?", [*fields.values(), machine_id])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return event
+
+    def list_events(self, machine_id: str, latest: int | None = None) -> list[dict]:
+        if latest is None:
+            rows = self.db.execute("SELECT * FROM events WHERE machine_id = ? ORDER BY seq", (machine_id,))
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM (SELECT * FROM events WHERE machine_id = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (machine_id, latest),
+            )
+        return [self.event_json(r) for r in rows]
+
+    # -- logs ---------------------------------------------------------------------------------------------
+    def add_logs(self, rows: list[tuple[str, int, str, str, str, str]]) -> None:
+        """rows: (machine_id, ts_ms, instance_id, source, level, message), one transaction for the batch."""
+        if not rows:
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT INTO logs (machine_id, ts, instance_id, source, level, message) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+        self.db.execute("COMMIT")
+
+    def read_logs(self, machine_id: str, after: int = 0, limit: int = 5000) -> list[tuple]:
+        """(id, ts, instance_id, source, level, message) with id > after, oldest first."""
+        cur = self.db.execute(
+            "SELECT id, ts, instance_id, source, level, message FROM logs WHERE machine_id = ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (machine_id, after, limit),
+        )
+        cur.row_factory = None
+        return cur.fetchall()
+
+    # -- gateways -----------------------------------------------------------------------------------------
+    @staticmethod
+    def gateway_json(row: sqlite3.Row) -> dict:
+        return {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+
+    def create_gateway(self, namespace: str, fleet_id: str, name: str, target_port: int) -> dict:
+        gid = ids.gateway_id()
+        self.db.execute(
+            "INSERT INTO gateways (id, name, namespace, fleet_id, protocol, target_port, created_at) "
+            "VALUES (?, ?, ?, ?, 'https', ?, ?)",
+            (gid, name, namespace, fleet_id, target_port, now_rfc3339()),
+        )
+        return self.get_gateway(fleet_id, gid)
+
+    def get_gateway(self, fleet_id: str, ref: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT * FROM gateways WHERE fleet_id = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1",
+            (fleet_id, ref, ref, ref),
+        ).fetchone()
+        return self.gateway_json(row) if row else None
+
+    def list_gateways(self, fleet_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM gateways WHERE fleet_id = ? ORDER BY id", (fleet_id,))
+        return [self.gateway_json(r) for r in rows]
+
+    def delete_gateway(self, gateway_id: str) -> None:
+        self.db.execute("DELETE FROM gateways WHERE id = ?", (gateway_id,))

@@ -1,0 +1,522 @@
+"""Machines as local processes: their lifecycle, events, restart policies, logs and exec.
+
+Every machine process runs `entrypoint + cmd` without a shell, in its own session (so a signal reaches
+everything it started), in `<data_dir>/machines/<id>/root`, and dies with the server (PR_SET_PDEATHSIG).
+All of this runs on the server's event loop; the database is touched only from there.
+
+Choices the contract leaves open, documented in the CLI's docs:
+- exit codes are shell-style: a death by signal N is recorded as 128 + N (SIGTERM: 143, SIGKILL: 137);
+- when the main process of a machine exits, whatever it left in its process group is killed (a VM stops);
+- restarts back off: 0.1 s, doubling while the process keeps dying within 10 s of its start, at most 5 s;
+  `on-failure` without `max_retries` retries 3 times;
+- auto_destroy destroys a machine whenever it exits and is not restarted, including after a user's stop;
+- when the server stops (or dies), its machines are stopped and get an `exited` event; on the next start the
+  restart policy is applied to that exit (`always` restarts, `on-failure` restarts, since the exit code is
+  143 or 137, while retries remain; `never` stays stopped, and auto_destroy then applies);
+- exec: a missing executable exits 127, one that cannot be run 126, a timeout kills it and exits 124.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from valyent_cli.local import procs
+from valyent_cli.local.problems import Problem, precondition, signal_number
+from valyent_cli.local.store import Store, now_rfc3339
+
+ALIVE = ("starting", "running", "stopping")
+DEFAULT_STOP_TIMEOUT = 5
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+DEFAULT_MAX_RETRIES = 3
+MAX_LINE = 64 * 1024
+IDLE_SECONDS = "2147483647"
+
+
+class ShuttingDown(Exception):
+    pass
+
+
+def workload(config: dict) -> dict:
+    return config.get("workload") or {}
+
+
+def restart_policy(config: dict) -> tuple[str, int]:
+    w = workload(config)
+    r = w.get("restart") or w.get("restart_policy") or {}
+    policy = r.get("policy") or "never"
+    retries = r.get("max_retries")
+    return policy, DEFAULT_MAX_RETRIES if retries is None else retries
+
+
+def auto_destroy(config: dict) -> bool:
+    return bool(workload(config).get("auto_destroy") or config.get("auto_destroy"))
+
+
+def stop_config(config: dict, override: dict | None = None) -> tuple[str, int]:
+    sc = dict(config.get("stop_config") or {})
+    for k, v in (override or {}).items():
+        if v is not None:
+            sc[k] = v
+    timeout = sc.get("timeout")
+    sig = sc.get("signal") or DEFAULT_STOP_SIGNAL
+    name = signal.Signals(signal_number(sig)).name
+    return name, DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    """Receives a process's output and exit. `on_lines(source, [bytes])` gets whole lines as they come."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, piped: int, on_lines=None):
+        self.on_lines = on_lines
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.exited: asyncio.Future = loop.create_future()
+        self.pipes_closed: asyncio.Future = loop.create_future()
+        self.open_pipes = piped
+        self.partial = {1: b"", 2: b""}
+        self.chunks: dict[int, list[bytes]] = {1: [], 2: []}
+        if not piped:
+            self.pipes_closed.set_result(None)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.on_lines is None:
+            self.chunks[fd].append(data)
+            return
+        buf = self.partial[fd] + data if self.partial[fd] else data
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        while len(rest) > MAX_LINE:  # a line without end must not grow without bound
+            lines.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        self.partial[fd] = rest
+        if lines:
+            self.on_lines(fd, lines)
+
+    def flush(self) -> None:
+        for fd in (1, 2):
+            if self.partial[fd] and self.on_lines is not None:
+                self.on_lines(fd, [self.partial[fd]])
+            self.partial[fd] = b""
+
+    def pipe_connection_lost(self, fd: int, exc) -> None:
+        if fd in (1, 2):
+            if self.partial[fd] and self.on_lines is not None:
+                self.on_lines(fd, [self.partial[fd]])
+                self.partial[fd] = b""
+            self.open_pipes -= 1
+            if self.open_pipes <= 0 and not self.pipes_closed.done():
+                self.pipes_closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(self.transport.get_returncode())
+
+
+class Runtime:
+    """What the server knows about one machine beyond its row: the live process and who waits on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.lock = asyncio.Lock()
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.pgid: int | None = None
+        self.exit_done: asyncio.Future | None = None
+        self.user_stopped = False
+        self.destroying = False
+        self.kill_handle: asyncio.TimerHandle | None = None
+        self.restart_handle: asyncio.TimerHandle | None = None
+        self.started_at = 0.0
+        self.fast_failures = 0
+        self.waiters: list[tuple[str, asyncio.Future]] = []
+        self.log_event = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self.transport is not None
+
+    def wake_followers(self) -> None:
+        self.log_event.set()
+        self.log_event = asyncio.Event()
+
+
+class Supervisor:
+    def __init__(self, store: Store, data_dir: Path):
+        self.store = store
+        self.data_dir = data_dir
+        self.loop = asyncio.get_running_loop()
+        self.runtimes: dict[str, Runtime] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.shutting_down = False
+        self.sandbox_id = procs.sandbox_id(data_dir)
+        self.sleep = shutil.which("sleep")
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+    def rt(self, machine_id: str) -> Runtime:
+        rt = self.runtimes.get(machine_id)
+        if rt is None:
+            rt = self.runtimes[machine_id] = Runtime(self.loop)
+        return rt
+
+    def root(self, machine_id: str) -> Path:
+        return self.data_dir / "machines" / machine_id / "root"
+
+    def spawn_task(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def record(self, machine_id: str, type_: str, status: str, origin: str = "ravel", payload: dict | None = None,
+               **fields: Any) -> dict:
+        event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        rt = self.rt(machine_id)
+        for wanted, fut in rt.waiters:
+            if wanted == status and not fut.done():
+                fut.set_result(True)
+        if status == "destroyed":
+            rt.wake_followers()
+        return event
+
+    def env(self, machine_id: str, config: dict) -> dict[str, str]:
+        root = self.root(machine_id)
+        env = {
+            "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(root),
+            "LANG": os.environ.get("LANG") or "C.UTF-8",
+        }
+        for item in workload(config).get("env") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        env[procs.MACHINE_MARKER] = machine_id
+        env[procs.SANDBOX_MARKER] = self.sandbox_id
+        return env
+
+    def add_log(self, machine_id: str, instance_id: str, fd: int, lines: list[bytes]) -> None:
+        source, level = ("stdout", "info") if fd == 1 else ("stderr", "error")
+        ts = time.time_ns() // 1_000_000
+        rows = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            rows.append((machine_id, ts, instance_id, source, level, line.decode("utf-8", errors="replace")))
+        self.store.add_logs(rows)
+        self.rt(machine_id).wake_followers()
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    async def create(self, machine_id: str, skip_start: bool) -> None:
+        self.record(machine_id, "machine.created", "created", "user")
+        if not skip_start:
+            async with self.rt(machine_id).lock:
+                await self._start_locked(machine_id, is_restart=False, origin="ravel")
+
+    async def start(self, machine_id: str) -> None:
+        rt = self.rt(machine_id)
+        async with rt.lock:
+            state = self.store.machine_row(machine_id)["state"]
+            if state in ALIVE:
+                raise precondition(f"machine is already {state}")
+            if state in ("destroying", "destroyed"):
+                raise precondition(f"machine is {state}")
+            if rt.restart_handle:
+                rt.restart_handle.cancel()
+                rt.restart_handle = None
+            rt.fast_failures = 0
+            self.store.update_machine(machine_id, restart_count=0)
+            await self._start_locked(machine_id, is_restart=False, origin="user")
+
+    async def _start_locked(self, machine_id: str, *, is_restart: bool, origin: str) -> None:
+        row = self.store.machine_row(machine_id)
+        config = json.loads(row["config"])
+        rt = self.rt(machine_id)
+        root = self.root(machine_id)
+        if row["state"] == "created":
+            self.record(machine_id, "machine.prepare", "preparing")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.record(machine_id, "machine.prepare_failed", "stopped", payload={"prepare_failed": {"error": str(exc)}})
+                return
+            self.record(machine_id, "machine.prepared", "preparing")
+        self.record(machine_id, "machine.start", "starting", origin, {"start": {"is_restart": is_restart}}, resume=0)
+        init = workload(config).get("init") or {}
+        argv = list(init.get("entrypoint") or []) + list(init.get("cmd") or [])
+        piped = 2
+        if not argv:
+            self.add_log(machine_id, row["instance_id"], 1, [
+                f"image {config.get('image')}: its own entrypoint is not run by the local sandbox; "
+                "this machine idles".encode()
+            ])
+            argv = [self.sleep or "sleep", IDLE_SECONDS]
+            piped = 0
+        proto = _Protocol(self.loop, piped, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines))
+        out = subprocess.PIPE if piped else subprocess.DEVNULL
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            transport, _ = await self.loop.subprocess_exec(
+                lambda: proto, *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(root),
+                env=self.env(machine_id, config), start_new_session=True, preexec_fn=procs.pdeathsig_preexec,
+            )
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                error = f"exec: {argv[0]!r}: executable file not found"
+            elif isinstance(exc, PermissionError):
+                error = f"exec: {argv[0]!r}: permission denied"
+            else:
+                error = f"exec: {argv[0]!r}: {exc}"
+            self.add_log(machine_id, row["instance_id"], 2, [error.encode()])
+            self.record(machine_id, "machine.start_failed", "stopped", payload={"start_failed": {"error": error}},
+                        pid=None)
+            return
+        rt.transport = transport
+        rt.pgid = transport.get_pid()
+        rt.user_stopped = False
+        rt.exit_done = self.loop.create_future()
+        rt.started_at = time.monotonic()
+        self.record(machine_id, "machine.started", "running", payload={"started": {"started_at": now_rfc3339()}},
+                    pid=rt.pgid)
+        self.spawn_task(self._watch(machine_id, rt, proto))
+
+    async def _watch(self, machine_id: str, rt: Runtime, proto: _Protocol) -> None:
+        returncode = await proto.exited
+        procs.killpg(rt.pgid, signal.SIGKILL)  # what it left behind in its group: a stopped VM runs nothing
+        try:
+            await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
+        except asyncio.TimeoutError:
+            pass
+        proto.flush()
+        rt.transport.close()
+        self._on_exit(machine_id, rt, procs.exit_code_of(returncode))
+
+    def _on_exit(self, machine_id: str, rt: Runtime, code: int) -> None:
+        rt.transport = None
+        rt.pgid = None
+        if rt.kill_handle:
+            rt.kill_handle.cancel()
+            rt.kill_handle = None
+        user_stopped, rt.user_stopped = rt.user_stopped, False
+        ran = time.monotonic() - rt.started_at
+        rt.fast_failures = rt.fast_failures + 1 if ran < 10 else 0
+        status = "destroying" if rt.destroying else "stopped"
+        self.record(machine_id, "machine.exited", status, payload={"stopped": {"exit_code": code, "exited_at": now_rfc3339()}},
+                    pid=None, last_exit_code=code)
+        if rt.exit_done and not rt.exit_done.done():
+            rt.exit_done.set_result(code)
+        if rt.destroying:
+            return
+        if self.shutting_down:
+            if not user_stopped:
+                self.store.update_machine(machine_id, resume=1)
+            return
+        self._after_exit(machine_id, code, user_stopped)
+
+    def _after_exit(self, machine_id: str, code: int, user_stopped: bool) -> None:
+        """Apply the restart policy, then auto_destroy, to an exit."""
+        row = self.store.machine_row(machine_id)
+        config = json.loads(row["config"])
+        policy, max_retries = restart_policy(config)
+        restart = not user_stopped and (
+            policy == "always" or (policy == "on-failure" and code != 0 and row["restart_count"] < max_retries)
+        )
+        rt = self.rt(machine_id)
+        if restart:
+            self.store.update_machine(machine_id, resume=1, restart_count=row["restart_count"] + 1)
+            delay = min(0.1 * 2 ** max(rt.fast_failures - 1, 0), 5.0)
+            rt.restart_handle = self.loop.call_later(delay, lambda: self.spawn_task(self._restart(machine_id)))
+        else:
+            self.store.update_machine(machine_id, resume=0)
+            if auto_destroy(config):
+                self.spawn_task(self._auto_destroy(machine_id))
+
+    async def _restart(self, machine_id: str) -> None:
+        rt = self.rt(machine_id)
+        async with rt.lock:
+            rt.restart_handle = None
+            row = self.store.machine_row(machine_id)
+            if self.shutting_down or row["state"] != "stopped" or not row["resume"]:
+                return
+            await self._start_locked(machine_id, is_restart=True, origin="ravel")
+
+    async def _auto_destroy(self, machine_id: str) -> None:
+        try:
+            await self.destroy(machine_id, force=False, auto=True)
+        except Problem:
+            pass  # started again, or destroyed, meanwhile
+
+    async def stop(self, machine_id: str, override: dict | None = None) -> None:
+        rt = self.rt(machine_id)
+        async with rt.lock:
+            row = self.store.machine_row(machine_id)
+            state = row["state"]
+            if state == "stopped" and rt.restart_handle:  # stopping a machine between two restarts
+                rt.restart_handle.cancel()
+                rt.restart_handle = None
+                self.store.update_machine(machine_id, resume=0)
+                return
+            if state == "stopping":
+                return
+            if state not in ALIVE or not rt.alive:
+                raise precondition(f"machine is not running (state: {state})")
+            sig_name, timeout = stop_config(json.loads(row["config"]), override)
+            rt.user_stopped = True
+            self.record(machine_id, "machine.stop", "stopping", "user",
+                        {"stop": {"config": {"timeout": timeout, "signal": sig_name}}})
+            procs.killpg(rt.pgid, signal.Signals[sig_name])
+            pgid = rt.pgid
+            rt.kill_handle = self.loop.call_later(timeout, procs.killpg, pgid, signal.SIGKILL)
+
+    async def destroy(self, machine_id: str, force: bool, auto: bool = False) -> None:
+        rt = self.rt(machine_id)
+        async with rt.lock:
+            state = self.store.machine_row(machine_id)["state"]
+            if state in ("destroying", "destroyed"):
+                raise precondition(f"machine is already {state}")
+            if auto and state != "stopped":
+                raise precondition("machine is not stopped")
+            if rt.alive and not force:
+                raise precondition(
+                    f"machine is {state}: stop it first, or destroy it with force=true"
+                )
+            if rt.restart_handle:
+                rt.restart_handle.cancel()
+                rt.restart_handle = None
+            reason = "auto_destroy: the machine exited" if auto else "requested by the user"
+            self.record(machine_id, "machine.destroy", "destroying", "ravel" if auto else "user",
+                        {"destroy": {"auto_destroy": auto, "reason": reason, "force": force}}, resume=0)
+            if rt.alive:
+                rt.destroying = True
+                done = rt.exit_done
+                procs.killpg(rt.pgid, signal.SIGKILL)
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), 10)
+                except asyncio.TimeoutError:
+                    pass
+                rt.destroying = False
+            await self._remove_files(machine_id)
+            self.record(machine_id, "machine.destroyed", "destroyed", pid=None)
+
+    async def _remove_files(self, machine_id: str) -> None:
+        path = self.data_dir / "machines" / machine_id
+        if path.exists():
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    # -- waiting and reading ------------------------------------------------------------------------------
+    async def wait_for(self, machine_id: str, status: str, timeout: float) -> bool:
+        if self.store.machine_row(machine_id)["state"] == status:
+            return True
+        if self.shutting_down:
+            raise ShuttingDown()
+        rt = self.rt(machine_id)
+        fut = self.loop.create_future()
+        entry = (status, fut)
+        rt.waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            rt.waiters.remove(entry)
+
+    async def exec(self, machine_id: str, cmd: list[str], timeout_ms: int) -> dict:
+        row = self.store.machine_row(machine_id)
+        if row["state"] != "running" or not self.rt(machine_id).alive:
+            raise precondition(f"machine is not running (state: {row['state']})")
+        config = json.loads(row["config"])
+        proto = _Protocol(self.loop, 2)
+        try:
+            transport, _ = await self.loop.subprocess_exec(
+                lambda: proto, *cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=str(self.root(machine_id)), env=self.env(machine_id, config), start_new_session=True,
+                preexec_fn=procs.pdeathsig_preexec,
+            )
+        except FileNotFoundError:
+            return {"stdout": "", "stderr": f"{cmd[0]}: command not found\n", "exit_code": 127}
+        except PermissionError:
+            return {"stdout": "", "stderr": f"{cmd[0]}: permission denied\n", "exit_code": 126}
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            return {"stdout": "", "stderr": f"{cmd[0]}: {exc}\n", "exit_code": 126}
+        pgid = transport.get_pid()
+        timed_out = False
+        try:
+            try:
+                returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                timed_out = True
+                procs.killpg(pgid, signal.SIGKILL)
+                returncode = await proto.exited
+            procs.killpg(pgid, signal.SIGKILL)
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            if not proto.exited.done():  # the request was cancelled: leave nothing running
+                procs.killpg(pgid, signal.SIGKILL)
+            transport.close()
+        stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="replace")
+        stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="replace")
+        if timed_out:
+            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
+            return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
+        return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+    # -- server start and stop ----------------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Bring the database in line with reality after the previous server stopped or died."""
+        procs.kill_machine_processes(self.data_dir)  # survivors of the previous server, found by their marker
+        for row in self.store.machines_in_states(("preparing", "starting", "running", "stopping")):
+            user_stopped = row["state"] == "stopping"
+            self.record(row["id"], "machine.exited", "stopped",
+                        payload={"stopped": {"exit_code": 137, "exited_at": now_rfc3339()}},
+                        pid=None, last_exit_code=137, resume=0 if user_stopped else 1)
+            if user_stopped and auto_destroy(json.loads(row["config"])):
+                await self._auto_destroy(row["id"])
+        for row in self.store.machines_in_states(("destroying",)):
+            await self._remove_files(row["id"])
+            self.record(row["id"], "machine.destroyed", "destroyed", pid=None)
+        for row in self.store.machines_to_resume():
+            self._after_exit(row["id"], row["last_exit_code"] or 0, user_stopped=False)
+
+    def begin_shutdown(self) -> None:
+        """Called as soon as the server is asked to stop: end long polls and log followers (the HTTP server
+        waits for open responses before it stops the app), and restart nothing from now on."""
+        self.shutting_down = True
+        for rt in self.runtimes.values():
+            if rt.restart_handle:
+                rt.restart_handle.cancel()
+                rt.restart_handle = None
+            for _, fut in rt.waiters:
+                if not fut.done():
+                    fut.set_exception(ShuttingDown())
+            rt.wake_followers()
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop every machine: its stop signal, SIGKILL after min(its stop timeout, grace)."""
+        self.begin_shutdown()
+        pending = []
+        for mid, rt in list(self.runtimes.items()):
+            if not rt.alive:
+                continue
+            row = self.store.machine_row(mid)
+            sig_name, timeout = stop_config(json.loads(row["config"]))
+            procs.killpg(rt.pgid, signal.Signals[sig_name])
+            rt.kill_handle = self.loop.call_later(min(timeout, grace), procs.killpg, rt.pgid, signal.SIGKILL)
+            pending.append(rt.exit_done)
+        if pending:
+            await asyncio.wait(pending, timeout=grace + 2)
+        for rt in self.runtimes.values():
+            if rt.alive:
+                procs.killpg(rt.pgid, signal.SIGKILL)
+        procs.kill_machine_processes(self.data_dir)
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=2)
