@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -21,13 +22,19 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
 #: the longest a `Retry-After` header may make us wait before one retry, in seconds
 MAX_RETRY_AFTER = 30.0
+#: retry n waits min(BACKOFF_BASE * 2**n, BACKOFF_MAX) seconds, times a random factor in [0.75, 1]
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 8.0
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass
 class Exchange:
-    """One HTTP exchange, as the debug hook sees it. It never holds the token."""
+    """One HTTP exchange, as the debug hook sees it. It never holds the token.
+
+    ``request_headers`` and ``response_headers`` are copies with ``Authorization`` (and any cookie) redacted.
+    """
 
     method: str
     url: str
@@ -35,6 +42,8 @@ class Exchange:
     elapsed_ms: float
     attempt: int
     error: str | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         result = str(self.status) if self.status is not None else f"failed: {self.error}"
@@ -43,12 +52,22 @@ class Exchange:
 
 
 def encode(segment: Any) -> str:
-    """URL-encode one path segment, `/` included, so a name can never change the path."""
-    return quote(str(segment), safe="")
+    """URL-encode one path segment, `/` included, so a name can never change the path.
+
+    ``.`` and ``..`` are encoded too (``%2E``): left bare, URL normalisation would remove them and climb the path.
+    An empty segment is refused: ``/fleets/`` would silently become another call.
+    """
+    text = str(segment)
+    if not text:
+        raise ValueError("an empty name or id cannot be part of a request path")
+    if text in (".", ".."):
+        return text.replace(".", "%2E")
+    return quote(text, safe="")
 
 
-def _backoff(attempt: int) -> float:
-    return min(0.5 * 2**attempt, 8.0) * random.uniform(0.75, 1.0)
+def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """How long to sleep before retry ``attempt`` (0-based): exponential, capped, with jitter."""
+    return min(base * 2**attempt, cap) * random.uniform(0.75, 1.0)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -86,9 +105,10 @@ class Client:
       connection broken mid-answer, and the statuses 408, 429, 500, 502, 503 and 504;
     * a create, an exec or an upload that may have reached the server is never sent twice.
 
-    Retries wait ``min(0.5 * 2**n, 8)`` seconds times a random factor in [0.75, 1], or what ``Retry-After``
-    asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout`` seconds (default 30) to connect and
-    between two reads of the answer; live log streams have no overall deadline.
+    Retries wait ``min(backoff_base * 2**n, backoff_max)`` seconds (0.5 and 8 by default) times a random factor in
+    [0.75, 1], or what ``Retry-After`` asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout``
+    seconds (default 30) to connect and between two reads of the answer; live log streams have no overall
+    deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
     """
 
     def __init__(
@@ -101,6 +121,8 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         *,
         max_retry_after: float = MAX_RETRY_AFTER,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_max: float = BACKOFF_MAX,
         debug_hook: Callable[[Exchange], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -116,6 +138,8 @@ class Client:
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self.max_retry_after = max_retry_after
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
         self.debug_hook = debug_hook
         self._http = httpx.Client(
             headers={
@@ -191,42 +215,52 @@ class Client:
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "DELETE", "PUT")
         body = {"json": drop_none(json)} if json is not None else {}
-        request = self._http.build_request(
-            method,
-            url,
-            params=self._params(params),
-            headers=headers,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            **body,
-            **kwargs,
-        )
+        try:
+            request = self._http.build_request(
+                method,
+                url,
+                params=self._params(params),
+                headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                **body,
+                **kwargs,
+            )
+        except httpx.InvalidURL as exc:
+            raise errors.ConnectError(f"invalid URL {_redact_userinfo(url)!r}: {exc}", url=_redact_userinfo(url)) from None
         attempt = 0
         while True:
             started = time.monotonic()
             try:
                 response = self._http.send(request, stream=True)
+            except httpx.UnsupportedProtocol as exc:
+                self._debug(request, None, started, attempt, error=_describe(exc))
+                raise errors.ConnectError(
+                    f"cannot reach {_public_url(request.url)}: the URL must start with http:// or https://",
+                    url=_public_url(request.url),
+                ) from None
             except httpx.TransportError as exc:
                 self._debug(request, None, started, attempt, error=_describe(exc))
-                reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                # A connection that was never made carried nothing: repeating it is safe for any call.
+                reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 if attempt < self.max_retries and (idempotent or not reached) and _replayable(request):
-                    time.sleep(_backoff(attempt))
+                    self._sleep(attempt)
                     attempt += 1
                     continue
                 raise _transport_error(exc, request) from None
-            self._debug(request, response.status_code, started, attempt)
+            self._debug(request, response.status_code, started, attempt, response=response)
             if response.is_success:
-                if not stream:
-                    try:
-                        response.read()
-                    except httpx.TransportError as exc:
-                        response.close()
-                        if attempt < self.max_retries and idempotent:
-                            time.sleep(_backoff(attempt))
-                            attempt += 1
-                            continue
-                        raise _transport_error(exc, request) from None
-                    finally:
-                        response.close()
+                if stream:
+                    return response
+                try:
+                    response.read()
+                except httpx.TransportError as exc:
+                    if attempt < self.max_retries and idempotent and _replayable(request):
+                        self._sleep(attempt)
+                        attempt += 1
+                        continue
+                    raise _transport_error(exc, request) from None
+                finally:
+                    response.close()
                 return response
             try:
                 content = response.read()
@@ -237,8 +271,7 @@ class Client:
             status = response.status_code
             retry_after = _retry_after(response)
             if idempotent and status in retry_statuses and attempt < self.max_retries and _replayable(request):
-                delay = _backoff(attempt) if retry_after is None else min(retry_after, self.max_retry_after)
-                time.sleep(delay)
+                self._sleep(attempt, retry_after)
                 attempt += 1
                 continue
             raise errors.error_for_status(
@@ -251,12 +284,24 @@ class Client:
                 retry_after=retry_after,
             )
 
+    def _sleep(self, attempt: int, retry_after: float | None = None) -> None:
+        if retry_after is not None:
+            time.sleep(min(retry_after, self.max_retry_after))
+        else:
+            time.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_max))
+
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
-        """A streamed answer, closed when the block ends."""
+        """A streamed answer, closed when the block ends.
+
+        A connection that breaks or stalls while the block reads the body raises a ``TransportError``
+        (``TimeoutError`` for a stall), never an httpx exception.
+        """
         response = self.request(method, url, stream=True, **kwargs)
         try:
             yield response
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, response.request) from None
         finally:
             response.close()
 
@@ -267,10 +312,29 @@ class Client:
         response = self.request(method, url, **kwargs)
         return parse_json(response) if response.content.strip() else None
 
-    def _debug(self, request: httpx.Request, status: int | None, started: float, attempt: int, error: str | None = None) -> None:
+    def _debug(
+        self,
+        request: httpx.Request,
+        status: int | None,
+        started: float,
+        attempt: int,
+        error: str | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
         if self.debug_hook is not None:
             elapsed = (time.monotonic() - started) * 1000
-            self.debug_hook(Exchange(request.method, _public_url(request.url), status, elapsed, attempt, error))
+            self.debug_hook(
+                Exchange(
+                    request.method,
+                    _public_url(request.url),
+                    status,
+                    elapsed,
+                    attempt,
+                    error,
+                    request_headers=_redact_headers(request.headers),
+                    response_headers=_redact_headers(response.headers) if response is not None else {},
+                )
+            )
 
 
 def drop_none(value: Any) -> Any:
@@ -298,28 +362,53 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
-def _public_url(url: httpx.URL) -> str:
-    return str(url)
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+def _redact_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def _redact_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"<redacted>@{host}").geturl()
+
+
+def _public_url(url: httpx.URL | str) -> str:
+    """The URL as it may be shown: credentials in it are redacted."""
+    return _redact_userinfo(str(url))
 
 
 def _describe(exc: httpx.TransportError) -> str:
     text = str(exc) or type(exc).__name__
-    return text.replace("[Errno -2] ", "").replace("[Errno -3] ", "")
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)
+
+
+_DNS_FAILURES = (
+    "Name or service not known",
+    "nodename nor servname",
+    "Temporary failure in name resolution",
+    "No address associated with hostname",
+    "getaddrinfo failed",
+)
 
 
 def _transport_error(exc: httpx.TransportError, request: httpx.Request) -> errors.TransportError:
-    parts = urlsplit(str(request.url))
+    url = _public_url(request.url)
+    parts = urlsplit(url)
     where = f"{parts.scheme}://{parts.netloc}"
-    url = str(request.url)
     if isinstance(exc, httpx.ConnectTimeout):
         return errors.TimeoutError(f"could not connect to {where}: timed out", url=url)
     if isinstance(exc, httpx.TimeoutException):
         return errors.TimeoutError(f"no answer from {where} in time ({request.method} {parts.path})", url=url)
     if isinstance(exc, httpx.ConnectError):
         reason = _describe(exc)
-        if "Name or service not known" in reason or "nodename nor servname" in reason or "Temporary failure in name resolution" in reason:
+        if any(marker in reason for marker in _DNS_FAILURES):
             reason = f"cannot resolve host {parts.hostname!r}"
-        elif "Connection refused" in reason:
+        elif "refused" in reason.lower():
             reason = "connection refused"
         return errors.ConnectError(f"cannot reach {where}: {reason}", url=url)
     return errors.TransportError(f"the connection to {where} broke: {_describe(exc)}", url=url)
