@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
     from valyent_cli.api.client import Client
 
 CHUNK = 64 * 1024
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class FileSystem:
@@ -66,11 +73,38 @@ class FileSystem:
                 total += len(chunk)
         return total
 
+    def download_to(self, path: str, local_path: str | os.PathLike[str]) -> int:
+        """Stream a file to ``local_path``; return the number of bytes written.
+
+        The bytes go to a temporary file beside the target, renamed over it only once the whole file arrived: a
+        download that breaks or is interrupted (Ctrl-C included) leaves no partial file under the target name.
+        """
+        import tempfile
+
+        target = os.fspath(local_path)
+        directory = os.path.dirname(os.path.abspath(target))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                total = self.download(path, out)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; give it the mode a plain open() would
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return total
+
     def write(self, path: str, data: bytes | str | IO[bytes], *, filename: str | None = None) -> None:
         """Write a file (parents created). ``data`` may be bytes, text, or a binary file object read in chunks."""
         if isinstance(data, str):
             data = data.encode()
         name = filename or os.path.basename(path.rstrip("/")) or "file"
+        if not isinstance(data, bytes) and not _sized(data):
+            # httpx sizes a file object by fstat, which says 0 for a pipe: hide it, so the upload goes chunked.
+            data = _Unsized(data)
         self._client.request(
             "POST",
             self._url("fs", "write"),
@@ -93,3 +127,24 @@ class FileSystem:
     # The seed SDK's names.
     read_file = read
     write_file = write
+
+
+def _sized(fileobj: Any) -> bool:
+    """Whether httpx can size this file object correctly: a regular file, or a seekable in-memory one."""
+    try:
+        return stat.S_ISREG(os.fstat(fileobj.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        try:
+            return bool(fileobj.seekable())
+        except (AttributeError, OSError, ValueError):
+            return False
+
+
+class _Unsized:
+    """A read-only view of a stream with no fileno, tell or seek (stdin, a pipe, a socket)."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fileobj.read(size)

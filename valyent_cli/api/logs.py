@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +55,12 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def decode_ndjson(chunks: Iterable[bytes], *, strict_last: bool = False) -> Iterator[dict[str, Any]]:
+def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """LogEntry objects from NDJSON chunks.
 
-    A line that is not a JSON object is skipped, except that with ``strict_last`` a broken final line (a stream cut
-    mid-line) is dropped silently rather than reported: the follower will read it again, whole, on reconnect.
+    A line that is not a JSON object is skipped. A stream cut mid-line raises from ``chunks`` before the partial
+    line is decoded; a stream closed cleanly after half a line ends with a line that fails to decode and is
+    skipped: either way the follower reads it again, whole, on reconnect.
     """
     for line in iter_lines(chunks):
         try:
@@ -87,18 +89,44 @@ def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
     yield from decode_ndjson(chunks)
 
 
+def iter_entry_lines(response: httpx.Response) -> Iterator[bytes]:
+    """Each entry of a logs answer as one line of JSON, without its newline.
+
+    NDJSON lines are passed on exactly as the server sent them, never decoded (the fast path of ``logs --json``);
+    the items of a JSON-array answer are re-encoded compactly, one a line. Lines that are not JSON objects are
+    skipped.
+    """
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json":
+        for line in iter_lines(response.iter_bytes()):
+            if line[:1] == b"{" or line.lstrip()[:1] == b"{":
+                yield line
+        return
+    for entry in decode_response(response):
+        yield json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _fingerprint(entry: dict[str, Any]) -> tuple[Any, ...]:
-    return (entry.get("timestamp"), entry.get("instance_id"), entry.get("source"), entry.get("message"))
+    return (entry.get("timestamp"), entry.get("instance_id"), entry.get("source"), entry.get("level"), entry.get("message"))
 
 
 class LogFollower:
     """Live logs that survive a dropped stream.
 
-    The server replays the whole history at each (re)connection, then sends new lines as they come. After a
-    reconnect the follower skips as many entries as it has already yielded, checking that the last one it
-    yielded is where it expects; if the history changed under it, it falls back to skipping entries by time.
-    ``max_failures`` reconnections in a row that bring nothing new end the follow with a ``StreamError``.
-    ``idle_timeout`` is how long a silent stream is trusted before it is reopened.
+    The server replays the whole history at each (re)connection, then sends new lines as they come. Two rules
+    decide what is new in a replay:
+
+    * by position: the first ``yielded`` entries of a replay are the ones already shown, checked at the last of
+      them (it must be the last entry yielded);
+    * by time, which also guards the first rule: an entry later than the latest entry yielded (or at the same
+      time but not yet seen that many times) is new wherever it appears.
+
+    When a replay contradicts the first rule (the history was trimmed or rewritten), the follower goes by time
+    alone from then on. Entries without a timestamp can only be placed by position.
+
+    ``max_failures`` reconnections in a row that bring nothing new end the follow with a ``StreamError``;
+    ``idle_timeout`` is how long a silent stream is trusted before it is reopened. Reconnections wait
+    ``min(backoff_base * 2**n, backoff_max)`` seconds, with jitter.
     """
 
     def __init__(
@@ -109,17 +137,22 @@ class LogFollower:
         idle_timeout: float | None = 120.0,
         is_finished: Callable[[], bool] | None = None,
         on_reconnect: Callable[[int, str], None] | None = None,
+        backoff_base: float = 0.25,
+        backoff_max: float = 5.0,
     ) -> None:
         self._open = open_stream
         self.max_failures = max_failures
         self.idle_timeout = idle_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
         self._is_finished = is_finished
         self._on_reconnect = on_reconnect
         self.yielded = 0
         self.reconnects = 0
         self._last: tuple[Any, ...] | None = None
-        self._last_time: float | None = None
-        self._at_last_time: set[tuple[Any, ...]] = set()
+        # The latest time yielded, and how many times each entry at exactly that time was yielded.
+        self._max_time: float | None = None
+        self._at_max: Counter[tuple[Any, ...]] = Counter()
         self._by_count = True
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -133,6 +166,8 @@ class LogFollower:
                         new += 1
                         failures = 0
                         yield entry
+            except errors.TimeoutError:
+                reason = "the stream stalled"
             except (httpx.TransportError, errors.TransportError) as exc:
                 reason = f"the stream broke ({type(exc).__name__})"
             except errors.ServerError as exc:
@@ -148,7 +183,8 @@ class LogFollower:
             self.reconnects += 1
             if self._on_reconnect is not None:
                 self._on_reconnect(self.reconnects, reason)
-            time.sleep(min(0.25 * 2 ** max(failures - 1, 0), 5.0) * random.uniform(0.75, 1.0))
+            delay = min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
+            time.sleep(delay * random.uniform(0.75, 1.0))
 
     def _safe_finished(self) -> bool:
         try:
@@ -161,38 +197,52 @@ class LogFollower:
     def _fresh(self, entries: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Skip the replayed history, yield what is new."""
         index = 0
+        seen_at_max: Counter[tuple[Any, ...]] = Counter()  # this replay's entries at the latest time yielded
         for entry in entries:
             index += 1
             fp = _fingerprint(entry)
+            ts = entry_time(entry)
+            if ts is not None and ts == self._max_time:
+                seen_at_max[fp] += 1
+            later = self._later(ts, fp, seen_at_max)
             if self._by_count:
-                if index < self.yielded:
+                if later:
+                    if index <= self.yielded:
+                        # New entries where the replay should hold old ones: the history changed under us.
+                        self._by_count = False
+                elif index < self.yielded:
                     continue
-                if index == self.yielded:
-                    if fp == self._last:
+                elif index == self.yielded:
+                    if fp == self._last or later is None:
                         continue
-                    # The replay is not the history we saw (trimmed or rewritten): from now on, go by time.
                     self._by_count = False
-            if not self._by_count and not self._newer(entry, fp):
+                    continue
+            elif not later:
                 continue
-            self._remember(entry, fp)
+            self._remember(ts, fp, seen_at_max)
             self.yielded = index if self._by_count else self.yielded + 1
             yield entry
 
-    def _newer(self, entry: dict[str, Any], fp: tuple[Any, ...]) -> bool:
-        ts = entry_time(entry)
-        if ts is None or self._last_time is None:
+    def _later(self, ts: float | None, fp: tuple[Any, ...], seen_at_max: Counter[tuple[Any, ...]]) -> bool | None:
+        """Whether an entry comes after everything yielded, by time; None when time cannot tell."""
+        if ts is None or self._max_time is None:
+            if self._by_count:
+                return None
             return fp != self._last
-        if ts > self._last_time:
+        if ts > self._max_time:
             return True
-        return ts == self._last_time and fp not in self._at_last_time
+        if ts < self._max_time:
+            return False
+        return seen_at_max[fp] > self._at_max[fp]
 
-    def _remember(self, entry: dict[str, Any], fp: tuple[Any, ...]) -> None:
-        ts = entry_time(entry)
+    def _remember(self, ts: float | None, fp: tuple[Any, ...], seen_at_max: Counter[tuple[Any, ...]]) -> None:
         if ts is not None:
-            if ts != self._last_time:
-                self._last_time = ts
-                self._at_last_time = set()
-            self._at_last_time.add(fp)
+            if self._max_time is None or ts > self._max_time:
+                self._max_time = ts
+                self._at_max = Counter()
+                seen_at_max.clear()
+                seen_at_max[fp] = 1
+            self._at_max[fp] += 1
         self._last = fp
 
 

@@ -12,8 +12,16 @@ from valyent_cli.api._http import httpx
 from valyent_cli.api import errors
 from valyent_cli.api.client import RETRY_STATUSES, parse_json
 from valyent_cli.api.fleets import _array, _object
-from valyent_cli.api.logs import LOGS_ACCEPT, LogFollower, decode_response, open_log_stream
-from valyent_cli.api.types import WAITABLE_STATES, ApiObject, CreateMachinePayload, ExecResult, LogEntry, MachineEvent
+from valyent_cli.api.logs import LOGS_ACCEPT, LogFollower, decode_response, iter_entry_lines, open_log_stream
+from valyent_cli.api.types import (
+    WAITABLE_STATES,
+    ApiObject,
+    CreateMachinePayload,
+    ExecResult,
+    LogEntry,
+    MachineEvent,
+    StopConfig,
+)
 
 if TYPE_CHECKING:
     from valyent_cli.api.client import Client
@@ -30,44 +38,60 @@ class Machine(ApiObject):
     ``config``, ``created_at``, ``updated_at``, ``events``, ``state``, and maybe ``health``, ``gateway_enabled``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_fleet_ref",)
+
+    def __init__(self, data: dict[str, Any] | None = None, client: Any = None, fleet: str | None = None) -> None:
+        super().__init__(data, client)
+        # The fleet the machine was fetched through: used when the answer lacks its `fleet` key.
+        self._fleet_ref = fleet
 
     @property
     def _m(self) -> Machines:
         return self._client.machines
 
+    @property
+    def _fleet(self) -> str:
+        fleet = self.get("fleet") or self.get("fleet_id") or self._fleet_ref
+        if not fleet:
+            raise ValueError("this machine object does not say which fleet it belongs to")
+        return fleet
+
     def refresh(self) -> Machine:
-        return self._m.get(self["fleet"], self["id"])
+        return self._m.get(self._fleet, self["id"])
 
     def start(self) -> None:
-        self._m.start(self["fleet"], self["id"])
+        self._m.start(self._fleet, self["id"])
 
-    def stop(self, signal: str | None = None, timeout: int | None = None) -> None:
-        self._m.stop(self["fleet"], self["id"], signal=signal, timeout=timeout)
+    def stop(self, signal: str | StopConfig | None = None, timeout: int | None = None) -> None:
+        """``stop()``, ``stop("SIGINT", 10)``, or as the seed, ``stop({"timeout": 30, "signal": "SIGTERM"})``."""
+        self._m.stop(self._fleet, self["id"], signal=signal, timeout=timeout)
 
     def delete(self, force: bool = False) -> None:
-        self._m.delete(self["fleet"], self["id"], force=force)
+        self._m.delete(self._fleet, self["id"], force=force)
 
     def wait(self, status: str = "running", timeout: float = 60) -> None:
-        self._m.wait(self["fleet"], self["id"], status, timeout)
+        self._m.wait(self._fleet, self["id"], status, timeout)
 
     def events(self) -> list[MachineEvent]:
-        return self._m.events(self["fleet"], self["id"])
+        return self._m.events(self._fleet, self["id"])
 
     def logs(self) -> list[LogEntry]:
-        return self._m.logs(self["fleet"], self["id"])
+        return self._m.logs(self._fleet, self["id"])
+
+    def iter_logs(self) -> Iterator[LogEntry]:
+        return self._m.iter_logs(self._fleet, self["id"])
 
     def follow_logs(self, **kwargs: Any) -> Iterator[LogEntry]:
-        return self._m.follow_logs(self["fleet"], self["id"], **kwargs)
+        return self._m.follow_logs(self._fleet, self["id"], **kwargs)
 
     def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
-        return self._m.exec(self["fleet"], self["id"], cmd, timeout_ms=timeout_ms)
+        return self._m.exec(self._fleet, self["id"], cmd, timeout_ms=timeout_ms)
 
     def enable_gateway(self) -> None:
-        self._m.enable_gateway(self["fleet"], self["id"])
+        self._m.enable_gateway(self._fleet, self["id"])
 
     def disable_gateway(self) -> None:
-        self._m.disable_gateway(self["fleet"], self["id"])
+        self._m.disable_gateway(self._fleet, self["id"])
 
     @property
     def fs(self) -> FileSystem:
@@ -86,21 +110,33 @@ class Machines:
         return self._client.url("fleets", fleet, "machines", *rest)
 
     def create(self, fleet: str, payload: CreateMachinePayload | dict[str, Any]) -> Machine:
-        """Create (and, unless ``skip_start``, start) a machine. Never sent twice once it reached the server."""
-        response = self._client.request("POST", self._url(fleet), json=payload)
-        return Machine(_object(parse_json(response), "machine"), self._client)
+        """Create (and, unless ``skip_start``, start) a machine. Never sent twice once it reached the server.
+
+        ``config.auto_destroy`` (where the seed README lists it) is sent inside ``config.workload``, where the
+        API reads it.
+        """
+        response = self._client.request("POST", self._url(fleet), json=_wire_payload(payload))
+        return Machine(_object(parse_json(response), "machine"), self._client, fleet)
 
     def list(self, fleet: str, destroyed: bool = False) -> list[Machine]:
         data = self._client.get_json(self._url(fleet), params={"destroyed": True} if destroyed else None)
-        return [Machine(item, self._client) for item in _array(data, "machines")]
+        return [Machine(item, self._client, fleet) for item in _array(data, "machines")]
 
     def get(self, fleet: str, machine: str) -> Machine:
-        return Machine(_object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client)
+        return Machine(_object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client, fleet)
 
     def start(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "start"), idempotent=True)
 
-    def stop(self, fleet: str, machine: str, signal: str | None = None, timeout: int | None = None) -> None:
+    def stop(
+        self, fleet: str, machine: str, signal: str | StopConfig | None = None, timeout: int | None = None
+    ) -> None:
+        """Stop a machine: ``signal`` (e.g. ``SIGTERM``) and ``timeout`` (seconds before it is killed) are optional;
+        a StopConfig dict ``{"signal": ..., "timeout": ...}`` is accepted in place of ``signal``, as in the seed."""
+        if isinstance(signal, dict):
+            config = dict(signal)
+            signal = config.get("signal")
+            timeout = config.get("timeout", timeout)
         body = {"signal": signal, "timeout": timeout}
         self._client.request(
             "POST",
@@ -124,10 +160,13 @@ class Machines:
             raise ValueError(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
         if timeout <= 0:
             raise ValueError("the wait timeout must be positive")
+        # Two clocks bound the wait: the wall clock, and the time the server says it waited (each 408 ends a poll
+        # of `poll` seconds). The second keeps the loop exact when a poll comes back early.
         deadline = time.monotonic() + timeout
+        budget = float(timeout)
         while True:
-            remaining = deadline - time.monotonic()
-            poll = max(1, min(MAX_WAIT_POLL, math.ceil(remaining)))
+            remaining = min(deadline - time.monotonic(), budget)
+            poll = max(1, min(MAX_WAIT_POLL, math.ceil(remaining - 1e-9)))
             try:
                 self._client.request(
                     "GET",
@@ -138,7 +177,8 @@ class Machines:
                 )
                 return
             except errors.DeadlineExceeded:
-                if time.monotonic() >= deadline - 0.05:
+                budget -= poll
+                if budget <= 0 or time.monotonic() >= deadline - 0.05:
                     raise errors.TimeoutError(
                         f"machine {machine} did not reach {status!r} within {_seconds(timeout)}"
                     ) from None
@@ -153,6 +193,13 @@ class Machines:
         ) as response:
             yield from decode_response(response)  # type: ignore[misc]
 
+    def iter_log_lines(self, fleet: str, machine: str) -> Iterator[bytes]:
+        """The log so far, streamed as raw JSON lines, one entry a line (see ``logs.iter_entry_lines``)."""
+        with self._client.stream(
+            "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
+        ) as response:
+            yield from iter_entry_lines(response)
+
     def logs(self, fleet: str, machine: str) -> list[LogEntry]:
         return list(self.iter_logs(fleet, machine))
 
@@ -165,10 +212,13 @@ class Machines:
         idle_timeout: float | None = 120.0,
         on_reconnect: Any = None,
         until_destroyed: bool = True,
+        backoff_base: float = 0.25,
+        backoff_max: float = 5.0,
     ) -> LogFollower:
         """The live log: history, then each new entry as the machine writes it, until the machine is destroyed.
 
-        Survives dropped streams: see :class:`~valyent_cli.api.logs.LogFollower`.
+        Survives dropped streams: see :class:`~valyent_cli.api.logs.LogFollower`. Stop iterating (``break``) to
+        stop following; the connection is closed then.
         """
 
         def finished() -> bool:
@@ -180,6 +230,8 @@ class Machines:
             idle_timeout=idle_timeout,
             is_finished=finished if until_destroyed else None,
             on_reconnect=on_reconnect,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
         )
 
     # The seed SDK's name for the live stream.
@@ -201,6 +253,21 @@ class Machines:
 
     def disable_gateway(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "gateway", "disable"), idempotent=True)
+
+
+def _wire_payload(payload: Any) -> Any:
+    """The create payload as the API reads it: ``config.auto_destroy`` moved into ``config.workload``."""
+    if not isinstance(payload, dict):
+        return payload
+    config = payload.get("config")
+    if not isinstance(config, dict) or "auto_destroy" not in config:
+        return payload
+    config = dict(config)
+    auto_destroy = config.pop("auto_destroy")
+    workload = dict(config.get("workload") or {})
+    workload.setdefault("auto_destroy", auto_destroy)
+    config["workload"] = workload
+    return {**payload, "config": config}
 
 
 def _seconds(value: float) -> str:
