@@ -279,3 +279,109 @@ _ANSI = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "bright_black
 
 def _ansi(style: str) -> str:
     return _ANSI.get(style, "0")
+
+
+# -- log lines: the hot path of `valyent logs` -------------------------------------------------------------------
+# Hundreds of thousands of lines go through here, so no rich and no datetime per line: strings are built with
+# f-strings, the `YYYY-MM-DDTHH:MM:SS` part is cached per second, and lines are written in batches as UTF-8 bytes.
+
+#: machine prefix colours on a terminal, assigned in order of appearance
+_MACHINE_COLORS = ("36", "35", "34", "32", "96", "95", "94", "92", "33", "93")
+
+
+class LogFormatter:
+    """``TIME [MACHINE] message`` lines; TIME is ISO-8601 UTC with milliseconds (``2024-05-01T12:00:00.123Z``).
+
+    With ``color`` (stdout a terminal, colour allowed): the time dim, each machine in its own colour, and the
+    messages a machine wrote to stderr highlighted.
+    """
+
+    def __init__(self, *, color: bool = False, prefix: bool = False) -> None:
+        self.color = color
+        self.prefix = prefix
+        self._second: int | None = None
+        self._second_text = ""
+        self._labels: dict[str, str] = {}
+        self._width = 0
+
+    def time(self, ts: float | None) -> str:
+        if ts is None:
+            return "-" + " " * 23
+        second = int(ts // 1)
+        millis = int(round((ts - second) * 1000))
+        if millis >= 1000:  # a float a hair below the next second
+            second, millis = second + 1, millis - 1000
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{millis:03d}Z"
+
+    def set_machines(self, machine_ids: Iterable[str]) -> None:
+        """Declare the machines up front so that prefixes align and colours are stable."""
+        for machine_id in machine_ids:
+            self._label(machine_id)
+
+    def _label(self, machine_id: str) -> str:
+        label = self._labels.get(machine_id)
+        if label is None:
+            self._width = max(self._width, len(machine_id))
+            if self.color:
+                color = _MACHINE_COLORS[len(self._labels) % len(_MACHINE_COLORS)]
+                label = f"\x1b[{color}m{machine_id}\x1b[0m"
+            else:
+                label = machine_id
+            self._labels[machine_id] = label
+        return label
+
+    def line(self, entry: dict[str, Any], ts: float | None, machine_id: str | None = None) -> str:
+        """One entry as a line ending in a newline; ``ts`` is the entry's time in Unix seconds."""
+        message = entry.get("message")
+        if message is None:
+            message = ""
+        elif not isinstance(message, str):
+            message = str(message)
+        if message.endswith("\n"):
+            message = message.rstrip("\r\n")
+        stamp = self.time(ts)
+        if not self.color:
+            if self.prefix and machine_id is not None:
+                return f"{stamp} {machine_id} {message}\n"
+            return f"{stamp} {message}\n"
+        if entry.get("source") == "stderr":
+            message = f"\x1b[33m{message}\x1b[0m"
+        if self.prefix and machine_id is not None:
+            label = self._label(machine_id)
+            pad = " " * (self._width - len(machine_id))
+            return f"\x1b[2m{stamp}\x1b[0m {label}{pad} {message}\n"
+        return f"\x1b[2m{stamp}\x1b[0m {message}\n"
+
+
+class LineWriter:
+    """Batched writes of log lines to stdout as UTF-8 bytes (text with lone surrogates escaped, never an error)."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        self._out = sys.stdout.buffer
+
+    def text(self, lines: list[str], *, flush: bool = False) -> None:
+        if lines:
+            self._out.write("".join(lines).encode("utf-8", "backslashreplace"))
+        if flush:
+            self._out.flush()
+
+    def raw(self, lines: list[bytes], *, flush: bool = False) -> None:
+        """Lines without their newline, as received (NDJSON passed through untouched)."""
+        if lines:
+            self._out.write(b"\n".join(lines))
+            self._out.write(b"\n")
+        if flush:
+            self._out.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def note(self, message: str, *, color: bool) -> None:
+        """A dim remark on stderr (a reconnect, a machine that appeared), between batches of stdout."""
+        text = f"\x1b[2m{message}\x1b[0m" if color else message
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()

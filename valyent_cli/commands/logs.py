@@ -1,0 +1,422 @@
+"""`valyent logs [MACHINE]`: a machine's log, or the whole fleet's interleaved by time; `-f` follows it live.
+
+This is a hot path (a chatty machine writes hundreds of thousands of lines), so nothing here holds a whole log:
+history is streamed entry by entry and written in batches of pre-built lines; `--json` without filters passes
+the server's NDJSON lines through without decoding them. A live follow reads each machine's stream in a thread
+that feeds one queue; the main thread prints whatever has arrived and flushes as soon as the queue runs dry, so a
+new line is never held back waiting for more.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from valyent_cli.cli import resolve
+from valyent_cli.cli.errors import UsageError
+from valyent_cli.cli.options import FleetOpt
+
+if TYPE_CHECKING:
+    from valyent_cli.api import Client
+    from valyent_cli.cli.context import AppContext
+    from valyent_cli.cli.output import LineWriter, LogFormatter
+
+# A group with no subcommands whose callback is the command, so that `valyent logs [MACHINE]` works: options may
+# come after MACHINE, and the usage line shows no COMMAND.
+app = typer.Typer(
+    name="logs",
+    subcommand_metavar="",
+    context_settings={"allow_interspersed_args": True},
+)
+
+SOURCES = ("stdout", "stderr")
+#: how long a silent live stream is trusted before it is reopened (seconds); env VALYENT_STREAM_IDLE_TIMEOUT
+DEFAULT_IDLE_TIMEOUT = 120.0
+#: how often a fleet-wide follow looks for machines created after it started (seconds)
+NEW_MACHINE_POLL = 3.0
+#: lines written at once when printing history
+BATCH = 2048
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_since(value: str, now: float) -> float:
+    """The cutoff in Unix seconds: a duration back from now (`10m`, `2h`, `1h30m`, `30s`, `1d`) or an RFC3339 time."""
+    text = value.strip().lower()
+    if _DURATION.fullmatch(text):
+        return now - sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    from datetime import datetime, timezone
+
+    iso = value.strip()
+    if iso[-1:] in ("z", "Z"):
+        iso = iso[:-1] + "+00:00"
+    if "." in iso:  # Python 3.11 parses at most microseconds; Go writes nanoseconds
+        head, _, rest = iso.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        iso = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        if not re.match(r"\d{4}-\d{2}-\d{2}", iso):
+            raise ValueError
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        raise UsageError(
+            f"--since: {value!r} is neither a duration (like 30s, 10m, 2h, 1d, 1h30m) nor an RFC3339 time "
+            "(like 2024-05-01T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _idle_timeout() -> float | None:
+    raw = os.environ.get("VALYENT_STREAM_IDLE_TIMEOUT")
+    if raw is None or not raw.strip():
+        return DEFAULT_IDLE_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"VALYENT_STREAM_IDLE_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+@app.callback(invoke_without_command=True)
+def logs(
+    ctx: typer.Context,
+    machine: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MACHINE", help="Machine id or unique id prefix (default: every machine of the fleet).",
+            show_default=False,
+        ),
+    ] = None,
+    fleet: FleetOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lines newer than a duration (30s, 10m, 2h, 1d) or an RFC3339 time.",
+                     show_default=False),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False),
+    ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="One log entry a line (NDJSON), each exactly as the API sent it.")
+    ] = False,
+    no_prefix: Annotated[
+        bool, typer.Option("--no-prefix", help="Without a machine, leave out the machine id at the start of lines.")
+    ] = False,
+) -> None:
+    """Print the logs of a machine, or of the whole fleet interleaved by time; -f follows them live.
+
+    Prints the log so far and exits; with -f, keeps printing new lines until Ctrl-C, reconnecting (without
+    repeating or losing a line) when the stream drops. Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet).
+    With --json, one log entry a line (NDJSON), each exactly as the API sent it.
+
+    Examples:
+
+    \b
+      valyent logs 01hx3k            # one machine's log so far
+      valyent logs -f --since 10m    # the whole fleet, live, starting 10 minutes back
+      valyent logs 01hx3k --json --source stderr | jq -r .message
+    """
+    import time
+
+    cutoff = parse_since(since, time.time()) if since is not None else None
+    if source is not None:
+        source = source.strip().lower()
+        if source not in SOURCES:
+            raise UsageError(f"--source must be stdout or stderr, not {source!r}")
+    idle_timeout = _idle_timeout() if follow else None
+
+    app_: AppContext = ctx.obj
+    fleet_ref = resolve.fleet(app_, fleet)
+    out = app_.output(json=json)
+    keep = _filter(cutoff, source)
+
+    from valyent_cli.cli.output import LineWriter, LogFormatter
+
+    writer = LineWriter()
+    formatter = LogFormatter(color=out.color, prefix=machine is None and not no_prefix)
+    run = _Run(app_.client, fleet_ref, writer, formatter, keep, json=json, note_color=out.err_color)
+
+    if machine is not None:
+        machine_id = str(resolve.machine(app_, fleet_ref, machine)["id"])
+        if follow:
+            run.follow([machine_id], idle_timeout, watch_fleet=False)
+        else:
+            run.history_one(machine_id)
+        return
+
+    machine_ids = [str(m["id"]) for m in app_.client.machines.list(fleet_ref)]
+    formatter.set_machines(machine_ids)
+    if not follow:
+        if not machine_ids:
+            out.info(f"There are no machines in fleet {fleet_ref}.")
+            return
+        run.history_fleet(machine_ids)
+        return
+    seen = run.history_fleet(machine_ids) if machine_ids else {}
+    if not machine_ids:
+        out.info(f"There are no machines in fleet {fleet_ref} yet; waiting for some (Ctrl-C to stop).")
+    run.follow(machine_ids, idle_timeout, watch_fleet=True, seen=seen)
+
+
+def _filter(cutoff: float | None, source: str | None) -> Callable[[dict[str, Any], float | None], bool] | None:
+    """A predicate on (entry, its time), or None when every entry is kept (the fast path)."""
+    if cutoff is None and source is None:
+        return None
+    if source is None:
+        return lambda entry, ts: ts is None or ts >= cutoff  # type: ignore[operator]
+    if cutoff is None:
+        return lambda entry, ts: entry.get("source") == source
+    return lambda entry, ts: entry.get("source") == source and (ts is None or ts >= cutoff)
+
+
+# What a machine's history looked like when it was printed: how many entries, and the time of the last one.
+Seen = dict[str, tuple[int, "float | None"]]
+
+
+class _Run:
+    def __init__(
+        self,
+        client: Client,
+        fleet: str,
+        writer: LineWriter,
+        formatter: LogFormatter,
+        keep: Callable[[dict[str, Any], float | None], bool] | None,
+        *,
+        json: bool,
+        note_color: bool,
+    ) -> None:
+        self.client = client
+        self.fleet = fleet
+        self.writer = writer
+        self.formatter = formatter
+        self.keep = keep
+        self.json = json
+        self.note_color = note_color
+
+    # -- the log so far ---------------------------------------------------------------------------------------
+    def history_one(self, machine_id: str) -> None:
+        lines_of = self.client.machines.iter_log_lines(self.fleet, machine_id)
+        writer = self.writer
+        if self.json and self.keep is None:
+            batch: list[bytes] = []
+            for line in lines_of:
+                batch.append(line)
+                if len(batch) >= BATCH:
+                    writer.raw(batch)
+                    batch = []
+            writer.raw(batch, flush=True)
+            return
+        from json import loads
+
+        from valyent_cli.api import entry_time
+
+        keep = self.keep
+        raw_out: list[bytes] = []
+        text_out: list[str] = []
+        line_of = self.formatter.line
+        for line in lines_of:
+            try:
+                entry = loads(line)
+            except ValueError:
+                continue
+            ts = entry_time(entry)
+            if keep is not None and not keep(entry, ts):
+                continue
+            if self.json:
+                raw_out.append(line)
+                if len(raw_out) >= BATCH:
+                    writer.raw(raw_out)
+                    raw_out = []
+            else:
+                text_out.append(line_of(entry, ts))
+                if len(text_out) >= BATCH:
+                    writer.text(text_out)
+                    text_out = []
+        writer.raw(raw_out)
+        writer.text(text_out, flush=True)
+
+    def history_fleet(self, machine_ids: list[str]) -> Seen:
+        """Every machine's log so far, merged by time; returns what was read of each, for a follow to skip."""
+        import heapq
+
+        seen: Seen = {}
+
+        def entries(machine_id: str) -> Iterator[tuple[float, str, bytes, dict[str, Any], float | None]]:
+            from json import loads
+
+            from valyent_cli.api import entry_time
+
+            count, last = 0, None
+            try:
+                for line in self.client.machines.iter_log_lines(self.fleet, machine_id):
+                    try:
+                        entry = loads(line)
+                    except ValueError:
+                        continue
+                    ts = entry_time(entry)
+                    count += 1
+                    if ts is not None:
+                        last = ts
+                    yield (ts if ts is not None else 0.0, machine_id, line, entry, ts)
+            finally:
+                seen[machine_id] = (count, last)
+
+        keep = self.keep
+        writer = self.writer
+        line_of = self.formatter.line
+        raw_out: list[bytes] = []
+        text_out: list[str] = []
+        # heapq.merge holds one entry per machine: memory stays flat whatever the logs' length.
+        merged = heapq.merge(*(entries(m) for m in machine_ids), key=lambda item: item[0])
+        for _, machine_id, line, entry, ts in merged:
+            if keep is not None and not keep(entry, ts):
+                continue
+            if self.json:
+                raw_out.append(line)
+                if len(raw_out) >= BATCH:
+                    writer.raw(raw_out)
+                    raw_out = []
+            else:
+                text_out.append(line_of(entry, ts, machine_id))
+                if len(text_out) >= BATCH:
+                    writer.text(text_out)
+                    text_out = []
+        writer.raw(raw_out)
+        writer.text(text_out, flush=True)
+        return seen
+
+    # -- live -------------------------------------------------------------------------------------------------
+    def follow(self, machine_ids: list[str], idle_timeout: float | None, *, watch_fleet: bool, seen: Seen | None = None) -> None:
+        """Print each machine's new entries as they come, until Ctrl-C (or, for one machine, until it is destroyed)."""
+        import queue
+        import threading
+
+        from valyent_cli.api import ValyentError, entry_time
+
+        events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        seen = seen or {}
+
+        def pump(machine_id: str) -> None:
+            def on_reconnect(count: int, reason: str) -> None:
+                events.put(("note", machine_id, f"{reason}; reconnecting (attempt {count})"))
+
+            try:
+                follower = self.client.machines.follow_logs(
+                    self.fleet, machine_id, idle_timeout=idle_timeout, on_reconnect=on_reconnect
+                )
+                count, last = seen.get(machine_id, (0, None))
+                for entry in _skip_printed(iter(follower), count, last):
+                    events.put(("entry", machine_id, entry))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+                events.put(("error", machine_id, exc))
+            else:
+                events.put(("end", machine_id, None))
+
+        def start(machine_id: str) -> None:
+            threading.Thread(target=pump, args=(machine_id,), name=f"logs-{machine_id}", daemon=True).start()
+
+        def watch(known: set[str]) -> None:
+            import time
+
+            while True:
+                time.sleep(NEW_MACHINE_POLL)
+                try:
+                    current = self.client.machines.list(self.fleet)
+                except ValyentError:
+                    continue
+                for m in current:
+                    machine_id = str(m.get("id"))
+                    if machine_id not in known:
+                        known.add(machine_id)
+                        events.put(("new", machine_id, None))
+
+        active = set(machine_ids)
+        for machine_id in machine_ids:
+            start(machine_id)
+        if watch_fleet:
+            threading.Thread(target=watch, args=(set(machine_ids),), name="logs-watch", daemon=True).start()
+
+        keep = self.keep
+        writer = self.writer
+        line_of = self.formatter.line
+        single = not watch_fleet
+        while active or watch_fleet:
+            try:
+                item = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch = [item]
+            # Whatever else has already arrived goes out in the same write; then flush, since the queue is dry.
+            while len(batch) < BATCH:
+                try:
+                    batch.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            text_out: list[str] = []
+            raw_out: list[bytes] = []
+            for kind, machine_id, payload in batch:
+                if kind == "entry":
+                    ts = entry_time(payload)
+                    if keep is not None and not keep(payload, ts):
+                        continue
+                    if self.json:
+                        raw_out.append(_dumps(payload))
+                    else:
+                        text_out.append(line_of(payload, ts, machine_id))
+                    continue
+                # Anything else goes to stderr: flush the stdout lines before it, to keep the order on a terminal.
+                writer.raw(raw_out)
+                writer.text(text_out, flush=True)
+                raw_out, text_out = [], []
+                if kind == "note":
+                    writer.note(f"{machine_id}: {payload}" if not single else payload, color=self.note_color)
+                elif kind == "new":
+                    active.add(machine_id)
+                    self.formatter.set_machines([machine_id])
+                    writer.note(f"{machine_id}: new machine, following its log", color=self.note_color)
+                    start(machine_id)
+                elif kind == "end":
+                    active.discard(machine_id)
+                    if not single:
+                        writer.note(f"{machine_id}: destroyed, its log has ended", color=self.note_color)
+                elif kind == "error":
+                    active.discard(machine_id)
+                    if single or not isinstance(payload, Exception):
+                        raise payload
+                    writer.note(f"{machine_id}: stopped following: {payload}", color=self.note_color)
+            writer.raw(raw_out)
+            writer.text(text_out, flush=True)
+
+
+def _skip_printed(entries: Iterator[dict[str, Any]], count: int, last: float | None) -> Iterator[dict[str, Any]]:
+    """Skip the first ``count`` entries of a follow (the history already printed), while their times agree."""
+    if count:
+        from valyent_cli.api import entry_time
+
+        for entry in entries:
+            ts = entry_time(entry)
+            if ts is not None and last is not None and ts > last:
+                yield entry  # newer than anything printed: the history changed under us, stop skipping
+                break
+            count -= 1
+            if count <= 0:
+                break
+    yield from entries
+
+
+def _dumps(entry: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
