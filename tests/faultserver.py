@@ -161,7 +161,7 @@ class FaultServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self._sock.listen(128)
-        self._sock.settimeout(0.05)
+        self._sock.settimeout(0.25)  # a fallback: close() wakes accept() itself
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._accepter = threading.Thread(target=self._accept_loop, name=f"faultserver:{self.port}", daemon=True)
@@ -191,6 +191,10 @@ class FaultServer:
     # lifecycle
     def close(self) -> None:
         self._stop.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() at once (Linux)
+        except OSError:
+            pass
         self._accepter.join(timeout=2)
         self._sock.close()
         with self._lock:
