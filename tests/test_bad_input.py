@@ -61,7 +61,7 @@ CASES = [
     (["machines", "stop", "m1", "--signal", "NOPE"], "--signal"),
     (["machines", "stop", "m1", "--timeout", "99"], "--timeout"),
     (["machines", "exec", "m1", "--timeout", "x", "--", "true"], "--timeout"),
-    (["fleets", "create", "-bad-"], "NAME"),
+    (["fleets", "create", "--", "-bad-"], "NAME"),
     (["fleets", "create", "a" * 64], "NAME"),
     (["fleets", "create", "has space"], "NAME"),
     (["gateways", "create", "--name", "web", "--port", "0"], "--port"),

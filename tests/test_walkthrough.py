@@ -53,8 +53,11 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
 
     # Create a machine whose command prints lines; by default create waits until it runs.
     result = ok(run_cli("machines", "create", "--image", "python:3.11", "-e", "GREETING=hi",
-                        *(as_json or ["-q"]), "--", sys.executable, "-c", WORKLOAD, env=env))
-    machine_id = json.loads(result.stdout)["id"] if mode == "json" else result.stdout.strip()
+                        *as_json, "--", sys.executable, "-c", WORKLOAD, env=env))
+    if mode == "json":
+        machine_id = json.loads(result.stdout)["id"]
+    else:
+        machine_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("ID:"))
     assert machine_id and "\n" not in machine_id
     if mode == "json":
         assert json.loads(result.stdout)["state"] == "running"
@@ -130,7 +133,7 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
     events = ok(run_cli("machines", "events", machine_id, *as_json, env=env))
     if mode == "json":
         exited = [e for e in json.loads(events.stdout) if e["type"] == "machine.exited"]
-        assert exited and exited[-1]["payload"]["exit_code"] == 7
+        assert exited and exited[-1]["payload"]["stopped"]["exit_code"] == 7
     else:
         assert "machine.exited" in events.stdout and "exit code 7" in events.stdout
 

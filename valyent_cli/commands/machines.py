@@ -155,7 +155,11 @@ def _describe_event(event: dict[str, Any]) -> str:
     parts: list[str] = []
     if not isinstance(payload, dict):
         return ""
-    inner = payload.get("stopped") if isinstance(payload.get("stopped"), dict) else payload
+    # Ravel nests the payload under one key per event kind ({"stopped": {"exit_code": 0, ...}}); accept it flat too.
+    inner: dict[str, Any] = dict(payload)
+    for key in ("prepare_failed", "start", "start_failed", "started", "stop", "stopped", "destroy"):
+        if isinstance(payload.get(key), dict):
+            inner.update(payload[key])
     if "exit_code" in inner:
         parts.append(f"exit code {inner['exit_code']}")
     for key in ("error", "reason"):
@@ -428,7 +432,7 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
 
 @app.command(
     "exec",
-    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    context_settings={"ignore_unknown_options": True},
 )
 def exec_(
     ctx: typer.Context,
