@@ -8,8 +8,10 @@ recorded in the database alone could have been reused by an unrelated process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -44,6 +46,49 @@ def _make_pdeathsig():
 
 
 pdeathsig_preexec = _make_pdeathsig()
+
+
+@functools.lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    path = shutil.which("setpriv")
+    if not path:
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in out else None
+
+
+def spawn_args(argv: list[str]) -> tuple[list[str], object]:
+    """(argv, preexec_fn) to start a machine process that dies with the server.
+
+    util-linux's `setpriv --pdeathsig KILL` sets the parent-death signal and execs the command, which lets
+    Python use vfork (a preexec_fn forces a full fork of the server, and is unsafe with threads around)."""
+    setpriv = _setpriv()
+    if setpriv:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+    return list(argv), pdeathsig_preexec
+
+
+def check_executable(argv0: str, path_env: str, cwd: str) -> str:
+    """Resolve argv[0] as execvp would (PATH from the machine's env, relative paths from its directory), so that
+    a missing or non-executable command is a start failure, not an exit of the wrapper. Returns the path."""
+    if "/" in argv0:
+        path = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, "No such file or directory", argv0)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(13, "Permission denied", argv0)
+        return path
+    found = shutil.which(argv0, path=path_env)
+    if found is None:
+        raise FileNotFoundError(2, "executable file not found in $PATH", argv0)
+    return found
 
 
 def _environ(pid: int) -> dict[bytes, bytes] | None:

@@ -260,15 +260,19 @@ class Supervisor:
             piped = 0
         proto = _Protocol(self.loop, piped, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines))
         out = subprocess.PIPE if piped else subprocess.DEVNULL
+        env = self.env(machine_id, config)
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            if not root.is_dir():
+                root.mkdir(parents=True, exist_ok=True)
+            procs.check_executable(argv[0], env["PATH"], str(root))
+            args, preexec = procs.spawn_args(argv)
             transport, _ = await self.loop.subprocess_exec(
-                lambda: proto, *argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(root),
-                env=self.env(machine_id, config), start_new_session=True, preexec_fn=procs.pdeathsig_preexec,
+                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(root),
+                env=env, start_new_session=True, preexec_fn=preexec,
             )
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             if isinstance(exc, FileNotFoundError):
-                error = f"exec: {argv[0]!r}: executable file not found"
+                error = f"exec: {argv[0]!r}: executable file not found in $PATH"
             elif isinstance(exc, PermissionError):
                 error = f"exec: {argv[0]!r}: permission denied"
             else:
@@ -433,11 +437,14 @@ class Supervisor:
             raise precondition(f"machine is not running (state: {row['state']})")
         config = json.loads(row["config"])
         proto = _Protocol(self.loop, 2)
+        env = self.env(machine_id, config)
+        root = str(self.root(machine_id))
         try:
+            procs.check_executable(cmd[0], env["PATH"], root)
+            args, preexec = procs.spawn_args(cmd)
             transport, _ = await self.loop.subprocess_exec(
-                lambda: proto, *cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=str(self.root(machine_id)), env=self.env(machine_id, config), start_new_session=True,
-                preexec_fn=procs.pdeathsig_preexec,
+                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=root, env=env, start_new_session=True, preexec_fn=preexec,
             )
         except FileNotFoundError:
             return {"stdout": "", "stderr": f"{cmd[0]}: command not found\n", "exit_code": 127}

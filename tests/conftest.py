@@ -1,0 +1,165 @@
+"""Fixtures: a real sandbox server on a free loopback port, and an environment to run the CLI against it.
+
+- `sandbox` (session): one server for the whole run; its machines are left to it, and at the end the server is
+  stopped with SIGTERM and the test fails if any machine process of its data dir is still alive.
+- `fresh_sandbox` (function): a server of its own, with `kill9()` and `restart()` (same data dir and port).
+- `cli_env`: os.environ without VALYENT_* variables, plus the sandbox's URL, token and initd template and a
+  private config dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers import REPO
+
+from valyent_cli.local.procs import find_machine_processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_environ() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+class Sandbox:
+    """A sandbox server in a subprocess: `python -m valyent_cli.local serve` (the same code as
+    `valyent local serve`, without the CLI's other command groups)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = self.base + "/v1"
+        self.initd = self.base + "/initd/{machine_id}"
+        self.proc: subprocess.Popen | None = None
+        self.token: str | None = None
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=kw.pop("timeout", 30), **kw)
+
+    def initd_client(self, machine_id: str, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.initd.format(machine_id=machine_id), headers=self.headers,
+                            timeout=kw.pop("timeout", 30), **kw)
+
+    def start(self, timeout: float = 20) -> "Sandbox":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "valyent_cli.local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_environ(), cwd=str(REPO),
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sandbox server exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"sandbox server did not answer within {timeout}s:\n{self.log_text()}")
+        self.token = (self.data_dir / "token").read_text().strip()
+        return self
+
+    def log_text(self) -> str:
+        try:
+            return (self.data_dir.parent / f"{self.data_dir.name}-server.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the sandbox server ignored SIGTERM for {timeout}s:\n{self.log_text()}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> "Sandbox":
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        return self.start()
+
+    def machine_processes(self) -> list[tuple[int, str]]:
+        return find_machine_processes(self.data_dir)
+
+    def finish(self) -> None:
+        """Stop the server; fail if any of its machine processes outlived it (and kill them)."""
+        status = self.stop()
+        deadline = time.monotonic() + 3
+        left = self.machine_processes()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = self.machine_processes()
+        for pid, _ in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        assert not left, f"machine processes left after the server stopped: {left}"
+        assert status in (0, None), f"sandbox server exit status {status}:\n{self.log_text()}"
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    sb = Sandbox(tmp_path_factory.mktemp("sandbox") / "data").start()
+    try:
+        yield sb
+    finally:
+        sb.finish()
+
+
+@pytest.fixture()
+def fresh_sandbox(tmp_path):
+    sb = Sandbox(tmp_path / "data").start()
+    try:
+        yield sb
+    finally:
+        sb.finish()
+
+
+@pytest.fixture()
+def cli_env(tmp_path, sandbox) -> dict:
+    env = clean_environ()
+    env.update(
+        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
+        VALYENT_API_URL=sandbox.url,
+        VALYENT_API_TOKEN=sandbox.token,
+        VALYENT_INITD_URL=sandbox.initd,
+        NO_COLOR="1",
+    )
+    return env
