@@ -1,0 +1,1 @@
+"""Tools for developing valyent (not used at run time): `python -m valyent_cli.devtools.gendocs`."""
