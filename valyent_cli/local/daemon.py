@@ -194,10 +194,12 @@ def status(data_dir: Path | str | None = None) -> dict:
     return out
 
 
-def ensure_running(data_dir: Path | str | None = None) -> dict:
+def ensure_running(data_dir: Path | str | None = None, host: str | None = None, port: int | None = None) -> dict:
     """The server's info (server.json plus data_dir and token), starting it in the background if it does not
-    answer, on the host and port it last used. Raises DaemonError or ServeError when it cannot start."""
-    info, _ = start(data_dir)
+    answer: on host and port when given, else where it last ran, else 127.0.0.1:8421. A server that already
+    runs for this data dir is returned as it is, wherever it listens. Raises DaemonError or ServeError (a
+    non-loopback host) when it cannot start."""
+    info, _ = start(data_dir, host, port)
     return info
 
 
