@@ -1,0 +1,630 @@
+#!/usr/bin/env python3
+"""Benchmarks of the valyent CLI, as ratios against a baseline measured in the same run.
+
+    python benchmarks/run.py                # every case (about 3-4 minutes on 2 cores)
+    python benchmarks/run.py --quick        # a smoke run: fewer runs, smaller data
+    python benchmarks/run.py --only logs    # one case (startup, fleets, machines, logs, follow, sandbox)
+    python benchmarks/run.py --markdown     # also print the table as Markdown (for benchmarks/README.md)
+
+It starts a sandbox (`python -m valyent_cli local serve`) on a free loopback port with a temporary data dir,
+prepares the data through the API, runs each case at least 5 times alternating with its baseline (after one
+untimed warm-up run of each), and prints medians, ratios, targets and peak memory. The sandbox and every machine
+are stopped at the end. Exit status: 0 when it ran, whatever the numbers say (misses are reported, not fatal);
+1 when the sandbox could not start, 2 when a case could not run (its row says why). No node or no `npm ci` in
+benchmarks/node is a skipped row, not an error.
+
+Peak memory is each child's own ru_maxrss, read with os.wait4 by benchmarks/_measure.py, a tiny process that
+spawns the command and times it (so neither its start-up nor this harness's memory is counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / "node"
+PY = sys.executable
+CASES = ("startup", "fleets", "machines", "logs", "follow", "sandbox")
+
+
+# -- running one child -------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    seconds: float
+    maxrss_kb: int
+    returncode: int
+    out_bytes: int = 0
+    stderr: str = ""
+
+
+MEASURE = HERE / "_measure.py"
+
+
+def run_once(argv: list[str], env: dict[str, str], *, stdout: str = "devnull", cwd: str | None = None) -> Run:
+    """Run argv once, through _measure.py: wall time from spawn to exit, and the child's own peak RSS.
+
+    stdout: "devnull" (`> /dev/null`) or "pipe" (a pipe drained by a thread, as `| cat > /dev/null`).
+    """
+    out = subprocess.PIPE if stdout == "pipe" else subprocess.DEVNULL
+    errf = tempfile.TemporaryFile()
+    fd, result_path = tempfile.mkstemp(prefix="valyent-bench-", suffix=".txt")
+    os.close(fd)
+    count = [0]
+    proc = subprocess.Popen([PY, "-S", "-E", str(MEASURE), result_path, "--", *argv], stdout=out, stderr=errf,
+                            stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    drain = None
+    if out is subprocess.PIPE:
+        def _drain() -> None:
+            read = proc.stdout.read1  # type: ignore[union-attr]
+            while chunk := read(1 << 16):
+                count[0] += len(chunk)
+
+        drain = threading.Thread(target=_drain, daemon=True)
+        drain.start()
+    proc.wait()
+    if drain is not None:
+        drain.join()
+        proc.stdout.close()  # type: ignore[union-attr]
+    errf.seek(0)
+    err = errf.read().decode(errors="replace")
+    errf.close()
+    try:
+        seconds, rss, code = Path(result_path).read_text().split()
+    except (OSError, ValueError):
+        raise BenchError(f"{' '.join(argv)}: the measuring wrapper failed ({proc.returncode}): {err[-800:]}") from None
+    finally:
+        os.unlink(result_path)
+    return Run(float(seconds), int(rss), int(code), count[0], err)
+
+
+def alternate(a: list[str], b: list[str] | None, env: dict[str, str], runs: int, *, stdout: str = "devnull",
+              b_stdout: str | None = None, warmup: bool = True) -> tuple[list[Run], list[Run]]:
+    """Run a and b alternately (a b, b a, a b, ...) `runs` times each, after one untimed run of each."""
+    b_stdout = b_stdout or stdout
+    if warmup:
+        check(run_once(a, env, stdout=stdout), a)
+        if b is not None:
+            check(run_once(b, env, stdout=b_stdout), b)
+    ra: list[Run] = []
+    rb: list[Run] = []
+    for i in range(runs):
+        order = [(a, ra, stdout), (b, rb, b_stdout)]
+        if i % 2:
+            order.reverse()
+        for argv, into, mode in order:
+            if argv is None:
+                continue
+            into.append(check(run_once(argv, env, stdout=mode), argv))
+    return ra, rb
+
+
+class BenchError(Exception):
+    pass
+
+
+def check(run: Run, argv: list[str]) -> Run:
+    if run.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} exited {run.returncode}: {run.stderr.strip()[-800:]}")
+    return run
+
+
+def median(runs: list[Run]) -> float:
+    return statistics.median(r.seconds for r in runs)
+
+
+def peak_mb(runs: list[Run]) -> float:
+    return max(r.maxrss_kb for r in runs) / 1024
+
+
+# -- the results table -------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    case: str
+    value: str
+    baseline: str
+    ratio: float | None
+    target: str
+    ok: bool | None  # None: not applicable / skipped
+    memory: str = ""
+    note: str = ""
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(f"  {row.case}: {row.value} vs {row.baseline} -> {fmt_ratio(row.ratio)} "
+              f"(target {row.target}) {verdict(row.ok)}  {row.memory} {row.note}".rstrip(), flush=True)
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}"
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "pass", False: "MISS", None: "skip"}[ok]
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 10 else f"{s:.1f} s"
+
+
+def ratio_row(case: str, a: list[Run], b: list[Run], limit: float, *, note: str = "") -> Row:
+    ma, mb = median(a), median(b)
+    r = ma / mb
+    return Row(case, ms(ma), ms(mb), r, f"<= {limit}", r <= limit,
+               f"{peak_mb(a):.0f} / {peak_mb(b):.0f} MB", note)
+
+
+def print_table(results: Results, *, markdown: bool) -> None:
+    header = ["case", "valyent (median)", "baseline (median)", "ratio", "target", "result", "peak RSS valyent / baseline"]
+    body = [[r.case, r.value, r.baseline, fmt_ratio(r.ratio), r.target, verdict(r.ok), r.memory] for r in results.rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    print()
+    for row in [header, ["-" * w for w in widths], *body]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    for note in [r for r in results.rows if r.note]:
+        print(f"  * {note.case}: {note.note}")
+    for note in results.notes:
+        print(f"  * {note}")
+    missed = [r.case for r in results.rows if r.ok is False]
+    print("\nMissed:", ", ".join(missed) if missed else "none")
+    if markdown:
+        print()
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for row in body:
+            print("| " + " | ".join(str(x) for x in row) + " |")
+
+
+def machine_info() -> str:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+# -- the sandbox -------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sandbox:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.token = ""
+
+    def start(self) -> None:
+        self.log = open(self.root / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            [PY, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data)],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=clean_env(self.root),
+        )
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the sandbox exited {self.proc.returncode}: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200 and (self.data / "token").exists():
+                    self.token = (self.data / "token").read_text().strip()
+                    if self.token:
+                        return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"the sandbox did not answer on {self.base}/healthz within 30 s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            return (self.root / "server.log").read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        # Safety net: any machine process that outlived the server (they run in their own sessions, from
+        # <data>/machines/<id>/root) is ours; end each by its pid.
+        for pid in processes_under(self.data):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    @property
+    def api(self) -> str:
+        return f"{self.base}/v1"
+
+    def env(self, root: Path, fleet: str | None = None) -> dict[str, str]:
+        env = clean_env(root)
+        env.update(VALYENT_API_URL=self.api, VALYENT_API_TOKEN=self.token,
+                   VALYENT_INITD_URL=f"{self.base}/initd/{{machine_id}}")
+        if fleet:
+            env["VALYENT_FLEET"] = fleet
+        return env
+
+    def client(self):
+        import httpx
+
+        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids of live processes whose working directory is inside `directory`."""
+    found = []
+    prefix = str(directory.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == prefix or cwd.startswith(prefix + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def clean_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_") and k not in ("NO_COLOR", "PYTHONPROFILEIMPORTTIME")}
+    env["VALYENT_CONFIG_DIR"] = str(root / "config")
+    env["NODE_ENV"] = "production"
+    return env
+
+
+def valyent_argv() -> list[str]:
+    """The installed console script beside this interpreter (not a pyenv shim, which adds ~50 ms of bash)."""
+    script = Path(PY).parent / "valyent"
+    if script.exists():
+        return [str(script)]
+    return [PY, "-m", "valyent_cli"]
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+def create_fleet(sb: Sandbox, name: str) -> str:
+    with sb.client() as c:
+        r = c.post("/fleets", json={"name": name})
+        r.raise_for_status()
+        return r.json()["id"]
+
+
+MACHINE = {"region": "gra-1", "config": {"image": "bench:latest", "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}}}
+
+
+def create_machines(sb: Sandbox, fleet: str, n: int, *, skip_start: bool, threads: int = 8) -> tuple[list[str], list[float], int]:
+    """n machines through the API from `threads` clients; (ids, latencies, errors)."""
+    import httpx
+
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "c"):
+            local.c = sb.client()
+            with lock:
+                clients.append(local.c)
+        return local.c
+
+    def one(_: int) -> tuple[str | None, float]:
+        t = time.perf_counter()
+        try:
+            r = client().post(f"/fleets/{fleet}/machines", json={**MACHINE, "skip_start": skip_start})
+            ok = r.status_code in (200, 201)
+            return (r.json()["id"] if ok else None), time.perf_counter() - t
+        except httpx.HTTPError:
+            return None, time.perf_counter() - t
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, range(n)))
+    for c in clients:
+        c.close()
+    ids = [i for i, _ in results if i]
+    return ids, [t for _, t in results], n - len(ids)
+
+
+def log_machine(sb: Sandbox, fleet: str, lines: int) -> str:
+    """A machine that prints `lines` lines at once, then idles; returns when the sandbox holds all of them."""
+    code = ("import sys, time; sys.stdout.write(''.join(f'line {i} ' + 'x' * 60 + '\\n' for i in range(%d))); "
+            "sys.stdout.flush(); time.sleep(100000)" % lines)
+    payload = {"region": "gra-1", "config": {**MACHINE["config"], "workload": {"init": {"cmd": [PY, "-c", code]}}}}
+    with sb.client() as c:
+        r = c.post(f"/fleets/{fleet}/machines", json=payload)
+        r.raise_for_status()
+        mid = r.json()["id"]
+        wait_for_lines(sb, fleet, mid, lines, timeout=300)
+    return mid
+
+
+def wait_for_lines(sb: Sandbox, fleet: str, mid: str, n: int, timeout: float) -> None:
+    """Follow the live log (history first) and count entries until there are n: one stream, no re-fetching."""
+    deadline = time.monotonic() + timeout
+    count = 0
+    with sb.client() as c:
+        while time.monotonic() < deadline:
+            try:
+                with c.stream("GET", f"/fleets/{fleet}/machines/{mid}/logs", params={"follow": "true"},
+                              headers={"Accept": "application/x-ndjson"}, timeout=30) as r:
+                    count = 0
+                    for chunk in r.iter_bytes():
+                        count += chunk.count(b"\n")
+                        if count >= n:
+                            return
+            except Exception:  # noqa: BLE001 - a stalled stream: reopen it
+                pass
+            time.sleep(0.5)
+    raise BenchError(f"machine {mid} logged {count} of {n} lines within {timeout:.0f} s")
+
+
+# -- the cases ---------------------------------------------------------------------------------------------------
+def case_startup(ctx: Ctx) -> None:
+    env = ctx.sb.env(ctx.root) if ctx.sb else clean_env(ctx.root)
+    base = [PY, "-c", "import typer"]
+    a, b = alternate(ctx.valyent + ["--version"], base, env, ctx.runs)
+    ctx.results.add(ratio_row("valyent --version  vs  python -c 'import typer'", a, b, 1.3))
+    a, b = alternate(ctx.valyent + ["--help"], base, env, ctx.runs)
+    ctx.results.add(ratio_row("valyent --help  vs  python -c 'import typer'", a, b, 1.6))
+
+
+def case_fleets(ctx: Ctx) -> None:
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "valyent.ts").exists():
+        ctx.results.add(Row("fleets list --json  vs  Node SDK", "-", "-", None, "<= 1.0", None,
+                            note="skipped: run `npm ci` in benchmarks/node (needs node)"))
+        return
+    env = ctx.sb.env(ctx.root)
+    a, b = alternate(ctx.valyent + ["fleets", "list", "--json"], [node, str(NODE_DIR / "fleets.mjs")], env, ctx.runs)
+    ctx.results.add(ratio_row("fleets list --json  vs  Node SDK (valyent.ts)", a, b, 1.0))
+
+
+BASELINE_LIST = """\
+import json, sys, typer, httpx
+url, token = sys.argv[1], sys.argv[2]
+r = httpx.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=60)
+r.raise_for_status()
+sys.stdout.write(json.dumps(r.json(), indent=2, ensure_ascii=False) + "\\n")
+"""
+
+
+def case_machines(ctx: Ctx) -> None:
+    n = ctx.big_fleet
+    fleet = create_fleet(ctx.sb, "bench-list")
+    t = time.perf_counter()
+    ids, _, errors = create_machines(ctx.sb, fleet, n, skip_start=True)
+    if errors:
+        raise BenchError(f"{errors} of {n} machine creations failed")
+    ctx.results.notes.append(f"machines: {n} machines created (skip_start) in {time.perf_counter() - t:.1f} s")
+    env = ctx.sb.env(ctx.root, fleet)
+    base = [PY, "-c", BASELINE_LIST, f"{ctx.sb.api}/fleets/{fleet}/machines", ctx.sb.token]
+    js, bl = alternate(ctx.valyent + ["machines", "list", "--json"], base, env, ctx.runs)
+    ctx.results.add(ratio_row(f"machines list --json ({n})  vs  typer+httpx script", js, bl, 1.0))
+    table, js2 = alternate(ctx.valyent + ["machines", "list"], ctx.valyent + ["machines", "list", "--json"], env,
+                           ctx.runs, stdout="pipe", warmup=False)
+    lines = table[0].out_bytes
+    ctx.results.add(ratio_row(f"machines list, table to a pipe ({n})  vs  its --json run", table, js2, 2.5,
+                              note=f"table output {lines / 1024:.0f} KiB"))
+
+
+BASELINE_LOGS = """\
+import sys, httpx
+url, token = sys.argv[1], sys.argv[2]
+out = sys.stdout.buffer
+with httpx.stream("GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}, timeout=60) as r:
+    r.raise_for_status()
+    for chunk in r.iter_bytes():
+        out.write(chunk)
+"""
+
+
+def case_logs(ctx: Ctx) -> None:
+    fleet = create_fleet(ctx.sb, "bench-logs")
+    big, small = ctx.log_lines, ctx.log_lines // 4
+    t = time.perf_counter()
+    mid_big = log_machine(ctx.sb, fleet, big)
+    mid_small = log_machine(ctx.sb, fleet, small)
+    ctx.results.notes.append(f"logs: {big} + {small} log lines produced and stored in {time.perf_counter() - t:.1f} s")
+    env = ctx.sb.env(ctx.root, fleet)
+    url = f"{ctx.sb.api}/fleets/{fleet}/machines/{mid_big}/logs"
+    js, bl = alternate(ctx.valyent + ["logs", mid_big, "--json"], [PY, "-c", BASELINE_LOGS, url, ctx.sb.token], env, ctx.runs)
+    ctx.results.add(ratio_row(f"logs M --json > /dev/null ({big} lines)  vs  httpx streaming script", js, bl, 1.3))
+    plain, bl2 = alternate(ctx.valyent + ["logs", mid_big], [PY, "-c", BASELINE_LOGS, url, ctx.sb.token], env,
+                           ctx.runs, stdout="pipe", warmup=False)
+    ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  httpx streaming script", plain, bl2, 2.0))
+    small_runs, _ = alternate(ctx.valyent + ["logs", mid_small], None, env, max(3, ctx.runs // 2), stdout="pipe")
+    peak_big = max(peak_mb(js), peak_mb(plain))
+    peak_small = peak_mb(small_runs)
+    flat = peak_big <= peak_small * 1.15 + 2
+    ctx.results.add(Row(f"logs peak RSS, {small} vs {big} lines", f"{peak_big:.0f} MB", f"{peak_small:.0f} MB",
+                        peak_big / peak_small, "< 80 MB, flat", peak_big < 80 and flat,
+                        f"{peak_big:.0f} / {peak_small:.0f} MB", note="valyent column: the big log; baseline column: the small one"))
+
+
+TICKER = "import time\nwhile True:\n    print(f'tick {time.time():.6f}', flush=True)\n    time.sleep(0.2)\n"
+
+
+def case_follow(ctx: Ctx) -> None:
+    fleet = create_fleet(ctx.sb, "bench-follow")
+    payload = {"region": "gra-1", "config": {**MACHINE["config"], "workload": {"init": {"cmd": [PY, "-u", "-c", TICKER]}}}}
+    with ctx.sb.client() as c:
+        r = c.post(f"/fleets/{fleet}/machines", json=payload)
+        r.raise_for_status()
+        mid = r.json()["id"]
+    time.sleep(1.0)  # some history, which the follower prints first and we do not count
+    env = ctx.sb.env(ctx.root, fleet)
+    want = ctx.follow_lines
+    proc = subprocess.Popen(ctx.valyent + ["logs", mid, "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env, bufsize=0)
+    lat: list[float] = []
+    started = time.time()
+    try:
+        for raw in iter(proc.stdout.readline, b""):  # type: ignore[union-attr]
+            now = time.time()
+            parts = raw.split()
+            if len(parts) < 3 or parts[-2] != b"tick":
+                continue
+            ts = float(parts[-1])
+            if ts < started + 0.5:  # history and the follower's own start-up
+                continue
+            lat.append(now - ts)
+            if len(lat) >= want:
+                break
+            if time.time() - started > 60:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with ctx.sb.client() as c:
+            c.delete(f"/fleets/{fleet}/machines/{mid}", params={"force": "true"})
+    if len(lat) < want:
+        err = proc.stderr.read().decode(errors="replace")[-800:]  # type: ignore[union-attr]
+        raise BenchError(f"logs -f printed {len(lat)} of {want} live lines: {err}")
+    med = statistics.median(lat)
+    p95 = sorted(lat)[int(0.95 * (len(lat) - 1))]
+    ctx.results.add(Row(f"logs -f latency, machine write -> follower stdout ({len(lat)} lines)", ms(med), "-", None,
+                        "< 100 ms", med < 0.100, note=f"p95 {ms(p95)}, max {ms(max(lat))}"))
+
+
+def case_sandbox(ctx: Ctx) -> None:
+    fleet = create_fleet(ctx.sb, "bench-concurrency")
+    clients, per = 8, ctx.sandbox_per_client
+    t = time.perf_counter()
+    ids, lat, errors = create_machines(ctx.sb, fleet, clients * per, skip_start=False, threads=clients)
+    create_wall = time.perf_counter() - t
+
+    import httpx
+
+    def delete(mid: str) -> tuple[bool, float]:
+        t0 = time.perf_counter()
+        try:
+            with ctx.sb.client() as c:
+                r = c.delete(f"/fleets/{fleet}/machines/{mid}", params={"force": "true"})
+            return r.status_code in (200, 202, 204), time.perf_counter() - t0
+        except httpx.HTTPError:
+            return False, time.perf_counter() - t0
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        dels = list(pool.map(delete, ids))
+    delete_wall = time.perf_counter() - t
+    del_errors = sum(1 for ok, _ in dels if not ok)
+    dlat = [d for _, d in dels]
+
+    def pct(xs: list[float], p: float) -> float:
+        return sorted(xs)[int(p * (len(xs) - 1))]
+
+    total = clients * per
+    ctx.results.add(Row(f"sandbox: {clients} clients x {per} creates (started, idle)", f"p50 {ms(statistics.median(lat))}",
+                        f"p95 {ms(pct(lat, 0.95))}", None, "0 errors", errors == 0,
+                        note=f"{errors} errors; {total} machines in {create_wall:.1f} s ({total / create_wall:.0f}/s)"))
+    ctx.results.add(Row(f"sandbox: force-delete those {len(ids)}, {clients} at a time", f"p50 {ms(statistics.median(dlat)) if dlat else '-'}",
+                        f"p95 {ms(pct(dlat, 0.95)) if dlat else '-'}", None, "0 errors", del_errors == 0,
+                        note=f"{del_errors} errors; {delete_wall:.1f} s"))
+
+
+@dataclass
+class Ctx:
+    root: Path
+    sb: Sandbox | None
+    results: Results
+    valyent: list[str]
+    runs: int
+    big_fleet: int
+    log_lines: int
+    follow_lines: int
+    sandbox_per_client: int
+
+
+RUNNERS = {"startup": case_startup, "fleets": case_fleets, "machines": case_machines, "logs": case_logs,
+           "follow": case_follow, "sandbox": case_sandbox}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 runs, smaller data")
+    parser.add_argument("--only", action="append", choices=CASES, help="run only this case (repeatable)")
+    parser.add_argument("--runs", type=int, help="runs of each command and of its baseline (default 7, quick 3)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = parser.parse_args()
+    cases = args.only or list(CASES)
+    runs = args.runs or (3 if args.quick else 7)
+    print(machine_info(), flush=True)
+    root = Path(tempfile.mkdtemp(prefix="valyent-bench-"))
+    results = Results()
+    sb = None
+    try:
+        if any(c != "startup" for c in cases):
+            sb = Sandbox(root)
+            sb.start()
+            print(f"sandbox on {sb.api} (data in {sb.data})", flush=True)
+        ctx = Ctx(root=root, sb=sb, results=results, valyent=valyent_argv(), runs=runs,
+                  big_fleet=500 if args.quick else 5000, log_lines=20_000 if args.quick else 200_000,
+                  follow_lines=10 if args.quick else 25, sandbox_per_client=10 if args.quick else 50)
+        print(f"valyent: {' '.join(ctx.valyent)}; {runs} runs of each, alternating with the baseline", flush=True)
+        for case in cases:
+            print(f"[{case}]", flush=True)
+            try:
+                RUNNERS[case](ctx)
+            except BenchError as exc:
+                results.add(Row(case, "-", "-", None, "-", None, note=f"could not run: {exc}"))
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if sb is not None:
+            sb.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print_table(results, markdown=args.markdown)
+    print(f"\n{machine_info()}")
+    # Misses are reported, not fatal; a case that could not run at all is.
+    return 2 if any(r.note.startswith("could not run") for r in results.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
