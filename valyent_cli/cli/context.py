@@ -80,10 +80,15 @@ class AppContext:
                 return
         except OSError:
             pass
-        from valyent_cli.local.daemon import ensure_running
+        from valyent_cli.local.daemon import DaemonError, ensure_running
+        from valyent_cli.local.runner import ServeError
 
         sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
-        ensure_running(port=port, host=host)
+        try:
+            ensure_running(port=port, host=host)
+        except (DaemonError, ServeError) as exc:
+            raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
+                           hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None
 
 
 def _debug_hook(exchange: Any) -> None:
