@@ -38,8 +38,7 @@ def clean_environ() -> dict:
 
 
 class Sandbox:
-    """A sandbox server in a subprocess: `python -m valyent_cli.local serve` (the same code as
-    `valyent local serve`, without the CLI's other command groups)."""
+    """A sandbox server in a subprocess, started as a user would: `valyent local serve`."""
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir)
@@ -65,7 +64,7 @@ class Sandbox:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "valyent_cli.local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_environ(), cwd=str(REPO),
         )

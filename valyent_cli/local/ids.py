@@ -11,8 +11,19 @@ import time
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last = [0, 0]  # (ms, random part) of the previous id: ids made in one millisecond still sort in order
+
+
 def ulid() -> str:
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last[0]:
+        ms, rnd = _last[0], _last[1] + 1
+        if rnd >> 80:
+            ms, rnd = ms + 1, secrets.randbits(79)
+    else:
+        rnd = secrets.randbits(80)
+    _last[0], _last[1] = ms, rnd
+    value = ms << 80 | rnd
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

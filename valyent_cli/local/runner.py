@@ -86,6 +86,7 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         raise ServeError(f"invalid port {port}", usage=True)
     data_dir = ensure_data_dir(Path(data_dir))
     lock = _lock(data_dir)
+    _raise_fd_limit()
     sock = _bind(host, port)
     token = load_or_create_token(data_dir)
 
@@ -130,6 +131,19 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         except OSError:
             pass
         lock.close()
+
+
+def _raise_fd_limit() -> None:
+    """Each machine holds up to three descriptors (two pipes, a pidfd): 1024 would cap a sandbox at ~300."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -44,16 +44,16 @@ class AuthMiddleware:
 
     def __init__(self, app, token: str):
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = b""
+            scheme, given = b"", b""
             for key, value in scope["headers"]:
                 if key == b"authorization":
-                    given = value
+                    scheme, _, given = value.strip().partition(b" ")
                     break
-            if not secrets.compare_digest(given, self.expected):
+            if scheme.lower() != b"bearer" or not secrets.compare_digest(given.strip(), self.expected):
                 response = JSONResponse(
                     {"errors": [{"message": "Unauthorized access"}]}, 401, headers={"WWW-Authenticate": "Bearer"}
                 )
