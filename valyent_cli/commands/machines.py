@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from valyent_cli.cli import complete
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 
 if TYPE_CHECKING:
@@ -22,10 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-MachineArg = Annotated[str, typer.Argument(help="Machine id, or a unique prefix of it.", show_default=False)]
-MachinesArg = Annotated[list[str], typer.Argument(help="Machine ids or unique prefixes.", show_default=False)]
+MachineArg = Annotated[str, typer.Argument(help="Machine id, or a unique prefix of it.", show_default=False, autocompletion=complete.machines)]
+MachinesArg = Annotated[list[str], typer.Argument(help="Machine ids or unique prefixes.", show_default=False, autocompletion=complete.machines)]
 StateOpt = Annotated[
-    str, typer.Option("--state", "-s", help="State to wait for: running, stopped or destroyed.")
+    str, typer.Option("--state", "-s", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
 ]
 TimeoutOpt = Annotated[
     str, typer.Option("--timeout", "-t", help="How long to wait: seconds, or 30s, 5m, 1h.")
@@ -78,17 +79,17 @@ def create(
     region: Annotated[str | None, typer.Option("--region", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", help="Number of vCPUs (default 1).", show_default=False)] = None,
     memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
-    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", help="CPU kind, e.g. shared, eco (default shared).", show_default=False)] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", help="CPU kind, e.g. shared, eco (default shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE (repeatable).", show_default=False)] = None,
     env_file: Annotated[str | None, typer.Option("--env-file", help="File of KEY=VALUE lines.", show_default=False)] = None,
     cmd: Annotated[str | None, typer.Option("--cmd", help="The command as one string, split like a shell.", show_default=False)] = None,
     entrypoint: Annotated[str | None, typer.Option("--entrypoint", help="Entrypoint, split like a shell.", show_default=False)] = None,
     user: Annotated[str | None, typer.Option("--user", help="User to run as.", show_default=False)] = None,
-    restart: Annotated[str | None, typer.Option("--restart", help="Restart policy: always, on-failure or never.", show_default=False)] = None,
+    restart: Annotated[str | None, typer.Option("--restart", help="Restart policy: always, on-failure or never.", show_default=False, autocompletion=complete.restart_policies)] = None,
     max_retries: Annotated[int | None, typer.Option("--max-retries", help="Restarts allowed with on-failure.", show_default=False)] = None,
     auto_destroy: Annotated[bool | None, typer.Option("--auto-destroy/--no-auto-destroy", help="Destroy the machine when it exits.", show_default=False)] = None,
     skip_start: Annotated[bool | None, typer.Option("--skip-start", help="Create it without starting it.", show_default=False)] = None,
-    stop_signal: Annotated[str | None, typer.Option("--stop-signal", help="Signal sent to stop it (default SIGTERM).", show_default=False)] = None,
+    stop_signal: Annotated[str | None, typer.Option("--stop-signal", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
     stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
     enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
     config: Annotated[str | None, typer.Option("--config", help="A JSON or TOML create payload; flags override it.", show_default=False)] = None,
@@ -315,7 +316,7 @@ def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
 def stop(
     ctx: typer.Context,
     machines: MachinesArg,
-    signal: Annotated[str | None, typer.Option("--signal", help="Signal to send (default: the machine's stop signal).", show_default=False)] = None,
+    signal: Annotated[str | None, typer.Option("--signal", help="Signal to send (default: the machine's stop signal).", show_default=False, autocompletion=complete.signals)] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
