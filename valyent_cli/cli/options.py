@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from valyent_cli.cli import complete
+
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the API objects as JSON, exactly as the API returns them (a list is an array).")
 ]
@@ -16,6 +18,7 @@ FleetOpt = Annotated[
         "--fleet",
         help="Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile's fleet).",
         show_default=False,
+        autocompletion=complete.fleets,
     ),
 ]
 YesOpt = Annotated[
