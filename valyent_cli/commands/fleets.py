@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from valyent_cli.cli import complete
 from valyent_cli.cli.options import JsonOpt, QuietOpt, YesOpt
 
 app = typer.Typer(
@@ -14,7 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FleetArg = Annotated[str, typer.Argument(help="Fleet id or name.", show_default=False)]
+FleetArg = Annotated[str, typer.Argument(help="Fleet id or name.", show_default=False, autocompletion=complete.fleets)]
 
 
 def _columns():
@@ -91,7 +92,7 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(help="Fleet ids or names.")], yes: YesOpt = False) -> None:
+def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(help="Fleet ids or names.", autocompletion=complete.fleets)], yes: YesOpt = False) -> None:
     """Delete fleets (they must have no machines left).
 
     Example: valyent fleets delete my-fleet --yes
