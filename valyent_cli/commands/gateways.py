@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from valyent_cli.cli import complete
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 
 app = typer.Typer(
@@ -15,7 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-GatewayArg = Annotated[str, typer.Argument(help="Gateway id or name.", show_default=False)]
+GatewayArg = Annotated[str, typer.Argument(help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
 
 
 def _columns():
@@ -85,7 +86,7 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(help="Gateway ids or names.")],
+def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(help="Gateway ids or names.", autocompletion=complete.gateways)],
            yes: YesOpt = False, fleet: FleetOpt = None) -> None:
     """Delete gateways.
 
