@@ -230,6 +230,17 @@ def test_fleet_interleaved_by_time_with_prefixes(cli, fleet, sandbox):
     assert [FLEET_LINE.match(x).group(2, 3) for x in only_err] == [(a, "a-err")]
 
 
+def test_fleet_history_spools_machines_beyond_the_stream_limit(cli, monkeypatch):
+    """Past MAX_STREAMS machines, logs are read into temporary files first: the same lines, the same order."""
+    from valyent_cli.commands import logs
+
+    streamed = ok(cli("logs")).out
+    monkeypatch.setattr(logs, "MAX_STREAMS", 1)
+    assert ok(cli("logs")).out == streamed
+    monkeypatch.setattr(logs, "MAX_STREAMS", 0)
+    assert ok(cli("logs")).out == streamed
+
+
 # -- live ---------------------------------------------------------------------------------------------------------
 class Follow:
     """`valyent logs -f ...` as a process, its stdout read line by line in a thread."""

@@ -301,12 +301,17 @@ class LogFormatter:
         self.prefix = prefix
         self._second: int | None = None
         self._second_text = ""
+        self._last_ts: float | None = -1.0
+        self._last_text = ""
         self._labels: dict[str, str] = {}
         self._width = 0
 
     def time(self, ts: float | None) -> str:
+        if ts == self._last_ts:  # bursts share a millisecond: one string for all of them
+            return self._last_text
         if ts is None:
             return "-" + " " * 23
+        self._last_ts = ts
         second = int(ts // 1)
         millis = int(round((ts - second) * 1000))
         if millis >= 1000:  # a float a hair below the next second
@@ -314,7 +319,8 @@ class LogFormatter:
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{millis:03d}Z"
+        self._last_text = f"{self._second_text}.{millis:03d}Z"
+        return self._last_text
 
     def set_machines(self, machine_ids: Iterable[str]) -> None:
         """Declare the machines up front so that prefixes align and colours are stable."""

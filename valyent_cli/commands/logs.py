@@ -40,6 +40,11 @@ DEFAULT_IDLE_TIMEOUT = 120.0
 NEW_MACHINE_POLL = 3.0
 #: lines written at once when printing history
 BATCH = 2048
+#: a fleet's history merges this many live streams at most; the logs of further machines are first read into
+#: temporary files (the HTTP client's pool holds 100 connections)
+MAX_STREAMS = 32
+#: a fleet-wide follow holds one connection per machine: at most this many
+MAX_FOLLOW = 64
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
@@ -209,67 +214,54 @@ class _Run:
     def history_one(self, machine_id: str) -> None:
         lines_of = self.client.machines.iter_log_lines(self.fleet, machine_id)
         writer = self.writer
-        if self.json and self.keep is None:
-            batch: list[bytes] = []
-            for line in lines_of:
-                batch.append(line)
-                if len(batch) >= BATCH:
-                    writer.raw(batch)
-                    batch = []
-            writer.raw(batch, flush=True)
+        keep = self.keep
+        if self.json:
+            for batch in _batches(lines_of):
+                if keep is not None:
+                    batch = [raw for raw, entry in _decode(batch) if keep(entry, _time(entry))]
+                writer.raw(batch)
+            writer.flush()
             return
-        from json import loads
-
+        line_of = self.formatter.line
         from valyent_cli.api import entry_time
 
-        keep = self.keep
-        raw_out: list[bytes] = []
-        text_out: list[str] = []
-        line_of = self.formatter.line
-        for line in lines_of:
-            try:
-                entry = loads(line)
-            except ValueError:
-                continue
-            ts = entry_time(entry)
-            if keep is not None and not keep(entry, ts):
-                continue
-            if self.json:
-                raw_out.append(line)
-                if len(raw_out) >= BATCH:
-                    writer.raw(raw_out)
-                    raw_out = []
-            else:
-                text_out.append(line_of(entry, ts))
-                if len(text_out) >= BATCH:
-                    writer.text(text_out)
-                    text_out = []
-        writer.raw(raw_out)
-        writer.text(text_out, flush=True)
+        for batch in _batches(lines_of):
+            text_out = []
+            for _, entry in _decode(batch):
+                # entry_time's common case inlined: this loop runs once per line of the log
+                value = entry.get("timestamp")
+                if type(value) is int:
+                    ts = value / 1000.0 if value > 100_000_000_000 else float(value)
+                else:
+                    ts = entry_time(entry)
+                if keep is None or keep(entry, ts):
+                    text_out.append(line_of(entry, ts))
+            writer.text(text_out)
+        writer.flush()
 
     def history_fleet(self, machine_ids: list[str]) -> Seen:
         """Every machine's log so far, merged by time; returns what was read of each, for a follow to skip."""
         import heapq
 
         seen: Seen = {}
+        spooled = {m: self._spool(m) for m in machine_ids[MAX_STREAMS:]}
+
+        def lines_of(machine_id: str) -> Iterator[bytes]:
+            spool = spooled.get(machine_id)
+            if spool is None:
+                return self.client.machines.iter_log_lines(self.fleet, machine_id)
+            return (line[:-1] for line in spool)
 
         def entries(machine_id: str) -> Iterator[tuple[float, str, bytes, dict[str, Any], float | None]]:
-            from json import loads
-
-            from valyent_cli.api import entry_time
-
             count, last = 0, None
             try:
-                for line in self.client.machines.iter_log_lines(self.fleet, machine_id):
-                    try:
-                        entry = loads(line)
-                    except ValueError:
-                        continue
-                    ts = entry_time(entry)
-                    count += 1
-                    if ts is not None:
-                        last = ts
-                    yield (ts if ts is not None else 0.0, machine_id, line, entry, ts)
+                for batch in _batches(lines_of(machine_id)):
+                    for line, entry in _decode(batch):
+                        ts = _time(entry)
+                        count += 1
+                        if ts is not None:
+                            last = ts
+                        yield (ts if ts is not None else 0.0, machine_id, line, entry, ts)
             finally:
                 seen[machine_id] = (count, last)
 
@@ -295,7 +287,19 @@ class _Run:
                     text_out = []
         writer.raw(raw_out)
         writer.text(text_out, flush=True)
+        for spool in spooled.values():
+            spool.close()
         return seen
+
+    def _spool(self, machine_id: str) -> Any:
+        """A machine's log so far in a temporary file (on disk past 1 MB), one entry a line."""
+        import tempfile
+
+        spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+        for batch in _batches(self.client.machines.iter_log_lines(self.fleet, machine_id)):
+            spool.write(b"\n".join(batch) + b"\n")
+        spool.seek(0)
+        return spool
 
     # -- live -------------------------------------------------------------------------------------------------
     def follow(self, machine_ids: list[str], idle_timeout: float | None, *, watch_fleet: bool, seen: Seen | None = None) -> None:
@@ -342,11 +346,18 @@ class _Run:
                         known.add(machine_id)
                         events.put(("new", machine_id, None))
 
+        everyone = set(machine_ids)
+        if len(machine_ids) > MAX_FOLLOW:
+            self.writer.note(
+                f"Following the first {MAX_FOLLOW} of {len(machine_ids)} machines; name one to follow it alone.",
+                color=self.note_color,
+            )
+            machine_ids = machine_ids[:MAX_FOLLOW]
         active = set(machine_ids)
         for machine_id in machine_ids:
             start(machine_id)
         if watch_fleet:
-            threading.Thread(target=watch, args=(set(machine_ids),), name="logs-watch", daemon=True).start()
+            threading.Thread(target=watch, args=(everyone,), name="logs-watch", daemon=True).start()
 
         keep = self.keep
         writer = self.writer
@@ -383,6 +394,10 @@ class _Run:
                 if kind == "note":
                     writer.note(f"{machine_id}: {payload}" if not single else payload, color=self.note_color)
                 elif kind == "new":
+                    if len(active) >= MAX_FOLLOW:
+                        writer.note(f"{machine_id}: new machine, not followed (at most {MAX_FOLLOW})",
+                                    color=self.note_color)
+                        continue
                     active.add(machine_id)
                     self.formatter.set_machines([machine_id])
                     writer.note(f"{machine_id}: new machine, following its log", color=self.note_color)
@@ -398,6 +413,51 @@ class _Run:
                     writer.note(f"{machine_id}: stopped following: {payload}", color=self.note_color)
             writer.raw(raw_out)
             writer.text(text_out, flush=True)
+
+
+def _batches(lines: Iterator[bytes]) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    append = batch.append
+    for line in lines:
+        append(line)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+            append = batch.append
+    if batch:
+        yield batch
+
+
+def _decode(batch: list[bytes]) -> list[tuple[bytes, dict[str, Any]]]:
+    """(line, entry) for each line that is a JSON object.
+
+    One json.loads for the whole batch, as an array: per-line calls cost more in call overhead than in parsing.
+    A batch with a line that is not one JSON object is decoded line by line, skipping that line.
+    """
+    from json import loads
+
+    try:
+        entries = loads(b"[" + b",".join(batch) + b"]")
+    except ValueError:
+        pass
+    else:
+        if len(entries) == len(batch) and all(type(e) is dict for e in entries):
+            return list(zip(batch, entries))
+    pairs = []
+    for line in batch:
+        try:
+            entry = loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            pairs.append((line, entry))
+    return pairs
+
+
+def _time(entry: dict[str, Any]) -> float | None:
+    from valyent_cli.api import entry_time
+
+    return entry_time(entry)
 
 
 def _skip_printed(entries: Iterator[dict[str, Any]], count: int, last: float | None) -> Iterator[dict[str, Any]]:
