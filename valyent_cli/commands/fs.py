@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from valyent_cli.cli import resolve
+from valyent_cli.cli import complete, resolve
 from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
 from valyent_cli.cli.options import FleetOpt, JsonOpt
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="fs", help="Read and write a machine's files.", no_args_is_help=True)
 
-MachineArg = Annotated[str, typer.Argument(metavar="MACHINE", help="Machine id or unique id prefix.", show_default=False)]
+MachineArg = Annotated[str, typer.Argument(metavar="MACHINE", help="Machine id or unique id prefix.", show_default=False, autocompletion=complete.machines)]
 PathArg = Annotated[str, typer.Argument(metavar="PATH", help="Path on the machine.", show_default=False)]
 
 
