@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from valyent_cli import config
+from valyent_cli.cli import complete
 from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
 
@@ -19,7 +20,7 @@ app = typer.Typer(name="profiles", help="Manage configuration profiles.", no_arg
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (tokens are never included).")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Profile to change (default: the one in use).")
+    str | None, typer.Option("--profile", "-p", help="Profile to change (default: the one in use).", autocompletion=complete.profiles)
 ]
 
 
@@ -80,7 +81,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
 @app.command("show")
 def show(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Profile to show (default: the one in use).")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Profile to show (default: the one in use).", autocompletion=complete.profiles)] = None,
     json: JsonOpt = False,
 ) -> None:
     """Show one profile, its token masked."""
@@ -150,7 +151,7 @@ def create(
 
 
 @app.command("use")
-def use(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to make active.")]) -> None:
+def use(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to make active.", autocompletion=complete.profiles)]) -> None:
     """Make a profile the active one."""
     out = _app(ctx).output()
     config.use_profile(name)
@@ -210,7 +211,7 @@ def unset(
 @app.command("delete")
 def delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to delete.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to delete.", autocompletion=complete.profiles)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a profile (and the token it holds)."""
