@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
+from valyent_cli.cli import complete
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
 HELP = f"""The command line for Valyent Cloud: fleets of micro-VM machines, their gateways, files, logs and commands.
@@ -39,7 +40,8 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile to use (default: the active one; env VALYENT_PROFILE).")
+        str | None, typer.Option("--profile", "-p", help="Profile to use (default: the active one; env VALYENT_PROFILE).",
+                                  autocompletion=complete.profiles)
     ] = None,
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="API base URL (env VALYENT_API_URL).")
