@@ -404,8 +404,7 @@ class _Run:
                     start(machine_id)
                 elif kind == "end":
                     active.discard(machine_id)
-                    if not single:
-                        writer.note(f"{machine_id}: destroyed, its log has ended", color=self.note_color)
+                    writer.note(f"{machine_id}: destroyed, its log has ended", color=self.note_color)
                 elif kind == "error":
                     active.discard(machine_id)
                     if single or not isinstance(payload, Exception):
