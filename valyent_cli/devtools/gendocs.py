@@ -452,24 +452,25 @@ def bash_script(root: Node) -> str:
         return {"files": "f"}.get(v.kind, "n")
 
     for node in root.walk():
+        bkey = " ".join([PROG, *node.path])  # bash has no empty keys: the root is "valyent"
         if node.is_group:
-            subs[node.key] = " ".join(c.path[-1] for c in node.children)
+            subs[bkey] = " ".join(c.path[-1] for c in node.children)
         names = [n for o in node.options for n in (*o.names, *o.secondary)]
-        opts[node.key] = " ".join(names)
-        value_opts[node.key] = " ".join(n for o in node.options if o.takes_value for n in o.names)
+        opts[bkey] = " ".join(names)
+        value_opts[bkey] = " ".join(n for o in node.options if o.takes_value for n in o.names)
         for o in node.options:
             if o.takes_value:
                 for n in o.names:
-                    values[f"{node.key} {n}"] = spec(o.values)
+                    values[f"{bkey} {n}"] = spec(o.values)
         kinds = []
         for i, a in enumerate(node.args):
             s = spec(a.values)
             if s.startswith("s:"):
-                arg_choices[f"{node.key} {i}"] = s[2:]
+                arg_choices[f"{bkey} {i}"] = s[2:]
                 s = "s"
             kinds.append(s + ("*" if a.variadic else ""))
         if node.args:
-            args[node.key] = " ".join(kinds)
+            args[bkey] = " ".join(kinds)
 
     def table(name: str, data: dict[str, str]) -> str:
         rows = "\n".join(f"    [{_bash_quote(k)}]={_bash_quote(v)}" for k, v in data.items())
@@ -500,7 +501,7 @@ _valyent() {
         cur=${words[-1]}
         unset 'words[-1]'
     fi
-    local path="" expect="" w i npos=0 dashdash=0
+    local path=valyent expect="" w i npos=0 dashdash=0
     for ((i = 1; i < ${#words[@]}; i++)); do
         w=${words[i]}
         if [[ -n $expect ]]; then
@@ -520,7 +521,7 @@ _valyent() {
             fi
             if [[ -n ${_valyent_subcommands[$path]+set} ]]; then
                 if [[ " ${_valyent_subcommands[$path]} " == *" $w "* ]]; then
-                    path=${path:+$path }$w
+                    path="$path $w"
                 fi
                 continue
             fi
@@ -644,8 +645,8 @@ def _zsh_function(node: Node) -> str:
 
 
 ZSH_HEAD = r"""
-# Values from the API (fleets, machines, gateways, profiles) come from the program: $1 is their kind, and it gets
-# the command line as typed up to the cursor.
+# Values from the API (fleets, machines, gateways, profiles) come from the program, given their kind (the last
+# argument: _arguments puts compadd options before it) and the command line as typed up to the cursor.
 _valyent_dynamic() {
     local -a lines items
     local item value help
@@ -669,7 +670,7 @@ _valyent() {
 
 
 def zsh_script(root: Node) -> str:
-    head = ZSH_HEAD.replace("@PROTOCOL@", _protocol('"$1"', '"${_valyent_line}"'))
+    head = ZSH_HEAD.replace("@PROTOCOL@", _protocol('"${@[-1]}"', '"${_valyent_line}"'))
     functions = "\n".join(_zsh_function(node) for node in root.walk())
     return (
         "#compdef valyent\n"
@@ -738,7 +739,7 @@ def fish_script(root: Node) -> str:
     vopts = ["function __valyent_value_options", "    switch $argv[1]"]
     for node in root.walk():
         if node.is_group:
-            subs += [f"        case {_fish_quote(node.key)}", "        echo " + " ".join(c.path[-1] for c in node.children)]
+            subs += [f"        case {_fish_quote(node.key)}", "        printf '%s\\n' " + " ".join(c.path[-1] for c in node.children)]
         names = [n for o in node.options if o.takes_value for n in o.names]
         if names:
             vopts += [f"        case {_fish_quote(node.key)}", "        string split ' ' -- " + _fish_quote(" ".join(names))]
