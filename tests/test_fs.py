@@ -264,6 +264,7 @@ def test_interrupted_get_leaves_no_partial_file(sandbox, env, machine, tmp_path)
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 130, err
         assert "Traceback" not in err
+        assert "Interrupted." in err
         assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary file
     finally:
         big.unlink()
