@@ -40,6 +40,18 @@ def _where(exc: Exception) -> str:
     return f" ({parts.scheme}://{parts.netloc})"
 
 
+def _missing(exc: Exception) -> str:
+    """The path asked for, when the server's message does not say what was not found (a bare 404)."""
+    url = getattr(exc, "url", None)
+    if not url:
+        return ""
+    from urllib.parse import unquote, urlsplit
+
+    path = unquote(urlsplit(str(url)).path)
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return "" if last and last in str(exc) else f" ({path})"
+
+
 def handle(exc: BaseException, *, debug: bool = False) -> int:
     """Print what happened and what to run next; return the exit code."""
     if debug and not isinstance(exc, SystemExit):
@@ -88,18 +100,28 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
         return Exit.AUTH
     if isinstance(exc, api.NotFound):
-        _err(f"not found: {exc.message}")
+        _err(f"not found: {exc.message}{_missing(exc)}")
         return Exit.NOT_FOUND
     if isinstance(exc, api.DeadlineExceeded):
         _err(f"timed out: {exc.message}")
         return Exit.TIMEOUT
     if isinstance(exc, api.ApiError):
         detail = _details(exc.payload)
-        hint = "the server failed; it is safe to retry a read" if exc.status >= 500 else None
-        _err(f"{exc.message} (HTTP {exc.status}{', ' + exc.code if exc.code else ''}){detail}", hint)
+        hint = origin = None
+        if exc.status >= 500:
+            origin = _where(exc).strip(" ()") or None
+            hint = (
+                "the server failed; it is safe to retry"
+                if exc.method in (None, "GET", "HEAD", "PUT", "DELETE")
+                else "the server failed; the request may still have taken effect: check before you retry"
+            )
+        where = f" from {origin}" if origin else ""
+        _err(f"{exc.message} (HTTP {exc.status}{', ' + exc.code if exc.code else ''}{where}){detail}", hint)
         return Exit.ERROR
     if isinstance(exc, api.TimeoutError):
-        _err(f"{exc}{_where(exc)}", "raise the timeout with the profile key `timeout`, or retry")
+        where = _where(exc)
+        _err(f"{exc}{where if where.strip(' ()') not in str(exc) else ''}",
+             "raise the timeout with the profile key `timeout`, or retry")
         return Exit.TIMEOUT
     if isinstance(exc, api.ConnectError):
         _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
