@@ -350,10 +350,17 @@ def parse_json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        snippet = response.text[:120].strip()
+        text = response.text
+        if "html" in response.headers.get("content-type", "").lower() or text.lstrip()[:1] == "<":
+            # A proxy's or captive portal's page: its title says more than the markup.
+            title = re.search(r"<title[^>]*>(.*?)</title>", text[:4096], re.IGNORECASE | re.DOTALL)
+            name = " ".join(title.group(1).split())[:120] if title else ""
+            snippet = f"an HTML page{f' titled {name!r}' if name else ''}"
+        else:
+            snippet = repr(text[:120].strip())
         raise errors.ResponseError(
             f"the server answered {response.status_code} with a body that is not JSON"
-            f" ({_public_url(response.request.url)}): {snippet!r}"
+            f" ({_public_url(response.request.url)}): {snippet}"
         ) from None
 
 
