@@ -140,6 +140,25 @@ def test_cat_is_binary_safe(cli, machine):
     assert result.err == ""
 
 
+def test_cat_into_a_closed_pipe_is_quiet(env, machine):
+    """`valyent fs cat M big | head -c 10`: exit 0 and no error when the reader goes away."""
+    m, client = machine
+    client.fs(m["id"]).write("/bin/big.bin", os.urandom(8 * 1024 * 1024))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valyent_cli", "fs", "cat", m["id"], "/bin/big.bin"],
+        env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert len(proc.stdout.read(10)) == 10
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(10) == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert err == ""
+
+
 def test_get_to_file_directory_and_stdout(cli, machine, tmp_path):
     m, client = machine
     mid = m["id"]

@@ -290,6 +290,24 @@ def test_follow_prints_new_lines_live_until_ctrl_c(cli_env, live):
     assert ticks == list(range(1, len(ticks) + 1))  # the history, then the live lines: none lost, none twice
 
 
+def test_reader_going_away_ends_a_follow_quietly(cli_env, live):
+    """`valyent logs -f M | head -1`: when the pipe closes, exit 0 with nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valyent_cli", "logs", "-f", live["ticker"]],
+        env={**cli_env, "VALYENT_FLEET": live["name"], "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(10) == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert err == ""
+
+
 def test_follow_whole_fleet_with_prefixes_and_new_machines(cli_env, live):
     env = {**cli_env, "VALYENT_FLEET": live["name"]}
     client, ticker = live["client"], live["ticker"]

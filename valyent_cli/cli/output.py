@@ -391,3 +391,21 @@ class LineWriter:
         text = f"\x1b[2m{message}\x1b[0m" if color else message
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Stream to stdout; if its reader goes away (`| head`), stop quietly with exit 0, as errors.handle means to.
+
+    typer answers a broken pipe itself with a silent exit 1 before main()'s handler can see it, so streaming
+    commands catch it here. stdout is pointed at /dev/null so that the final flush cannot fail again.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(0) from None

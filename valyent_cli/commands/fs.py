@@ -155,12 +155,15 @@ def stat(ctx: typer.Context, machine: MachineArg, path: PathArg, json: JsonOpt =
 
 # -- reading -----------------------------------------------------------------------------------------------------
 def _to_stdout(fs: FileSystem, machine_id: str, path: str) -> None:
+    from valyent_cli.cli.output import reader_may_leave
+
     sys.stdout.flush()
     target = sys.stdout.buffer
-    with _on(machine_id, path), fs.open(path) as chunks:
-        for chunk in chunks:
-            target.write(chunk)
-    target.flush()
+    with reader_may_leave():
+        with _on(machine_id, path), fs.open(path) as chunks:
+            for chunk in chunks:
+                target.write(chunk)
+        target.flush()
 
 
 @app.command("cat")

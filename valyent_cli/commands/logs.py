@@ -23,7 +23,10 @@ from valyent_cli.cli.options import FleetOpt
 if TYPE_CHECKING:
     from valyent_cli.api import Client
     from valyent_cli.cli.context import AppContext
-    from valyent_cli.cli.output import LineWriter, LogFormatter
+    from valyent_cli.cli.output import LineWriter, LogFormatter, Output
+
+    #: a predicate on (entry, its time in Unix seconds)
+    Keep = Callable[[dict[str, Any], float | None], bool]
 
 # A group with no subcommands whose callback is the command, so that `valyent logs [MACHINE]` works: options may
 # come after MACHINE, and the usage line shows no COMMAND.
@@ -147,6 +150,16 @@ def logs(
     out = app_.output(json=json)
     keep = _filter(cutoff, source)
 
+    from valyent_cli.cli.output import reader_may_leave
+
+    with reader_may_leave():
+        _print(app_, fleet_ref, machine, out, keep, json=json, follow=follow, no_prefix=no_prefix,
+               idle_timeout=idle_timeout)
+
+
+def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, keep: Keep | None, *, json: bool,
+           follow: bool, no_prefix: bool, idle_timeout: float | None) -> None:
+    """Find the machines, then print their history, follow them, or both."""
     from valyent_cli.cli.output import LineWriter, LogFormatter
 
     writer = LineWriter()
@@ -175,7 +188,7 @@ def logs(
     run.follow(machine_ids, idle_timeout, watch_fleet=True, seen=seen)
 
 
-def _filter(cutoff: float | None, source: str | None) -> Callable[[dict[str, Any], float | None], bool] | None:
+def _filter(cutoff: float | None, source: str | None) -> Keep | None:
     """A predicate on (entry, its time), or None when every entry is kept (the fast path)."""
     if cutoff is None and source is None:
         return None
@@ -197,7 +210,7 @@ class _Run:
         fleet: str,
         writer: LineWriter,
         formatter: LogFormatter,
-        keep: Callable[[dict[str, Any], float | None], bool] | None,
+        keep: Keep | None,
         *,
         json: bool,
         note_color: bool,
