@@ -338,3 +338,22 @@ def test_iter_log_lines_re_encodes_a_json_array(fault_server, client):
     fault_server.queue(Reply(json=[{"message": "é"}, 3, {"message": "b", "timestamp": 2}]))
     lines = list(client.machines.iter_log_lines("f", "m"))
     assert lines == ['{"message":"é"}'.encode(), b'{"message":"b","timestamp":2}']
+
+
+def test_a_quiet_machine_is_followed_for_as_long_as_it_takes(fault_server, client):
+    """Streams that replay the history and then stall (idle timeout) or close, with nothing new, many times in a
+    row: not failures when each stayed open a while. The follower waits, then shows what finally comes."""
+    quiet = Stream([ndjson(*entries(0, 3))], end="stall")
+    closed = Stream([ndjson(*entries(0, 3))], chunk_delay=0.15, end="close")  # a proxy closing an idle stream
+    served = serve_connections(fault_server, quiet, closed, quiet, closed, quiet, closed,
+                               Stream([ndjson(*entries(0, 5))], end="stall"))
+    got = follow(client, 5, idle_timeout=0.15, max_failures=1, healthy_after=0.1)
+    assert seqs(got) == list(range(5))
+    assert len(served) == 7
+
+
+def test_short_connections_with_nothing_new_are_failures(fault_server, client):
+    served = serve_connections(fault_server, Stream([ndjson(*entries(0, 3))], end="stall"))
+    with pytest.raises(StreamError):
+        follow(client, 10, idle_timeout=0.1, max_failures=2, healthy_after=5.0)
+    assert len(served) == 4

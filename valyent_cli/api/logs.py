@@ -124,9 +124,11 @@ class LogFollower:
     When a replay contradicts the first rule (the history was trimmed or rewritten), the follower goes by time
     alone from then on. Entries without a timestamp can only be placed by position.
 
-    ``max_failures`` reconnections in a row that bring nothing new end the follow with a ``StreamError``;
-    ``idle_timeout`` is how long a silent stream is trusted before it is reopened. Reconnections wait
-    ``min(backoff_base * 2**n, backoff_max)`` seconds, with jitter.
+    ``idle_timeout`` is how long a silent stream is trusted before it is reopened. A connection that brings
+    nothing new is a failure, unless it stayed open ``healthy_after`` seconds and replayed the history: that is a
+    quiet machine (or a proxy closing idle streams), which is followed for as long as it takes. ``max_failures``
+    failures in a row end the follow with a ``StreamError``. Reconnections wait
+    ``min(backoff_base * 2**n, backoff_max)`` seconds (n: failures in a row), with jitter.
     """
 
     def __init__(
@@ -139,8 +141,10 @@ class LogFollower:
         on_reconnect: Callable[[int, str], None] | None = None,
         backoff_base: float = 0.25,
         backoff_max: float = 5.0,
+        healthy_after: float = 10.0,
     ) -> None:
         self._open = open_stream
+        self.healthy_after = healthy_after
         self.max_failures = max_failures
         self.idle_timeout = idle_timeout
         self.backoff_base = backoff_base
@@ -149,6 +153,7 @@ class LogFollower:
         self._on_reconnect = on_reconnect
         self.yielded = 0
         self.reconnects = 0
+        self._delivered = 0  # entries the current connection sent, old and new
         self._last: tuple[Any, ...] | None = None
         # The latest time yielded, and how many times each entry at exactly that time was yielded.
         self._max_time: float | None = None
@@ -160,8 +165,11 @@ class LogFollower:
         while True:
             new = 0
             reason = "the stream ended"
+            opened: float | None = None
+            self._delivered = 0
             try:
                 with self._open(self.idle_timeout) as response:
+                    opened = time.monotonic()
                     for entry in self._fresh(decode_ndjson(response.iter_bytes())):
                         new += 1
                         failures = 0
@@ -175,7 +183,11 @@ class LogFollower:
             if self._is_finished is not None and self._safe_finished():
                 return
             if new == 0:
-                failures += 1
+                lived = opened is not None and time.monotonic() - opened >= self.healthy_after
+                if lived and (self._delivered > 0 or self.yielded == 0):
+                    failures = 0  # a healthy stream from a quiet machine
+                else:
+                    failures += 1
             if failures > self.max_failures:
                 raise errors.StreamError(
                     f"the live log stream failed {failures} times in a row ({reason}); giving up"
@@ -200,6 +212,7 @@ class LogFollower:
         seen_at_max: Counter[tuple[Any, ...]] = Counter()  # this replay's entries at the latest time yielded
         for entry in entries:
             index += 1
+            self._delivered = index
             fp = _fingerprint(entry)
             ts = entry_time(entry)
             if ts is not None and ts == self._max_time:

@@ -214,6 +214,7 @@ class Machines:
         until_destroyed: bool = True,
         backoff_base: float = 0.25,
         backoff_max: float = 5.0,
+        healthy_after: float = 10.0,
     ) -> LogFollower:
         """The live log: history, then each new entry as the machine writes it, until the machine is destroyed.
 
@@ -232,6 +233,7 @@ class Machines:
             on_reconnect=on_reconnect,
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            healthy_after=healthy_after,
         )
 
     # The seed SDK's name for the live stream.
