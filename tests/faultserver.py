@@ -48,6 +48,8 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     chunked: bool = False  # the body came with Transfer-Encoding: chunked
+    received_at: float = 0.0  # time.monotonic() when the request was read
+    closed_by_client: bool = False  # the client closed the connection while a Hang or a stalled Stream held it
 
     @property
     def path(self) -> str:
@@ -110,7 +112,8 @@ class Stream:
     * ``close``: the terminating chunk, then the connection closed (a clean end of stream);
     * ``cut``: the connection closed without the terminating chunk (a broken stream);
     * ``reset``: a TCP reset;
-    * ``stall``: nothing more is sent, the connection held open until the server shuts down.
+    * ``stall``: nothing more is sent, the connection held open until the server shuts down or the client closes
+      it (``Request.closed_by_client``).
     """
 
     chunks: list[bytes] = field(default_factory=list)
@@ -123,7 +126,8 @@ class Stream:
 
 @dataclass
 class Hang:
-    """Read the request, then never answer (until the server shuts down)."""
+    """Read the request, then never answer (until the server shuts down, or the client closes the connection:
+    ``Request.closed_by_client``)."""
 
 
 @dataclass
@@ -231,13 +235,14 @@ class FaultServer:
             request = _read_request(conn)
             if request is None:
                 return
+            request.received_at = time.monotonic()
             with self._lock:
                 self.requests.append(request)
             action = self.handler(request) if self.handler is not None else None
             if action is None:
                 with self._lock:
                     action = self._queue.popleft() if self._queue else self.default
-            self._act(conn, action)
+            self._act(conn, action, request)
         except OSError:
             pass
         finally:
@@ -245,9 +250,9 @@ class FaultServer:
                 self._conns.discard(conn)
             _close_quietly(conn)
 
-    def _act(self, conn: socket.socket, action: Action) -> None:
+    def _act(self, conn: socket.socket, action: Action, request: Request) -> None:
         if isinstance(action, Hang):
-            self._stop.wait()
+            self._hold(conn, request)
         elif isinstance(action, Close):
             return
         elif isinstance(action, Reset):
@@ -259,7 +264,7 @@ class FaultServer:
         elif isinstance(action, Reply):
             self._reply(conn, action)
         elif isinstance(action, Stream):
-            self._stream(conn, action)
+            self._stream(conn, action, request)
         else:  # pragma: no cover
             raise TypeError(action)
 
@@ -282,7 +287,21 @@ class FaultServer:
         if reply.end == "reset":
             _reset(conn)
 
-    def _stream(self, conn: socket.socket, stream: Stream) -> None:
+    def _hold(self, conn: socket.socket, request: Request) -> None:
+        """Send nothing more until the server shuts down or the client closes the connection (then noted)."""
+        conn.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                data = conn.recv(4096)
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                request.closed_by_client = True
+                return
+
+    def _stream(self, conn: socket.socket, stream: Stream, request: Request) -> None:
         headers = {"Content-Type": stream.content_type, "Transfer-Encoding": "chunked", **stream.headers}
         conn.sendall(_head(stream.status, headers))
         for chunk in stream.chunks:
@@ -298,7 +317,7 @@ class FaultServer:
             time.sleep(0.02)
             _reset(conn)
         elif stream.end == "stall":
-            self._stop.wait()
+            self._hold(conn, request)
         else:  # pragma: no cover
             raise ValueError(stream.end)
 

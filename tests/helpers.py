@@ -18,10 +18,28 @@ def run_cli(*args: str, env: dict, input: str | bytes | None = None, timeout: fl
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if isinstance(input, bytes):
         text = False
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "valyent_cli", *args],
         env=env, input=input, capture_output=True, timeout=timeout, text=text, cwd=cwd,
     )
+    assert_no_token(args, env, result.stdout, result.stderr)
+    return result
+
+
+def assert_no_token(args, env: dict, *outputs: str | bytes | None) -> None:
+    """Every CLI run of the suite: the token of its environment never shows in its output, except through
+    `auth token` (the one command that prints it). Tokens of 8 characters or fewer are too short to grep for."""
+    token = env.get("VALYENT_API_TOKEN") or ""
+    if len(token) <= 8:
+        return
+    words = [a if isinstance(a, str) else os.fsdecode(a) for a in args]
+    if any(words[i : i + 2] == ["auth", "token"] for i in range(len(words))):
+        return
+    for output in outputs:
+        if not output:
+            continue
+        needle = token.encode() if isinstance(output, bytes) else token
+        assert needle not in output, f"the API token leaked into the output of `valyent {' '.join(words)}`"
 
 
 def machine_payload(cmd: list[str] | None = None, *, entrypoint: list[str] | None = None, image: str = "alpine:3",
