@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from valyent_cli.cli import resolve
+from valyent_cli.cli import complete, resolve
 from valyent_cli.cli.errors import UsageError
 from valyent_cli.cli.options import FleetOpt
 
@@ -102,7 +102,7 @@ def logs(
         str | None,
         typer.Argument(
             metavar="MACHINE", help="Machine id or unique id prefix (default: every machine of the fleet).",
-            show_default=False,
+            show_default=False, autocompletion=complete.machines,
         ),
     ] = None,
     fleet: FleetOpt = None,
@@ -114,7 +114,8 @@ def logs(
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option("--source", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False),
+        typer.Option("--source", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False,
+                     autocompletion=complete.log_sources),
     ] = None,
     json: Annotated[
         bool, typer.Option("--json", help="One log entry a line (NDJSON), each exactly as the API sent it.")
