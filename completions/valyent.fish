@@ -390,10 +390,11 @@ complete -c valyent -n '__valyent_at \'fs rm\'' -a '(__valyent_dynamic machine)'
 complete -c valyent -n '__valyent_at \'logs\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'logs\'' -s f -l follow -d 'Keep printing new lines until Ctrl-C.'
 complete -c valyent -n '__valyent_at \'logs\'' -l since -x -d 'Only lines newer than a duration (30s, 10m, 2h, 1d) or an RFC3339 time.'
-complete -c valyent -n '__valyent_at \'logs\'' -l source -x -d 'Only lines the machine wrote to this stream: stdout or stderr.'
+complete -c valyent -n '__valyent_at \'logs\'' -l source -x -a 'stdout stderr' -d 'Only lines the machine wrote to this stream: stdout or stderr.'
 complete -c valyent -n '__valyent_at \'logs\'' -l json -d 'One log entry a line (NDJSON), each exactly as the API sent it.'
 complete -c valyent -n '__valyent_at \'logs\'' -l no-prefix -d 'Without a machine, leave out the machine id at the start of lines.'
 complete -c valyent -n '__valyent_at \'logs\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'logs\'' -a '(__valyent_dynamic machine)'
 
 # valyent auth
 complete -c valyent -n '__valyent_at \'auth\'' -a 'login' -d 'Check a token against the API, then save it in a profile.'
