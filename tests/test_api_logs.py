@@ -357,3 +357,9 @@ def test_short_connections_with_nothing_new_are_failures(fault_server, client):
     with pytest.raises(StreamError):
         follow(client, 10, idle_timeout=0.1, max_failures=2, healthy_after=5.0)
     assert len(served) == 4
+
+
+def test_a_very_long_line_over_many_chunks():
+    message = "x" * 2_000_000
+    data = json.dumps({"message": message}).encode() + b"\n" + ndjson(entry(1))
+    assert [e["message"] for e in decode_ndjson(split(data, 1000))] == [message, "seq=00001"]

@@ -406,3 +406,38 @@ def test_client_context_manager_and_token_required():
     with Client(TOKEN, endpoint="http://127.0.0.1:1/v1/") as c:
         assert c.url("fleets") == "http://127.0.0.1:1/v1/fleets"
         assert TOKEN not in repr(c)
+
+
+# -- encoding, for any name ---------------------------------------------------------------------------------------
+from urllib.parse import parse_qs, unquote  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ENCODER = Client(TOKEN, endpoint="http://127.0.0.1:9/v1", namespace="ns")
+NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleet=NAMES, machine=NAMES)
+def test_any_name_stays_one_path_segment(fleet, machine):
+    request = _ENCODER._http.build_request("GET", _ENCODER.url("fleets", fleet, "machines", machine, "wait"))
+    raw = request.url.raw_path.decode("ascii")
+    assert "?" not in raw and "#" not in raw
+    segments = raw.split("/")
+    assert len(segments) == 7, raw
+    assert [unquote(segments[3]), unquote(segments[5])] == [fleet, machine]
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=NAMES)
+def test_any_fs_path_survives_the_query(path):
+    request = _ENCODER._http.build_request("GET", _ENCODER.initd_url("m", "fs", "ls"), params=_ENCODER._params({"path": path}))
+    query = request.url.query.decode("ascii")
+    assert parse_qs(query, keep_blank_values=True) == {"path": [path], "namespace": ["ns"]}
+
+
+def test_a_name_that_is_not_text_is_a_value_error():
+    # A command-line argument with bytes that are not UTF-8 arrives as surrogate escapes.
+    with pytest.raises(ValueError):
+        _ENCODER.url("fleets", "caf\udce9")

@@ -38,21 +38,30 @@ def entry_time(entry: dict[str, Any]) -> float | None:
 def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Complete lines from a byte stream: lines split across chunks are joined, blank lines skipped.
 
-    A last line without a newline is yielded at the end of the stream.
+    A last line without a newline is yielded at the end of the stream. A line spread over many chunks is joined
+    once, not re-copied at each chunk.
     """
-    pending = b""
+    pending: list[bytes] = []  # the pieces of the line not yet ended
     for chunk in chunks:
         if not chunk:
             continue
-        pending += chunk
         if b"\n" not in chunk:
+            pending.append(chunk)
             continue
-        *lines, pending = pending.split(b"\n")
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        *lines, rest = chunk.split(b"\n")
         for line in lines:
             if line.strip():
                 yield line
-    if pending.strip():
-        yield pending
+        if rest:
+            pending.append(rest)
+    if pending:
+        last = b"".join(pending)
+        if last.strip():
+            yield last
 
 
 def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
