@@ -204,7 +204,9 @@ def machine_info() -> str:
                 break
     except OSError:
         pass
-    return f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}, load average {load}")
 
 
 # -- the sandbox -------------------------------------------------------------------------------------------------
