@@ -114,7 +114,7 @@ def test_connection_refused_names_the_endpoint():
         started = time.monotonic()
         with pytest.raises(errors.ConnectError) as info:
             client.fleets.list()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # milliseconds of backoff; the bound only allows for a loaded machine
     assert str(info.value) == f"cannot reach http://127.0.0.1:{port}: connection refused"
     assert info.value.url == f"http://127.0.0.1:{port}/v1/fleets"
     assert [e.attempt for e in seen] == [0, 1, 2]  # nothing reached the server: retried, then given up
@@ -136,7 +136,7 @@ def test_a_server_that_never_answers_times_out(fault_server):
         with pytest.raises(errors.TimeoutError) as info:
             client.fleets.list()
         elapsed = time.monotonic() - started
-    assert 0.4 < elapsed < 1.5
+    assert 0.4 < elapsed < 3.0
     assert fault_server.url in str(info.value) and "no answer" in str(info.value)
 
 
@@ -148,7 +148,7 @@ def test_timeouts_with_retries_stay_bounded(fault_server):
             client.fleets.list()
         elapsed = time.monotonic() - started
     assert fault_server.count() == 3
-    assert elapsed < 3 * 0.3 + 1.0
+    assert elapsed < 3 * 0.3 + 2.5
 
 
 def test_a_create_that_timed_out_is_not_sent_again(fault_server):

@@ -119,7 +119,7 @@ def test_retry_after_is_honoured(fault_server):
         started = time.monotonic()
         assert client.fleets.list() == [FLEET]
         elapsed = time.monotonic() - started
-    assert 0.95 <= elapsed < 2.5
+    assert 0.95 <= elapsed < 3.5
     assert fault_server.count() == 2
 
 
@@ -129,7 +129,7 @@ def test_retry_after_is_capped(fault_server):
         started = time.monotonic()
         assert client.fleets.list() == [FLEET]
         elapsed = time.monotonic() - started
-    assert 0.15 <= elapsed < 1.0
+    assert 0.15 <= elapsed < 2.5
 
 
 def test_retry_after_as_an_http_date(fault_server):
@@ -139,7 +139,7 @@ def test_retry_after_as_an_http_date(fault_server):
     with client_for(fault_server, max_retry_after=0.1) as client:
         started = time.monotonic()
         assert client.fleets.list() == []
-    assert 0.05 <= time.monotonic() - started < 1.0
+    assert 0.05 <= time.monotonic() - started < 2.5
 
 
 def test_a_refused_create_is_retried_because_nothing_reached_the_server():
@@ -230,7 +230,7 @@ def test_wait_timeout_is_real_time_bounded(fault_server):
         with pytest.raises(errors.TimeoutError):
             client.machines.wait("fleet-1", "m-1", "destroyed", 1)
         elapsed = time.monotonic() - started
-    assert 0.9 < elapsed < 2.0
+    assert 0.9 < elapsed < 3.5
     assert fault_server.count() == 1
 
 
