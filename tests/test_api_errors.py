@@ -244,3 +244,69 @@ def test_every_failure_is_a_valyent_error_and_never_shows_the_token(fault_server
                 client.fleets.list()
         text = f"{info.value!s} {info.value!r} {vars(info.value)!r}"
         assert TOKEN not in text
+
+
+# -- Ctrl-C: the call stops at once, its connection is closed, nothing is left half-written ----------------------
+@pytest.fixture
+def ctrl_c_after():
+    """Arm a SIGALRM that raises KeyboardInterrupt in the main thread, as Ctrl-C does."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _closed_by_client(server, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.requests and all(r.closed_by_client for r in server.requests):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_ctrl_c_during_a_wait_closes_the_connection(fault_server, client, ctrl_c_after):
+    fault_server.queue(Hang())
+    ctrl_c_after(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        client.machines.wait("f", "m", "running", 600)
+    assert _closed_by_client(fault_server) and fault_server.count() == 1
+
+
+def test_ctrl_c_during_a_follow_closes_the_connection(fault_server, client, ctrl_c_after):
+    fault_server.queue(Stream([b'{"message": "a"}\n{"message": "b"}\n'], end="stall"))
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for entry in client.machines.follow_logs("f", "m", until_destroyed=False):
+            got.append(entry["message"])
+            if len(got) == 2:
+                ctrl_c_after(0.1)
+    assert got == ["a", "b"]
+    assert _closed_by_client(fault_server) and fault_server.count() == 1
+
+
+def test_ctrl_c_during_a_download_closes_the_connection_and_leaves_no_file(fault_server, client, ctrl_c_after, tmp_path):
+    fault_server.queue(Stream([b"x" * 200_000], content_type="application/octet-stream", end="stall"))
+    ctrl_c_after(0.3)
+    with pytest.raises(KeyboardInterrupt):
+        client.fs("m").download_to("/big", tmp_path / "big.bin")
+    assert _closed_by_client(fault_server)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_a_call_is_never_retried(fault_server, ctrl_c_after):
+    fault_server.queue(Hang(), Reply(201, json={"id": "m"}), Hang(), Reply(json=[]))
+    with client_for(fault_server, max_retries=3) as client:
+        ctrl_c_after(0.2)
+        with pytest.raises(KeyboardInterrupt):
+            client.machines.create("f", {"region": "gra-1", "config": {"image": "nginx"}})
+        ctrl_c_after(0.2)
+        with pytest.raises(KeyboardInterrupt):
+            client.fleets.list()  # even a read: Ctrl-C means stop
+    assert fault_server.count() == 2
+    assert _closed_by_client(fault_server)
