@@ -300,7 +300,8 @@ def test_ctrl_c_during_a_download_closes_the_connection_and_leaves_no_file(fault
 
 
 def test_ctrl_c_during_a_call_is_never_retried(fault_server, ctrl_c_after):
-    fault_server.queue(Hang(), Reply(201, json={"id": "m"}), Hang(), Reply(json=[]))
+    fault_server.queue(Hang(), Hang())
+    fault_server.default = Reply(201, json={"id": "m"})  # what a retry would get: none must come
     with client_for(fault_server, max_retries=3) as client:
         ctrl_c_after(0.2)
         with pytest.raises(KeyboardInterrupt):
