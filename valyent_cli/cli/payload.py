@@ -232,6 +232,18 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
     return p
 
 
+def _check_text(value: Any, where: str, source: str) -> None:
+    """Every string must go on the wire: a JSON file can spell lone surrogates ("\\ud800") and NUL characters."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(item, f"{where}.{key}" if where else str(key), source)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{where}[{index}]", source)
+    elif isinstance(value, str) and ("\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)):
+        raise UsageError(f"{source}: {where} is not valid UTF-8 text")
+
+
 def _int(value: Any, flag: str, *, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UsageError(f"{flag} must be a whole number, not {value!r}")
@@ -247,6 +259,7 @@ def _argv(value: Any, flag: str) -> list[str]:
 def check(payload: dict[str, Any], source: str) -> None:
     """What the contract requires of a create payload, whatever it was built from."""
     check_keys(payload, SCHEMA, "", source)
+    _check_text(payload, "", source)
 
     def need(ok: bool, message: str) -> None:
         if not ok:

@@ -26,7 +26,8 @@ def text(value: str, flag: str) -> str:
         raise UsageError(f"{flag} is too long ({len(value)} characters; at most {MAX_ARG})")
     if "\x00" in value:
         raise UsageError(f"{flag} must not contain a NUL character")
-    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in value):
+    # 0xDC80-0xDCFF: bytes of argv that were not UTF-8; any other surrogate: a JSON "\ud800" escape
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
         raise UsageError(f"{flag} is not valid UTF-8")
     return value
 
