@@ -26,7 +26,9 @@ def interactive() -> bool:
 def fleet(app: AppContext, flag: str | None) -> str:
     """The fleet to act on: --fleet > VALYENT_FLEET > valyent.toml > the profile's fleet > a picker on a terminal."""
     if flag is not None:
-        if not flag.strip():
+        from valyent_cli.cli.validate import text
+
+        if not text(flag, "--fleet").strip():
             raise UsageError("--fleet must not be empty")
         return flag.strip()
     if app.settings.fleet:
@@ -55,7 +57,9 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
     from valyent_cli.api import NotFound
 
-    ref = ref.strip()
+    from valyent_cli.cli.validate import text
+
+    ref = text(ref, "MACHINE").strip()
     if not ref:
         raise UsageError("the machine id must not be empty")
     client = app.client

@@ -38,7 +38,9 @@ def _check_path(path: str, what: str = "PATH") -> str:
         raise UsageError(f"{what} must not be empty")
     if "\0" in path:
         raise UsageError(f"{what} must not contain a NUL byte")
-    return path
+    from valyent_cli.cli.validate import text
+
+    return text(path, what)
 
 
 @contextmanager
