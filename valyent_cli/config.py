@@ -256,6 +256,8 @@ def _check_word(value: Any, what: str) -> str:
     value = value.strip()
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError(f"{what} must not contain spaces or control characters")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError(f"{what} is not valid UTF-8")
     return value
 
 
