@@ -23,7 +23,13 @@ class CliError(Exception):
         self.hint = hint
 
 
+#: an error message longer than this is cut: a 100 kB argument echoed back helps no one
+MAX_MESSAGE = 2000
+
+
 def _err(message: str, hint: str | None = None) -> None:
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
     sys.stderr.write(f"Error: {message}\n")
     if hint:
         sys.stderr.write(f"Hint: {hint}\n")
