@@ -73,3 +73,37 @@ def test_group_help_loads_no_http_no_sandbox(group, tmp_path):
     result = probe([group, "--help"], HTTP + SANDBOX, tmp_path)
     assert result["code"] in (0, None)
     assert result["loaded"] == []
+
+
+def test_version_entry_point_does_not_load_typer(tmp_path):
+    """`valyent --version` is answered by the entry point before the command tree (and typer) is loaded."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = (
+        "import sys; sys.argv = ['valyent', '--version']\n"
+        "from valyent_cli.entry import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('typer', 'httpx', 'rich') if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith("valyent ")
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_plain_options_are_coerced_without_pydantic(tmp_path):
+    """Typer coerces through pydantic (60 ms of imports); our str/int/bool/list options skip it (fastparams)."""
+    result = probe(["machines", "create", "--image", "nginx", "--cpus", "2", "-e", "A=1", "--auto-destroy",
+                    "--dry-run"], ["pydantic", *HTTP], tmp_path)
+    assert result["code"] in (0, None)
+    assert json.loads(result["stdout"])["config"]["guest"]["cpus"] == 2
+    assert result["loaded"] == []
+
+
+def test_a_bad_integer_still_gets_typers_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "valyent_cli", "machines", "create", "--image", "x", "--cpus", "two"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--cpus" in proc.stderr and "integer" in proc.stderr

@@ -1,4 +1,4 @@
-from valyent_cli.main import main
+from valyent_cli.entry import main
 
 if __name__ == "__main__":
     main()

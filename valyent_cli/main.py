@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete
+from valyent_cli.cli import complete, fastparams
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
 HELP = f"""The command line for Valyent Cloud: fleets of micro-VM machines, their gateways, files, logs and commands.
@@ -62,37 +62,62 @@ def root(
     ctx.obj = AppContext(profile=profile, endpoint=endpoint, namespace=namespace, debug=debug, no_color=no_color)
 
 
-def _register() -> None:
-    from valyent_cli.commands import auth, fleets, fs, gateways, local, logs, machines, profiles
-
-    app.add_typer(fleets.app)
-    app.add_typer(machines.app)
-    app.add_typer(gateways.app)
-    app.add_typer(fs.app)
-    app.add_typer(logs.app)
-    app.add_typer(auth.app)
-    app.add_typer(profiles.app)
-    app.add_typer(local.app)
-    try:
-        from valyent_cli.commands import completion
-    except ImportError:
-        pass
-    else:
-        app.add_typer(completion.app)
+GROUPS = ("fleets", "machines", "gateways", "fs", "logs", "auth", "profiles", "local", "completion")
+_registered: set[str] = set()
+# Global options that take a value: a group name after one of them is its value, not the group.
+_VALUE_OPTIONS = ("--profile", "-p", "--endpoint", "--namespace")
 
 
-_register()
+def register(only: str | None = None) -> typer.Typer:
+    """Add the command groups to the root app (only ``only`` when given) and return it.
+
+    A run needs only the group it names: importing and building the other groups' commands would cost start-up
+    time for nothing. Root help, a typo or no group at all get every group.
+    """
+    import importlib
+
+    for name in GROUPS if only is None else (only,):
+        if name not in _registered:
+            _registered.add(name)
+            app.add_typer(importlib.import_module(f"valyent_cli.commands.{name}").app)
+    # Whatever was registered first, help and the generated docs list the groups in one order.
+    app.registered_groups.sort(key=lambda info: GROUPS.index(info.typer_instance.info.name))
+    return app
+
+
+def full_app() -> typer.Typer:
+    """The root app with every group: for the docs generator and tests that walk the command tree."""
+    return register()
+
+
+def _group_named(args: list[str]) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in _VALUE_OPTIONS:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        return arg if arg in GROUPS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every error a user can cause to a message and a documented exit code."""
     from valyent_cli.cli.errors import handle
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("VALYENT_DEBUG") == "1"
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
+    fastparams.install()
+    group = _group_named(args)
+    register(group)
     ctrl_c: list[bool] = []
     previous = _trap_sigint(ctrl_c)
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="valyent")
+        code = app(args=args, standalone_mode=False, prog_name="valyent")
         if code == Exit.INTERRUPTED and ctrl_c:
             # typer turns a Ctrl-C inside a command into a silent Exit(130): say it, as the handler does.
             sys.stderr.write("\nInterrupted.\n")

@@ -1,18 +1,23 @@
-"""httpx, imported without its own command-line module.
+"""httpx, imported without what a synchronous client never uses.
 
 ``import httpx`` runs ``from ._main import main``, which loads click, rich and pygments when they are installed:
-about 40 % of httpx's import time, for a tool we never call. Marking the module as absent for the duration of the
-import makes httpx define its stub instead; the mark is removed at once, so ``httpx._main`` stays importable.
+about 40 % of httpx's import time, for a tool we never call. And httpcore imports trio, when it is installed, for
+its async backend (about 50 ms). Marking those modules as absent for the duration of the import makes httpx define
+its stub and httpcore do without trio; the marks are removed at once, so both stay importable afterwards.
 """
 
 import sys
 
-if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
-    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+_SKIPPED = [name for name in ("httpx._main", "trio") if name not in sys.modules]
+
+if "httpx" not in sys.modules:
+    for _name in _SKIPPED:
+        sys.modules[_name] = None  # type: ignore[assignment]
     try:
         import httpx
     finally:
-        del sys.modules["httpx._main"]
+        for _name in _SKIPPED:
+            del sys.modules[_name]
 else:  # pragma: no cover - someone imported httpx first
     import httpx
 

@@ -7,8 +7,8 @@ such a value the scripts run the program with two environment variables:
 
     _VALYENT_COMPLETE_VALUES=machine _VALYENT_COMPLETE_LINE="valyent machines show --fleet web 01" valyent
 
-and it prints `value<TAB>description` lines. That request is answered as soon as the command modules are
-imported (`serve_if_asked`, called by commands/completion.py), without parsing the line with Typer, to stay
+and it prints `value<TAB>description` lines. That request is answered by the entry point before typer is even
+imported (`serve_if_asked`, called by valyent_cli/entry.py), without parsing the line with Typer, to stay
 well under the 300 ms a Tab press may take. The same callbacks also serve Typer's own completion protocol.
 
 Rules for everything here: fast (API answers cached for a few seconds, requests time out after about a second

@@ -10,9 +10,6 @@ import typer
 
 from valyent_cli.cli import complete
 
-# A completion script asking for values (machine ids...) is answered here, as soon as the command modules are
-# imported and before Typer parses anything: a Tab press has a budget of a few hundred milliseconds.
-complete.serve_if_asked()
 
 HELP = """Print the completion script for bash, zsh or fish.
 

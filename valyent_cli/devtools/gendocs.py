@@ -94,7 +94,9 @@ def live_tree() -> Node:
     import typer.main
 
     from valyent_cli.cli import complete
-    from valyent_cli.main import app
+    from valyent_cli.main import full_app
+
+    app = full_app()
 
     root = typer.main.get_command(app)
     complete.introspecting = True
