@@ -114,40 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     fastparams.install()
     group = _group_named(args)
     register(group)
-    ctrl_c: list[bool] = []
-    previous = _trap_sigint(ctrl_c)
     try:
-        code = app(args=args, standalone_mode=False, prog_name="valyent")
-        if code == Exit.INTERRUPTED and ctrl_c:
-            # typer turns a Ctrl-C inside a command into a silent Exit(130): say it, as the handler does.
-            sys.stderr.write("\nInterrupted.\n")
+        # The click-level command, run without typer's standalone wrapper: that wrapper turns a Ctrl-C into a
+        # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
+        # decide anything.
+        command = typer.main.get_command(app)
+        with command.make_context("valyent", args) as ctx:
+            code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         code = handle(exc, debug=debug)
-    finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGINT, previous)
     if isinstance(code, int):
         sys.exit(code)
     sys.exit(Exit.OK)
-
-
-def _trap_sigint(seen: list[bool]):  # -> the previous handler, to restore, or None
-    """Note a Ctrl-C (then raise KeyboardInterrupt as Python does), so that main() can tell it from a command that
-    exits 130 of its own (`machines exec` passing on a remote code)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        return None
-
-    def on_sigint(signum: int, frame: object) -> None:
-        seen.append(True)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    return previous
