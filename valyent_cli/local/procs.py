@@ -23,7 +23,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def sandbox_id(data_dir: Path) -> str:
-    return hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    # fsencode: the same bytes as .encode() for a UTF-8 path, and any other path's own bytes (not an error)
+    return hashlib.sha256(os.fsencode(Path(data_dir).resolve())).hexdigest()[:16]
 
 
 def _make_pdeathsig():
