@@ -4,7 +4,6 @@ script (--json): fleet, machine, live logs, exec, files, stop by signal, events,
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess

@@ -26,6 +26,14 @@ def _umask() -> int:
     return mask
 
 
+def _mode_for(target: str) -> int:
+    """mkstemp makes 0600 files: a download gets the mode of the file it replaces, else what open() would give."""
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 class FileSystem:
     """``machine.fs``: ls, mkdir, read, write, rm, stat; reads and writes are streamed, so size does not matter."""
 
@@ -87,7 +95,9 @@ class FileSystem:
         try:
             with os.fdopen(fd, "wb") as out:
                 total = self.download(path, out)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; give it the mode a plain open() would
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, _mode_for(target))
             os.replace(tmp, target)
         except BaseException:
             try:

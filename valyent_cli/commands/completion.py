@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from valyent_cli.cli import complete
 
 
 HELP = """Print the completion script for bash, zsh or fish.

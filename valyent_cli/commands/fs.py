@@ -233,43 +233,10 @@ def get(
     fs, machine_id = _fs(ctx, fleet, machine)
     out = ctx.obj.output()
     with _on(machine_id, remote):
-        size = _download(fs, remote, target)
+        size = fs.download_to(remote, target)
     from valyent_cli.cli.output import human_size
 
     out.done(f"Downloaded {remote} to {target} ({human_size(size)})")
-
-
-def _download(fs: FileSystem, remote: str, target: str) -> int:
-    import tempfile
-
-    directory, name = os.path.split(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fileobj:
-            size = fs.download(remote, fileobj)
-            fileobj.flush()
-            os.fsync(fileobj.fileno())
-        _set_mode(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        # Ctrl-C, a broken connection, a full disk: the target is left as it was.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return size
-
-
-def _set_mode(tmp: str, target: str) -> None:
-    """mkstemp makes 0600 files: give the download the mode of the file it replaces, else the usual 0666 - umask."""
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
