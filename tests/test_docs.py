@@ -47,7 +47,7 @@ def test_command_page_sections(generated):
     for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXAMPLES", "EXIT STATUS", "ENVIRONMENT", "FILES",
                     "SEE ALSO"):
         assert f".SH {section}\n" in page, section
-    assert r"\fB\-\-wait\-timeout\fR \fIWAIT_TIMEOUT\fR" in page
+    assert r"\fB\-\-wait\-timeout\fR \fIDURATION\fR" in page
     assert "default: 120s" in page
     assert r"valyent machines create \-\-image nginx" in page  # from the docstring's examples
     for name in ("VALYENT_API_TOKEN", "VALYENT_PROFILE", "VALYENT_API_URL", "VALYENT_NAMESPACE", "VALYENT_FLEET",

@@ -16,6 +16,7 @@ FleetOpt = Annotated[
     str | None,
     typer.Option(
         "--fleet",
+        metavar="FLEET",
         help="Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile's fleet).",
         show_default=False,
         autocompletion=complete.fleets,

@@ -15,7 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-FleetArg = Annotated[str, typer.Argument(help="Fleet id or name.", show_default=False, autocompletion=complete.fleets)]
+FleetArg = Annotated[str, typer.Argument(metavar="FLEET", help="Fleet id or name.", show_default=False, autocompletion=complete.fleets)]
 
 
 def _columns():
@@ -44,7 +44,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Fleet name: 1-63 letters, digits and '-', not starting or ending with '-'.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Fleet name: 1-63 letters, digits and '-', not starting or ending with '-'.")],
     use: Annotated[bool, typer.Option("--use", help="Also make it the profile's default fleet.")] = False,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -92,7 +92,7 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(help="Fleet ids or names.", autocompletion=complete.fleets)], yes: YesOpt = False) -> None:
+def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metavar="FLEET", help="Fleet ids or names.", autocompletion=complete.fleets)], yes: YesOpt = False) -> None:
     """Delete fleets (they must have no machines left).
 
     Example: valyent fleets delete my-fleet --yes

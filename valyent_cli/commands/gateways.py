@@ -11,12 +11,13 @@ from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 
 app = typer.Typer(
     name="gateways",
+    short_help="Expose a port of a fleet's machines.",
     help="Manage gateways (public access to a port of a fleet's machines).\n\n"
     "Example: valyent gateways create --name web --port 8080",
     no_args_is_help=True,
 )
 
-GatewayArg = Annotated[str, typer.Argument(help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
+GatewayArg = Annotated[str, typer.Argument(metavar="GATEWAY", help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
 
 
 def _columns():
@@ -51,8 +52,8 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", "-n", help="Gateway name (letters, digits and '-').", show_default=False)],
-    port: Annotated[int, typer.Option("--port", help="Target port on the machines (1-65535).", show_default=False)],
+    name: Annotated[str, typer.Option("--name", "-n", metavar="NAME", help="Gateway name (letters, digits and '-').", show_default=False)],
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Target port on the machines (1-65535).", show_default=False)],
     fleet: FleetOpt = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -86,7 +87,7 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(help="Gateway ids or names.", autocompletion=complete.gateways)],
+def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(metavar="GATEWAY", help="Gateway ids or names.", autocompletion=complete.gateways)],
            yes: YesOpt = False, fleet: FleetOpt = None) -> None:
     """Delete gateways.
 

@@ -11,6 +11,7 @@ import typer
 
 app = typer.Typer(
     name="local",
+    short_help="Run the local sandbox (an offline API).",
     help="Run the local sandbox: a Valyent-compatible API server on this machine.",
     no_args_is_help=True,
 )

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # come after MACHINE, and the usage line shows no COMMAND.
 app = typer.Typer(
     name="logs",
+    short_help="Print or follow the logs of machines.",
     subcommand_metavar="",
     context_settings={"allow_interspersed_args": True},
 )

@@ -18,18 +18,19 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="machines",
+    short_help="Create, list and control machines.",
     help="Manage machines: create, list, start, stop, wait, exec and more.\n\n"
     "Example: valyent machines create --image nginx --env PORT=8080",
     no_args_is_help=True,
 )
 
-MachineArg = Annotated[str, typer.Argument(help="Machine id, or a unique prefix of it.", show_default=False, autocompletion=complete.machines)]
-MachinesArg = Annotated[list[str], typer.Argument(help="Machine ids or unique prefixes.", show_default=False, autocompletion=complete.machines)]
+MachineArg = Annotated[str, typer.Argument(metavar="MACHINE", help="Machine id, or a unique prefix of it.", show_default=False, autocompletion=complete.machines)]
+MachinesArg = Annotated[list[str], typer.Argument(metavar="MACHINE", help="Machine ids or unique prefixes.", show_default=False, autocompletion=complete.machines)]
 StateOpt = Annotated[
-    str, typer.Option("--state", "-s", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
+    str, typer.Option("--state", "-s", metavar="STATE", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
 ]
 TimeoutOpt = Annotated[
-    str, typer.Option("--timeout", "-t", help="How long to wait: seconds, or 30s, 5m, 1h.")
+    str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long to wait: seconds, or 30s, 5m, 1h.")
 ]
 
 
@@ -73,29 +74,29 @@ def create(
     ctx: typer.Context,
     command: Annotated[
         list[str] | None,
-        typer.Argument(help="The command to run, after `--` (e.g. -- python -m http.server 8080).", show_default=False),
+        typer.Argument(metavar="COMMAND", help="The command to run, after `--` (e.g. -- python -m http.server 8080).", show_default=False),
     ] = None,
-    image: Annotated[str | None, typer.Option("--image", "-i", help="Container image, e.g. nginx:latest.", show_default=False)] = None,
-    region: Annotated[str | None, typer.Option("--region", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
-    cpus: Annotated[int | None, typer.Option("--cpus", help="Number of vCPUs (default 1).", show_default=False)] = None,
-    memory: Annotated[str | None, typer.Option("--memory", "-m", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
-    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", help="CPU kind, e.g. shared, eco (default shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="Environment variable KEY=VALUE (repeatable).", show_default=False)] = None,
-    env_file: Annotated[str | None, typer.Option("--env-file", help="File of KEY=VALUE lines.", show_default=False)] = None,
-    cmd: Annotated[str | None, typer.Option("--cmd", help="The command as one string, split like a shell.", show_default=False)] = None,
-    entrypoint: Annotated[str | None, typer.Option("--entrypoint", help="Entrypoint, split like a shell.", show_default=False)] = None,
-    user: Annotated[str | None, typer.Option("--user", help="User to run as.", show_default=False)] = None,
-    restart: Annotated[str | None, typer.Option("--restart", help="Restart policy: always, on-failure or never.", show_default=False, autocompletion=complete.restart_policies)] = None,
-    max_retries: Annotated[int | None, typer.Option("--max-retries", help="Restarts allowed with on-failure.", show_default=False)] = None,
+    image: Annotated[str | None, typer.Option("--image", "-i", metavar="IMAGE", help="Container image, e.g. nginx:latest.", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", metavar="N", help="Number of vCPUs (default 1).", show_default=False)] = None,
+    memory: Annotated[str | None, typer.Option("--memory", "-m", metavar="SIZE", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="CPU kind, e.g. shared, eco (default shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment variable KEY=VALUE (repeatable).", show_default=False)] = None,
+    env_file: Annotated[str | None, typer.Option("--env-file", metavar="FILE", help="File of KEY=VALUE lines.", show_default=False)] = None,
+    cmd: Annotated[str | None, typer.Option("--cmd", metavar="COMMAND", help="The command as one string, split like a shell.", show_default=False)] = None,
+    entrypoint: Annotated[str | None, typer.Option("--entrypoint", metavar="COMMAND", help="Entrypoint, split like a shell.", show_default=False)] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="USER", help="User to run as.", show_default=False)] = None,
+    restart: Annotated[str | None, typer.Option("--restart", metavar="POLICY", help="Restart policy: always, on-failure or never.", show_default=False, autocompletion=complete.restart_policies)] = None,
+    max_retries: Annotated[int | None, typer.Option("--max-retries", metavar="N", help="Restarts allowed with on-failure.", show_default=False)] = None,
     auto_destroy: Annotated[bool | None, typer.Option("--auto-destroy/--no-auto-destroy", help="Destroy the machine when it exits.", show_default=False)] = None,
     skip_start: Annotated[bool | None, typer.Option("--skip-start", help="Create it without starting it.", show_default=False)] = None,
-    stop_signal: Annotated[str | None, typer.Option("--stop-signal", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
-    stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
+    stop_signal: Annotated[str | None, typer.Option("--stop-signal", metavar="SIGNAL", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
+    stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", metavar="SECONDS", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
     enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
-    config: Annotated[str | None, typer.Option("--config", help="A JSON or TOML create payload; flags override it.", show_default=False)] = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="A JSON or TOML create payload; flags override it.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the payload and send nothing.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return at once instead of waiting until it runs.")] = False,
-    wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="How long to wait for it to run.")] = "120s",
+    wait_timeout: Annotated[str, typer.Option("--wait-timeout", metavar="DURATION", help="How long to wait for it to run.")] = "120s",
     fleet: FleetOpt = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -316,8 +317,8 @@ def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
 def stop(
     ctx: typer.Context,
     machines: MachinesArg,
-    signal: Annotated[str | None, typer.Option("--signal", help="Signal to send (default: the machine's stop signal).", show_default=False, autocompletion=complete.signals)] = None,
-    timeout: Annotated[int | None, typer.Option("--timeout", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
+    signal: Annotated[str | None, typer.Option("--signal", metavar="SIGNAL", help="Signal to send (default: the machine's stop signal).", show_default=False, autocompletion=complete.signals)] = None,
+    timeout: Annotated[int | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
 ) -> None:
@@ -438,8 +439,8 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
 def exec_(
     ctx: typer.Context,
     machine: MachineArg,
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after `--`.", show_default=False)],
-    timeout: Annotated[str, typer.Option("--timeout", "-t", help="How long the command may run: 30s, 5m...")] = "60s",
+    command: Annotated[list[str], typer.Argument(metavar="COMMAND", help="The command and its arguments, after `--`.", show_default=False)],
+    timeout: Annotated[str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long the command may run: 30s, 5m...")] = "60s",
     fleet: FleetOpt = None,
     json: JsonOpt = False,
 ) -> None:
