@@ -50,7 +50,7 @@ def _is_our_server(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             cmdline = fh.read()
-        return b"valyent_cli" in cmdline or b"valyent" in cmdline
+        return b"valyent" in cmdline and b"serve" in cmdline  # not a reused pid
     except OSError:
         return True  # no /proc (macOS): trust the pid file
 
