@@ -248,19 +248,12 @@ class Output:
 
     @contextmanager
     def progress(self, message: str) -> Iterator[Callable[[str], None]]:
-        """A status line on stderr; on a terminal a spinner that can be updated, otherwise one line per update."""
-        if not self.stderr_tty or self.json:
-            last = [None]
-
-            def update_plain(text: str) -> None:
-                if text != last[0]:
-                    last[0] = text
-                    if not self.quiet:
-                        self.info(text)
-
+        """A status line on stderr: on a terminal a spinner that can be updated, otherwise the message once."""
+        if not self.stderr_tty:
+            # Off a terminal a spinner's updates would only repeat what the caller prints line by line.
             if not self.quiet:
                 self.info(message)
-            yield update_plain
+            yield lambda text: None
             return
         from rich.console import Console
 

@@ -207,10 +207,8 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
                 seen.add(key)
                 detail = _describe_event(event)
                 line = f"  {event.get('type')} -> {event.get('status')}" + (f" ({detail})" if detail else "")
-                if out.stderr_tty:
-                    update(line.strip())
-                else:
-                    out.event_line(line)
+                out.event_line(line)
+                update(f"Waiting for {machine_id} to run: {event.get('status')}...")
                 kind = str(event.get("type"))
                 if kind in ("machine.start_failed", "machine.prepare_failed"):
                     failure = detail or kind
