@@ -71,7 +71,7 @@ def test_start_status_stop(local_env, tmp_path):
     assert st["running"] is True and st["pid"] == info["pid"] and st["endpoint"] == info["endpoint"]
     assert st["machines"] == 0
     human = ok(run_cli("local", "status", env=local_env))
-    assert info["endpoint"] in human.stdout + human.stderr
+    assert info["endpoint"] in human.stdout and "Running:  yes" in human.stdout
 
     # the profile just made active is enough to use the sandbox
     created = ok(run_cli("machines", "create", "--image", "nginx", "-q", env=local_env))
@@ -85,6 +85,19 @@ def test_start_status_stop(local_env, tmp_path):
     assert not find_machine_processes(data)
     assert json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)["running"] is False
     assert "not running" in ok(run_cli("local", "stop", env=local_env)).stderr
+
+    # A command on the local profile while the sandbox is down starts it first...
+    listed = ok(run_cli("machines", "list", "-q", env=local_env))
+    assert "Starting the local sandbox" in listed.stderr and listed.stdout.split() == [machine_id]
+    ok(run_cli("local", "stop", env=local_env))
+    # ...even after its data dir was wiped (a new token): the profile follows the new token instead of a 401.
+    import shutil
+
+    shutil.rmtree(data)
+    fresh = ok(run_cli("machines", "list", "--json", env=local_env))
+    assert json.loads(fresh.stdout) == []
+    assert (data / "token").read_text().strip() in (tmp_path / "config" / "config.toml").read_text()
+    ok(run_cli("local", "stop", env=local_env))
 
 
 def test_ensure_running_starts_once(tmp_path):

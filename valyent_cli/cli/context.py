@@ -85,10 +85,18 @@ class AppContext:
 
         sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
         try:
-            ensure_running(port=port, host=host)
+            info = ensure_running(port=port, host=host)
         except (DaemonError, ServeError) as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None
+        token = info.get("token")
+        if token and token != settings.token and settings.sources.get("token") == "profile":
+            # A new data dir means a new token: keep the local profile in step rather than fail with 401.
+            from valyent_cli.config import set_profile_value
+
+            if settings.profile:
+                set_profile_value(settings.profile, "token", token)
+            settings.token = token
 
 
 def _debug_hook(exchange: Any) -> None:

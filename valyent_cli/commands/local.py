@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -108,20 +106,15 @@ def status(data_dir: DataDirOpt = None,
     from valyent_cli.local import daemon
 
     st = daemon.status(data_dir)
-    if as_json:
-        sys.stdout.write(json.dumps(st, indent=2) + "\n")
-        return
+    from valyent_cli.cli.output import Output
+
+    out = Output(json=as_json)
+    rows = [("Running", f"yes (pid {st['pid']})" if st["running"] else "no (start it with `valyent local start`)")]
     if st["running"]:
-        lines = [
-            f"running     yes (pid {st['pid']})",
-            f"endpoint    {st['endpoint']}",
-            f"initd       {st['initd_endpoint']}",
-        ]
-    else:
-        lines = ["running     no (start it with `valyent local start`)"]
-        if st["endpoint"]:
-            lines.append(f"endpoint    {st['endpoint']} (last used)")
-    lines.append(f"data dir    {st['data_dir']}")
+        rows += [("Endpoint", st["endpoint"]), ("Initd", st["initd_endpoint"])]
+    elif st["endpoint"]:
+        rows.append(("Endpoint", f"{st['endpoint']} (last used)"))
+    rows.append(("Data dir", st["data_dir"]))
     if st["machines"] is not None:
-        lines.append(f"machines    {st['machines']} ({st['machines_running']} running)")
-    _err("\n".join(lines))
+        rows.append(("Machines", f"{st['machines']} ({st['machines_running']} running)"))
+    out.fields(st, rows)
