@@ -438,7 +438,7 @@ import json, sys, typer, httpx
 url, token = sys.argv[1], sys.argv[2]
 r = httpx.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=60)
 r.raise_for_status()
-sys.stdout.write(json.dumps(r.json(), indent=2, ensure_ascii=False) + "\\n")
+sys.stdout.write(json.dumps(r.json(), ensure_ascii=False) + "\\n")
 """
 
 

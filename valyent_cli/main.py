@@ -19,15 +19,20 @@ Start offline with the local sandbox: `valyent local start`, then `valyent machi
 {EXIT_CODES_HELP}
 """
 
-app = typer.Typer(
-    name="valyent",
-    help=HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
+
+def _new_root() -> typer.Typer:
+    return typer.Typer(
+        name="valyent",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
+
+
+app = _new_root()
 
 
 def _version(value: bool) -> None:
@@ -40,14 +45,14 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile to use (default: the active one; env VALYENT_PROFILE).",
+        str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="Profile to use (default: the active one; env VALYENT_PROFILE).",
                                   autocompletion=complete.profiles)
     ] = None,
     endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="API base URL (env VALYENT_API_URL).")
+        str | None, typer.Option("--endpoint", metavar="URL", help="API base URL (env VALYENT_API_URL).")
     ] = None,
     namespace: Annotated[
-        str | None, typer.Option("--namespace", help="Namespace sent with every request (env VALYENT_NAMESPACE).")
+        str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace sent with every request (env VALYENT_NAMESPACE).")
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show each HTTP exchange (token redacted) and tracebacks, on stderr.")
@@ -90,6 +95,19 @@ def full_app() -> typer.Typer:
     return register()
 
 
+def _overview() -> typer.Typer:
+    """The root app with each group's name and help but none of its commands: enough for root help and for
+    `valyent <typo>`, without building the ~90 commands' parameters (most of the time of `valyent --help`)."""
+    import importlib
+
+    overview = _new_root()
+    overview.callback()(root)
+    for name in GROUPS:
+        info = importlib.import_module(f"valyent_cli.commands.{name}").app.info
+        overview.add_typer(typer.Typer(name=name, help=info.help, short_help=info.short_help))
+    return overview
+
+
 def _group_named(args: list[str]) -> str | None:
     skip = False
     for arg in args:
@@ -113,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
     group = _group_named(args)
-    register(group)
+    root_app = register(group) if group else _overview()
     try:
         # The click-level command, run without typer's standalone wrapper: that wrapper turns a Ctrl-C into a
         # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
         # decide anything.
-        command = typer.main.get_command(app)
+        command = typer.main.get_command(root_app)
         with command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
