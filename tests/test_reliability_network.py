@@ -146,6 +146,8 @@ def test_a_server_that_never_answers_a_create_is_not_asked_twice(outcome):
     assert "no answer from" in one_error(sc.err)
     assert sc.server.count("POST", "/v1/fleets/web/machines") == 1 == sc.server.count()
     assert 1.0 <= sc.elapsed < 30
+    # The hint must not invite a blind retry: the create may have been made.
+    assert "may still have taken effect" in sc.err and "or retry" not in sc.err
 
 
 def test_a_connection_reset_mid_answer(outcome):

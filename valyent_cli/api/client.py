@@ -414,14 +414,16 @@ def _transport_error(exc: httpx.TransportError, request: httpx.Request) -> error
     parts = urlsplit(url)
     where = f"{parts.scheme}://{parts.netloc}"
     if isinstance(exc, httpx.ConnectTimeout):
-        return errors.TimeoutError(f"could not connect to {where}: timed out", url=url)
+        return errors.TimeoutError(f"could not connect to {where}: timed out", url=url, method=request.method,
+                                   reached=False)
     if isinstance(exc, httpx.TimeoutException):
-        return errors.TimeoutError(f"no answer from {where} in time ({request.method} {parts.path})", url=url)
+        return errors.TimeoutError(f"no answer from {where} in time ({request.method} {parts.path})", url=url,
+                                   method=request.method)
     if isinstance(exc, httpx.ConnectError):
         reason = _describe(exc)
         if any(marker in reason for marker in _DNS_FAILURES):
             reason = f"cannot resolve host {parts.hostname!r}"
         elif "refused" in reason.lower():
             reason = "connection refused"
-        return errors.ConnectError(f"cannot reach {where}: {reason}", url=url)
-    return errors.TransportError(f"the connection to {where} broke: {_describe(exc)}", url=url)
+        return errors.ConnectError(f"cannot reach {where}: {reason}", url=url, method=request.method, reached=False)
+    return errors.TransportError(f"the connection to {where} broke: {_describe(exc)}", url=url, method=request.method)

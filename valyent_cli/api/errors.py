@@ -88,9 +88,16 @@ class ServerError(ApiError):
 class TransportError(ValyentError):
     """The request did not get an answer: the server could not be reached, or the exchange broke."""
 
-    def __init__(self, message: str, *, url: str | None = None) -> None:
+    def __init__(self, message: str, *, url: str | None = None, method: str | None = None, reached: bool = True) -> None:
         super().__init__(message)
         self.url = url
+        self.method = method
+        self.reached = reached  # False when no connection was made: nothing reached the server
+
+    @property
+    def may_have_taken_effect(self) -> bool:
+        """Whether a non-idempotent request (a create, an exec) may have reached the server before it failed."""
+        return self.method == "POST" and self.reached
 
 
 class ConnectError(TransportError):

@@ -129,8 +129,9 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         return Exit.ERROR
     if isinstance(exc, api.TimeoutError):
         where = _where(exc)
-        _err(f"{exc}{where if where.strip(' ()') not in str(exc) else ''}",
-             "raise the timeout with the profile key `timeout`, or retry")
+        hint = ("the request may still have taken effect: check (e.g. `valyent machines list`) before you retry"
+                if exc.may_have_taken_effect else "raise the timeout with the profile key `timeout`, or retry")
+        _err(f"{exc}{where if where.strip(' ()') not in str(exc) else ''}", hint)
         return Exit.TIMEOUT
     if isinstance(exc, api.ConnectError):
         _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
