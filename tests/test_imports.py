@@ -107,3 +107,17 @@ def test_a_bad_integer_still_gets_typers_message(tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--cpus" in proc.stderr and "integer" in proc.stderr
+
+
+def test_an_api_command_does_not_load_trio_or_pydantic(tmp_path):
+    """httpcore would import trio (when installed) for an async backend a synchronous client never uses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_TOKEN="t" * 20,
+               VALYENT_API_URL="http://127.0.0.1:9/v1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    forbidden = ["trio", "pydantic", "rich"]
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(forbidden + ["httpx"]), json.dumps(["fleets", "list"])],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert result["code"] == 1 and "connection refused" in proc.stderr  # the client was built and tried
+    assert result["loaded"] == ["httpx"]
