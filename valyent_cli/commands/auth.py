@@ -68,16 +68,18 @@ def _read_token(token_stdin: bool) -> str:
 def login(
     ctx: typer.Context,
     token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Read the token from stdin (for scripts).")] = False,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", help="API base URL to log in to.")] = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", help="Namespace to save in the profile.")] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL", help="API base URL to log in to.")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace to save in the profile.")] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile to save to (default: the one in use, or 'default').")
+        str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="Profile to save to (default: the one in use, or 'default').")
     ] = None,
 ) -> None:
     """Check a token against the API, then save it in a profile.
 
     On a terminal the token is asked for without echo; otherwise pass it on stdin with --token-stdin. Nothing is
     saved when the API refuses the token (exit 3) or cannot be reached.
+
+    Example: echo "$VALYENT_TOKEN" | valyent auth login --token-stdin --namespace acme
     """
     from valyent_cli.api import errors as api
 
@@ -133,7 +135,10 @@ def login(
 
 @app.command("logout")
 def logout(ctx: typer.Context) -> None:
-    """Remove the token from the profile in use (the profile itself stays)."""
+    """Remove the token from the profile in use (the profile itself stays).
+
+    Example: valyent auth logout --profile work
+    """
     out = _app(ctx).output()
     name, _ = config.selected_profile(_app(ctx).profile)
     if name is None:
@@ -180,7 +185,10 @@ def status(
 ) -> None:
     """Show the profile, endpoint, namespace, fleet and token in use, where each came from, and whether the API
     answers. Exits 0 when it does and accepts the token, 3 when there is no token or it is refused, 1 when the API
-    cannot be reached."""
+    cannot be reached.
+
+    Example: valyent auth status --json
+    """
     app_ctx = _app(ctx)
     out = app_ctx.output(json=json)
     settings = app_ctx.settings
@@ -237,7 +245,10 @@ def status(
 
 @app.command("token")
 def token(ctx: typer.Context) -> None:
-    """Print the token in use to stdout, for piping (`valyent auth token | docker login ... --password-stdin`)."""
+    """Print the token in use to stdout, for piping (`valyent auth token | docker login ... --password-stdin`).
+
+    Example: TOKEN=$(valyent auth token)
+    """
     settings = _app(ctx).settings
     if not settings.token:
         raise CliError(

@@ -15,12 +15,12 @@ app = typer.Typer(
 )
 
 HostOpt = Annotated[
-    Optional[str], typer.Option("--host", help="Address to listen on (default 127.0.0.1; loopback only unless --allow-remote).")
+    Optional[str], typer.Option("--host", metavar="HOST", help="Address to listen on (default 127.0.0.1; loopback only unless --allow-remote).")
 ]
-PortOpt = Annotated[Optional[int], typer.Option("--port", help="Port to listen on (default 8421).")]
+PortOpt = Annotated[Optional[int], typer.Option("--port", metavar="PORT", help="Port to listen on (default 8421).")]
 DataDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).",
+    typer.Option("--data-dir", metavar="DIR", help="Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).",
                  show_default=False),
 ]
 AllowRemoteOpt = Annotated[
@@ -35,7 +35,10 @@ def _err(message: str) -> None:
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False) -> None:
-    """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines."""
+    """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.
+
+    Example: valyent local serve --port 9000 --data-dir ./sandbox
+    """
     from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
     from valyent_cli.local.runner import ServeError, server_urls
     from valyent_cli.local.runner import serve as run_server
@@ -54,7 +57,10 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 @app.command()
 def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False) -> None:
-    """Start the sandbox in the background and make the `local` profile active."""
+    """Start the sandbox in the background and make the `local` profile active.
+
+    Example: valyent local start && valyent machines create --image nginx
+    """
     from valyent_cli.local import daemon
     from valyent_cli.local.runner import ServeError
 
@@ -89,7 +95,10 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 @app.command()
 def stop(data_dir: DataDirOpt = None) -> None:
-    """Stop the background sandbox and every machine it runs."""
+    """Stop the background sandbox and every machine it runs.
+
+    Example: valyent local stop
+    """
     from valyent_cli.local import daemon
 
     pid = daemon.stop(data_dir)
@@ -102,7 +111,10 @@ def stop(data_dir: DataDirOpt = None) -> None:
 @app.command()
 def status(data_dir: DataDirOpt = None,
            as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> None:
-    """Say whether the sandbox runs, where, and how many machines it holds."""
+    """Say whether the sandbox runs, where, and how many machines it holds.
+
+    Example: valyent local status --json
+    """
     from valyent_cli.local import daemon
 
     st = daemon.status(data_dir)

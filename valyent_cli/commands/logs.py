@@ -110,12 +110,12 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Only lines newer than a duration (30s, 10m, 2h, 1d) or an RFC3339 time.",
+        typer.Option("--since", metavar="TIME", help="Only lines newer than a duration (30s, 10m, 2h, 1d) or an RFC3339 time.",
                      show_default=False),
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option("--source", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False,
+        typer.Option("--source", metavar="STREAM", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False,
                      autocompletion=complete.log_sources),
     ] = None,
     json: Annotated[

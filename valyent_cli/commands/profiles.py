@@ -20,7 +20,7 @@ app = typer.Typer(name="profiles", help="Manage configuration profiles.", no_arg
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (tokens are never included).")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Profile to change (default: the one in use).", autocompletion=complete.profiles)
+    str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="Profile to change (default: the one in use).", autocompletion=complete.profiles)
 ]
 
 
@@ -56,7 +56,10 @@ def _public(name: str, table: dict[str, Any], active: str | None) -> dict[str, A
 
 @app.command("list")
 def list_(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """List the profiles; the active one is marked with *."""
+    """List the profiles; the active one is marked with *.
+
+    Example: valyent profiles list --json
+    """
     from valyent_cli.cli.output import Column
 
     out = _app(ctx).output(json=json)
@@ -84,7 +87,10 @@ def show(
     name: Annotated[str | None, typer.Argument(metavar="NAME", help="Profile to show (default: the one in use).", autocompletion=complete.profiles)] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Show one profile, its token masked."""
+    """Show one profile, its token masked.
+
+    Example: valyent profiles show work
+    """
     out = _app(ctx).output(json=json)
     target = _target(ctx, name)
     table = config.get_profile(target)
@@ -112,14 +118,14 @@ def _read_token_stdin() -> str:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new profile (letters, digits, '-', '_').")],
-    endpoint: Annotated[str | None, typer.Option("--endpoint", help="API base URL.")] = None,
-    namespace: Annotated[str | None, typer.Option("--namespace", help="Namespace sent with every request.")] = None,
-    fleet: Annotated[str | None, typer.Option("--fleet", help="Default fleet (id or name).")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="Default region for new machines.")] = None,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL", help="API base URL.")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace sent with every request.")] = None,
+    fleet: Annotated[str | None, typer.Option("--fleet", metavar="FLEET", help="Default fleet (id or name).")] = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="Default region for new machines.")] = None,
     initd_endpoint: Annotated[
-        str | None, typer.Option("--initd-endpoint", help="URL template of a machine's agent, with {machine_id}.")
+        str | None, typer.Option("--initd-endpoint", metavar="URL", help="URL template of a machine's agent, with {machine_id}.")
     ] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Request timeout in seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Request timeout in seconds.")] = None,
     allow_http: Annotated[
         bool, typer.Option("--allow-http", help="Allow the token over plain http to a non-loopback host.")
     ] = False,
@@ -128,7 +134,10 @@ def create(
     ] = False,
     use: Annotated[bool, typer.Option("--use", help="Make it the active profile.")] = False,
 ) -> None:
-    """Create a profile. The first profile becomes the active one."""
+    """Create a profile. The first profile becomes the active one.
+
+    Example: valyent profiles create work --endpoint https://console.valyent.cloud/v1 --namespace acme --use
+    """
     out = _app(ctx).output()
     try:
         config.check_profile_name(name)
@@ -152,7 +161,10 @@ def create(
 
 @app.command("use")
 def use(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to make active.", autocompletion=complete.profiles)]) -> None:
-    """Make a profile the active one."""
+    """Make a profile the active one.
+
+    Example: valyent profiles use work
+    """
     out = _app(ctx).output()
     config.use_profile(name)
     out.done(f"Now using profile {name}")
@@ -179,7 +191,10 @@ def set_(
     value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value.")],
     profile: ProfileOpt = None,
 ) -> None:
-    """Set one key of a profile (the one in use unless --profile)."""
+    """Set one key of a profile (the one in use unless --profile).
+
+    Example: valyent profiles set fleet web
+    """
     out = _app(ctx).output()
     _key(key, settable=True)
     try:
@@ -198,7 +213,10 @@ def unset(
     key: Annotated[str, typer.Argument(metavar="KEY", help=f"One of: {', '.join(config.PROFILE_KEYS)}.")],
     profile: ProfileOpt = None,
 ) -> None:
-    """Remove one key from a profile, so that its default applies."""
+    """Remove one key from a profile, so that its default applies.
+
+    Example: valyent profiles unset region
+    """
     out = _app(ctx).output()
     _key(key, settable=False)
     target = _target(ctx, profile)
@@ -214,7 +232,10 @@ def delete(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Profile to delete.", autocompletion=complete.profiles)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a profile (and the token it holds)."""
+    """Delete a profile (and the token it holds).
+
+    Example: valyent profiles delete old --yes
+    """
     out = _app(ctx).output()
     config.get_profile(name)  # an unknown name is an error before any question
     if not yes:
@@ -232,12 +253,15 @@ def delete(
 def import_(
     ctx: typer.Context,
     path: Annotated[
-        str | None, typer.Option("--path", help="The Go CLI's config file (default: ~/.valyent/config.yaml).")
+        str | None, typer.Option("--path", metavar="FILE", help="The Go CLI's config file (default: ~/.valyent/config.yaml).")
     ] = None,
-    name: Annotated[str, typer.Option("--name", help="Name of the new profile.")] = "default",
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Name of the new profile.")] = "default",
     use: Annotated[bool, typer.Option("--use", help="Make it the active profile.")] = False,
 ) -> None:
-    """Import the archived Go CLI's configuration (its token and namespace) as a profile."""
+    """Import the archived Go CLI's configuration (its token and namespace) as a profile.
+
+    Example: valyent profiles import --use
+    """
     from pathlib import Path
 
     out = _app(ctx).output()
