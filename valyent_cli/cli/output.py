@@ -196,8 +196,12 @@ class Output:
 
         table = Table(box=None, pad_edge=False, header_style="bold" if self.color else None, show_edge=False)
         for i, c in enumerate(columns):
+            # On a narrow terminal ids stay whole (they are what people copy); other cells are cut with an
+            # ellipsis rather than folded into unreadable fragments.
             is_id = c.header.lower() in ("id", "machine", "fleet", "gateway") or i == 0
-            table.add_column(c.header.upper(), no_wrap=is_id, overflow="fold", justify=c.justify)  # type: ignore[arg-type]
+            widest = max((len(row[i]) for row in cells), default=0)
+            table.add_column(c.header.upper(), no_wrap=True, overflow="ellipsis", justify=c.justify,  # type: ignore[arg-type]
+                             min_width=max(widest, len(c.header)) if is_id else min(max(widest, len(c.header)), 12))
         for row in cells:
             rendered = []
             for c, value in zip(columns, row):
