@@ -194,21 +194,23 @@ class Output:
         from rich.table import Table
         from rich.text import Text
 
+        console = Console(no_color=not self.color, highlight=False, soft_wrap=False)
+        widths = _fit([c.header for c in columns], cells, console.width)
+        # Every column gets the width _fit chose; the console is made wide enough for them, so rich never squeezes
+        # a column away: on a terminal too narrow even for the ids, lines wrap as plain text would.
+        console = Console(no_color=not self.color, highlight=False, soft_wrap=False,
+                          width=max(console.width, sum(widths) + _GAP * (len(widths) - 1)))
         table = Table(box=None, pad_edge=False, header_style="bold" if self.color else None, show_edge=False)
-        for i, c in enumerate(columns):
-            # On a narrow terminal ids stay whole (they are what people copy); other cells are cut with an
-            # ellipsis rather than folded into unreadable fragments.
-            is_id = c.header.lower() in ("id", "machine", "fleet", "gateway") or i == 0
-            widest = max((len(row[i]) for row in cells), default=0)
+        for c, width in zip(columns, widths):
             table.add_column(c.header.upper(), no_wrap=True, overflow="ellipsis", justify=c.justify,  # type: ignore[arg-type]
-                             min_width=max(widest, len(c.header)) if is_id else min(max(widest, len(c.header)), 12))
+                             min_width=width, max_width=width)
         for row in cells:
             rendered = []
             for c, value in zip(columns, row):
                 style = c.style(value) if (c.style and self.color) else None
                 rendered.append(Text(value, style=style or ""))
             table.add_row(*rendered)
-        Console(no_color=not self.color, highlight=False, soft_wrap=False).print(table)
+        console.print(table)
 
     def fields(self, obj: Any, rows: Sequence[tuple[str, Any]], *, styles: dict[str, Callable[[str], str | None]] | None = None) -> None:
         """One object: JSON with --json, its id with -q, else `Key: value` lines."""
@@ -273,6 +275,30 @@ class Output:
         """A line of a live progress account (a machine's states and events) on stderr."""
         if not self.quiet:
             self.info(message)
+
+
+_GAP = 2  # rich's padding between two columns
+_ID_HEADERS = ("id", "machine", "fleet", "gateway")
+_MIN_CUT = 10  # a cut cell keeps at least this many characters
+
+
+def _fit(headers: Sequence[str], cells: list[list[str]], available: int) -> list[int]:
+    """Column widths that fit ``available``: ids (and the first column) are never cut; the widest other column is
+    cut first, down to ``_MIN_CUT`` characters; if even that is too wide, the natural widths of the rest are kept."""
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    cuttable = [i for i, h in enumerate(headers) if i > 0 and h.lower() not in _ID_HEADERS]
+    excess = sum(widths) + _GAP * (len(widths) - 1) - available
+    while excess > 0:
+        candidates = [i for i in cuttable if widths[i] > max(_MIN_CUT, len(headers[i]))]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        others = [widths[i] for i in candidates if i != widest]
+        floor = max(_MIN_CUT, len(headers[widest]), max(others, default=0))
+        cut = min(excess, widths[widest] - floor) or 1
+        widths[widest] -= cut
+        excess -= cut
+    return widths
 
 
 _ANSI = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "bright_black": "90", "bold": "1", "dim": "2"}
