@@ -72,19 +72,23 @@ def parse_time(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return value / 1000.0 if value > 1e11 else float(value)
     if isinstance(value, str):
-        from datetime import datetime
+        from datetime import datetime, timezone
 
-        text = value.strip().replace("Z", "+00:00")
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
         # Python 3.11 parses at most microseconds; Go writes nanoseconds.
         if "." in text:
             head, _, rest = text.partition(".")
-            digits = "".join(ch for ch in rest if ch.isdigit())
-            tail = rest[len(digits):]
-            text = f"{head}.{digits[:6]}{tail}"
+            digits = len(rest) - len(rest.lstrip("0123456789"))
+            text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
         try:
-            return datetime.fromisoformat(text).timestamp()
+            moment = datetime.fromisoformat(text)
         except ValueError:
             return None
+        if moment.tzinfo is None:  # a time without an offset is UTC, as the API writes them
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
     return None
 
 

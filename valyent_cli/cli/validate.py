@@ -11,7 +11,9 @@ from valyent_cli.cli.errors import UsageError
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"\d+(?:\.\d+)?|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 SIGNALS = (
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
     "SIGWINCH", "SIGSTOP", "SIGCONT",
@@ -120,14 +122,18 @@ def choice(value: str, flag: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def is_duration(value: str) -> bool:
+    return bool(_DURATION.fullmatch(value.strip().lower()))
+
+
 def duration(value: str, flag: str) -> float:
-    """Seconds from `30`, `30s`, `10m`, `2h`, `1d`, `500ms`."""
-    match = _DURATION.match(value.strip().lower()) if value else None
-    if not match:
-        raise UsageError(f"{flag}: invalid duration {value!r}: use e.g. 30s, 10m, 2h or 1d")
-    amount = float(match.group(1))
-    unit = match.group(2) or "s"
-    return amount * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    """Seconds from `30` (seconds), `30s`, `10m`, `2h`, `1d`, `1w`, `500ms`, or a sum such as `1h30m`."""
+    text_ = value.strip().lower()
+    if not _DURATION.fullmatch(text_):
+        raise UsageError(f"{flag}: invalid duration {value!r}: use e.g. 30s, 10m, 2h, 1d or 1h30m")
+    if text_[-1].isdigit():
+        return float(text_)
+    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text_))
 
 
 def command_line(value: str, flag: str = "--cmd") -> list[str]:

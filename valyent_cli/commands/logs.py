@@ -50,37 +50,20 @@ MAX_STREAMS = 32
 #: a fleet-wide follow holds one connection per machine: at most this many
 MAX_FOLLOW = 64
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-
-
 def parse_since(value: str, now: float) -> float:
     """The cutoff in Unix seconds: a duration back from now (`10m`, `2h`, `1h30m`, `30s`, `1d`) or an RFC3339 time."""
-    text = value.strip().lower()
-    if _DURATION.fullmatch(text):
-        return now - sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
-    from datetime import datetime, timezone
+    from valyent_cli.cli import validate
+    from valyent_cli.cli.output import parse_time
 
-    iso = value.strip()
-    if iso[-1:] in ("z", "Z"):
-        iso = iso[:-1] + "+00:00"
-    if "." in iso:  # Python 3.11 parses at most microseconds; Go writes nanoseconds
-        head, _, rest = iso.partition(".")
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        iso = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
-    try:
-        if not re.match(r"\d{4}-\d{2}-\d{2}", iso):
-            raise ValueError
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
+    if validate.is_duration(value) and not value.strip().isdigit():
+        return now - validate.duration(value, "--since")
+    moment = parse_time(value) if re.match(r"\s*\d{4}-\d{2}-\d{2}", value) else None
+    if moment is None:
         raise UsageError(
             f"--since: {value!r} is neither a duration (like 30s, 10m, 2h, 1d, 1h30m) nor an RFC3339 time "
             "(like 2024-05-01T12:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+        )
+    return moment
 
 
 def _idle_timeout() -> float | None:
