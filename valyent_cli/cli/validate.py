@@ -79,16 +79,21 @@ def env_pair(value: str, flag: str = "--env") -> str:
     return value
 
 
-def env_file(path: str, flag: str = "--env-file") -> list[str]:
-    """KEY=VALUE lines; blank lines and # comments skipped; `export ` and matching quotes stripped."""
+def read_text(path: str, flag: str) -> str:
+    """A small text file a flag names; an unreadable or non-UTF-8 one is a usage error naming the flag."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
     try:
-        content = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+
+
+def env_file(path: str, flag: str = "--env-file") -> list[str]:
+    """KEY=VALUE lines; blank lines and # comments skipped; `export ` and matching quotes stripped."""
+    content = read_text(path, flag)
     result = []
     for number, line in enumerate(content.splitlines(), 1):
         line = line.strip()
@@ -153,14 +158,7 @@ def load_payload_file(path: str, flag: str = "--config") -> dict[str, Any]:
     """A create payload from a JSON or TOML file (by extension, else by content); errors give line and column."""
     import json
 
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+    content = read_text(path, flag)
     is_toml = path.endswith(".toml") or (not path.endswith(".json") and not content.lstrip().startswith("{"))
     if is_toml:
         import tomllib
