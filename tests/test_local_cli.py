@@ -55,7 +55,7 @@ def test_start_status_stop(local_env, tmp_path):
 
     r = ok(run_cli("local", "start", "--port", str(port), env=local_env))
     assert r.stdout == ""
-    assert "Profile `local` is now active" in r.stderr and "valyent profiles use" in r.stderr
+    assert "Profile `local` is now active" in r.stderr and "valyent profiles list" in r.stderr
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(data / "token").st_mode) == 0o600
     info = json.loads((data / "server.json").read_text())

@@ -89,7 +89,7 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     if previous and previous != "local":
         _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
     else:
-        _err("Profile `local` is now active. Switch back with `valyent profiles use <profile>`.")
+        _err("Profile `local` is now active (`valyent profiles list` shows the others).")
     _err("Try: valyent machines create --image nginx")
 
 
