@@ -247,3 +247,13 @@ def test_gateways_show_and_errors(fleet_env):
     assert ok(run_cli("gateways", "list", "-q", env=env)).stdout.split() == [gw["id"]]
     ok(run_cli("gateways", "delete", gw["id"], "--yes", env=env))
     assert run_cli("gateways", "show", "api", env=env).returncode == 4
+
+
+def test_nothing_configured_says_how_to_start(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
+    result = run_cli("machines", "list", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    assert "not logged in" in result.stderr and "valyent local start" in result.stderr

@@ -33,6 +33,8 @@ def fleet(app: AppContext, flag: str | None) -> str:
         return flag.strip()
     if app.settings.fleet:
         return app.settings.fleet
+    if not app.settings.token:
+        app.client  # noqa: B018 - with nothing configured, "not logged in" (and how to start) comes first
     if not interactive():
         raise UsageError(NO_FLEET)
     fleets = app.client.fleets.list()
