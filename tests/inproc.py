@@ -42,7 +42,8 @@ def environment(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run_main(argv: list[str], env: dict[str, str], *, stdin: str = "") -> Result:
+def run_main_bytes(argv: list[str], env: dict[str, str], *, stdin: str = "") -> tuple[int, bytes, str]:
+    """Like ``run_main``, with stdout as the bytes written (for binary output such as `fs cat`)."""
     from valyent_cli.main import main
 
     out, err = io.BytesIO(), io.BytesIO()
@@ -63,6 +64,11 @@ def run_main(argv: list[str], env: dict[str, str], *, stdin: str = "") -> Result
         stderr.flush()
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
-    result = Result(code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace"))
-    assert_no_token(argv, env, result.out, result.err)
+    result = code, out.getvalue(), err.getvalue().decode("utf-8", "replace")
+    assert_no_token(argv, env, result[1].decode("utf-8", "replace"), result[2])
     return result
+
+
+def run_main(argv: list[str], env: dict[str, str], *, stdin: str = "") -> Result:
+    code, out, err = run_main_bytes(argv, env, stdin=stdin)
+    return Result(code, out.decode("utf-8", "replace"), err)

@@ -6,7 +6,6 @@ uploads, Ctrl-C and a download cut by the server run as real processes.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from faultserver import fault_server  # noqa: F401 - the fixture
 from helpers import REPO, machine_payload, run_cli
+from inproc import run_main_bytes
 
 ALL_BYTES = bytes(range(256)) * 16
 
@@ -60,36 +60,12 @@ def env(cli_env, machine) -> dict:
 @pytest.fixture()
 def cli(env, monkeypatch, tmp_path):
     """Run `valyent ARGS` in this process, through main(); stdout as bytes."""
-    from valyent_cli.main import main
-
-    for name in list(os.environ):
-        if name.startswith("VALYENT_"):
-            monkeypatch.delenv(name)
-    for key, value in env.items():
-        if key.startswith("VALYENT_") or key == "NO_COLOR":
-            monkeypatch.setenv(key, value)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
 
     def run(*args: str) -> Result:
-        out, err = io.BytesIO(), io.BytesIO()
-        stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
-        stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = stdout, stderr
-        try:
-            try:
-                main(list(args))
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            else:  # pragma: no cover - main() always exits
-                code = 0
-            stdout.flush()
-            stderr.flush()
-        finally:
-            sys.stdout, sys.stderr = saved
-        result = Result(code, out.getvalue(), err.getvalue().decode())
+        result = Result(*run_main_bytes(list(args), env))
         assert "Traceback" not in result.err, result.err
         return result
 

@@ -5,9 +5,7 @@ History runs in this process through main() for speed; follows run as real proce
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import secrets
 import signal
@@ -15,12 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
 from faultserver import fault_server  # noqa: F401 - the fixture
 from helpers import REPO, machine_payload, wait_until
+from inproc import Result, run_main
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 FLEET_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)$")
@@ -28,13 +26,6 @@ FLEET_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)$"
 A_CMD = "echo a1; echo a-err >&2; sleep 0.1; echo a2; sleep 0.1; echo a3; sleep 600"
 B_CMD = "echo b1; sleep 0.1; echo b2; sleep 0.1; echo b3; sleep 600"
 TICKER = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 def _client(sandbox):
@@ -79,36 +70,12 @@ def live(sandbox):
 
 
 @pytest.fixture()
-def cli(cli_env, fleet, monkeypatch):
+def cli(cli_env, fleet):
     """Run `valyent ARGS` in this process, through main(), with VALYENT_FLEET set to the module's fleet."""
-    from valyent_cli.main import main
+    env = {**cli_env, "VALYENT_FLEET": fleet["name"]}
 
-    for name in list(os.environ):
-        if name.startswith("VALYENT_"):
-            monkeypatch.delenv(name)
-    for key, value in cli_env.items():
-        if key.startswith("VALYENT_") or key == "NO_COLOR":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("VALYENT_FLEET", fleet["name"])
-
-    def run(*args: str) -> Result:
-        out, err = io.BytesIO(), io.BytesIO()
-        stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
-        stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = stdout, stderr
-        try:
-            try:
-                main(list(args))
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            else:  # pragma: no cover
-                code = 0
-            stdout.flush()
-            stderr.flush()
-        finally:
-            sys.stdout, sys.stderr = saved
-        result = Result(code, out.getvalue().decode(), err.getvalue().decode())
+    def run(*args: str, extra_env: dict[str, str] | None = None) -> Result:
+        result = run_main(list(args), {**env, **(extra_env or {})})
         assert "Traceback" not in result.err, result.err
         return result
 
@@ -185,19 +152,17 @@ def test_since_filter(cli, fleet, sandbox):
         (["-f", "--since", "5q"], "--since"),
     ],
 )
-def test_bad_values_exit_2_before_any_request(cli, monkeypatch, args, flag):
+def test_bad_values_exit_2_before_any_request(cli, args, flag):
     # An endpoint that refuses connections: had a request been sent, this would be exit 1.
-    monkeypatch.setenv("VALYENT_API_URL", "http://127.0.0.1:9/v1")
-    result = cli("logs", "somemachine", *args)
+    result = cli("logs", "somemachine", *args, extra_env={"VALYENT_API_URL": "http://127.0.0.1:9/v1"})
     assert result.code == 2, result.err
     assert flag in result.err
     assert result.out == ""
 
 
-def test_bad_idle_timeout_env_is_usage_error(cli, monkeypatch):
-    monkeypatch.setenv("VALYENT_API_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("VALYENT_STREAM_IDLE_TIMEOUT", "soon")
-    result = cli("logs", "-f", "somemachine")
+def test_bad_idle_timeout_env_is_usage_error(cli):
+    result = cli("logs", "-f", "somemachine",
+                 extra_env={"VALYENT_API_URL": "http://127.0.0.1:9/v1", "VALYENT_STREAM_IDLE_TIMEOUT": "soon"})
     assert result.code == 2 and "VALYENT_STREAM_IDLE_TIMEOUT" in result.err
 
 
