@@ -13,7 +13,7 @@ declare -gA _valyent_subcommands=(
     ['valyent local']='serve start stop status'
 )
 declare -gA _valyent_options=(
-    ['valyent']='-p --profile --endpoint --namespace --debug --no-color -V --version -h --help'
+    ['valyent']='-p --profile --endpoint --namespace --allow-http --debug --no-color -V --version -h --help'
     ['valyent fleets']='-h --help'
     ['valyent fleets list']='--json -q --quiet -h --help'
     ['valyent fleets create']='--use --json -q --quiet -h --help'

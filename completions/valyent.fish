@@ -150,6 +150,7 @@ complete -c valyent -n '__valyent_at \'\'' -a 'completion' -d 'Print the complet
 complete -c valyent -n '__valyent_at \'\'' -s p -l profile -x -a '(__valyent_dynamic profile)' -d 'Profile to use (default: the active one; env VALYENT_PROFILE).'
 complete -c valyent -n '__valyent_at \'\'' -l endpoint -x -d 'API base URL (env VALYENT_API_URL).'
 complete -c valyent -n '__valyent_at \'\'' -l namespace -x -d 'Namespace sent with every request (env VALYENT_NAMESPACE).'
+complete -c valyent -n '__valyent_at \'\'' -l allow-http -d 'Allow sending the token over plain http to a host that is not loopback.'
 complete -c valyent -n '__valyent_at \'\'' -l debug -d 'Show each HTTP exchange (token redacted) and tracebacks, on stderr.'
 complete -c valyent -n '__valyent_at \'\'' -l no-color -d 'Never use colour (also: NO_COLOR).'
 complete -c valyent -n '__valyent_at \'\'' -s V -l version -d 'Print the version and exit.'

@@ -161,6 +161,17 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_request(fault_server,
     no_token(SECRET, result.stdout, result.stderr)
 
 
+def test_allow_http_flag_lets_plain_http_through(tmp_path):
+    """The explicit opt-in: `--allow-http` (as the profile key or VALYENT_ALLOW_HTTP=1 would) lets the request go."""
+    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_TOKEN": SECRET,
+           "VALYENT_API_URL": "http://remote.example.invalid/v1"}
+    refused = run_cli("fleets", "list", env=env)
+    assert refused.returncode == 2 and "--allow-http" in refused.stderr
+    allowed = run_cli("--allow-http", "fleets", "list", env=env)
+    assert allowed.returncode == 1 and "cannot resolve host" in allowed.stderr  # it was sent (and found no host)
+    no_token(SECRET, allowed.stdout, allowed.stderr)
+
+
 def test_files_that_hold_the_token_are_private(cli_env, sandbox, tmp_path):
     home = tmp_path / "config"
     bare = {k: v for k, v in cli_env.items() if k != "VALYENT_API_TOKEN"}

@@ -346,7 +346,7 @@ def check_transport_safety(settings: Settings) -> None:
             source = settings.sources.get(name, DEFAULT)
             raise InsecureTransportError(
                 f"refusing to send the API token over plain http to {parts.hostname} ({name} from {source}: {url}). "
-                f"Use https, or allow it explicitly: `valyent profiles set allow_http true` or {ENV_ALLOW_HTTP}=1"
+                f"Use https, or allow it explicitly: --allow-http, `valyent profiles set allow_http true` or {ENV_ALLOW_HTTP}=1"
             )
 
 
@@ -876,6 +876,7 @@ def load_settings(
     namespace: str | None = None,
     fleet: str | None = None,
     token: str | None = None,
+    allow_http: bool | None = None,
 ) -> Settings:
     """Resolve every setting: flag > environment > project file > active profile > default.
 
@@ -897,7 +898,7 @@ def load_settings(
     project = load_project(project_path) if project_path else {}
     return _build(
         store, name, name_source, profiles.get(name, {}) if name else {}, project, project_path,
-        endpoint=endpoint, namespace=namespace, fleet=fleet, token=token,
+        endpoint=endpoint, namespace=namespace, fleet=fleet, token=token, allow_http=allow_http,
     )
 
 
@@ -932,6 +933,7 @@ def _build(
     namespace: str | None = None,
     fleet: str | None = None,
     token: str | None = None,
+    allow_http: bool | None = None,
     with_token: bool = True,
 ) -> Settings:
     sources: dict[str, str] = {"profile": name_source}
@@ -964,7 +966,7 @@ def _build(
         region=resolve("region", None, ENV_REGION, in_project=True, default=None),
         initd_endpoint=resolve("initd_endpoint", None, ENV_INITD, in_project=False, default=DEFAULT_INITD_ENDPOINT),
         timeout=resolve("timeout", None, None, in_project=False, default=DEFAULT_TIMEOUT),
-        allow_http=resolve("allow_http", None, ENV_ALLOW_HTTP, in_project=False, default=False),
+        allow_http=resolve("allow_http", allow_http, ENV_ALLOW_HTTP, in_project=False, default=False),
         is_local=bool(name is not None and (name == LOCAL_PROFILE or table.get("local") is True)),
         project=dict(project),
         project_path=project_path,

@@ -54,6 +54,11 @@ def root(
     namespace: Annotated[
         str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace sent with every request (env VALYENT_NAMESPACE).")
     ] = None,
+    allow_http: Annotated[
+        bool | None,
+        typer.Option("--allow-http", help="Allow sending the token over plain http to a host that is not loopback.",
+                     show_default=False),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show each HTTP exchange (token redacted) and tracebacks, on stderr.")
     ] = False,
@@ -64,7 +69,8 @@ def root(
 ) -> None:
     from valyent_cli.cli.context import AppContext
 
-    ctx.obj = AppContext(profile=profile, endpoint=endpoint, namespace=namespace, debug=debug, no_color=no_color)
+    ctx.obj = AppContext(profile=profile, endpoint=endpoint, namespace=namespace, allow_http=allow_http, debug=debug,
+                         no_color=no_color)
 
 
 GROUPS = ("fleets", "machines", "gateways", "fs", "logs", "auth", "profiles", "local", "completion")

@@ -22,12 +22,14 @@ class AppContext:
         profile: str | None = None,
         endpoint: str | None = None,
         namespace: str | None = None,
+        allow_http: bool | None = None,
         debug: bool = False,
         no_color: bool = False,
     ) -> None:
         self.profile = profile
         self.endpoint = endpoint
         self.namespace = namespace
+        self.allow_http = allow_http
         self.debug = debug
         self.no_color = no_color
         self._fleet_flag: str | None = None
@@ -36,7 +38,8 @@ class AppContext:
     def settings(self) -> Settings:
         from valyent_cli.config import load_settings
 
-        return load_settings(profile=self.profile, endpoint=self.endpoint, namespace=self.namespace)
+        return load_settings(profile=self.profile, endpoint=self.endpoint, namespace=self.namespace,
+                             allow_http=self.allow_http)
 
     def output(self, *, json: bool = False, quiet: bool = False) -> Output:
         from valyent_cli.cli.output import Output
