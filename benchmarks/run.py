@@ -10,8 +10,8 @@ It starts a sandbox (`python -m valyent_cli local serve`) on a free loopback por
 prepares the data through the API, runs each case at least 5 times alternating with its baseline (after one
 untimed warm-up run of each), and prints medians, ratios, targets and peak memory. The sandbox and every machine
 are stopped at the end. Exit status: 0 when it ran, whatever the numbers say (misses are reported, not fatal);
-1 when the sandbox could not start, 2 when a case could not run (its row says why). No node or no `npm ci` in
-benchmarks/node is a skipped row, not an error.
+1 when the sandbox could not start, 2 when a case could not run (its row says why). The Node SDK baseline is
+installed from benchmarks/node's lock file (`npm ci`) when it is missing; without node it is a skipped row.
 
 Peak memory is each child's own ru_maxrss, read with os.wait4 by benchmarks/_measure.py, a tiny process that
 spawns the command and times it (so neither its start-up nor this harness's memory is counted).
@@ -421,11 +421,32 @@ def case_startup(ctx: Ctx) -> None:
     ctx.results.add(ratio_row("valyent --help  vs  python -c 'import typer'", a, b, 1.6))
 
 
+def _install_node_sdk(node: str | None) -> str | None:
+    """Install the official SDK from benchmarks/node's lock file when it is not there yet; return why not, if not."""
+    if node is None:
+        return "no node on this machine"
+    if (NODE_DIR / "node_modules" / "valyent.ts").exists():
+        return None
+    npm = shutil.which("npm")
+    if npm is None:
+        return "no npm to install the Node SDK with"
+    print("installing the Node SDK baseline (npm ci in benchmarks/node)...", flush=True)
+    try:
+        done = subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "npm ci timed out"
+    if done.returncode != 0 or not (NODE_DIR / "node_modules" / "valyent.ts").exists():
+        return f"npm ci failed: {(done.stderr or done.stdout).strip()[-200:]}"
+    return None
+
+
 def case_fleets(ctx: Ctx) -> None:
     node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "valyent.ts").exists():
+    why_not = _install_node_sdk(node)
+    if why_not is not None:
         ctx.results.add(Row("fleets list --json  vs  Node SDK", "-", "-", None, "<= 1.0", None,
-                            note="skipped: run `npm ci` in benchmarks/node (needs node)"))
+                            note=f"skipped: {why_not}"))
         return
     env = ctx.sb.env(ctx.root)
     a, b = alternate(ctx.valyent + ["fleets", "list", "--json"], [node, str(NODE_DIR / "fleets.mjs")], env,
