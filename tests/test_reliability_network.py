@@ -80,12 +80,14 @@ def scenarios() -> dict[str, Scenario]:
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory):
     runs = scenarios()
+    # tmp_path_factory is not thread-safe (its first use creates the base directory): make the dirs up front.
+    config_dirs = {name: tmp_path_factory.mktemp("config") for name in runs}
 
     def play(item: tuple[str, Scenario]) -> None:
         name, sc = item
         sc.server = FaultServer()
         sc.server.queue(*sc.answers)
-        env = base_env(tmp_path_factory.mktemp("config"))
+        env = base_env(config_dirs[name])
         env["VALYENT_API_URL"] = sc.url or sc.server.url + "/v1"
         if sc.slow_profile:
             made = run_cli("profiles", "create", "slow", "--timeout", "1", "--use", env=env)

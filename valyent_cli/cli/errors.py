@@ -58,6 +58,16 @@ def _missing(exc: Exception) -> str:
     return "" if last and last in str(exc) else f" ({path})"
 
 
+def _not_found_hint(exc: Exception) -> str | None:
+    """What to list to find the right name, from the kind of thing the server did not find."""
+    message = str(exc).lower()
+    for kind, command in (("fleet", "valyent fleets list"), ("gateway", "valyent gateways list"),
+                          ("machine", "valyent machines list --all")):
+        if kind in message:
+            return f"list them: {command}"
+    return None
+
+
 def handle(exc: BaseException, *, debug: bool = False) -> int:
     """Print what happened and what to run next; return the exit code."""
     if debug and not isinstance(exc, SystemExit):
@@ -109,7 +119,7 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
         return Exit.AUTH
     if isinstance(exc, api.NotFound):
-        _err(f"not found: {exc.message}{_missing(exc)}")
+        _err(f"not found: {exc.message}{_missing(exc)}", _not_found_hint(exc))
         return Exit.NOT_FOUND
     if isinstance(exc, api.DeadlineExceeded):
         _err(f"timed out: {exc.message}")
