@@ -14,6 +14,7 @@ from valyent_cli.api.errors import (
     Conflict,
     ConnectError,
     DeadlineExceeded,
+    InvalidArgument,
     NotFound,
     PaymentRequired,
     RateLimited,
@@ -56,7 +57,7 @@ FetchErrorWithPayload = ApiError
 
 __all__ = [
     "DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "Client", "Exchange", "ApiError", "AuthError", "BadRequest",
-    "Conflict", "ConnectError", "DeadlineExceeded", "NotFound", "PaymentRequired", "RateLimited", "ResponseError",
+    "Conflict", "ConnectError", "DeadlineExceeded", "InvalidArgument", "NotFound", "PaymentRequired", "RateLimited", "ResponseError",
     "ServerError", "StreamError", "TimeoutError", "TransportError", "ValyentError", "FetchErrorWithPayload", "Fleet",
     "Gateway", "FileSystem", "Machine", "entry_time", "CreateFleetPayload", "CreateGatewayPayload",
     "CreateMachinePayload", "ExecPayload", "ExecResult", "FSEntry", "GuestConfig", "HealthStatus", "InitConfig",

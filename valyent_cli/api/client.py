@@ -59,7 +59,7 @@ def encode(segment: Any) -> str:
     """
     text = str(segment)
     if not text:
-        raise ValueError("an empty name or id cannot be part of a request path")
+        raise errors.InvalidArgument("an empty name or id cannot be part of a request path")
     if text in (".", ".."):
         return text.replace(".", "%2E")
     return quote(text, safe="")
@@ -131,7 +131,7 @@ class Client:
         from valyent_cli.api.machines import Machines
 
         if not token:
-            raise ValueError("an API token is required")
+            raise errors.InvalidArgument("an API token is required")
         self.endpoint = endpoint.rstrip("/")
         self.namespace = namespace or None
         self.initd_endpoint = initd_endpoint

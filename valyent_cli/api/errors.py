@@ -112,6 +112,13 @@ class StreamError(TransportError):
     """A live stream kept failing after every reconnection attempt."""
 
 
+class InvalidArgument(ValyentError, ValueError):
+    """An argument the client cannot send (an empty name, an unknown wait state...): refused before any request.
+
+    A ``ValueError`` too, for callers that catch that.
+    """
+
+
 class ResponseError(ValyentError):
     """The server answered 2xx with a body that is not what the contract says (e.g. malformed JSON)."""
 

@@ -53,7 +53,7 @@ class Machine(ApiObject):
     def _fleet(self) -> str:
         fleet = self.get("fleet") or self.get("fleet_id") or self._fleet_ref
         if not fleet:
-            raise ValueError("this machine object does not say which fleet it belongs to")
+            raise errors.InvalidArgument("this machine object does not say which fleet it belongs to")
         return fleet
 
     def refresh(self) -> Machine:
@@ -157,9 +157,9 @@ class Machines:
         """
         status = str(status)
         if status not in {str(s) for s in WAITABLE_STATES}:
-            raise ValueError(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
+            raise errors.InvalidArgument(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
         if timeout <= 0:
-            raise ValueError("the wait timeout must be positive")
+            raise errors.InvalidArgument("the wait timeout must be positive")
         # Two clocks bound the wait: the wall clock, and the time the server says it waited (each 408 ends a poll
         # of `poll` seconds). The second keeps the loop exact when a poll comes back early.
         deadline = time.monotonic() + timeout

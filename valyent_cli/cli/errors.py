@@ -146,28 +146,19 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, api.ConnectError):
         _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
         return Exit.ERROR
+    if isinstance(exc, api.InvalidArgument):
+        # The SDK refused an argument it cannot send (an empty name...): bad input, nothing was sent.
+        _err(str(exc))
+        return Exit.USAGE
     if isinstance(exc, api.ValyentError):
         _err(str(exc))
         return Exit.ERROR
-    if isinstance(exc, ValueError) and _raised_in(exc, "valyent_cli.api"):
-        # The SDK refuses arguments it cannot send (an empty name, one that is not UTF-8): bad input, nothing sent.
-        _err(str(exc))
-        return Exit.USAGE
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         _err(f"{exc.strerror or exc}{':' + name if name else ''}")
         return Exit.ERROR
     _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
     return Exit.ERROR
-
-
-def _raised_in(exc: BaseException, package: str) -> bool:
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    return last is not None and str(last.tb_frame.f_globals.get("__name__", "")).startswith(package)
 
 
 def _details(payload: object) -> str:
