@@ -149,6 +149,22 @@ class Settings:
         """The project's [machine] table with env as a list of KEY=VALUE and cmd/entrypoint as lists."""
         return machine_defaults(self.project)
 
+    def client(self, *, token: str | None = None, timeout: float | None = None, max_retries: int | None = None,
+               debug_hook: Any = None) -> Any:
+        """The API client these settings describe (``token``: another one, such as a token `auth login` checks)."""
+        from valyent_cli.api import Client
+
+        retries = {} if max_retries is None else {"max_retries": max_retries}
+        return Client(
+            token or self.token or "",
+            endpoint=self.endpoint,
+            namespace=self.namespace,
+            initd_endpoint=self.initd_endpoint,
+            timeout=self.timeout if timeout is None else timeout,
+            debug_hook=debug_hook,
+            **retries,
+        )
+
     def __repr__(self) -> str:  # never show the token, even in a traceback
         token = "None" if self.token is None else f"<fingerprint {fingerprint(self.token)}>"
         return (
@@ -606,14 +622,11 @@ def delete_profile(name: str) -> bool:
 
 
 def use_profile(name: str) -> None:
-    store = ConfigStore()
-    with store.edit() as doc:
-        _existing(doc, name, store.path)
-        doc["active"] = name
+    set_active(name)
 
 
 def set_active(name: str | None) -> None:
-    """Make ``name`` the active profile, or leave none active (None). ``local stop`` uses it to restore."""
+    """Make ``name`` the active profile, or leave none active (None)."""
     store = ConfigStore()
     with store.edit() as doc:
         if name is None:
@@ -810,9 +823,21 @@ def _check_machine(path: Path, table: Any) -> None:
                 isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) for v in value.values())
             )
         else:  # cmd, entrypoint
-            ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            ok = isinstance(value, str) and _splits(value) or (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            )
         if not ok:
             raise bad(key, expected)
+
+
+def _splits(command: str) -> bool:
+    """Whether a command string splits like a shell line (no unclosed quote) into at least one word."""
+    import shlex
+
+    try:
+        return bool(shlex.split(command))
+    except ValueError:
+        return False
 
 
 def load_project(path: Path) -> dict[str, Any]:

@@ -239,16 +239,7 @@ def _write_cache(path: Path, entries: dict[str, Any]) -> None:
 
 
 def _client(settings: Any) -> Any:
-    from valyent_cli.api import Client
-
-    return Client(
-        settings.token,
-        endpoint=settings.endpoint,
-        namespace=settings.namespace,
-        initd_endpoint=settings.initd_endpoint,
-        timeout=min(settings.timeout, REQUEST_TIMEOUT),
-        max_retries=0,
-    )
+    return settings.client(timeout=min(settings.timeout, REQUEST_TIMEOUT), max_retries=0)
 
 
 def _fetch_fleets(settings: Any, _fleet: str) -> list[Candidate]:

@@ -32,7 +32,6 @@ class AppContext:
         self.allow_http = allow_http
         self.debug = debug
         self.no_color = no_color
-        self._fleet_flag: str | None = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -45,6 +44,11 @@ class AppContext:
         from valyent_cli.cli.output import Output
 
         return Output(json=json, quiet=quiet, no_color=self.no_color)
+
+    @property
+    def debug_hook(self) -> Any:
+        """What reports each HTTP exchange on stderr with --debug (an Exchange never holds the token), else None."""
+        return _debug_hook if self.debug else None
 
     @cached_property
     def client(self) -> Client:
@@ -60,16 +64,7 @@ class AppContext:
             )
         if settings.is_local:
             self._ensure_local(settings)
-        from valyent_cli.api import Client
-
-        return Client(
-            settings.token,
-            endpoint=settings.endpoint,
-            namespace=settings.namespace,
-            initd_endpoint=settings.initd_endpoint,
-            timeout=settings.timeout,
-            debug_hook=_debug_hook if self.debug else None,
-        )
+        return settings.client(debug_hook=self.debug_hook)
 
     def _ensure_local(self, settings: Settings) -> None:
         """Start the sandbox when the local profile is used while it is down (a refused connect costs ~0.1 ms)."""

@@ -34,13 +34,6 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-#: keys of the [machine] table of valyent.toml
-PROJECT_KEYS = (
-    "image", "region", "cpus", "memory", "memory_mb", "cpu_kind", "env", "restart", "max_retries", "cmd",
-    "entrypoint", "user", "auto_destroy", "stop_signal", "stop_timeout", "skip_start", "enable_gateway",
-)
-
-
 @dataclass
 class CreateFlags:
     image: str | None = None
@@ -75,40 +68,19 @@ def check_keys(data: Any, schema: dict[str, Any], where: str, source: str) -> No
             check_keys(value, sub, f"{where}.{key}" if where else key, source)
 
 
-def _project_defaults(project: dict[str, Any], source: str) -> dict[str, Any]:
-    """A payload fragment from valyent.toml's [machine] table."""
-    machine = project.get("machine") or {}
-    if not isinstance(machine, dict):
-        raise UsageError(f"{source}: [machine] must be a table")
-    for key in machine:
-        if key not in PROJECT_KEYS:
-            raise UsageError(f"{source}: unknown key 'machine.{key}' (known: {', '.join(PROJECT_KEYS)})")
-    flags = CreateFlags()
-    try:
-        flags.image = machine.get("image")
-        flags.region = machine.get("region") or project.get("region")
-        flags.cpus = machine.get("cpus")
-        memory = machine.get("memory", machine.get("memory_mb"))
-        flags.memory = None if memory is None else str(memory)
-        flags.cpu_kind = machine.get("cpu_kind")
-        env = machine.get("env") or []
-        flags.env = [f"{k}={val}" for k, val in env.items()] if isinstance(env, dict) else list(env)
-        cmd = machine.get("cmd")
-        flags.cmd = v.command_line(cmd, f"{source}: machine.cmd") if isinstance(cmd, str) else cmd
-        entrypoint = machine.get("entrypoint")
-        flags.entrypoint = (
-            v.command_line(entrypoint, f"{source}: machine.entrypoint") if isinstance(entrypoint, str) else entrypoint
-        )
-        flags.user = machine.get("user")
-        flags.restart = machine.get("restart")
-        flags.max_retries = machine.get("max_retries")
-        flags.auto_destroy = machine.get("auto_destroy")
-        flags.skip_start = machine.get("skip_start")
-        flags.stop_signal = machine.get("stop_signal")
-        flags.stop_timeout = machine.get("stop_timeout")
-        flags.enable_gateway = machine.get("enable_gateway")
-    except (TypeError, AttributeError):
-        raise UsageError(f"{source}: the [machine] table has a value of the wrong type") from None
+def _project_defaults(machine: dict[str, Any], project_region: str | None, source: str) -> dict[str, Any]:
+    """A payload fragment from valyent.toml's [machine] table, as ``config.Settings.machine_defaults`` gives it
+    (config checked its keys and types when it read the file, and made env and commands lists)."""
+    memory = machine.get("memory", machine.get("memory_mb"))
+    flags = CreateFlags(
+        image=machine.get("image"), region=machine.get("region") or project_region, cpus=machine.get("cpus"),
+        memory=None if memory is None else str(memory), cpu_kind=machine.get("cpu_kind"),
+        env=list(machine.get("env") or []), cmd=machine.get("cmd"), entrypoint=machine.get("entrypoint"),
+        user=machine.get("user"), restart=machine.get("restart"), max_retries=machine.get("max_retries"),
+        auto_destroy=machine.get("auto_destroy"), skip_start=machine.get("skip_start"),
+        stop_signal=machine.get("stop_signal"), stop_timeout=machine.get("stop_timeout"),
+        enable_gateway=machine.get("enable_gateway"),
+    )
     return apply_flags({}, flags, source=source)
 
 
@@ -116,14 +88,15 @@ def build(
     flags: CreateFlags,
     *,
     config_file: str | None = None,
-    project: dict[str, Any] | None = None,
+    machine_defaults: dict[str, Any] | None = None,
+    project_region: str | None = None,
     project_source: str = "valyent.toml",
     default_region: str | None = None,
 ) -> dict[str, Any]:
     """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags."""
     payload: dict[str, Any] = {}
-    if project:
-        payload = _project_defaults(project, project_source)
+    if machine_defaults or project_region:
+        payload = _project_defaults(machine_defaults or {}, project_region, project_source)
     if config_file:
         data = v.load_payload_file(config_file)
         check_keys(data, SCHEMA, "", f"--config {config_file}")

@@ -15,7 +15,6 @@ from valyent_cli.cli.exits import Exit
 
 if TYPE_CHECKING:
     from valyent_cli.cli.context import AppContext
-    from valyent_cli.cli.output import Output
     from valyent_cli.config import Settings
 
 app = typer.Typer(name="auth", help="Log in, log out and inspect credentials.", no_args_is_help=True)
@@ -23,27 +22,6 @@ app = typer.Typer(name="auth", help="Log in, log out and inspect credentials.", 
 
 def _app(ctx: typer.Context) -> AppContext:
     return ctx.obj
-
-
-def _debug_hook(app_ctx: AppContext, out: Output) -> Any:
-    if not app_ctx.debug:
-        return None
-    return lambda exchange: out.info(f"[debug] {exchange}")  # Exchange never holds the token
-
-
-def _client(settings: Settings, token: str, hook: Any, *, quick: bool = False) -> Any:
-    from valyent_cli.api import Client
-
-    return Client(
-        token,
-        endpoint=settings.endpoint,
-        namespace=settings.namespace,
-        initd_endpoint=settings.initd_endpoint,
-        # A status check should answer fast: no retries and a short timeout.
-        timeout=min(settings.timeout, 10.0) if quick else settings.timeout,
-        max_retries=0 if quick else 2,
-        debug_hook=hook,
-    )
 
 
 def _read_token(token_stdin: bool) -> str:
@@ -101,7 +79,7 @@ def login(
     config.check_transport_safety(settings)
 
     try:
-        with _client(settings, token, _debug_hook(app_ctx, out)) as client:
+        with settings.client(token=token, debug_hook=app_ctx.debug_hook) as client:
             client.fleets.list()
     except api.AuthError as exc:
         raise CliError(
@@ -163,7 +141,8 @@ def _check_api(settings: Settings, hook: Any) -> tuple[dict[str, Any], int]:
         return {"ok": False, "status": "not checked", "message": exc.message}, Exit.USAGE
     started = time.monotonic()
     try:
-        with _client(settings, settings.token, hook, quick=True) as client:
+        # A status check should answer fast: no retries and a short timeout.
+        with settings.client(timeout=min(settings.timeout, 10.0), max_retries=0, debug_hook=hook) as client:
             client.fleets.list()
     except api.AuthError as exc:
         return {"ok": False, "status": "token refused", "http_status": exc.status, "message": exc.message}, Exit.AUTH
@@ -197,7 +176,7 @@ def status(
         api_state: dict[str, Any] = {"ok": None, "status": "not checked", "message": "--offline"}
         code = Exit.OK if settings.token else Exit.AUTH
     else:
-        api_state, code = _check_api(settings, _debug_hook(app_ctx, out))
+        api_state, code = _check_api(settings, app_ctx.debug_hook)
     obj = {
         "profile": settings.profile,
         "endpoint": settings.endpoint,

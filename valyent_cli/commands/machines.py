@@ -129,7 +129,8 @@ def create(
     settings = app_.settings
     project_source = str(settings.project_path) if settings.project_path else "valyent.toml"
     body = pl.build(
-        flags, config_file=config, project=settings.project, project_source=project_source,
+        flags, config_file=config, machine_defaults=settings.machine_defaults,
+        project_region=settings.project.get("region"), project_source=project_source,
         default_region=settings.region,
     )
     out = app_.output(json=json, quiet=quiet)
