@@ -9,7 +9,7 @@ from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
 
 if TYPE_CHECKING:
-    from valyent_cli.api import Machine
+    from valyent_cli.api import Gateway, Machine
     from valyent_cli.cli.context import AppContext
     from valyent_cli.cli.output import Output
 
@@ -82,6 +82,20 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
                        hint="list them with `valyent machines list --all`")
     listing = "\n".join(f"  {m.get('id')}  {m.get('state')}" for m in matches[:20])
     raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}")
+
+
+def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
+    """A gateway by id, else by name or id prefix (the API addresses gateways by id)."""
+    from valyent_cli.api import NotFound
+
+    try:
+        return app.client.gateways.get(fleet_ref, ref)
+    except NotFound:
+        pass
+    for item in app.client.gateways.list(fleet_ref):
+        if item.get("name") == ref or str(item.get("id", "")).startswith(ref):
+            return item
+    raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")
 
 
 def require_yes(yes: bool, action: str) -> None:

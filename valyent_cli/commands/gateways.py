@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from valyent_cli.cli import complete
+from valyent_cli.cli import complete, resolve
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 
 app = typer.Typer(
@@ -33,8 +33,6 @@ def _columns():
 
 
 def _setup(ctx: typer.Context, fleet: str | None, **kwargs):
-    from valyent_cli.cli import resolve
-
     app_ = ctx.obj
     return app_, app_.output(**kwargs), resolve.fleet(app_, fleet)
 
@@ -81,7 +79,7 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
     Example: valyent gateways show web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    g = _find(app_, fleet_ref, gateway)
+    g = resolve.gateway(app_, fleet_ref, gateway)
     out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
                    ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
 
@@ -93,29 +91,12 @@ def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(met
 
     Example: valyent gateways delete web --yes
     """
-    from valyent_cli.cli.resolve import confirm, require_yes
 
-    require_yes(yes, "delete gateways")
+    resolve.require_yes(yes, "delete gateways")
 
     app_, out, fleet_ref = _setup(ctx, fleet)
-    found = [_find(app_, fleet_ref, g) for g in gateways]
-    confirm(out, f"Delete gateway{'s' if len(found) > 1 else ''} {', '.join(str(g.get('name')) for g in found)}?", yes)
+    found = [resolve.gateway(app_, fleet_ref, g) for g in gateways]
+    resolve.confirm(out, f"Delete gateway{'s' if len(found) > 1 else ''} {', '.join(str(g.get('name')) for g in found)}?", yes)
     for g in found:
         app_.client.gateways.delete(fleet_ref, str(g.get("id")))
         out.done(f"Deleted gateway {g.get('name')} ({g.get('id')})")
-
-
-def _find(app_, fleet_ref: str, ref: str):
-    """A gateway by id, else by name (the API addresses gateways by id)."""
-    from valyent_cli.api import NotFound
-    from valyent_cli.cli.errors import CliError
-    from valyent_cli.cli.exits import Exit
-
-    try:
-        return app_.client.gateways.get(fleet_ref, ref)
-    except NotFound:
-        pass
-    for g in app_.client.gateways.list(fleet_ref):
-        if g.get("name") == ref or str(g.get("id", "")).startswith(ref):
-            return g
-    raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")
