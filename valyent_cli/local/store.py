@@ -179,9 +179,6 @@ class Store:
     def machines_to_resume(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM machines WHERE resume = 1 AND state = 'stopped' ORDER BY id").fetchall()
 
-    def count_machines(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM machines WHERE state != 'destroyed'").fetchone()[0]
-
     def update_machine(self, machine_id: str, **fields: Any) -> None:
         if not fields:
             return
