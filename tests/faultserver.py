@@ -417,6 +417,23 @@ def free_port() -> int:
 TOKEN = "sk-test-9f8e7d6c5b4a-SECRET"
 
 
+def cli_env_for(server: FaultServer, config_dir: Any, **extra: str) -> dict[str, str]:
+    """The environment of a CLI run against ``server`` (fleet `web`, the test token, no colour), plus ``extra``."""
+    from conftest import clean_environ
+
+    env = clean_environ()
+    env.update(
+        VALYENT_CONFIG_DIR=str(config_dir),
+        VALYENT_API_URL=server.url + "/v1",
+        VALYENT_INITD_URL=server.url + "/initd/{machine_id}",
+        VALYENT_API_TOKEN=TOKEN,
+        VALYENT_FLEET="web",
+        NO_COLOR="1",
+        **extra,
+    )
+    return env
+
+
 def client_for(server: FaultServer | str, **kwargs: Any):  # -> Client
     """A client of the fault server with tiny backoffs, so that retries cost milliseconds."""
     from valyent_cli.api import Client

@@ -12,8 +12,7 @@ import re
 
 import pytest
 from clitools import Proc
-from conftest import clean_environ
-from faultserver import TOKEN, Reply, Stream, fault_server  # noqa: F401 - the fixture
+from faultserver import cli_env_for, Reply, Stream, fault_server  # noqa: F401 - the fixture
 from inproc import run_main
 
 MACHINE = "01jstreamsmachine00000000"
@@ -22,17 +21,7 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z seq (\d+)$")
 
 @pytest.fixture()
 def env(tmp_path, fault_server) -> dict:
-    e = clean_environ()
-    e.update(
-        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
-        VALYENT_API_URL=fault_server.url + "/v1",
-        VALYENT_INITD_URL=fault_server.url + "/initd/{machine_id}",
-        VALYENT_API_TOKEN=TOKEN,
-        VALYENT_FLEET="web",
-        VALYENT_STREAM_IDLE_TIMEOUT="0.5",
-        NO_COLOR="1",
-    )
-    return e
+    return cli_env_for(fault_server, tmp_path / "config", VALYENT_STREAM_IDLE_TIMEOUT="0.5")
 
 
 def line(i: int) -> bytes:

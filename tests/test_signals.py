@@ -9,8 +9,7 @@ import time
 
 import pytest
 from clitools import Proc
-from conftest import clean_environ
-from faultserver import TOKEN, Hang, Reply, Stream, fault_server  # noqa: F401 - the fixture
+from faultserver import cli_env_for, Hang, Reply, Stream, fault_server  # noqa: F401 - the fixture
 from helpers import wait_until
 
 MACHINE = "01jsignalsmachine00000000"
@@ -18,16 +17,7 @@ MACHINE = "01jsignalsmachine00000000"
 
 @pytest.fixture()
 def env(tmp_path, fault_server) -> dict:
-    e = clean_environ()
-    e.update(
-        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
-        VALYENT_API_URL=fault_server.url + "/v1",
-        VALYENT_INITD_URL=fault_server.url + "/initd/{machine_id}",
-        VALYENT_API_TOKEN=TOKEN,
-        VALYENT_FLEET="web",
-        NO_COLOR="1",
-    )
-    return e
+    return cli_env_for(fault_server, tmp_path / "config")
 
 
 def machine(state: str = "running") -> Reply:
