@@ -93,3 +93,15 @@ def test_every_command_has_an_example(generated):
                                                    "local", "completion")}
     missing = sorted(name for name, text in pages.items() if name not in groups and ".SH EXAMPLES\n" not in text)
     assert missing == []
+
+
+def test_packaging_metadata_uses_an_spdx_license_and_a_changelog_exists():
+    """setuptools deprecates `project.license` as a table (builds stop after 2027-02-18): an SPDX string and a file."""
+    import tomllib
+
+    from helpers import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"] and (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert (REPO / "CHANGELOG.md").read_text().startswith("# Changelog")
