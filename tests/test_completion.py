@@ -212,3 +212,17 @@ def test_scripts_are_what_the_generator_writes():
         assert path.read_text(encoding="utf-8") == rendered[f"completions/{path.name}"], (
             "run python -m valyent_cli.devtools.gendocs"
         )
+
+
+def test_the_completion_command_does_not_use_the_development_tools(tmp_path):
+    """`valyent completion` builds its script from run-time modules: devtools/ is for development only."""
+    code = ("import sys; sys.argv = ['valyent', 'completion', 'bash']\n"
+            "from valyent_cli import main\n"
+            "try:\n    main.main()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('DEVTOOLS=%s' % any(m.startswith('valyent_cli.devtools') for m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    env["VALYENT_CONFIG_DIR"] = str(tmp_path)
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "complete -F" in proc.stdout
+    assert proc.stderr.endswith("DEVTOOLS=False"), proc.stderr

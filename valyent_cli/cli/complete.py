@@ -1,8 +1,9 @@
 """Shell completion candidates: fleets, machines, gateways and profiles from the API, and fixed choices.
 
 Parameters declare how their values complete with `autocompletion=` (e.g. `autocompletion=complete.machines`).
-The docs generator (`python -m valyent_cli.devtools.gendocs`) reads those declarations and bakes the command
-tree, options, fixed choices and the kind of each API-backed value into the shell scripts in completions/. For
+The completion scripts (cli/completion_scripts.py, printed by `valyent completion SHELL` and committed under
+completions/) read those declarations and bake the command tree, options, fixed choices and the kind of each
+API-backed value into the script. For
 such a value the scripts run the program with two environment variables:
 
     _VALYENT_COMPLETE_VALUES=machine _VALYENT_COMPLETE_LINE="valyent machines show --fleet web 01" valyent
@@ -39,10 +40,16 @@ ENV_LINE = "_VALYENT_COMPLETE_LINE"
 CACHE_TTL = 10.0  # seconds: long enough for a burst of Tab presses, short enough to see a new machine soon
 REQUEST_TIMEOUT = 1.0
 
-# The docs generator sets this to learn which parameters complete from the API without calling it: a dynamic
-# callback then answers one item, DYNAMIC, whose help is its kind.
-introspecting = False
+# The command tree (cli/tree.py) learns which parameters complete from the API without calling it: it marks the
+# context it passes with INTROSPECT in `ctx.meta` (shared by child contexts), and a dynamic callback then answers
+# one item, DYNAMIC, whose help is its kind.
+INTROSPECT = "valyent.introspect"
 DYNAMIC = "\x00dynamic"
+
+
+def _introspecting(ctx: Any) -> bool:
+    meta = getattr(ctx, "meta", None)
+    return bool(meta and meta.get(INTROSPECT))
 
 Candidate = tuple[str, str]
 Flags = dict[str, Any]  # profile, endpoint, namespace (global flags) and fleet, as typed
@@ -69,28 +76,28 @@ shells = _static(SHELLS)
 # -- from the API -------------------------------------------------------------------------------------------------
 def fleets(ctx: Any, incomplete: str) -> list[Candidate]:
     """Fleet names (the id as the description)."""
-    if introspecting:
+    if _introspecting(ctx):
         return [(DYNAMIC, "fleet")]
     return candidates("fleet", incomplete, _flags_from_context(ctx))
 
 
 def machines(ctx: Any, incomplete: str) -> list[Candidate]:
     """Machine ids of the fleet in use, with their state and image as the description."""
-    if introspecting:
+    if _introspecting(ctx):
         return [(DYNAMIC, "machine")]
     return candidates("machine", incomplete, _flags_from_context(ctx))
 
 
 def gateways(ctx: Any, incomplete: str) -> list[Candidate]:
     """Gateway names and ids of the fleet in use."""
-    if introspecting:
+    if _introspecting(ctx):
         return [(DYNAMIC, "gateway")]
     return candidates("gateway", incomplete, _flags_from_context(ctx))
 
 
-def profiles(incomplete: str) -> list[Candidate]:
+def profiles(ctx: Any, incomplete: str) -> list[Candidate]:
     """Profile names from config.toml (no request)."""
-    if introspecting:
+    if _introspecting(ctx):
         return [(DYNAMIC, "profile")]
     return candidates("profile", incomplete, {})
 

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-
-
 HELP = """Print the completion script for bash, zsh or fish.
 
 Commands, options and fixed choices are built into the script; fleet names, machine ids (with their state and
@@ -43,6 +41,6 @@ class Shell(str, Enum):
 @app.callback()
 def completion(shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)]) -> None:
     # The help is HELP, on the Typer app: Typer shows it for the group this callback makes.
-    from valyent_cli.devtools.gendocs import completion_script
+    from valyent_cli.cli.completion_scripts import completion_script
 
     sys.stdout.write(completion_script(shell.value))
