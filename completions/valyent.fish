@@ -220,7 +220,7 @@ complete -c valyent -n '__valyent_at \'machines create\'' -l max-retries -x -d '
 complete -c valyent -n '__valyent_at \'machines create\'' -l auto-destroy -d 'Destroy the machine when it exits.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l no-auto-destroy -d 'Destroy the machine when it exits.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l skip-start -d 'Create it without starting it.'
-complete -c valyent -n '__valyent_at \'machines create\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2' -d 'Signal sent to stop it (default SIGTERM).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2 SIGABRT SIGALRM SIGPWR SIGWINCH SIGSTOP SIGCONT' -d 'Signal sent to stop it (default SIGTERM).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l config -r -F -d 'A JSON or TOML create payload; flags override it.'
@@ -253,7 +253,7 @@ complete -c valyent -n '__valyent_at \'machines start\'' -s h -l help -d 'Show t
 complete -c valyent -n '__valyent_at \'machines start\'' -a '(__valyent_dynamic machine)'
 
 # valyent machines stop
-complete -c valyent -n '__valyent_at \'machines stop\'' -l signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2' -d 'Signal to send (default: the machine\'s stop signal).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -l signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2 SIGABRT SIGALRM SIGPWR SIGWINCH SIGSTOP SIGCONT' -d 'Signal to send (default: the machine\'s stop signal).'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l timeout -x -d 'Seconds before SIGKILL (0-30).'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l no-wait -d 'Wait until each has stopped.'

@@ -30,7 +30,7 @@ print(json.dumps({"code": code, "loaded": sorted(m for m in forbidden if m in sy
 """
 
 # The HTTP stack: only a command that sends a request needs it.
-HTTP = ["httpx", "httpcore", "h11", "valyent_cli.api", "valyent_cli.api.client"]
+HTTP = ["httpx", "httpcore", "h11", "valyent_cli.api.client", "valyent_cli.api.machines"]
 # The sandbox server and its stack: only `valyent local serve|start` needs it.
 SANDBOX = ["valyent_cli.local.server", "valyent_cli.local.supervisor", "valyent_cli.local.store", "uvicorn",
            "starlette", "anyio"]
@@ -121,3 +121,24 @@ def test_an_api_command_does_not_load_trio_or_pydantic(tmp_path):
     result = json.loads(proc.stderr.strip().splitlines()[-1])
     assert result["code"] == 1 and "connection refused" in proc.stderr  # the client was built and tried
     assert result["loaded"] == ["httpx"]
+
+
+def test_the_api_types_load_no_http_library():
+    """`valyent_cli.api` imports its heavy parts lazily (PEP 562): the types and lists cost no httpx."""
+    code = ("import sys, valyent_cli.api.types, valyent_cli.api as api\n"
+            "print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))\n"
+            "api.Client; print('httpx' in sys.modules, api.FetchErrorWithPayload is api.ApiError)")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split("\n")[:2] == ["[]", "True True"], proc.stderr
+
+
+def test_states_signals_and_policies_have_one_source():
+    from valyent_cli.api import types
+    from valyent_cli.cli import complete, validate
+    from valyent_cli.local import problems
+
+    assert validate.SIGNALS is types.SIGNALS and complete.SIGNALS is types.SIGNALS
+    assert validate.RESTART_POLICIES is types.RESTART_POLICIES is problems.RESTART_POLICIES
+    assert complete.STATES is types.STATES is validate.STATES
+    assert [v for v, _ in complete.signals("")] == list(types.SIGNALS)

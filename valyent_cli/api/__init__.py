@@ -4,63 +4,71 @@
     client = Client("token")
     fleet = client.fleets.create("my-fleet")
     machine = client.machines.create(fleet.id, {"region": "gra-1", "config": {...}})
+
+The names below are loaded on first use (PEP 562): ``import valyent_cli.api.types`` (the payload types and the
+lists of states, signals and restart policies) loads no HTTP library.
 """
 
-from valyent_cli.api.client import DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, Client, Exchange
-from valyent_cli.api.errors import (
-    ApiError,
-    AuthError,
-    BadRequest,
-    Conflict,
-    ConnectError,
-    DeadlineExceeded,
-    InvalidArgument,
-    NotFound,
-    PaymentRequired,
-    RateLimited,
-    ResponseError,
-    ServerError,
-    StreamError,
-    TimeoutError,
-    TransportError,
-    ValyentError,
-)
-from valyent_cli.api.fleets import Fleet
-from valyent_cli.api.gateways import Gateway
-from valyent_cli.api.initd import FileSystem
-from valyent_cli.api.logs import entry_time
-from valyent_cli.api.machines import Machine
-from valyent_cli.api.types import (
-    CreateFleetPayload,
-    CreateGatewayPayload,
-    CreateMachinePayload,
-    ExecPayload,
-    ExecResult,
-    FSEntry,
-    GuestConfig,
-    HealthStatus,
-    InitConfig,
-    LogEntry,
-    MachineConfig,
-    MachineEvent,
-    MachineEventType,
-    MachineStatus,
-    Origin,
-    RestartConfig,
-    RestartPolicy,
-    StopConfig,
-    Workload,
-)
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "Client", "Exchange"], "client"),
+    **dict.fromkeys([
+        "ApiError", "AuthError", "BadRequest", "Conflict", "ConnectError", "DeadlineExceeded", "InvalidArgument",
+        "NotFound", "PaymentRequired", "RateLimited", "ResponseError", "ServerError", "StreamError", "TimeoutError",
+        "TransportError", "ValyentError",
+    ], "errors"),
+    "Fleet": "fleets",
+    "Gateway": "gateways",
+    "FileSystem": "initd",
+    "entry_time": "logs",
+    "Machine": "machines",
+    **dict.fromkeys([
+        "CreateFleetPayload", "CreateGatewayPayload", "CreateMachinePayload", "ExecPayload", "ExecResult", "FSEntry",
+        "GuestConfig", "HealthStatus", "InitConfig", "LogEntry", "MachineConfig", "MachineEvent", "MachineEventType",
+        "MachineStatus", "Origin", "RestartConfig", "RestartPolicy", "StopConfig", "Workload",
+    ], "types"),
+}
 #: the seed SDK's name for an API error carrying its payload
-FetchErrorWithPayload = ApiError
+_ALIASES = {"FetchErrorWithPayload": "ApiError"}
 
-__all__ = [
-    "DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "Client", "Exchange", "ApiError", "AuthError", "BadRequest",
-    "Conflict", "ConnectError", "DeadlineExceeded", "InvalidArgument", "NotFound", "PaymentRequired", "RateLimited", "ResponseError",
-    "ServerError", "StreamError", "TimeoutError", "TransportError", "ValyentError", "FetchErrorWithPayload", "Fleet",
-    "Gateway", "FileSystem", "Machine", "entry_time", "CreateFleetPayload", "CreateGatewayPayload",
-    "CreateMachinePayload", "ExecPayload", "ExecResult", "FSEntry", "GuestConfig", "HealthStatus", "InitConfig",
-    "LogEntry", "MachineConfig", "MachineEvent", "MachineEventType", "MachineStatus", "Origin", "RestartConfig",
-    "RestartPolicy", "StopConfig", "Workload",
-]
+__all__ = [*_EXPORTS, *_ALIASES]
+
+
+def __getattr__(name: str) -> Any:
+    target = _ALIASES.get(name, name)
+    module = _EXPORTS.get(target)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from valyent_cli.api.client import DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, Client, Exchange  # noqa: F401
+    from valyent_cli.api.errors import (  # noqa: F401
+        ApiError, AuthError, BadRequest, Conflict, ConnectError, DeadlineExceeded, InvalidArgument, NotFound,
+        PaymentRequired, RateLimited, ResponseError, ServerError, StreamError, TimeoutError, TransportError,
+        ValyentError,
+    )
+    from valyent_cli.api.fleets import Fleet  # noqa: F401
+    from valyent_cli.api.gateways import Gateway  # noqa: F401
+    from valyent_cli.api.initd import FileSystem  # noqa: F401
+    from valyent_cli.api.logs import entry_time  # noqa: F401
+    from valyent_cli.api.machines import Machine  # noqa: F401
+    from valyent_cli.api.types import (  # noqa: F401
+        CreateFleetPayload, CreateGatewayPayload, CreateMachinePayload, ExecPayload, ExecResult, FSEntry,
+        GuestConfig, HealthStatus, InitConfig, LogEntry, MachineConfig, MachineEvent, MachineEventType,
+        MachineStatus, Origin, RestartConfig, RestartPolicy, StopConfig, Workload,
+    )
+
+    FetchErrorWithPayload = ApiError

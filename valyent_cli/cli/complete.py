@@ -28,11 +28,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-STATES = ("running", "stopped", "destroyed")
-SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2")
-RESTART_POLICIES = ("always", "on-failure", "never")
+from valyent_cli.api.types import LOG_SOURCES, RESTART_POLICIES, SIGNALS, STATES  # noqa: E402 - the one source
+
 CPU_KINDS = ("shared", "eco", "performance")
-LOG_SOURCES = ("stdout", "stderr")
 SHELLS = ("bash", "zsh", "fish")
 
 ENV_KIND = "_VALYENT_COMPLETE_VALUES"

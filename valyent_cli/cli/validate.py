@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from valyent_cli.api.types import RESTART_POLICIES, SIGNALS, STATES  # noqa: F401 - the one source of these lists
 from valyent_cli.cli.errors import UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -14,12 +15,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"\d+(?:\.\d+)?|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-SIGNALS = (
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
-    "SIGWINCH", "SIGSTOP", "SIGCONT",
-)
-RESTART_POLICIES = ("always", "on-failure", "never")
-STATES = ("running", "stopped", "destroyed")
 MAX_ARG = 64 * 1024
 
 

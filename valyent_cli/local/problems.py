@@ -116,7 +116,7 @@ def check_stop_config(sc: Any, location: str) -> dict:
     return sc
 
 
-RESTART_POLICIES = ("always", "on-failure", "never")
+from valyent_cli.api.types import RESTART_POLICIES  # noqa: E402 - the one source
 
 
 def check_create_machine(body: Any) -> dict:
