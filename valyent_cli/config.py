@@ -396,6 +396,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _decode_error(path, exc, data) from None
+    except RecursionError:
+        raise ConfigError(path, None, "invalid TOML: nested too deeply to read; fix or remove the file") from None
 
 
 def _key_line(path: Path, key: str, table: str | None = None) -> int | None:

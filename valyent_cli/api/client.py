@@ -196,7 +196,22 @@ class Client:
             merged["namespace"] = self.namespace
         return merged
 
-    def request(
+    def request(self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send one call, with the retry policy of the class docstring; return a 2xx response or raise.
+
+        With ``stream=True`` the body is not read: the caller must close the response (see ``stream``). An error
+        raised records whether the call was safe to repeat (``idempotent``), so that a failed mkdir is not said
+        to have maybe taken effect the way a failed create is.
+        """
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "DELETE", "PUT")
+        try:
+            return self._request(method, url, idempotent=idempotent, **kwargs)
+        except errors.ValyentError as exc:
+            exc.idempotent = idempotent
+            raise
+
+    def _request(
         self,
         method: str,
         url: str,
@@ -355,6 +370,10 @@ def drop_none(value: Any) -> Any:
 def parse_json(response: httpx.Response) -> Any:
     try:
         return response.json()
+    except RecursionError:
+        raise errors.ResponseError(
+            f"unexpected answer from the server ({_public_url(response.request.url)}): JSON nested too deeply to read"
+        ) from None
     except ValueError:
         text = response.text
         if "html" in response.headers.get("content-type", "").lower() or text.lstrip()[:1] == "<":

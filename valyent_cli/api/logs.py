@@ -74,7 +74,7 @@ def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     for line in iter_lines(chunks):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             yield value
@@ -90,7 +90,7 @@ def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
         if stripped.startswith(b"["):
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise errors.ResponseError("the logs answer is not valid JSON") from None
             yield from (item for item in data if isinstance(item, dict))
             return

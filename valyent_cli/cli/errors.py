@@ -28,6 +28,10 @@ MAX_MESSAGE = 2000
 
 
 def _err(message: str, hint: str | None = None) -> None:
+    from valyent_cli.cli.sanitize import block
+
+    # Server text (an error detail, a name) reaches the terminal here: control sequences are made inert.
+    message, hint = block(message), (block(hint) if hint else hint)
     if len(message) > MAX_MESSAGE:
         message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
     sys.stderr.write(f"Error: {message}\n")
@@ -131,7 +135,7 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             origin = _where(exc).strip(" ()") or None
             hint = (
                 "the server failed; it is safe to retry"
-                if exc.method in (None, "GET", "HEAD", "PUT", "DELETE")
+                if exc.idempotent or exc.method in (None, "GET", "HEAD", "PUT", "DELETE")
                 else "the server failed; the request may still have taken effect: check before you retry"
             )
         where = f" from {origin}" if origin else ""

@@ -49,9 +49,15 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value) or "-"
-    text = str(value)
+        return _clean_line(" ".join(str(v) for v in value)) or "-"
+    text = _clean_line(str(value))
     return text if text != "" else "-"
+
+
+def _clean_line(text: str) -> str:
+    from valyent_cli.cli.sanitize import line
+
+    return line(text)
 
 
 def human_size(n: int | float | None) -> str:
@@ -134,7 +140,12 @@ class Output:
         Indented on a terminal; compact when piped (as gh does): the same keys and values, and the indenting
         encoder is pure Python, five times slower on a list of thousands of machines.
         """
-        sys.stdout.write(_json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False))
+        text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (bytes of exec output that are not UTF-8): as JSON escapes
+            text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=True)
+        sys.stdout.write(text)
         sys.stdout.write("\n")
         sys.stdout.flush()
 
@@ -142,6 +153,8 @@ class Output:
         sys.stdout.write(line + "\n")
 
     def ids(self, ids: Iterable[str]) -> None:
+        if self.stdout_tty:  # names from a server, shown on a terminal: control sequences made inert
+            ids = [_clean_line(i) for i in ids]
         sys.stdout.write("".join(f"{i}\n" for i in ids))
         sys.stdout.flush()
 
@@ -239,6 +252,9 @@ class Output:
 
     # -- stderr: everything else ----------------------------------------------------------------------------
     def _stderr(self, prefix: str, message: str, code: str) -> None:
+        from valyent_cli.cli.sanitize import block
+
+        message = block(message)
         if self.err_color and prefix:
             prefix = f"\x1b[{code}m{prefix}\x1b[0m"
         sys.stderr.write(f"{prefix}{message}\n")
@@ -267,11 +283,13 @@ class Output:
             return
         from rich.console import Console
 
+        from rich.markup import escape
+
         console = Console(file=sys.stderr, no_color=not self.err_color, highlight=False)
-        with console.status(message) as status:
+        with console.status(escape(_clean_line(message))) as status:
 
             def update(text: str) -> None:
-                status.update(text)
+                status.update(escape(_clean_line(text)))
 
             yield update
 
@@ -327,9 +345,11 @@ class LogFormatter:
     messages a machine wrote to stderr highlighted.
     """
 
-    def __init__(self, *, color: bool = False, prefix: bool = False) -> None:
+    def __init__(self, *, color: bool = False, prefix: bool = False, terminal: bool | None = None) -> None:
         self.color = color
         self.prefix = prefix
+        # On a terminal a message keeps its colours and nothing else (cli/sanitize.py); a pipe gets it as written.
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
         self._second: int | None = None
         self._second_text = ""
         self._last_ts: float | None = -1.0
@@ -379,6 +399,10 @@ class LogFormatter:
             message = str(message)
         if message.endswith("\n"):
             message = message.rstrip("\r\n")
+        if self.terminal:
+            from valyent_cli.cli.sanitize import output
+
+            message = output(message)
         stamp = self.time(ts)
         if not self.color:
             if self.prefix and machine_id is not None:
