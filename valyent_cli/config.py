@@ -477,6 +477,11 @@ class ConfigStore:
     def _ensure_dir(self) -> None:
         directory = self.path.parent
         if directory.is_dir():
+            # It holds tokens: one of ours that is open to others (made by hand, or by an old version) is tightened.
+            with contextlib.suppress(OSError):
+                st = directory.stat()
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(directory, 0o700)
             return
         try:
             directory.mkdir(parents=True, mode=0o700)
