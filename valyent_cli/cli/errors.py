@@ -81,6 +81,11 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
         return Exit.INTERRUPTED
+    from valyent_cli.cli.signals import Terminated
+
+    if isinstance(exc, Terminated):
+        sys.stderr.write("\nTerminated.\n")
+        return exc.exit_code
     if isinstance(exc, EOFError):
         sys.stderr.write("\nAborted: the input ended.\n")
         return Exit.ERROR
