@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from valyent_cli.api._http import httpx
 
 from valyent_cli import __version__
-from valyent_cli.api import errors
+from valyent_cli.api import _deadline, errors
 
 DEFAULT_ENDPOINT = "https://console.valyent.cloud/v1"
 DEFAULT_INITD_ENDPOINT = "https://{machine_id}-initd.valyent.dev"
@@ -153,6 +153,8 @@ class Client:
             # Loading the CA bundle costs ~20 ms per run; with no https URL (the sandbox) there is nothing to verify.
             verify=not (_plain_http(self.endpoint) and _plain_http(self.initd_endpoint)),
         )
+        self._deadlines = _deadline.Deadlines()
+        self._deadlines.install(self._http)
         self.fleets = Fleets(self)
         self.machines = Machines(self)
         self.gateways = Gateways(self)
@@ -205,11 +207,24 @@ class Client:
         """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "DELETE", "PUT")
+        call = None
+        if not kwargs.get("stream"):  # a whole answer: an overall deadline per attempt (api/_deadline.py)
+            seconds = _deadline.seconds_for(kwargs.get("timeout"), self.timeout)
+            call = _deadline.Call(seconds) if seconds is not None else None
+        self._deadlines.arm(call)
         try:
             return self._request(method, url, idempotent=idempotent, **kwargs)
         except errors.ValyentError as exc:
+            if call is not None and call.expired and isinstance(exc, errors.TransportError):
+                exc = _deadline.expired(exc, call, method, url)
+                exc.idempotent = idempotent
+                raise exc from None
             exc.idempotent = idempotent
             raise
+        finally:
+            self._deadlines.arm(None)
+            if call is not None:
+                call.end()
 
     def _request(
         self,

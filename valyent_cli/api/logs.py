@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from valyent_cli.api._http import httpx
 
 from valyent_cli.api import errors
+from valyent_cli.api._deadline import progressing
 
 if TYPE_CHECKING:
     from valyent_cli.api.client import Client
@@ -179,7 +180,8 @@ class LogFollower:
             try:
                 with self._open(self.idle_timeout) as response:
                     opened = time.monotonic()
-                    for entry in self._fresh(decode_ndjson(response.iter_bytes())):
+                    chunks = progressing(response.iter_bytes(), self.idle_timeout)  # a drip is a stall too
+                    for entry in self._fresh(decode_ndjson(chunks)):
                         new += 1
                         failures = 0
                         yield entry
