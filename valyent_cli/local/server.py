@@ -434,7 +434,10 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
+    from valyent_cli.local.faults import problem_for
+
+    problem = problem_for(exc, request.query_params.get("path"))  # a 400 when the path caused it; no host paths
+    return JSONResponse(problem.body(), problem.status)
 
 
 def create_app(data_dir: Path, token: str) -> Starlette:
