@@ -166,6 +166,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         _err(f"{exc.strerror or exc}{':' + name if name else ''}")
         return Exit.ERROR
+    if isinstance(exc, RecursionError):
+        # Only data from outside nests this deep (an answer, a file): parsers refuse it, this catches the rest.
+        _err("unexpected answer from the server: JSON nested too deeply to handle")
+        return Exit.ERROR
     _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
     return Exit.ERROR
 
