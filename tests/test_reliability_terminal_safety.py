@@ -117,3 +117,31 @@ def test_a_config_file_image_with_control_characters_is_refused(fault_server, tm
     result = run_main(["machines", "create", "--config", str(path)], cli_env_for(fault_server, tmp_path))
     assert result.code == 2 and "control characters" in result.err, result
     assert fault_server.requests == []
+
+
+def test_fleet_logs_machine_prefixes_are_inert_on_a_terminal(fault_server, tmp_path):
+    evil = f"m{CLEAR}2"
+    machine = {"id": evil, "fleet": "web", "state": "running"}
+    routes = {
+        ("GET", "/v1/fleets/web/machines"): Reply(200, json=[machine]),
+        ("GET", f"/v1/fleets/web/machines/m%1B%5B2J2/logs"): Reply(200, body=ndjson(
+            {"timestamp": 1, "message": "hello", "source": "stdout"}), headers={"Content-Type": "application/x-ndjson"}),
+    }
+    fault_server.handler = lambda r: routes.get((r.method, r.path), Reply(404, json={"detail": "no"}))
+    env = cli_env_for(fault_server, tmp_path)
+    env["NO_COLOR"] = "1"
+    code, screen = on_terminal(["logs"], env, columns=200)
+    assert code == 0, screen
+    assert "hello" in screen and "\x1b[2J" not in screen and "m\\x1b[2J2" in screen, repr(screen)
+
+
+def test_completion_never_offers_a_name_with_a_control_character(fault_server, tmp_path):
+    from valyent_cli.cli import complete
+
+    fault_server.handler = lambda r: Reply(200, json=[{"id": "f1", "name": "good"}, {"id": "f2", "name": f"bad{TITLE}"}])
+    env = {**cli_env_for(fault_server, tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           complete.ENV_KIND: "fleet", complete.ENV_LINE: "valyent machines list --fleet "}
+    result = run_cli(env=env)
+    assert result.returncode == 0
+    offered = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert "good" in offered and not any("\x1b" in v or "\x07" in v for v in result.stdout), offered

@@ -382,11 +382,12 @@ class LogFormatter:
         label = self._labels.get(machine_id)
         if label is None:
             self._width = max(self._width, len(machine_id))
+            shown = _clean_line(machine_id) if self.terminal else machine_id
             if self.color:
                 color = _MACHINE_COLORS[len(self._labels) % len(_MACHINE_COLORS)]
-                label = f"\x1b[{color}m{machine_id}\x1b[0m"
+                label = f"\x1b[{color}m{shown}\x1b[0m"
             else:
-                label = machine_id
+                label = shown
             self._labels[machine_id] = label
         return label
 
@@ -406,7 +407,7 @@ class LogFormatter:
         stamp = self.time(ts)
         if not self.color:
             if self.prefix and machine_id is not None:
-                return f"{stamp} {machine_id} {message}\n"
+                return f"{stamp} {self._label(machine_id)} {message}\n"
             return f"{stamp} {message}\n"
         if entry.get("source") == "stderr":
             message = f"\x1b[33m{message}\x1b[0m"
@@ -443,6 +444,9 @@ class LineWriter:
 
     def note(self, message: str, *, color: bool) -> None:
         """A dim remark on stderr (a reconnect, a machine that appeared), between batches of stdout."""
+        from valyent_cli.cli.sanitize import block
+
+        message = block(message)  # it may quote the server
         text = f"\x1b[2m{message}\x1b[0m" if color else message
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
