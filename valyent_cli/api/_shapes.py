@@ -96,11 +96,49 @@ def _check(data: dict[str, Any], spec: dict[str, Any], path: str) -> str | None:
     return None
 
 
+# The fast path: each spec compiled to (key, optional, exact types or a nested compiled spec), checked without
+# building any string; only an answer that fails it goes through _check, which says what is wrong. Lists of
+# thousands of machines pass through here.
+def _compile(spec: dict[str, Any]) -> tuple[tuple[str, bool, Any], ...]:
+    out = []
+    for raw_key, expected in spec.items():
+        if isinstance(expected, dict):
+            check: Any = _compile(expected)
+        else:
+            check = frozenset(expected if isinstance(expected, tuple) else (expected,))
+        out.append((raw_key.lstrip("?"), raw_key.startswith("?"), check))
+    return tuple(out)
+
+
+def _fits_fast(data: dict[str, Any], compiled: tuple[tuple[str, bool, Any], ...]) -> bool:
+    for key, optional, check in compiled:
+        value = data.get(key)
+        if value is None:
+            if optional:
+                continue
+            return False
+        if type(check) is tuple:
+            if type(value) is not dict or not _fits_fast(value, check):
+                return False
+        elif type(value) not in check or (key == "id" and not value.strip()):
+            return False
+    return True
+
+
+_COMPILED = {what: _compile(spec) for what, spec in SPECS.items()}
+
+
+def _problem(data: dict[str, Any], what: str) -> str | None:
+    if _fits_fast(data, _COMPILED.get(what, ())):
+        return None
+    return _check(data, SPECS.get(what, {}), "")
+
+
 def expect_object(data: Any, what: str) -> dict[str, Any]:
     """``data`` if it is a ``what`` object of the right shape; else a ResponseError saying what was expected."""
     if not isinstance(data, dict):
         raise ResponseError(f"{PREFIX}: expected {_a(what)} {what} object, got {_kind(data)}: {preview(data)}")
-    problem = _check(data, SPECS.get(what, {}), "")
+    problem = _problem(data, what)
     if problem:
         raise ResponseError(f"{PREFIX}: expected {_a(what)} {what} object with {problem}: {preview(data)}")
     return data
@@ -112,14 +150,13 @@ def expect_array(data: Any, what: str) -> list[dict[str, Any]]:
         return []
     if not isinstance(data, list):
         raise ResponseError(f"{PREFIX}: expected a JSON array of {what}, got {_kind(data)}: {preview(data)}")
-    spec = SPECS.get(what, {})
     for index, item in enumerate(data):
         if not isinstance(item, dict):
             raise ResponseError(
                 f"{PREFIX}: expected a JSON array of {what} (objects), but item {index} is {_kind(item)}: "
                 f"{preview(item)}"
             )
-        problem = _check(item, spec, "")
+        problem = _problem(item, what)
         if problem:
             raise ResponseError(
                 f"{PREFIX}: expected a JSON array of {what} (objects) each with {problem}, item {index} is "
