@@ -107,8 +107,9 @@ class Client:
 
     Retries wait ``min(backoff_base * 2**n, backoff_max)`` seconds (0.5 and 8 by default) times a random factor in
     [0.75, 1], or what ``Retry-After`` asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout``
-    seconds (default 30) to connect and between two reads of the answer; live log streams have no overall
-    deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
+    seconds (default 30) to connect and between two reads of the answer, and each attempt of a call that is not a
+    stream an overall deadline of its read timeout plus ``timeout`` (``api/_deadline.py``); live log streams have
+    no overall deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
     """
 
     def __init__(
