@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from valyent_cli.cli import sanitize
+
 STATE_STYLES = {
     "running": "green",
     "created": "cyan",
@@ -54,10 +56,7 @@ def _cell(value: Any) -> str:
     return text if text != "" else "-"
 
 
-def _clean_line(text: str) -> str:
-    from valyent_cli.cli.sanitize import line
-
-    return line(text)
+_clean_line = sanitize.line
 
 
 def human_size(n: int | float | None) -> str:
@@ -252,9 +251,7 @@ class Output:
 
     # -- stderr: everything else ----------------------------------------------------------------------------
     def _stderr(self, prefix: str, message: str, code: str) -> None:
-        from valyent_cli.cli.sanitize import block
-
-        message = block(message)
+        message = sanitize.block(message)
         if self.err_color and prefix:
             prefix = f"\x1b[{code}m{prefix}\x1b[0m"
         sys.stderr.write(f"{prefix}{message}\n")
@@ -401,9 +398,7 @@ class LogFormatter:
         if message.endswith("\n"):
             message = message.rstrip("\r\n")
         if self.terminal:
-            from valyent_cli.cli.sanitize import output
-
-            message = output(message)
+            message = sanitize.output(message)
         stamp = self.time(ts)
         if not self.color:
             if self.prefix and machine_id is not None:
@@ -444,9 +439,7 @@ class LineWriter:
 
     def note(self, message: str, *, color: bool) -> None:
         """A dim remark on stderr (a reconnect, a machine that appeared), between batches of stdout."""
-        from valyent_cli.cli.sanitize import block
-
-        message = block(message)  # it may quote the server
+        message = sanitize.block(message)  # it may quote the server
         text = f"\x1b[2m{message}\x1b[0m" if color else message
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
