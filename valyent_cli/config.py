@@ -396,6 +396,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _decode_error(path, exc, data) from None
+    except RecursionError:
+        raise ConfigError(path, None, "invalid TOML: nested too deeply to read; fix or remove the file") from None
 
 
 def _key_line(path: Path, key: str, table: str | None = None) -> int | None:
@@ -475,6 +477,11 @@ class ConfigStore:
     def _ensure_dir(self) -> None:
         directory = self.path.parent
         if directory.is_dir():
+            # It holds tokens: one of ours that is open to others (made by hand, or by an old version) is tightened.
+            with contextlib.suppress(OSError):
+                st = directory.stat()
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(directory, 0o700)
             return
         try:
             directory.mkdir(parents=True, mode=0o700)

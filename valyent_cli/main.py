@@ -138,12 +138,14 @@ def main(argv: list[str] | None = None) -> None:
     fastparams.install()
     group = _group_named(args)
     root_app = register(group) if group else _overview()
+    from valyent_cli.cli.signals import ended_as_exceptions
+
     try:
         # The click-level command, run without typer's standalone wrapper: that wrapper turns a Ctrl-C into a
         # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
         # decide anything.
         command = typer.main.get_command(root_app)
-        with command.make_context("valyent", args) as ctx:
+        with ended_as_exceptions(), command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         code = handle(exc, debug=debug)

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from valyent_cli.api._http import httpx
 
 from valyent_cli import __version__
-from valyent_cli.api import errors
+from valyent_cli.api import _deadline, errors
 
 DEFAULT_ENDPOINT = "https://console.valyent.cloud/v1"
 DEFAULT_INITD_ENDPOINT = "https://{machine_id}-initd.valyent.dev"
@@ -107,8 +107,9 @@ class Client:
 
     Retries wait ``min(backoff_base * 2**n, backoff_max)`` seconds (0.5 and 8 by default) times a random factor in
     [0.75, 1], or what ``Retry-After`` asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout``
-    seconds (default 30) to connect and between two reads of the answer; live log streams have no overall
-    deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
+    seconds (default 30) to connect and between two reads of the answer, and each attempt of a call that is not a
+    stream an overall deadline of its read timeout plus ``timeout`` (``api/_deadline.py``); live log streams have
+    no overall deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
     """
 
     def __init__(
@@ -153,6 +154,8 @@ class Client:
             # Loading the CA bundle costs ~20 ms per run; with no https URL (the sandbox) there is nothing to verify.
             verify=not (_plain_http(self.endpoint) and _plain_http(self.initd_endpoint)),
         )
+        self._deadlines = _deadline.Deadlines()
+        self._deadlines.install(self._http)
         self.fleets = Fleets(self)
         self.machines = Machines(self)
         self.gateways = Gateways(self)
@@ -196,7 +199,35 @@ class Client:
             merged["namespace"] = self.namespace
         return merged
 
-    def request(
+    def request(self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send one call, with the retry policy of the class docstring; return a 2xx response or raise.
+
+        With ``stream=True`` the body is not read: the caller must close the response (see ``stream``). An error
+        raised records whether the call was safe to repeat (``idempotent``), so that a failed mkdir is not said
+        to have maybe taken effect the way a failed create is.
+        """
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "DELETE", "PUT")
+        call = None
+        if not kwargs.get("stream"):  # a whole answer: an overall deadline per attempt (api/_deadline.py)
+            seconds = _deadline.seconds_for(kwargs.get("timeout"), self.timeout)
+            call = _deadline.Call(seconds) if seconds is not None else None
+        self._deadlines.arm(call)
+        try:
+            return self._request(method, url, idempotent=idempotent, **kwargs)
+        except errors.ValyentError as exc:
+            if call is not None and call.expired and isinstance(exc, errors.TransportError):
+                exc = _deadline.expired(exc, call, method, url)
+                exc.idempotent = idempotent
+                raise exc from None
+            exc.idempotent = idempotent
+            raise
+        finally:
+            self._deadlines.arm(None)
+            if call is not None:
+                call.end()
+
+    def _request(
         self,
         method: str,
         url: str,
@@ -355,6 +386,10 @@ def drop_none(value: Any) -> Any:
 def parse_json(response: httpx.Response) -> Any:
     try:
         return response.json()
+    except RecursionError:
+        raise errors.ResponseError(
+            f"unexpected answer from the server ({_public_url(response.request.url)}): JSON nested too deeply to read"
+        ) from None
     except ValueError:
         text = response.text
         if "html" in response.headers.get("content-type", "").lower() or text.lstrip()[:1] == "<":

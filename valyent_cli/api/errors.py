@@ -14,6 +14,9 @@ from typing import Any
 class ValyentError(Exception):
     """Base class of every error raised by :mod:`valyent_cli.api`."""
 
+    #: whether the call that failed was safe to repeat (a GET, a mkdir...); None when no call was made
+    idempotent: bool | None = None
+
 
 class ApiError(ValyentError):
     """The server answered with an error status.
@@ -97,7 +100,7 @@ class TransportError(ValyentError):
     @property
     def may_have_taken_effect(self) -> bool:
         """Whether a non-idempotent request (a create, an exec) may have reached the server before it failed."""
-        return self.method == "POST" and self.reached
+        return self.method == "POST" and self.reached and not self.idempotent
 
 
 class ConnectError(TransportError):
@@ -143,6 +146,8 @@ def parse_error_body(body: bytes, content_type: str | None) -> tuple[Any, str | 
         return None, None, None
     try:
         payload = json.loads(text)
+    except RecursionError:
+        return None, "the error answer is JSON nested too deeply to read", None
     except ValueError:
         # A proxy's HTML page or plain text: keep it as the payload, take a short plain line as the message.
         message = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from valyent_cli.api.client import parse_json
-from valyent_cli.api.errors import ResponseError
 from valyent_cli.api.types import ApiObject
 
 if TYPE_CHECKING:
@@ -48,14 +47,12 @@ class Fleets:
 
 
 def _array(data: Any, what: str) -> list[dict[str, Any]]:
-    if data is None:
-        return []
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise ResponseError(f"expected a JSON array of {what} from the server, got {type(data).__name__}")
-    return data
+    from valyent_cli.api._shapes import expect_array
+
+    return expect_array(data, what)
 
 
 def _object(data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ResponseError(f"expected a {what} object from the server, got {type(data).__name__}")
-    return data
+    from valyent_cli.api._shapes import expect_object
+
+    return expect_object(data, what)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
@@ -107,14 +106,20 @@ class FileSystem:
             raise
         return total
 
-    def write(self, path: str, data: bytes | str | IO[bytes], *, filename: str | None = None) -> None:
-        """Write a file (parents created). ``data`` may be bytes, text, or a binary file object read in chunks."""
+    def write(self, path: str, data: bytes | str | IO[bytes], *, filename: str | None = None) -> str | None:
+        """Write a file (parents created). ``data`` may be bytes, text, or a binary file object read in chunks.
+
+        A file object is sent as a snapshot of the bytes it holds when the upload begins, or chunked when its size
+        cannot be known ahead (a pipe, a /proc file): see ``api/_upload.py``. Returns a note when the caller should
+        know which (the file grew meanwhile, or was sent chunked), else None.
+        """
+        from valyent_cli.api import _upload
+
         if isinstance(data, str):
             data = data.encode()
         name = filename or os.path.basename(path.rstrip("/")) or "file"
-        if not isinstance(data, bytes) and not _sized(data):
-            # httpx sizes a file object by fstat, which says 0 for a pipe: hide it, so the upload goes chunked.
-            data = _Unsized(data)
+        if not isinstance(data, bytes):
+            data = _upload.body_for(data)
         self._client.request(
             "POST",
             self._url("fs", "write"),
@@ -122,6 +127,7 @@ class FileSystem:
             files={"file": (name, data, "application/octet-stream")},
             timeout=httpx.Timeout(self._client.timeout, write=None),
         )
+        return _upload.describe(data)
 
     def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
         read = self._client.timeout + (timeout_ms or 0) / 1000.0
@@ -137,24 +143,3 @@ class FileSystem:
     # The seed SDK's names.
     read_file = read
     write_file = write
-
-
-def _sized(fileobj: Any) -> bool:
-    """Whether httpx can size this file object correctly: a regular file, or a seekable in-memory one."""
-    try:
-        return stat.S_ISREG(os.fstat(fileobj.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        try:
-            return bool(fileobj.seekable())
-        except (AttributeError, OSError, ValueError):
-            return False
-
-
-class _Unsized:
-    """A read-only view of a stream with no fileno, tell or seek (stdin, a pipe, a socket)."""
-
-    def __init__(self, fileobj: IO[bytes]) -> None:
-        self._fileobj = fileobj
-
-    def read(self, size: int = -1) -> bytes:
-        return self._fileobj.read(size)

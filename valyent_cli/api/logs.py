@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from valyent_cli.api._http import httpx
 
 from valyent_cli.api import errors
+from valyent_cli.api._deadline import progressing
 
 if TYPE_CHECKING:
     from valyent_cli.api.client import Client
@@ -74,7 +75,7 @@ def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     for line in iter_lines(chunks):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             yield value
@@ -90,7 +91,7 @@ def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
         if stripped.startswith(b"["):
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise errors.ResponseError("the logs answer is not valid JSON") from None
             yield from (item for item in data if isinstance(item, dict))
             return
@@ -179,7 +180,8 @@ class LogFollower:
             try:
                 with self._open(self.idle_timeout) as response:
                     opened = time.monotonic()
-                    for entry in self._fresh(decode_ndjson(response.iter_bytes())):
+                    chunks = progressing(response.iter_bytes(), self.idle_timeout)  # a drip is a stall too
+                    for entry in self._fresh(decode_ndjson(chunks)):
                         new += 1
                         failures = 0
                         yield entry

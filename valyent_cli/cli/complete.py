@@ -122,7 +122,10 @@ def serve_if_asked() -> None:
     try:
         incomplete, flags = parse_line(os.environ.get(ENV_LINE, ""))
         items = candidates(kind, incomplete, flags)
-        sys.stdout.write("".join(f"{v}\t{h}\n" if h else f"{v}\n" for v, h in items if "\n" not in v + h))
+        from valyent_cli.cli.sanitize import has_control
+
+        # A name from the server with a control character (a newline, an escape) is never offered to the shell.
+        sys.stdout.write("".join(f"{v}\t{h}\n" if h else f"{v}\n" for v, h in items if not has_control(v + h)))
         sys.stdout.flush()
     except BaseException:  # noqa: BLE001
         pass

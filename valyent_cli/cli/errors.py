@@ -28,6 +28,10 @@ MAX_MESSAGE = 2000
 
 
 def _err(message: str, hint: str | None = None) -> None:
+    from valyent_cli.cli.sanitize import block
+
+    # Server text (an error detail, a name) reaches the terminal here: control sequences are made inert.
+    message, hint = block(message), (block(hint) if hint else hint)
     if len(message) > MAX_MESSAGE:
         message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
     sys.stderr.write(f"Error: {message}\n")
@@ -77,6 +81,11 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
         return Exit.INTERRUPTED
+    from valyent_cli.cli.signals import Terminated
+
+    if isinstance(exc, Terminated):
+        sys.stderr.write("\nTerminated.\n")
+        return exc.exit_code
     if isinstance(exc, EOFError):
         sys.stderr.write("\nAborted: the input ended.\n")
         return Exit.ERROR
@@ -131,7 +140,7 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             origin = _where(exc).strip(" ()") or None
             hint = (
                 "the server failed; it is safe to retry"
-                if exc.method in (None, "GET", "HEAD", "PUT", "DELETE")
+                if exc.idempotent or exc.method in (None, "GET", "HEAD", "PUT", "DELETE")
                 else "the server failed; the request may still have taken effect: check before you retry"
             )
         where = f" from {origin}" if origin else ""
@@ -156,6 +165,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         _err(f"{exc.strerror or exc}{':' + name if name else ''}")
+        return Exit.ERROR
+    if isinstance(exc, RecursionError):
+        # Only data from outside nests this deep (an answer, a file): parsers refuse it, this catches the rest.
+        _err("unexpected answer from the server: JSON nested too deeply to handle")
         return Exit.ERROR
     _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
     return Exit.ERROR

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from valyent_cli.cli import sanitize
+
 STATE_STYLES = {
     "running": "green",
     "created": "cyan",
@@ -49,9 +51,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value) or "-"
-    text = str(value)
+        return _clean_line(" ".join(str(v) for v in value)) or "-"
+    text = _clean_line(str(value))
     return text if text != "" else "-"
+
+
+_clean_line = sanitize.line
 
 
 def human_size(n: int | float | None) -> str:
@@ -134,7 +139,12 @@ class Output:
         Indented on a terminal; compact when piped (as gh does): the same keys and values, and the indenting
         encoder is pure Python, five times slower on a list of thousands of machines.
         """
-        sys.stdout.write(_json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False))
+        text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (bytes of exec output that are not UTF-8): as JSON escapes
+            text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=True)
+        sys.stdout.write(text)
         sys.stdout.write("\n")
         sys.stdout.flush()
 
@@ -142,6 +152,8 @@ class Output:
         sys.stdout.write(line + "\n")
 
     def ids(self, ids: Iterable[str]) -> None:
+        if self.stdout_tty:  # names from a server, shown on a terminal: control sequences made inert
+            ids = [_clean_line(i) for i in ids]
         sys.stdout.write("".join(f"{i}\n" for i in ids))
         sys.stdout.flush()
 
@@ -239,6 +251,7 @@ class Output:
 
     # -- stderr: everything else ----------------------------------------------------------------------------
     def _stderr(self, prefix: str, message: str, code: str) -> None:
+        message = sanitize.block(message)
         if self.err_color and prefix:
             prefix = f"\x1b[{code}m{prefix}\x1b[0m"
         sys.stderr.write(f"{prefix}{message}\n")
@@ -267,11 +280,13 @@ class Output:
             return
         from rich.console import Console
 
+        from rich.markup import escape
+
         console = Console(file=sys.stderr, no_color=not self.err_color, highlight=False)
-        with console.status(message) as status:
+        with console.status(escape(_clean_line(message))) as status:
 
             def update(text: str) -> None:
-                status.update(text)
+                status.update(escape(_clean_line(text)))
 
             yield update
 
@@ -327,9 +342,11 @@ class LogFormatter:
     messages a machine wrote to stderr highlighted.
     """
 
-    def __init__(self, *, color: bool = False, prefix: bool = False) -> None:
+    def __init__(self, *, color: bool = False, prefix: bool = False, terminal: bool | None = None) -> None:
         self.color = color
         self.prefix = prefix
+        # On a terminal a message keeps its colours and nothing else (cli/sanitize.py); a pipe gets it as written.
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
         self._second: int | None = None
         self._second_text = ""
         self._last_ts: float | None = -1.0
@@ -362,11 +379,12 @@ class LogFormatter:
         label = self._labels.get(machine_id)
         if label is None:
             self._width = max(self._width, len(machine_id))
+            shown = _clean_line(machine_id) if self.terminal else machine_id
             if self.color:
                 color = _MACHINE_COLORS[len(self._labels) % len(_MACHINE_COLORS)]
-                label = f"\x1b[{color}m{machine_id}\x1b[0m"
+                label = f"\x1b[{color}m{shown}\x1b[0m"
             else:
-                label = machine_id
+                label = shown
             self._labels[machine_id] = label
         return label
 
@@ -379,10 +397,12 @@ class LogFormatter:
             message = str(message)
         if message.endswith("\n"):
             message = message.rstrip("\r\n")
+        if self.terminal:
+            message = sanitize.output(message)
         stamp = self.time(ts)
         if not self.color:
             if self.prefix and machine_id is not None:
-                return f"{stamp} {machine_id} {message}\n"
+                return f"{stamp} {self._label(machine_id)} {message}\n"
             return f"{stamp} {message}\n"
         if entry.get("source") == "stderr":
             message = f"\x1b[33m{message}\x1b[0m"
@@ -419,6 +439,7 @@ class LineWriter:
 
     def note(self, message: str, *, color: bool) -> None:
         """A dim remark on stderr (a reconnect, a machine that appeared), between batches of stdout."""
+        message = sanitize.block(message)  # it may quote the server
         text = f"\x1b[2m{message}\x1b[0m" if color else message
         sys.stderr.write(text + "\n")
         sys.stderr.flush()

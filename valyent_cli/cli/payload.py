@@ -137,12 +137,12 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
     p = copy.deepcopy(payload)
     config = p.setdefault("config", {})
     if f.image is not None:
-        image = v.text(str(f.image), name("--image", "image")).strip()
+        image = v.name(str(f.image), name("--image", "image")).strip()
         if not image or any(ch.isspace() for ch in image):
             raise UsageError(f"{name('--image', 'image')}: invalid image reference {f.image!r}")
         config["image"] = image
     if f.region is not None:
-        region = v.text(str(f.region), name("--region", "region")).strip()
+        region = v.name(str(f.region), name("--region", "region")).strip()
         if not region:
             raise UsageError(f"{name('--region', 'region')} must not be empty")
         p["region"] = region
@@ -172,7 +172,7 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
     if f.entrypoint is not None:
         init["entrypoint"] = _argv(f.entrypoint, name("--entrypoint", "entrypoint"))
     if f.user is not None:
-        user = v.text(str(f.user), name("--user", "user")).strip()
+        user = v.name(str(f.user), name("--user", "user")).strip()
         if not user:
             raise UsageError(f"{name('--user', 'user')} must not be empty")
         init["user"] = user
@@ -243,6 +243,11 @@ def check(payload: dict[str, Any], source: str) -> None:
     need(isinstance(config, dict), "config is required")
     image = config.get("image")
     need(isinstance(image, str) and image.strip() != "", "config.image is required")
+    from valyent_cli.cli.sanitize import has_control
+
+    # Names are shown back on terminals: a control character in one is refused before it is stored anywhere.
+    for where, value in _names(payload):
+        need(not (isinstance(value, str) and has_control(value)), f"{where} must not contain control characters")
     guest = config.get("guest")
     need(isinstance(guest, dict), "config.guest is required")
     need(isinstance(guest.get("cpu_kind"), str) and guest["cpu_kind"] != "", "config.guest.cpu_kind is required")
@@ -277,3 +282,17 @@ def check(payload: dict[str, Any], source: str) -> None:
     for key in ("skip_start", "enable_machine_gateway"):
         if key in payload:
             need(isinstance(payload[key], bool), f"{key} must be true or false")
+
+
+def _names(payload: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The names in a create payload (region, image, cpu kind, user), where present."""
+
+    def at(*keys: str) -> Any:
+        value: Any = payload
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    return [("region", at("region")), ("config.image", at("config", "image")),
+            ("config.guest.cpu_kind", at("config", "guest", "cpu_kind")),
+            ("config.workload.init.user", at("config", "workload", "init", "user"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from valyent_cli.cli import sanitize
 from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
 
@@ -26,9 +27,9 @@ def interactive() -> bool:
 def fleet(app: AppContext, flag: str | None) -> str:
     """The fleet to act on: --fleet > VALYENT_FLEET > valyent.toml > the profile's fleet > a picker on a terminal."""
     if flag is not None:
-        from valyent_cli.cli.validate import text
+        from valyent_cli.cli.validate import name
 
-        if not text(flag, "--fleet").strip():
+        if not name(flag, "--fleet").strip():
             raise UsageError("--fleet must not be empty")
         return flag.strip()
     if app.settings.fleet:
@@ -43,7 +44,7 @@ def fleet(app: AppContext, flag: str | None) -> str:
     import typer
 
     for number, item in enumerate(fleets, 1):
-        sys.stderr.write(f"  {number}) {item.get('name')}  ({item.get('id')})\n")
+        sys.stderr.write(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})") + "\n")
     while True:
         answer = typer.prompt("Fleet", default="1", err=True)
         if answer.isdigit() and 1 <= int(answer) <= len(fleets):
@@ -59,9 +60,9 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
     from valyent_cli.api import NotFound
 
-    from valyent_cli.cli.validate import text
+    from valyent_cli.cli.validate import name
 
-    ref = text(ref, "MACHINE").strip()
+    ref = name(ref, "MACHINE").strip()
     if not ref:
         raise UsageError("the machine id must not be empty")
     client = app.client

@@ -29,6 +29,17 @@ def text(value: str, flag: str) -> str:
     return value
 
 
+def name(value: str, flag: str) -> str:
+    """A name or id the CLI sends (a fleet, a machine): text without control characters, which would reach
+    terminals when shown back."""
+    from valyent_cli.cli.sanitize import has_control
+
+    text(value, flag)
+    if has_control(value):
+        raise UsageError(f"{flag} must not contain control characters")
+    return value
+
+
 def fleet_name(value: str, flag: str = "NAME") -> str:
     text(value, flag)
     if not _NAME.match(value):
@@ -162,6 +173,8 @@ def load_payload_file(path: str, flag: str = "--config") -> dict[str, Any]:
             data: Any = tomllib.loads(content)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{flag}: {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"{flag}: {path} is nested too deeply (a create payload is a few levels deep)") from None
     else:
         try:
             data = json.loads(content)
@@ -169,6 +182,34 @@ def load_payload_file(path: str, flag: str = "--config") -> dict[str, Any]:
             raise UsageError(
                 f"{flag}: {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             ) from None
+        except RecursionError:
+            raise UsageError(f"{flag}: {path} is nested too deeply (a create payload is a few levels deep)") from None
+    if _depth(data) > MAX_PAYLOAD_DEPTH:
+        raise UsageError(f"{flag}: {path} is nested too deeply (a create payload is a few levels deep)")
     if not isinstance(data, dict):
         raise UsageError(f"{flag}: {path} must hold an object (a create payload), not {type(data).__name__}")
     return data
+
+
+#: how deep a create payload file may nest: the real one is five levels deep; far deeper is a mistake or an attack,
+#: and would exhaust Python's recursion further on
+MAX_PAYLOAD_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_PAYLOAD_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -278,10 +278,12 @@ def put(
     try:
         fs, machine_id = _fs(ctx, fleet, machine)
         with _on(machine_id, remote):
-            fs.write(remote, source if source is not None else sys.stdin.buffer)
+            note = fs.write(remote, source if source is not None else sys.stdin.buffer)
     finally:
         if source is not None:
             source.close()
+    if note and local != "-":  # a file that grew meanwhile, or one of unknown size (/proc): say how it went
+        ctx.obj.output().info(f"Note: {note}")
     ctx.obj.output().done(f"Uploaded {'stdin' if local == '-' else local} to {remote}")
 
 

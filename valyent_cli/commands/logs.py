@@ -435,7 +435,7 @@ def _decode(batch: list[bytes]) -> list[tuple[bytes, dict[str, Any]]]:
 
     try:
         entries = loads(b"[" + b",".join(batch) + b"]")
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     else:
         if len(entries) == len(batch) and all(type(e) is dict for e in entries):
@@ -444,7 +444,7 @@ def _decode(batch: list[bytes]) -> list[tuple[bytes, dict[str, Any]]]:
     for line in batch:
         try:
             entry = loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(entry, dict):
             pairs.append((line, entry))

@@ -472,11 +472,10 @@ def exec_(
     if json:
         out.data(result)
         raise typer.Exit(0)
-    stdout, stderr = result.get("stdout") or "", result.get("stderr") or ""
-    sys.stdout.write(stdout)
-    sys.stdout.flush()
-    sys.stderr.write(stderr)
-    sys.stderr.flush()
+    from valyent_cli.cli.sanitize import write_output
+
+    write_output(sys.stdout, result.get("stdout") or "")
+    write_output(sys.stderr, result.get("stderr") or "")
     code = result.get("exit_code")
     raise typer.Exit(code if isinstance(code, int) and 0 <= code <= 255 else Exit.EXEC_FAILED)
 

@@ -7,6 +7,7 @@ writes `server.json` ({host, port, pid, endpoint, initd_endpoint}) and `server.p
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -14,8 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from valyent_cli.local.preflight import describe_os_error
 from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, ensure_data_dir, read_token, resolve_data_dir
 from valyent_cli.local.runner import ServeError, endpoint_host, is_loopback, server_urls
 
@@ -76,11 +79,12 @@ def running_info(data_dir: Path) -> dict | None:
     return info if healthy(info["host"], info["port"]) else None
 
 
-def log_tail(data_dir: Path, lines: int = 20) -> str:
+def log_tail(data_dir: Path, lines: int = 20, since: int = 0) -> str:
+    """The last lines of `server.log`, from offset ``since`` on (a start shows only what it wrote)."""
     try:
         with open(data_dir / "server.log", "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
+            fh.seek(max(since, fh.tell() - 8192))
             return b"\n".join(fh.read().splitlines()[-lines:]).decode(errors="replace")
     except OSError:
         return ""
@@ -88,11 +92,49 @@ def log_tail(data_dir: Path, lines: int = 20) -> str:
 
 def start(data_dir: Path | str | None = None, host: str | None = None, port: int | None = None,
           allow_remote: bool = False) -> tuple[dict, bool]:
-    """Start the server in the background unless it runs. Returns (info, started_now); info has the token."""
+    """Start the server in the background unless it runs. Returns (info, started_now); info has the token.
+
+    Starters of one data dir take turns under a lock (`start.lock`): when several commands find the sandbox down
+    at once, one starts it and the others wait for it, then use it.
+    """
     data_dir = ensure_data_dir(resolve_data_dir(data_dir))
+    read_token(data_dir)  # a token file that must not be used is refused before anything starts
     info = running_info(data_dir)
     if info:
         return {**info, "data_dir": str(data_dir), "token": read_token(data_dir)}, False
+    with _start_lock(data_dir):
+        info = running_info(data_dir)
+        if info:  # another starter got there first
+            return {**info, "data_dir": str(data_dir), "token": read_token(data_dir)}, False
+        return _spawn(data_dir, host, port, allow_remote)
+
+
+@contextlib.contextmanager
+def _start_lock(data_dir: Path) -> Iterator[None]:
+    import fcntl
+
+    path = data_dir / "start.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DaemonError(describe_os_error(exc, path)) from None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT + 10
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DaemonError(f"another `valyent local start` has held {path} for over "
+                                      f"{START_TIMEOUT + 10:.0f} s; is it stuck?") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: bool) -> tuple[dict, bool]:
     last = read_info(data_dir) or {}
     host = host or last.get("host") or DEFAULT_HOST
     port = port or last.get("port") or DEFAULT_PORT
@@ -103,23 +145,52 @@ def start(data_dir: Path | str | None = None, host: str | None = None, port: int
            "--data-dir", str(data_dir)]
     if allow_remote:
         cmd.append("--allow-remote")
-    with open(data_dir / "server.log", "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True, cwd=str(data_dir))
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DaemonError(f"the sandbox server exited (code {proc.returncode}) while starting:\n"
-                              + log_tail(data_dir))
-        if healthy(host, port, timeout=0.5):
-            info = read_info(data_dir) or {}
-            if info.get("pid") == proc.pid:
-                return {**info, "data_dir": str(data_dir), "token": read_token(data_dir)}, True
-        time.sleep(0.05)
+    log_path = data_dir / "server.log"
+    try:
+        with open(log_path, "ab") as log:
+            since = log.tell()  # what this start writes: earlier runs' lines are not this start's error
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    close_fds=True, cwd=str(data_dir))
+    except OSError as exc:
+        raise DaemonError(describe_os_error(exc, log_path)) from None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DaemonError(_failure(proc.returncode, data_dir, since))
+            if healthy(host, port, timeout=0.5):
+                info = read_info(data_dir) or {}
+                if info.get("pid") == proc.pid:
+                    return {**info, "data_dir": str(data_dir), "token": read_token(data_dir)}, True
+            time.sleep(0.05)
+        raise DaemonError(f"the sandbox server did not answer within {START_TIMEOUT:.0f} s:\n"
+                          + log_tail(data_dir, since=since))
+    except BaseException:
+        # Failed, timed out, or interrupted (Ctrl-C, SIGTERM): leave no server behind, half-started or not.
+        _end(proc)
+        raise
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
     proc.terminate()
-    raise DaemonError(f"the sandbox server did not answer within {START_TIMEOUT:.0f} s:\n" + log_tail(data_dir))
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _failure(code: int, data_dir: Path, since: int) -> str:
+    """Why the server this start spawned exited: its own one-line error when it gave one, else its log."""
+    tail = log_tail(data_dir, since=since)
+    errors = [line[len("error: "):] for line in tail.splitlines() if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    return f"the sandbox server exited (code {code}) while starting:\n{tail}"
 
 
 def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | None:

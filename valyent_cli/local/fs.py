@@ -56,12 +56,22 @@ def entry(host: Path, machine_path: str, root: Path) -> dict:
     st = _safe_stat(host, root)
     name = machine_path.rsplit("/", 1)[-1] or "/"
     return {
-        "name": name,
-        "path": machine_path,
+        "name": _text(name),
+        "path": _text(machine_path),
         "is_dir": stat_mod.S_ISDIR(st.st_mode),
         "size": st.st_size,
         "mod_time": int(st.st_mtime),
     }
+
+
+def _text(name: str) -> str:
+    """A name as JSON can carry it: bytes that are not UTF-8 (surrogate escapes) become U+FFFD, as Ravel's Go
+    encoder writes them, so one such file never makes its directory unlistable."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _safe_stat(host: Path, root: Path) -> os.stat_result:
@@ -131,6 +141,8 @@ def open_for_read(root: Path, path: object) -> tuple[Path, str]:
         raise not_found(f"{mpath}: file")
     if os.path.isdir(host):
         raise invalid(f"{mpath} is a directory", "query.path", path)
+    if not os.path.isfile(host):  # a FIFO would hold the read open forever; a device has no end
+        raise invalid(f"{mpath} is not a regular file", "query.path", path)
     return host, mpath
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -23,13 +24,26 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path:
     return Path(data_dir).expanduser() if data_dir else default_data_dir()
 
 
+def _refuse(message: str) -> Exception:
+    from valyent_cli.local.runner import ServeError
+
+    return ServeError(message)
+
+
 def ensure_data_dir(data_dir: Path) -> Path:
-    """Create the data dir (mode 0700: it holds the token and every machine's files)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create the data dir (mode 0700: it holds the token and every machine's files). One that cannot be made
+    0700 (another user's) is an error: the token would be readable by others."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise _refuse(f"cannot create the sandbox data dir {data_dir}: {exc.strerror or exc}") from None
     try:
         os.chmod(data_dir, 0o700)
-    except OSError:
-        pass
+    except OSError as exc:
+        raise _refuse(
+            f"cannot make the sandbox data dir {data_dir} private (mode 0700): {exc.strerror or exc}; it holds the "
+            "sandbox's token: use a directory of your own (--data-dir or VALYENT_LOCAL_DIR)"
+        ) from None
     return data_dir
 
 
@@ -38,10 +52,32 @@ def token_path(data_dir: Path) -> Path:
 
 
 def read_token(data_dir: Path) -> str | None:
+    """The token in ``data_dir``, None when there is none. A token file that is not a regular file of ours is
+    refused (anyone who could write it chose the token; anyone who can read it holds it); one of ours readable by
+    others is made 0600 first."""
+    path = token_path(data_dir)
     try:
-        return token_path(data_dir).read_text().strip() or None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _refuse(f"cannot read the sandbox token {path}: {exc.strerror or exc} (is it a symbolic link? "
+                      "remove it: a new token is made at the next start)") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(f"the sandbox token {path} is not a regular file; remove it (a new token is made at the "
+                          "next start)")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise _refuse(f"the sandbox token {path} belongs to another user (uid {st.st_uid}); refusing to use "
+                          "it: remove it (a new token is made at the next start), or use a data dir of your own")
+        if st.st_mode & 0o077:
+            try:
+                os.fchmod(fh.fileno(), 0o600)
+            except OSError as exc:
+                raise _refuse(f"the sandbox token {path} is readable by others and cannot be made 0600: "
+                              f"{exc.strerror or exc}") from None
+        return fh.read(4096).decode("utf-8", "replace").strip() or None
 
 
 def load_or_create_token(data_dir: Path) -> str:

@@ -86,6 +86,10 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         raise ServeError(f"invalid port {port}", usage=True)
     data_dir = ensure_data_dir(Path(data_dir))
     lock = _lock(data_dir)
+    from valyent_cli.local import preflight
+
+    preflight.check_state(data_dir)
+    preflight.remove_stale_uploads(data_dir)
     _raise_fd_limit()
     sock = _bind(host, port)
     token = load_or_create_token(data_dir)
@@ -171,5 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2 if exc.usage else 1)
+    except OSError as exc:  # a full disk or an unwritable data dir while starting: one line, no traceback
+        from valyent_cli.local.preflight import describe_os_error
+
+        print(f"error: {describe_os_error(exc, exc.filename or args.data_dir or 'the data dir')}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

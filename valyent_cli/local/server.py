@@ -273,10 +273,18 @@ async def machine_logs(request: Request) -> Response:
     return StreamingResponse(history_array(), media_type="application/json")
 
 
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an exec's output bytes that are not UTF-8 travel as lone
+    surrogates ("\\udc80"), which the client writes back as the same bytes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 async def exec_machine(request: Request) -> Response:
     mid = _machine_row(request)["id"]
     cmd, timeout_ms = check_exec(await _json_body(request))
-    return JSONResponse(await _sup(request).exec(mid, cmd, timeout_ms))
+    return _AsciiJSONResponse(await _sup(request).exec(mid, cmd, timeout_ms))
 
 
 async def _set_gateway(request: Request, enabled: bool) -> Response:
@@ -426,7 +434,10 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
+    from valyent_cli.local.faults import problem_for
+
+    problem = problem_for(exc, request.query_params.get("path"))  # a 400 when the path caused it; no host paths
+    return JSONResponse(problem.body(), problem.status)
 
 
 def create_app(data_dir: Path, token: str) -> Starlette:

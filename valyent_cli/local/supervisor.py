@@ -470,8 +470,8 @@ class Supervisor:
             if not proto.exited.done():  # the request was cancelled: leave nothing running
                 procs.killpg(pgid, signal.SIGKILL)
             transport.close()
-        stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="replace")
-        stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="replace")
+        stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="surrogateescape")
+        stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="surrogateescape")
         if timed_out:
             stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}

@@ -1,0 +1,73 @@
+"""Text from a server or a machine, made safe to show on a terminal.
+
+A file name, an image reference, an error detail or a log line can carry terminal control sequences:
+``\\e]0;...\\a`` sets the window title, ``\\e[2J`` clears the screen, others move the cursor, rewrite what was shown
+or (on some terminals) answer back as if typed. Every such string is shown with its control characters escaped
+(``\\x1b``, ``\\x07``, ``\\u202e``...): visible, inert. Log lines and a command's output shown on a terminal keep
+their colours (SGR sequences, ``\\e[...m``) and nothing else. ``--json`` and data written to a pipe are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls, DEL, C1 controls, and the Unicode format characters that reorder or hide text (bidi overrides and
+# isolates, which make a name read differently from what it is).
+_FORMAT = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_ANY = re.compile(f"[\x00-\x1f{_FORMAT}]")
+# The same, but for newline (\n) and tab (\t), which a message or an output may hold.
+_BUT_LINES = re.compile(f"[\x00-\x08\x0b-\x1f{_FORMAT}]")
+# What a terminal's output may keep: colour (SGR) sequences, a CR before a newline, newlines and tabs.
+_OUTPUT = re.compile(f"(\x1b\\[[0-9;:]*m)|(\r\n)|([\x00-\x08\x0b-\x1f{_FORMAT}])")
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def line(text: str) -> str:
+    """One line for a table cell or a name: every control character escaped, newlines and tabs too."""
+    if not _ANY.search(text):
+        return text
+    return _ANY.sub(lambda m: _escape(m.group()), text)
+
+
+def block(text: str) -> str:
+    """A message that may span lines: newlines and tabs kept, every other control character escaped."""
+    if not _BUT_LINES.search(text):
+        return text
+    return _BUT_LINES.sub(lambda m: _escape(m.group()), text)
+
+
+def output(text: str) -> str:
+    """A log line or a command's output for a terminal: colour (SGR) kept, with newlines, tabs and CR-LF; every
+    other control character escaped, so no sequence can move the cursor, clear the screen or set the title."""
+    if "\x1b" not in text and not _BUT_LINES.search(text):
+        return text
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(3) is None:
+            return match.group()
+        return _escape(match.group(3))
+
+    return _OUTPUT.sub(sub, text)
+
+
+def has_control(text: str) -> bool:
+    """Whether a value the CLI would send holds a control (or bidi format) character."""
+    return _ANY.search(text) is not None
+
+
+def write_output(stream, text: str) -> None:  # noqa: ANN001 - sys.stdout or sys.stderr
+    """A command's output, as the bytes it wrote: bytes that were not UTF-8 arrive as lone surrogates (the sandbox
+    sends them so) and are written back as those bytes, never as U+FFFD. On a terminal, ``output`` applies."""
+    if stream.isatty():
+        text = output(text)
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (a JSON "\ud800"): shown escaped
+        data = text.encode("utf-8", "backslashreplace")
+    stream.flush()
+    stream.buffer.write(data)
+    stream.buffer.flush()
