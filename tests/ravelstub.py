@@ -98,7 +98,8 @@ def validate_metadata(metadata: Any) -> None:
 
 class RavelStub:
     def __init__(self, *, bearer: str | None = None, templates: tuple[str, ...] = ("eco", "std"),
-                 follow_deadline: float = 30.0, healthy_after: float = 0.3, region: str = "fr") -> None:
+                 follow_deadline: float = 30.0, healthy_after: float = 0.3, region: str = "fr",
+                 ssl_context: Any = None) -> None:
         # ravel/server/auth.go: with no bearer_token configured there is no auth at all
         self.bearer = bearer
         # the vcpus templates of the server's config (the example config has eco and std)
@@ -128,6 +129,11 @@ class RavelStub:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if ssl_context is not None:
+            # ravel/server/server.go: `server.api.tls`, with client certificates required when a CA is configured
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True,
+                                                         do_handshake_on_connect=False)
+            self.url = f"https://localhost:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -425,6 +431,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+    def handle(self) -> None:
+        import ssl
+
+        try:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.do_handshake()  # in this connection's thread: a refused client ends only its own
+            super().handle()
+        except OSError:
+            pass
 
     def _any(self) -> None:
         stub = self.server_stub

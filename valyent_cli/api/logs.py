@@ -235,6 +235,8 @@ class LogFollower:
             # Ravel ends every follow stream after 30 s (a write deadline): reconnecting then is routine, not news.
             if self._on_reconnect is not None and not planned:
                 self._on_reconnect(self.reconnects, reason)
+            if planned and failures == 0:
+                continue  # at once: the node keeps only its last 100 entries, and lines go on coming meanwhile
             delay = min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
             time.sleep(delay * random.uniform(0.75, 1.0))
 
