@@ -98,6 +98,10 @@ class Client:
     >>> machine.wait("running", 60)
 
     ``endpoint`` is the API base URL (``https://console.valyent.cloud/v1``, or a Ravel server's root);
+    ``token`` goes in ``Authorization: Bearer TOKEN``, or alone with ``auth_scheme="raw"`` (a Ravel compares the
+    whole header with its ``bearer_token``); with no token (only off Valyent Cloud) no header is sent.
+    ``ca_cert``, ``client_cert`` and ``client_key`` are PEM files: the CA to trust, and this client's certificate
+    for servers that require one (mTLS);
     ``namespace`` is sent as ``?namespace=`` on every request when set; ``initd_endpoint`` is the URL template of a
     machine's agent, with ``{machine_id}`` in it.
 
@@ -143,6 +147,9 @@ class Client:
 
         if auth_scheme not in AUTH_SCHEMES:
             raise errors.InvalidArgument(f"unknown auth scheme {auth_scheme!r}: choose one of {', '.join(AUTH_SCHEMES)}")
+        if not token and endpoint.rstrip("/") == DEFAULT_ENDPOINT:
+            # Valyent Cloud always needs one; a self-hosted Ravel configured without `bearer_token` takes none.
+            raise errors.InvalidArgument("an API token is required")
         if client_key and not client_cert:
             raise errors.InvalidArgument("a client key needs its client certificate (client_cert)")
         self.endpoint = endpoint.rstrip("/")
