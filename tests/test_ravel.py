@@ -412,3 +412,65 @@ def test_mtls_with_ca_and_client_certificate(tmp_path):
         assert str(cert_pem) in shown
     finally:
         stub.close()
+
+
+def test_wait_healthy_times_out_and_needs_a_check(env, ravel):
+    ravel.healthy_after = 3600
+    checked = create_machine(env, "--health-cmd", "true")
+    late = run_cli("machines", "wait", checked, "--healthy", "--timeout", "1s", env=env)
+    assert late.returncode == 5 and "not healthy" in late.stderr
+    plain = create_machine(env)
+    nothing = run_cli("machines", "wait", plain, "--healthy", "--timeout", "1s", env=env)
+    assert nothing.returncode == 2 and "no health check" in nothing.stderr
+
+
+def test_follower_matches_replays_of_a_sliding_window():
+    """The node keeps its last 100 entries (dropping 20 when full); each reconnection replays that window, then
+    `null`, then live lines. With many identical lines in one second, every entry is yielded once, in order."""
+    from contextlib import contextmanager
+
+    from valyent_cli.api.logs import LogFollower
+
+    history: list[dict] = []
+    window: list[dict] = []
+
+    def append(message: str, ts: int) -> None:
+        entry = {"timestamp": ts, "instance_id": "i", "source": "stdout", "level": "info", "message": message}
+        history.append(entry)
+        if len(window) >= 100:
+            del window[:20]
+        window.append(entry)
+
+    def line(entry: dict) -> bytes:
+        return json.dumps(entry).encode() + b"\n"
+
+    connections = []
+    # (appended while away, live on the connection); at most 80 away, so that the window still holds the last one seen
+    plan = [(30, 10), (45, 25), (0, 7), (80, 3), (60, 40), (79, 0), (5, 0)]
+    counter = iter(range(10**6))
+
+    class Response:
+        def __init__(self, chunks):
+            self.chunks = chunks
+
+        def iter_bytes(self):
+            yield from self.chunks
+
+    @contextmanager
+    def open_stream(_idle):
+        away, live = plan[len(connections)]
+        for _ in range(away):
+            n = next(counter)
+            append(f"same {n // 7}", 1700000000 + n // 50)
+        chunks = [b"".join(line(e) for e in window) + b"null\n"]
+        for _ in range(live):
+            n = next(counter)
+            append(f"same {n // 7}", 1700000000 + n // 50)
+            chunks.append(line(window[-1]))
+        connections.append(len(window))
+        yield Response(chunks)
+
+    follower = LogFollower(open_stream, is_finished=lambda: len(connections) == len(plan), backoff_base=0)
+    got = list(follower)
+    assert [e["message"] for e in got] == [e["message"] for e in history]
+    assert len(got) == len(history)
