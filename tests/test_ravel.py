@@ -474,3 +474,32 @@ def test_follower_matches_replays_of_a_sliding_window():
     got = list(follower)
     assert [e["message"] for e in got] == [e["message"] for e in history]
     assert len(got) == len(history)
+
+
+def test_readme_self_hosted_section_walkthrough(tmp_path):
+    """The README's "Self-hosted Ravel" steps, as written there, against a stock Ravel."""
+    stub = RavelStub(bearer=TOKEN)  # configured without "Bearer ": the raw scheme
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+        env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
+        ok(run_cli("profiles", "create", "ravel", "--endpoint", stub.url, "--namespace", "demo", "--region", "fr",
+                   "--cpu-kind", "eco", "--token-stdin", "--use", env=env, input=TOKEN))
+        assert run_cli("namespaces", "create", "demo", env=env).returncode == 3
+        ok(run_cli("profiles", "set", "auth_scheme", "raw", env=env))
+        ok(run_cli("namespaces", "create", "demo", env=env))
+        ok(run_cli("fleets", "create", "web", "--label", "team=core", "--use", env=env))
+        ok(run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE))
+        machine = ok(run_cli("machines", "create", "-q", "--image", "nginx", "--label", "app=web", "--secret",
+                             "db-password:DB_PASSWORD", "--health-cmd", "curl -fs localhost", "--health-interval", "10s",
+                             "--volume", "data:/var/lib/data", "--network", "backend=10.0.1.2/24", env=env)).stdout.strip()
+        ok(run_cli("machines", "wait", machine, "--healthy", env=env))
+        assert run_cli("machines", "exec", machine, "--", "sh", "-c", "exit 7", env=env).returncode == 7
+        stub.add_logs(machine, ["hello"])
+        assert ok(run_cli("logs", machine, env=env)).stdout.rstrip().endswith("hello")
+        ok(run_cli("machines", "label", machine, "tier=front", "app-", env=env))
+        assert ok(run_cli("machines", "list", "-q", "--label", "tier=front", env=env)).stdout.split() == [machine]
+        ok(run_cli("machines", "versions", machine, env=env))
+        fs = run_cli("fs", "ls", machine, "/", env=env)
+        assert fs.returncode == 2 and "initd_endpoint" in fs.stderr
+    finally:
+        stub.close()
