@@ -503,3 +503,13 @@ def test_readme_self_hosted_section_walkthrough(tmp_path):
         assert fs.returncode == 2 and "initd_endpoint" in fs.stderr
     finally:
         stub.close()
+
+
+def test_auth_login_and_status_against_ravel_without_a_namespace(tmp_path, ravel):
+    env = base_env(tmp_path, ravel.url)
+    env.pop("VALYENT_API_TOKEN")
+    ok(run_cli("auth", "login", "--token-stdin", env=env, input=TOKEN))
+    status = ok(run_cli("auth", "status", env=env))
+    assert "token accepted" in status.stdout
+    refused = run_cli("auth", "login", "--token-stdin", env=env, input="wrong-token-0000")
+    assert refused.returncode == 3
