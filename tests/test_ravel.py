@@ -120,7 +120,7 @@ def test_fs_needs_an_initd_endpoint_off_valyent_cloud(env, ravel):
 
 
 # -- cpu kind -----------------------------------------------------------------------------------------------------
-def test_cpu_kind_from_profile_env_and_flag_with_hint(env, ravel):
+def test_cpu_kind_from_profile_env_and_flag_with_hint(env, ravel, tmp_path):
     env = dict(env)
     env.pop("VALYENT_CPU_KIND")
     refused = run_cli("machines", "create", "--image", "nginx", env=env)
@@ -133,6 +133,13 @@ def test_cpu_kind_from_profile_env_and_flag_with_hint(env, ravel):
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "eco"
     create_machine(env, "--cpu-kind", "std")
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "std"
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "valyent.toml").write_text('[machine]\ncpu_kind = "std"\n')
+    ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env, cwd=project))  # project file > profile
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "std"
+    ok(run_cli("machines", "create", "-q", "--image", "nginx", env={**env, "VALYENT_CPU_KIND": "eco"}, cwd=project))
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "eco"  # env > project
 
 
 # -- exec and logs ------------------------------------------------------------------------------------------------

@@ -119,11 +119,14 @@ def build(
     project_source: str = "valyent.toml",
     default_region: str | None = None,
     default_cpu_kind: str | None = None,
+    env_cpu_kind: str | None = None,
 ) -> dict[str, Any]:
     """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags."""
     payload: dict[str, Any] = {}
     if machine_defaults or project_region:
         payload = _project_defaults(machine_defaults or {}, project_region, project_source)
+    if env_cpu_kind:  # the environment comes before the project file
+        payload.setdefault("config", {}).setdefault("guest", {})["cpu_kind"] = env_cpu_kind
     if config_file:
         data = v.load_payload_file(config_file)
         check_keys(data, SCHEMA, "", f"--config {config_file}")

@@ -146,6 +146,7 @@ def create(
         flags, config_file=config, machine_defaults=settings.machine_defaults,
         project_region=settings.project.get("region"), project_source=project_source,
         default_region=settings.region, default_cpu_kind=settings.cpu_kind,
+        env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
     )
     out = app_.output(json=json, quiet=quiet)
     if dry_run:
