@@ -520,3 +520,30 @@ def test_auth_login_and_status_against_ravel_without_a_namespace(tmp_path, ravel
     assert "token accepted" in status.stdout
     refused = run_cli("auth", "login", "--token-stdin", env=env, input="wrong-token-0000")
     assert refused.returncode == 3
+
+
+def test_secrets_set_on_a_terminal_asks_without_echo(env, ravel):
+    import pty
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", "secrets", "set", "tty-secret"],
+                            env={**env, "PYTHONPATH": str(REPO)}, stdin=secondary, stdout=secondary,
+                            stderr=secondary, close_fds=True)
+    os.close(secondary)
+    screen = b""
+    while b"not shown" not in screen:
+        screen += os.read(main, 4096)
+    os.write(main, SECRET_VALUE.encode() + b"\n")
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        screen += data
+    assert proc.wait(timeout=30) == 0
+    os.close(main)
+    assert SECRET_VALUE.encode() not in screen  # not echoed
+    assert b"Created secret tty-secret" in screen
+    assert ravel.bodies("POST", "/namespaces/demo/secrets")[-1] == {"name": "tty-secret", "value": SECRET_VALUE}
