@@ -32,8 +32,9 @@ class Fleets:
     def list(self, labels: dict[str, str] | None = None) -> list[Fleet]:
         """The fleets; with ``labels``, only those that carry every one of them.
 
-        Ravel declares a ``labels`` map query parameter (sent in deepObject style, ``labels[K]=V``); the answer is
-        filtered here too, so that it is right from a server that ignores the parameter.
+        Ravel declares a ``labels`` map query parameter, which the huma version it is built with (v2.27) cannot
+        parse: a plain ``labels=`` makes the handler fail. The filter goes in deepObject style (``labels[K]=V``,
+        what later huma versions read; ignored by v2.27), and the answer is filtered here, so it is right either way.
         """
         params = {f"labels[{key}]": value for key, value in (labels or {}).items()}
         data = self._client.get_json(self._client.url("fleets"), params=params or None)
