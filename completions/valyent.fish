@@ -478,7 +478,7 @@ complete -c valyent -n '__valyent_at \'namespaces delete\'' -a '(__valyent_dynam
 
 # valyent secrets
 complete -c valyent -n '__valyent_at \'secrets\'' -a 'list' -d 'List the secrets of the namespace (names and dates; values are never shown).'
-complete -c valyent -n '__valyent_at \'secrets\'' -a 'set' -d 'Create a secret, or change its value when it exists. The value is read from stdin (asked without echo on a terminal), never from an argument, so it stays out of shell history and `ps`.'
+complete -c valyent -n '__valyent_at \'secrets\'' -a 'set' -d 'Create a secret, or change its value when it exists. The value is read from stdin (asked without echo on a terminal), never from an argument, so it stays out of shell history and `ps`; one trailing newline is dropped.'
 complete -c valyent -n '__valyent_at \'secrets\'' -a 'delete' -d 'Delete a secret. Machines created with it keep the value they got.'
 complete -c valyent -n '__valyent_at \'secrets\'' -s h -l help -d 'Show this message and exit.'
 

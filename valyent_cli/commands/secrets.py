@@ -89,7 +89,7 @@ def _read_value(name: str) -> str:
 @app.command("set")
 def set_(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     """Create a secret, or change its value when it exists. The value is read from stdin (asked without echo on a
-    terminal), never from an argument, so it stays out of shell history and `ps`.
+    terminal), never from an argument, so it stays out of shell history and `ps`; one trailing newline is dropped.
 
     Example: printf %s "$DB_PASSWORD" | valyent secrets set db-password
     """
