@@ -545,3 +545,12 @@ def test_secrets_set_on_a_terminal_asks_without_echo(env, ravel):
     assert SECRET_VALUE.encode() not in screen  # not echoed
     assert b"Created secret tty-secret" in screen
     assert ravel.bodies("POST", "/namespaces/demo/secrets")[-1] == {"name": "tty-secret", "value": SECRET_VALUE}
+
+
+def test_secret_value_never_over_plain_http_to_a_remote_host(tmp_path):
+    env = base_env(tmp_path, "http://ravel.invalid:3000")
+    env.pop("VALYENT_API_TOKEN")
+    env["VALYENT_NAMESPACE"] = "demo"
+    refused = run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE)
+    assert refused.returncode == 2 and "plain http" in refused.stderr
+    assert SECRET_VALUE not in refused.stderr

@@ -86,6 +86,20 @@ def _read_value(name: str) -> str:
     return value
 
 
+def _refuse_plain_http(settings) -> None:
+    """A secret value is as sensitive as a token: the same rule, even for a profile without a token."""
+    from urllib.parse import urlsplit
+
+    from valyent_cli.config import ENV_ALLOW_HTTP, InsecureTransportError, is_loopback_host
+
+    parts = urlsplit(settings.endpoint)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not settings.allow_http:
+        raise InsecureTransportError(
+            f"refusing to send a secret value over plain http to {parts.hostname}. Use https, or allow it "
+            f"explicitly: --allow-http, `valyent profiles set allow_http true` or {ENV_ALLOW_HTTP}=1"
+        )
+
+
 @app.command("set")
 def set_(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     """Create a secret, or change its value when it exists. The value is read from stdin (asked without echo on a
@@ -96,6 +110,7 @@ def set_(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     _name(name)
     app_ = ctx.obj
     namespace = _namespace(app_)
+    _refuse_plain_http(app_.settings)
     value = _read_value(name)
     out = app_.output(json=json)
     secret, created = app_.client.secrets.set(name, value, namespace)
