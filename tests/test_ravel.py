@@ -554,3 +554,10 @@ def test_secret_value_never_over_plain_http_to_a_remote_host(tmp_path):
     refused = run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE)
     assert refused.returncode == 2 and "plain http" in refused.stderr
     assert SECRET_VALUE not in refused.stderr
+
+
+def test_a_401_without_a_token_says_none_was_sent(tmp_path, ravel):
+    env = base_env(tmp_path, ravel.url)
+    env.pop("VALYENT_API_TOKEN")
+    refused = run_cli("namespaces", "list", env=env)
+    assert refused.returncode == 3 and "no token was sent" in refused.stderr

@@ -304,7 +304,7 @@ class Client:
                 self._sleep(attempt, retry_after)
                 attempt += 1
                 continue
-            raise errors.error_for_status(
+            error = errors.error_for_status(
                 status,
                 content,
                 content_type=response.headers.get("content-type"),
@@ -313,6 +313,8 @@ class Client:
                 url=_public_url(request.url),
                 retry_after=retry_after,
             )
+            error.sent_credentials = "authorization" in request.headers
+            raise error
 
     def _sleep(self, attempt: int, retry_after: float | None = None) -> None:
         if retry_after is not None:

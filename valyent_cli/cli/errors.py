@@ -141,6 +141,9 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, api.AuthError):
         if exc.status == 403:
             _err(f"forbidden: {exc.message}", "check that the token belongs to this namespace: valyent auth status")
+        elif exc.sent_credentials is False:
+            _err(f"not authenticated: {exc.message}",
+                 "no token was sent (none is set): run `valyent auth login`, or set VALYENT_API_TOKEN")
         elif _is_valyent_cloud(exc):
             _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
         else:
