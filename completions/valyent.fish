@@ -49,7 +49,7 @@ function __valyent_subcommands
         case 'fleets'
         printf '%s\n' list create show delete use
         case 'machines'
-        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway
+        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway run
         case 'gateways'
         printf '%s\n' list create show delete
         case 'fs'
@@ -90,6 +90,8 @@ function __valyent_value_options
         string split ' ' -- '--fleet'
         case 'machines disable-gateway'
         string split ' ' -- '--fleet'
+        case 'machines run'
+        string split ' ' -- '-i --image --region --cpus -m --memory --cpu-kind -e --env --env-file --cmd --entrypoint --user --restart --max-retries --stop-signal --stop-timeout --config --timeout --wait-timeout --fleet'
         case 'gateways list'
         string split ' ' -- '--fleet'
         case 'gateways create'
@@ -202,6 +204,7 @@ complete -c valyent -n '__valyent_at \'machines\'' -a 'events' -d 'List a machin
 complete -c valyent -n '__valyent_at \'machines\'' -a 'exec' -d 'Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'enable-gateway' -d 'Enable a machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'disable-gateway' -d 'Disable a machine\'s gateway.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'run' -d 'Run a command in a new machine until it exits, and exit with its exit code: for CI.'
 complete -c valyent -n '__valyent_at \'machines\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent machines create
@@ -302,6 +305,35 @@ complete -c valyent -n '__valyent_at \'machines enable-gateway\'' -a '(__valyent
 complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -a '(__valyent_dynamic machine)'
+
+# valyent machines run
+complete -c valyent -n '__valyent_at \'machines run\'' -s i -l image -x -d 'Container image, e.g. nginx:latest.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l region -x -d 'Region (default: the profile\'s, else gra-1).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cpus -x -d 'Number of vCPUs (default 1).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s m -l memory -x -d 'Memory: megabytes, or 512mb, 1gb (default 512).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cpu-kind -x -a 'shared eco performance' -d 'CPU kind, e.g. shared, eco (default shared).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s e -l env -x -d 'Environment variable KEY=VALUE (repeatable).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l env-file -r -F -d 'File of KEY=VALUE lines.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cmd -x -d 'The command as one string, split like a shell.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l entrypoint -x -d 'Entrypoint, split like a shell.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l user -x -d 'User to run as.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l restart -x -a 'always on-failure never' -d 'Restart policy: always, on-failure or never (default never).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l max-retries -x -d 'Restarts allowed with on-failure.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l auto-destroy -d 'Destroy the machine when it exits.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l no-auto-destroy -d 'Destroy the machine when it exits.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2' -d 'Signal sent to stop it (default SIGTERM).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l config -r -F -d 'A JSON or TOML create payload; flags override it.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l dry-run -d 'Print the payload and send nothing.'
+complete -c valyent -n '__valyent_at \'machines run\'' -s d -l detach -d 'Print the machine\'s id once it runs and return, as `create -q`.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l rm -d 'Destroy the machine afterwards, whatever happened.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l timeout -x -d 'Stop the machine after this long (30s, 10m, 1h) and exit 124.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l wait-timeout -x -d 'How long to wait for it to run.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'machines run\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent gateways
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'list' -d 'List a fleet\'s gateways.'

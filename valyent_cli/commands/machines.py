@@ -29,6 +29,8 @@ MachinesArg = Annotated[list[str], typer.Argument(metavar="MACHINE", help="Machi
 StateOpt = Annotated[
     str, typer.Option("--state", "-s", metavar="STATE", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
 ]
+#: ctx.meta key under which `machines run` hands create's flags and payload to its engine
+RUN_ENGINE = "valyent.machines.run"
 TimeoutOpt = Annotated[
     str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long to wait: seconds, or 30s, 5m, 1h.")
 ]
@@ -134,6 +136,10 @@ def create(
         default_region=settings.region,
     )
     out = app_.output(json=json, quiet=quiet)
+    engine = ctx.meta.get(RUN_ENGINE)
+    if engine is not None:  # `machines run`: these flags and this payload, then its own engine (commands/run.py)
+        engine(app_, out, body, fleet=fleet, dry_run=dry_run, detach=detach, limit=limit)
+        return
     if dry_run:
         out.data(body)
         return
@@ -503,3 +509,7 @@ def disable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = N
     m = _machine(app_, fleet_ref, machine)
     m.disable_gateway()
     out.done(f"Gateway disabled on {m.get('id')}")
+
+
+# `machines run` takes every flag of `create`: its command is built from create's signature (commands/run.py).
+from valyent_cli.commands import run as _run  # noqa: E402,F401 - registers `machines run`
