@@ -189,9 +189,31 @@ def _describe_event(event: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
+#: seconds a new machine must keep running before create calls it started (one long poll; the server's minimum)
+START_SETTLE = 1
+#: log lines shown when a machine fails to start
+LAST_LINES = 10
+
+
+def _print_last_lines(client: Any, out: Output, fleet: str, machine_id: str) -> None:
+    """The end of a machine's log on stderr: what it said before it died."""
+    from collections import deque
+
+    from valyent_cli.api import ValyentError
+
+    try:
+        last = deque(client.machines.iter_logs(fleet, machine_id), maxlen=LAST_LINES)
+    except ValyentError:
+        return
+    if last:
+        out.info("Last lines of its log:")
+        for entry in last:
+            out.info(f"  {entry.get('message', '')}")
+
+
 def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
     """Show each state and event live on stderr until the machine runs; fail with its own error if it does not."""
-    from valyent_cli.api import NotFound
+    from valyent_cli.api import NotFound, ValyentError
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exits import Exit
 
@@ -200,6 +222,7 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
     deadline = time.monotonic() + limit
     seen: set[str] = set()
     failure: str | None = None
+    settled = False
     delay = 0.05
     with out.progress(f"Waiting for {machine_id} to run...") as update:
         while True:
@@ -222,9 +245,21 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
                 elif kind == "machine.exited" and failure is None:
                     failure = f"it exited ({detail})" if detail else "it exited"
             state = str(events[-1].get("status")) if events else str(machine.get("state"))
-            if state == "running":
+            if state == "running" and not settled:
+                # Running is not started yet: a command that fails at once (a taken port, `false`) exits within
+                # moments. Hold on for the settle window (the long poll returns as soon as it stops), then look
+                # again: any exit by then, whatever the restart policy does next, is a failed start.
+                settled = True
+                update(f"Waiting for {machine_id} to settle...")
+                try:
+                    client.machines.wait(fleet, machine_id, "stopped", START_SETTLE)
+                except ValyentError:
+                    pass  # still running at the end of the window (the usual case), or gone: the events say
+                continue
+            if state == "running" and failure is None:
                 break
-            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2):
+            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2) or failure and settled:
+                _print_last_lines(client, out, fleet, machine_id)
                 raise CliError(
                     f"machine {machine_id} did not start: {failure or state}",
                     Exit.ERROR,

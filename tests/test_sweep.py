@@ -1,0 +1,60 @@
+"""Issue 14, the correctness sweep: each item's test, against the real sandbox through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import sys
+
+import pytest
+from helpers import run_cli
+
+from valyent_cli.api import Client
+
+
+@pytest.fixture()
+def fleet_env(cli_env, sandbox):
+    name = f"s-{secrets.token_hex(4)}"
+    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
+    client.fleets.create(name)
+    yield {**cli_env, "VALYENT_FLEET": name}, client, name
+    for m in client.machines.list(name):
+        client.machines.delete(name, m["id"], force=True)
+    client.fleets.delete(name)
+    client.close()
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# 1. a machine that exits during start fails create, whatever its restart policy
+@pytest.mark.parametrize("restart", ["never", "always"])
+def test_create_fails_when_the_command_exits_at_once(fleet_env, restart):
+    env, _, _ = fleet_env
+    for _ in range(3):
+        result = run_cli("machines", "create", "-q", "--image", "alpine", "--restart", restart, "--",
+                         "sh", "-c", "echo dying >&2; exit 3", env=env)
+        assert result.returncode == 1, result.stderr
+        assert result.stdout == ""
+        assert "exit code 3" in result.stderr
+        assert "dying" in result.stderr  # its last log lines
+
+
+def test_create_fails_when_the_port_is_taken(fleet_env):
+    env, _, _ = fleet_env
+    port = str(free_port())
+    server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", port]
+    ok(run_cli("machines", "create", "-q", "--image", "python", "--", *server, env=env))
+    second = run_cli("machines", "create", "-q", "--image", "python", "--", *server, env=env)
+    assert second.returncode == 1, second.stderr
+    assert "Address already in use" in second.stderr
