@@ -58,3 +58,38 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
     second = run_cli("machines", "create", "-q", "--image", "python", "--", *server, env=env)
     assert second.returncode == 1, second.stderr
     assert "Address already in use" in second.stderr
+
+
+# 2, 3. the local profile keeps its fleet and knows its sandbox's data dir
+@pytest.fixture()
+def local_env(tmp_path):
+    from conftest import clean_environ
+
+    from valyent_cli.local import daemon
+
+    env = clean_environ()
+    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "xdg"), NO_COLOR="1")
+    env.pop("VALYENT_LOCAL_DIR", None)
+    yield env
+    daemon.stop(tmp_path / "custom")  # whatever a failed test left running
+    daemon.stop(tmp_path / "xdg" / "valyent" / "local")
+
+
+def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env, tmp_path):
+    from conftest import free_port
+
+    custom = tmp_path / "custom"
+    ok(run_cli("local", "start", "--data-dir", str(custom), "--port", str(free_port()), env=local_env))
+    ok(run_cli("fleets", "create", "web", "--use", env=local_env))
+    again = ok(run_cli("local", "start", env=local_env))
+    assert "already running" in again.stderr  # the same sandbox, found through the profile
+    assert json.loads(ok(run_cli("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
+    status = json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)
+    assert status["running"] is True and status["data_dir"] == str(custom)
+    stopped = ok(run_cli("local", "stop", env=local_env))
+    assert "Stopped the local sandbox" in stopped.stderr
+    assert json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)["running"] is False
+    # A restart keeps the fleet while the sandbox has it
+    ok(run_cli("local", "start", env=local_env))
+    assert json.loads(ok(run_cli("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
+    ok(run_cli("local", "stop", env=local_env))

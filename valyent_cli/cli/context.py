@@ -82,8 +82,10 @@ class AppContext:
         from valyent_cli.local.runner import ServeError
 
         sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
+        from valyent_cli.commands.local import _data_dir
+
         try:
-            info = ensure_running(port=port, host=host)
+            info = ensure_running(_data_dir(None), port=port, host=host)
         except (DaemonError, ServeError) as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None
