@@ -196,9 +196,9 @@ complete -c valyent -n '__valyent_at \'machines\'' -a 'create' -d 'Create a mach
 complete -c valyent -n '__valyent_at \'machines\'' -a 'list' -d 'List the machines of a fleet.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'show' -d 'Show a machine.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'restart' -d 'Stop then start machines, waiting for each step.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'wait' -d 'Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'events' -d 'List a machine\'s events, oldest first: time, type, state, origin and what happened.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'exec' -d 'Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.'
@@ -512,7 +512,7 @@ complete -c valyent -n '__valyent_at \'profiles import\'' -s h -l help -d 'Show 
 # valyent local
 complete -c valyent -n '__valyent_at \'local\'' -a 'serve' -d 'Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.'
 complete -c valyent -n '__valyent_at \'local\'' -a 'start' -d 'Start the sandbox in the background and make the `local` profile active.'
-complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs.'
+complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs (the one the `local` profile points at).'
 complete -c valyent -n '__valyent_at \'local\'' -a 'status' -d 'Say whether the sandbox runs, where, and how many machines it holds.'
 complete -c valyent -n '__valyent_at \'local\'' -s h -l help -d 'Show this message and exit.'
 

@@ -93,3 +93,77 @@ def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env,
     ok(run_cli("local", "start", env=local_env))
     assert json.loads(ok(run_cli("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
     ok(run_cli("local", "stop", env=local_env))
+
+
+SLEEPER = ["sleep", "600"]
+
+
+def create(env) -> str:
+    return ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", *SLEEPER, env=env)).stdout.strip()
+
+
+# 4. wait's hint names --timeout
+def test_wait_timeout_hint_names_the_flag(fleet_env):
+    env, _, _ = fleet_env
+    machine = create(env)
+    result = run_cli("machines", "wait", machine, "--state", "stopped", "--timeout", "1s", env=env)
+    assert result.returncode == 5
+    assert "--timeout" in result.stderr and "profile key" not in result.stderr
+
+
+# 5. one error line, in the CLI's words
+def test_delete_running_says_it_once_with_force(fleet_env):
+    env, _, fleet = fleet_env
+    machine = create(env)
+    result = run_cli("machines", "delete", machine, "--yes", env=env)
+    assert result.returncode == 1
+    assert "--force" in result.stderr and "force=true" not in result.stderr
+    assert result.stderr.count("stop it first") == 1
+    again = run_cli("fleets", "create", fleet, env=env)
+    assert again.returncode == 1
+    assert again.stderr.count("already exists") == 1, again.stderr
+
+
+# 6. stop and delete are idempotent, with a note
+def test_stop_and_delete_twice_succeed_with_a_note(fleet_env):
+    env, _, _ = fleet_env
+    machine = create(env)
+    ok(run_cli("machines", "stop", machine, env=env))
+    second = ok(run_cli("machines", "stop", machine, env=env))
+    assert "already stopped" in second.stderr
+    ok(run_cli("machines", "delete", machine, "--yes", env=env))
+    again = ok(run_cli("machines", "delete", machine, "--yes", env=env))
+    assert "already destroyed" in again.stderr
+
+
+# 8. id prefixes match live machines first; help examples are prefixes long enough to work
+def test_prefix_matches_live_machines_first(fleet_env):
+    env, client, fleet = fleet_env
+    ids = [create(env) for _ in range(3)]
+    ok(run_cli("machines", "delete", ids[2], "--force", "--yes", env=env))
+    common = ids[0]
+    while not all(i.startswith(common) for i in ids):
+        common = common[:-1]
+    result = run_cli("machines", "show", common, env=env)
+    assert result.returncode == 2  # two live machines share it: ambiguous between them only
+    assert ids[0] in result.stderr and ids[1] in result.stderr and ids[2] not in result.stderr
+
+
+def test_help_examples_use_prefixes_that_would_work():
+    import re
+
+    import typer
+
+    from valyent_cli.main import full_app
+
+    def walk(command):
+        yield command
+        for sub in getattr(command, "commands", {}).values():
+            yield from walk(sub)
+
+    found = []
+    for command in walk(typer.main.get_command(full_app())):
+        found += re.findall(r"\b(01[0-9a-hjkmnp-tv-z]{2,})\b", command.help or "")
+    assert found
+    # Ids are time-ordered: machines made the same minute share ~8 leading characters.
+    assert all(len(prefix) >= 12 for prefix in found), found

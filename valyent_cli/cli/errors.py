@@ -169,8 +169,11 @@ def _details(payload: object) -> str:
     if not isinstance(errors, list):
         return ""
     lines = []
+    said = str(payload.get("detail") or payload.get("message") or "").strip()
     for item in errors[:10]:
         if isinstance(item, dict) and item.get("message"):
+            if str(item["message"]).strip() == said and not item.get("location"):
+                continue  # the message again, below itself
             where = item.get("location")
             lines.append(f"\n  - {where + ': ' if where else ''}{item['message']}")
     return "".join(lines) if len(lines) > 1 or (lines and payload.get("detail")) else ""

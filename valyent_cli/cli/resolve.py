@@ -69,19 +69,20 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
         return client.machines.get(fleet_ref, ref)
     except NotFound:
         pass
-    machines = client.machines.list(fleet_ref, destroyed=include_destroyed)
-    matches = [m for m in machines if str(m.get("id", "")).startswith(ref)]
-    if len(matches) > 1:
-        alive = [m for m in matches if m.get("state") != "destroyed"]
-        if len(alive) == 1:
-            matches = alive
+    # Live machines first: ids are time-ordered, so the machines of one minute share their first ~8 characters,
+    # and the destroyed ones of the same minute must not make a live machine's prefix ambiguous.
+    matches = [m for m in client.machines.list(fleet_ref) if str(m.get("id", "")).startswith(ref)
+               and m.get("state") != "destroyed"]
+    if not matches and include_destroyed:
+        matches = [m for m in client.machines.list(fleet_ref, destroyed=True) if str(m.get("id", "")).startswith(ref)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise CliError(f"no machine {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND,
                        hint="list them with `valyent machines list --all`")
     listing = "\n".join(f"  {m.get('id')}  {m.get('state')}" for m in matches[:20])
-    raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}")
+    raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}\n"
+                     "(ids made the same minute share their first characters: type more of the id)")
 
 
 def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:

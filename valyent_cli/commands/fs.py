@@ -89,9 +89,9 @@ def ls(
     Examples:
 
     \b
-      valyent fs ls 01hx3k /etc
-      valyent fs ls -l 01hx3k /app
-      valyent fs ls 01hx3k / --json | jq -r '.[].path'
+      valyent fs ls 01hx3kq2m8vd /etc
+      valyent fs ls -l 01hx3kq2m8vd /app
+      valyent fs ls 01hx3kq2m8vd / --json | jq -r '.[].path'
     """
     from valyent_cli.api import BadRequest
 
@@ -135,7 +135,7 @@ def stat(ctx: typer.Context, machine: MachineArg, path: PathArg, json: JsonOpt =
     Example:
 
     \b
-      valyent fs stat 01hx3k /app/config.json
+      valyent fs stat 01hx3kq2m8vd /app/config.json
     """
     from valyent_cli.cli.output import ago, human_size
 
@@ -175,8 +175,8 @@ def cat(ctx: typer.Context, machine: MachineArg, path: PathArg, fleet: FleetOpt 
     Examples:
 
     \b
-      valyent fs cat 01hx3k /etc/hostname
-      valyent fs cat 01hx3k /data/dump.tar.gz | tar xz
+      valyent fs cat 01hx3kq2m8vd /etc/hostname
+      valyent fs cat 01hx3kq2m8vd /data/dump.tar.gz | tar xz
     """
     _check_path(path)
     fs, machine_id = _fs(ctx, fleet, machine)
@@ -218,9 +218,9 @@ def get(
     Examples:
 
     \b
-      valyent fs get 01hx3k /app/data.db              # ./data.db
-      valyent fs get 01hx3k /app/data.db backups/
-      valyent fs get 01hx3k /app/data.db - | sha256sum
+      valyent fs get 01hx3kq2m8vd /app/data.db              # ./data.db
+      valyent fs get 01hx3kq2m8vd /app/data.db backups/
+      valyent fs get 01hx3kq2m8vd /app/data.db - | sha256sum
     """
     _check_path(remote, "REMOTE")
     if local == "-":
@@ -256,8 +256,8 @@ def put(
     Examples:
 
     \b
-      valyent fs put 01hx3k ./config.json /app/
-      tar cz src | valyent fs put 01hx3k - /tmp/src.tar.gz
+      valyent fs put 01hx3kq2m8vd ./config.json /app/
+      tar cz src | valyent fs put 01hx3kq2m8vd - /tmp/src.tar.gz
     """
     _check_path(remote, "REMOTE")
     if local == "-":
@@ -292,7 +292,7 @@ def mkdir(ctx: typer.Context, machine: MachineArg, path: PathArg, fleet: FleetOp
     Example:
 
     \b
-      valyent fs mkdir 01hx3k /app/data/cache
+      valyent fs mkdir 01hx3kq2m8vd /app/data/cache
     """
     _check_path(path)
     fs, machine_id = _fs(ctx, fleet, machine)
@@ -316,8 +316,8 @@ def rm(
     Examples:
 
     \b
-      valyent fs rm 01hx3k /tmp/out.log
-      valyent fs rm -r 01hx3k /app/cache
+      valyent fs rm 01hx3kq2m8vd /tmp/out.log
+      valyent fs rm -r 01hx3kq2m8vd /app/cache
     """
     _check_path(path)
     if path.strip().strip("/") == "":

@@ -117,9 +117,9 @@ def logs(
     Examples:
 
     \b
-      valyent logs 01hx3k            # one machine's log so far
+      valyent logs 01hx3kq2m8vd            # one machine's log so far
       valyent logs -f --since 10m    # the whole fleet, live, starting 10 minutes back
-      valyent logs 01hx3k --json --source stderr | jq -r .message
+      valyent logs 01hx3kq2m8vd --json --source stderr | jq -r .message
     """
     import time
 

@@ -330,19 +330,35 @@ def _show(out: Output, m: dict[str, Any]) -> None:
 def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
     """Show a machine.
 
-    Example: valyent machines show 01jq
+    Example: valyent machines show 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     _show(out, _machine(app_, fleet_ref, machine))
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
+#: states in which stop has nothing to do (a second stop succeeds, as scripts expect)
+NOT_RUNNING = ("created", "stopped", "destroying", "destroyed")
+
+
+def _state_now(m: Machine) -> str | None:
+    """The machine's state as the API has it now (None if it cannot be read)."""
+    from valyent_cli.api import NotFound, ValyentError
+
+    try:
+        return str(m.refresh().get("state"))
+    except NotFound:
+        return "destroyed"
+    except ValyentError:
+        return None
+
+
 @app.command("start")
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True) -> None:
     """Start stopped machines.
 
-    Example: valyent machines start 01jq 01jr
+    Example: valyent machines start 01jqb7x4c9ts 01jqb7x4c9tv
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     for ref in machines:
@@ -362,10 +378,11 @@ def stop(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
 ) -> None:
-    """Stop running machines.
+    """Stop running machines. A machine that is not running is left as it is, with a note (exit 0).
 
-    Example: valyent machines stop 01jq --signal SIGINT --timeout 10
+    Example: valyent machines stop 01jqb7x4c9ts --signal SIGINT --timeout 10
     """
+    from valyent_cli.api import ApiError
     from valyent_cli.cli import validate as v
 
     sig = v.signal_name(signal) if signal is not None else None
@@ -373,7 +390,16 @@ def stop(
     app_, out, fleet_ref = _setup(ctx, fleet)
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
-        m.stop(signal=sig, timeout=timeout)
+        if m.get("state") in NOT_RUNNING:
+            out.info(f"Machine {m.get('id')} is already {m.get('state')}: nothing to stop")
+            continue
+        try:
+            m.stop(signal=sig, timeout=timeout)
+        except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
+            if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
+                raise
+            out.info(f"Machine {m.get('id')} is already {state}: nothing to stop")
+            continue
         if wait:
             m.wait("stopped", (timeout or 30) + 30)
         out.done(f"Stopped {m.get('id')}")
@@ -383,7 +409,7 @@ def stop(
 def restart(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None) -> None:
     """Stop then start machines, waiting for each step.
 
-    Example: valyent machines restart 01jq
+    Example: valyent machines restart 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     for ref in machines:
@@ -404,10 +430,13 @@ def delete(
     yes: YesOpt = False,
     fleet: FleetOpt = None,
 ) -> None:
-    """Delete (destroy) machines. Running ones need --force, or stop them first.
+    """Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).
 
-    Example: valyent machines delete 01jq --force --yes
+    Example: valyent machines delete 01jqb7x4c9ts --force --yes
     """
+    from valyent_cli.api import ApiError
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
     from valyent_cli.cli.resolve import confirm, require_yes
 
     require_yes(yes, "delete machines")
@@ -417,7 +446,22 @@ def delete(
     ids = [str(m.get("id")) for m in resolved]
     confirm(out, f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?", yes)
     for m in resolved:
-        m.delete(force=force)
+        if m.get("state") == "destroyed":
+            out.info(f"Machine {m.get('id')} is already destroyed: nothing to delete")
+            continue
+        try:
+            m.delete(force=force)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            state = _state_now(m)
+            if state in ("destroyed", "destroying"):
+                out.info(f"Machine {m.get('id')} is already {state}: nothing to delete")
+                continue
+            if not force and state in ("created", "preparing", "starting", "running", "stopping"):
+                raise CliError(f"machine {m.get('id')} is {state}: stop it first, or delete it with --force",
+                               Exit.ERROR, hint=f"valyent machines delete {m.get('id')} --force --yes") from None
+            raise
         out.done(f"Deleted {m.get('id')}")
 
 
@@ -431,7 +475,7 @@ def wait(
 ) -> None:
     """Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.
 
-    Example: valyent machines wait 01jq --state stopped --timeout 10m
+    Example: valyent machines wait 01jqb7x4c9ts --state stopped --timeout 10m
     """
     from valyent_cli.cli import validate as v
 
@@ -443,8 +487,18 @@ def wait(
         raise UsageError("--timeout must be more than 0")
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
+    from valyent_cli.api import TimeoutError as WaitTimeout
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
     with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
-        m.wait(state, seconds)
+        try:
+            m.wait(state, seconds)
+        except WaitTimeout as exc:
+            if getattr(exc, "url", None) and "did not reach" not in str(exc):
+                raise  # a request that timed out, not the wait
+            raise CliError(f"machine {m.get('id')} is not {state} after {timeout}", Exit.TIMEOUT,
+                           hint=f"wait longer: valyent machines wait {m.get('id')} --state {state} --timeout 10m") from None
     out.done(f"Machine {m.get('id')} is {state}")
 
 
@@ -452,7 +506,7 @@ def wait(
 def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
     """List a machine's events, oldest first: time, type, state, origin and what happened.
 
-    Example: valyent machines events 01jq
+    Example: valyent machines events 01jqb7x4c9ts
     """
     from valyent_cli.cli.output import Column, clock, state_style
 
@@ -488,7 +542,7 @@ def exec_(
 
     If the command cannot be run at all, the exit code is 255 (as ssh).
 
-    Example: valyent machines exec 01jq -- ls -la /app
+    Example: valyent machines exec 01jqb7x4c9ts -- ls -la /app
     """
     from valyent_cli.cli import validate as v
     from valyent_cli.cli.errors import UsageError
@@ -526,7 +580,7 @@ def exec_(
 def enable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
     """Enable a machine's gateway.
 
-    Example: valyent machines enable-gateway 01jq
+    Example: valyent machines enable-gateway 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
@@ -538,7 +592,7 @@ def enable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = No
 def disable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
     """Disable a machine's gateway.
 
-    Example: valyent machines disable-gateway 01jq
+    Example: valyent machines disable-gateway 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
