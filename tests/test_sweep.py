@@ -8,6 +8,7 @@ import socket
 import sys
 
 import pytest
+from faultserver import fault_server  # noqa: F401 - the fixture
 from helpers import run_cli
 
 from valyent_cli.api import Client
@@ -167,3 +168,40 @@ def test_help_examples_use_prefixes_that_would_work():
     assert found
     # Ids are time-ordered: machines made the same minute share ~8 leading characters.
     assert all(len(prefix) >= 12 for prefix in found), found
+
+
+# 7. Ctrl-C during create says the machine may exist (and its id once the answer came)
+def test_ctrl_c_while_create_is_in_flight(tmp_path, fault_server):
+    from clitools import Proc
+    from faultserver import Hang, Reply, cli_env_for
+
+    fault_server.handler = lambda r: Hang() if r.method == "POST" else None
+    env = cli_env_for(fault_server, tmp_path / "config")
+    proc = Proc(["machines", "create", "-q", "--image", "nginx"], env)
+    try:
+        proc.wait_for(lambda: fault_server.count("POST"), what="the create request")
+        assert proc.interrupt() == 130
+    finally:
+        proc.kill()
+    assert "may have been created" in proc.stderr and "machines list" in proc.stderr
+    assert proc.out == []
+
+    machine = {"id": "01jsweepmachine0000000000a", "fleet": "fleet_01", "state": "starting", "config": {}}
+
+    def handler(request):
+        if request.method == "POST":
+            return Reply(status=201, json=machine)
+        if request.path.endswith("/events"):
+            return Reply(json=[])
+        if request.path.endswith("/wait"):
+            return Hang()
+        return Reply(json=machine)
+
+    fault_server.handler = handler
+    proc = Proc(["machines", "create", "-q", "--image", "nginx"], env)
+    try:
+        proc.wait_for(lambda: fault_server.count("GET") >= 2, what="the watch")
+        assert proc.interrupt() == 130
+    finally:
+        proc.kill()
+    assert f"machine {machine['id']} was created" in proc.stderr

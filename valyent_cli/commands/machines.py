@@ -146,11 +146,21 @@ def create(
     from valyent_cli.cli import resolve
 
     fleet_ref = resolve.fleet(app_, fleet)
-    machine = app_.client.machines.create(fleet_ref, body)
+    try:
+        machine = app_.client.machines.create(fleet_ref, body)
+    except KeyboardInterrupt:
+        out.warn("interrupted before the server answered: the machine may have been created; "
+                 f"look with `valyent machines list --fleet {fleet_ref}`")
+        raise
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
     if not detach and not body.get("skip_start"):
-        machine = _watch_start(app_, out, fleet_ref, machine, limit)
+        try:
+            machine = _watch_start(app_, out, fleet_ref, machine, limit)
+        except KeyboardInterrupt:
+            out.warn(f"machine {machine.get('id')} was created and keeps starting; "
+                     f"see it with `valyent machines show {machine.get('id')} --fleet {fleet_ref}`")
+            raise
     if json or quiet:
         out.fields(machine, [])
     else:
