@@ -205,3 +205,13 @@ def test_ctrl_c_while_create_is_in_flight(tmp_path, fault_server):
     finally:
         proc.kill()
     assert f"machine {machine['id']} was created" in proc.stderr
+
+
+# 9. CI mode against a sandbox without VALYENT_INITD_URL: the hint names it
+def test_fs_without_initd_url_names_the_variable(fleet_env):
+    env, _, _ = fleet_env
+    machine = create(env)
+    env = {k: v for k, v in env.items() if k != "VALYENT_INITD_URL"}
+    result = run_cli("fs", "ls", machine, "/", env=env)
+    assert result.returncode == 1
+    assert "VALYENT_INITD_URL" in result.stderr

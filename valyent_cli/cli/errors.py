@@ -144,7 +144,8 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         _err(f"{exc}{where if where.strip(' ()') not in str(exc) else ''}", hint)
         return Exit.TIMEOUT
     if isinstance(exc, api.ConnectError):
-        _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
+        _err(f"{exc}", _initd_hint(exc) or
+             "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
         return Exit.ERROR
     if isinstance(exc, api.InvalidArgument):
         # The SDK refused an argument it cannot send (an empty name...): bad input, nothing was sent.
@@ -159,6 +160,16 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         return Exit.ERROR
     _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
     return Exit.ERROR
+
+
+def _initd_hint(exc: Exception) -> str | None:
+    """For a machine agent (`fs`) at Valyent Cloud's default address: how to point the CLI at another one."""
+    url = str(getattr(exc, "url", "") or "")
+    if "-initd.valyent.dev" not in url:
+        return None
+    return ("machine files are reached at Valyent Cloud's https://{machine_id}-initd.valyent.dev; for the sandbox "
+            "or your own Ravel set VALYENT_INITD_URL (the sandbox's: http://HOST:PORT/initd/{machine_id}), "
+            "or the profile key initd_endpoint")
 
 
 def _details(payload: object) -> str:
