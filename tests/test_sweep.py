@@ -215,3 +215,20 @@ def test_fs_without_initd_url_names_the_variable(fleet_env):
     result = run_cli("fs", "ls", machine, "/", env=env)
     assert result.returncode == 1
     assert "VALYENT_INITD_URL" in result.stderr
+
+
+# 10. exec: piped stdin refused with a clear message; --json exits with the remote code; 124 documented
+def test_exec_refuses_piped_stdin_and_json_keeps_the_exit_code(fleet_env):
+    env, _, _ = fleet_env
+    machine = create(env)
+    piped = run_cli("machines", "exec", machine, "--", "cat", env=env, input="hi\n")
+    assert piped.returncode == 2
+    assert "stdin" in piped.stderr and "fs put" in piped.stderr
+    empty = run_cli("machines", "exec", machine, "--", "sh", "-c", "exit 4", env=env, input="")
+    assert empty.returncode == 4
+    result = run_cli("machines", "exec", "--json", machine, "--", "sh", "-c", "echo x; exit 4", env=env)
+    assert result.returncode == 4
+    assert json.loads(result.stdout)["exit_code"] == 4
+    timed = run_cli("machines", "exec", "--timeout", "1s", machine, "--", "sleep", "30", env=env)
+    assert timed.returncode == 124
+    assert "124" in ok(run_cli("--help", env=env)).stdout

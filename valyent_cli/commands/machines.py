@@ -550,7 +550,9 @@ def exec_(
 ) -> None:
     """Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.
 
-    If the command cannot be run at all, the exit code is 255 (as ssh).
+    If the command cannot be run at all, the exit code is 255 (as ssh); one stopped by --timeout exits 124. The
+    API returns the output when the command ends, and takes no input: piped stdin is refused (send data with
+    `valyent fs put`). With --json, the result object is printed and the exit code is still the command's.
 
     Example: valyent machines exec 01jqb7x4c9ts -- ls -la /app
     """
@@ -562,6 +564,9 @@ def exec_(
     if seconds <= 0:
         raise UsageError("--timeout must be more than 0")
     argv = [v.text(a, "COMMAND") for a in command]
+    if _stdin_has_data():
+        raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
+                         "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
     try:
         _, out, fleet_ref = _setup(ctx, fleet, json=json)
@@ -574,16 +579,39 @@ def exec_(
 
         handle(exc)
         raise typer.Exit(Exit.EXEC_FAILED) from None
+    code = result.get("exit_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255 else Exit.EXEC_FAILED
     if json:
         out.data(result)
-        raise typer.Exit(0)
+        raise typer.Exit(code)
     stdout, stderr = result.get("stdout") or "", result.get("stderr") or ""
     sys.stdout.write(stdout)
     sys.stdout.flush()
     sys.stderr.write(stderr)
     sys.stderr.flush()
-    code = result.get("exit_code")
-    raise typer.Exit(code if isinstance(code, int) and 0 <= code <= 255 else Exit.EXEC_FAILED)
+    raise typer.Exit(code)
+
+
+def _stdin_has_data() -> bool:
+    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
+    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
+    import os
+    import select
+    import stat
+
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            return False
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
+        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        return bool(ready) and bool(os.read(fd, 1))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @app.command("enable-gateway")
