@@ -232,3 +232,27 @@ def test_exec_refuses_piped_stdin_and_json_keeps_the_exit_code(fleet_env):
     timed = run_cli("machines", "exec", "--timeout", "1s", machine, "--", "sleep", "30", env=env)
     assert timed.returncode == 124
     assert "124" in ok(run_cli("--help", env=env)).stdout
+
+
+# 11. fleet-wide logs --json: each entry says its machine
+def test_fleet_wide_json_logs_carry_the_machine_id(fleet_env):
+    from clitools import Proc
+
+    env, client, fleet = fleet_env
+    a = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "echo from-a; sleep 600",
+                   env=env)).stdout.strip()
+    b = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c",
+                   "while true; do echo from-b; sleep 0.2; done", env=env)).stdout.strip()
+    client.machines.wait(fleet, a, "running", 10)
+    entries = [json.loads(line) for line in ok(run_cli("logs", "--json", env=env)).stdout.splitlines()]
+    assert {e["machine_id"] for e in entries if e["message"] == "from-a"} == {a}
+    assert {e["machine_id"] for e in entries if e["message"] == "from-b"} == {b}
+    one = [json.loads(line) for line in ok(run_cli("logs", a, "--json", env=env)).stdout.splitlines()]
+    assert "machine_id" not in one[0]  # one machine: exactly as the API sent it
+    proc = Proc(["logs", "-f", "--json"], env)
+    try:
+        proc.wait_for(lambda: len(proc.out) >= len(entries) + 3, what="live lines")
+    finally:
+        proc.kill()
+    live = [json.loads(line) for line in proc.out]
+    assert all(e["machine_id"] == (a if e["message"] == "from-a" else b) for e in live)

@@ -112,7 +112,8 @@ def logs(
 
     Prints the log so far and exits; with -f, keeps printing new lines until Ctrl-C, reconnecting (without
     repeating or losing a line) when the stream drops. Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet).
-    With --json, one log entry a line (NDJSON), each exactly as the API sent it.
+    With --json, one log entry a line (NDJSON), each exactly as the API sent it; for a whole fleet, with its machine's
+    id added first, as `machine_id`.
 
     Examples:
 
@@ -274,7 +275,7 @@ class _Run:
             if keep is not None and not keep(entry, ts):
                 continue
             if self.json:
-                raw_out.append(line)
+                raw_out.append(_with_machine(line, machine_id))
                 if len(raw_out) >= BATCH:
                     writer.raw(raw_out)
                     raw_out = []
@@ -381,7 +382,8 @@ class _Run:
                     if keep is not None and not keep(payload, ts):
                         continue
                     if self.json:
-                        raw_out.append(_dumps(payload))
+                        raw_out.append(_dumps(payload if single or "machine_id" in payload
+                                              else {"machine_id": machine_id, **payload}))
                     else:
                         text_out.append(line_of(payload, ts, machine_id))
                     continue
@@ -477,3 +479,11 @@ def _dumps(entry: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
+def _with_machine(line: bytes, machine_id: str) -> bytes:
+    """A fleet-wide JSON entry with the id of its machine first (`machine_id`), unless the server put one there."""
+    if b'"machine_id"' in line or not line.startswith(b"{"):
+        return line
+    rest = line[1:].lstrip()
+    return b'{"machine_id":"' + machine_id.encode() + (b'",' if rest[:1] != b"}" else b'"') + rest
