@@ -426,6 +426,7 @@ complete -c valyent -n '__valyent_at \'logs\'' -l since -x -d 'Only lines newer 
 complete -c valyent -n '__valyent_at \'logs\'' -l source -x -a 'stdout stderr' -d 'Only lines the machine wrote to this stream: stdout or stderr.'
 complete -c valyent -n '__valyent_at \'logs\'' -l json -d 'One log entry a line (NDJSON), each exactly as the API sent it.'
 complete -c valyent -n '__valyent_at \'logs\'' -l no-prefix -d 'Without a machine, leave out the machine id at the start of lines.'
+complete -c valyent -n '__valyent_at \'logs\'' -l exit-with-machine -d 'With -f and a machine: stop when it exits, with its exit code.'
 complete -c valyent -n '__valyent_at \'logs\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'logs\'' -a '(__valyent_dynamic machine)'
 

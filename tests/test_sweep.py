@@ -256,3 +256,29 @@ def test_fleet_wide_json_logs_carry_the_machine_id(fleet_env):
         proc.kill()
     live = [json.loads(line) for line in proc.out]
     assert all(e["machine_id"] == (a if e["message"] == "from-a" else b) for e in live)
+
+
+# 12. logs -f says when the machine exits; --exit-with-machine stops with its exit code
+def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
+    from clitools import Proc
+
+    env, client, fleet = fleet_env
+    script = "echo one; while [ ! -e go ]; do sleep 0.05; done; echo two; exit 3"
+    machine = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--restart", "never", "--",
+                         "sh", "-c", script, env=env)).stdout.strip()
+    follow = Proc(["logs", "-f", machine], env)
+    exiting = Proc(["logs", "-f", machine, "--exit-with-machine"], env)
+    try:
+        follow.wait_for(lambda: any(line.endswith(" one") for line in follow.out), what="the first line")
+        exiting.wait_for(lambda: any(line.endswith(" one") for line in exiting.out), what="the first line")
+        client.fs(machine).write("go", b"")
+        assert exiting.finish() == 3, exiting.stderr
+        assert [line.split(" ", 1)[1] for line in exiting.out] == ["one", "two"]
+        assert "exited (exit code 3)" in exiting.stderr
+        follow.wait_for(lambda: "exited (exit code 3)" in follow.stderr, what="the note")
+        assert follow.proc.poll() is None  # still following, as documented
+    finally:
+        follow.kill()
+        exiting.kill()
+    bad = run_cli("logs", "--exit-with-machine", machine, env=env)
+    assert bad.returncode == 2

@@ -53,7 +53,7 @@ Examples:
 """
 
 
-def _exit_code_of(event: dict[str, Any]) -> int | None:
+def exit_code_of(event: dict[str, Any]) -> int | None:
     """The exit code an exit event carries: Ravel nests it (`{"stopped": {"exit_code": N}}`); flat is accepted."""
     payload = event.get("payload")
     if not isinstance(payload, dict):
@@ -145,7 +145,7 @@ def _outcome(events: list[dict[str, Any]]) -> tuple[str, Any] | None:
         if kind in ("machine.start_failed", "machine.prepare_failed"):
             return ("failed", _describe_event(event) or kind)
         if kind == "machine.exited":
-            return ("exited", _exit_code_of(event))
+            return ("exited", exit_code_of(event))
         if kind in ("machine.start", "machine.started", "machine.prepare", "machine.prepared"):
             return None
     return None
