@@ -282,3 +282,25 @@ def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
         exiting.kill()
     bad = run_cli("logs", "--exit-with-machine", machine, env=env)
     assert bad.returncode == 2
+
+
+# 13. narrow tables, fleet names where people read them
+def test_tables_at_60_columns_and_fleet_names(fleet_env):
+    from test_terminal import ANSI, on_terminal
+
+    env, client, fleet = fleet_env
+    for _ in range(2):
+        client.machines.create(fleet, {"region": "gra-1", "skip_start": True, "config": {
+            "image": "registry.example.com/team/very-long-image-name:2024.11.29",
+            "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}}})
+    code, screen = on_terminal(["machines", "list"], env, columns=60)
+    assert code == 0, screen
+    lines = [line for line in ANSI.sub("", screen).replace("\r", "").splitlines() if line.strip()]
+    assert len(lines) == 3, lines  # a header and one line per machine: nothing wraps
+    assert all(len(line) <= 60 for line in lines), lines
+    client.gateways.create(fleet, name="gw", target_port=8080)
+    listed = ok(run_cli("gateways", "list", env=env)).stdout
+    assert fleet in listed and "fleet_" not in listed
+    machine = client.machines.list(fleet)[0]["id"]
+    shown = ok(run_cli("machines", "show", machine, env=env)).stdout
+    assert f"Fleet:    {fleet} (fleet_" in shown

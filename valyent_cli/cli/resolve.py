@@ -55,6 +55,21 @@ def fleet(app: AppContext, flag: str | None) -> str:
             return names[answer]
 
 
+def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, with_id: bool = True) -> str:
+    """A fleet as people know it, for tables and `show`: `NAME (ID)`, or `NAME` (its id if the name cannot be read)."""
+    from valyent_cli.api import ValyentError
+
+    fleet_id = str(fleet_id or fleet_ref)
+    try:
+        found = app.client.fleets.get(fleet_ref)
+    except ValyentError:
+        return fleet_id
+    name, ident = found.get("name"), found.get("id") or fleet_id
+    if not name or name == ident:
+        return str(ident)
+    return f"{name} ({ident})" if with_id else str(name)
+
+
 def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:
     """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
     from valyent_cli.api import NotFound

@@ -47,9 +47,9 @@ def _columns() -> list[Any]:
         Column("ID", lambda m: m.get("id")),
         Column("STATE", lambda m: m.get("state"), style=state_style),
         Column("IMAGE", lambda m: (m.get("config") or {}).get("image")),
-        Column("REGION", lambda m: m.get("region")),
-        Column("GUEST", guest),
-        Column("CREATED", lambda m: ago(m.get("created_at"))),
+        Column("REGION", lambda m: m.get("region"), drop=3),
+        Column("GUEST", guest, drop=2),
+        Column("CREATED", lambda m: ago(m.get("created_at")), drop=1),
     ]
 
 
@@ -164,7 +164,7 @@ def create(
     if json or quiet:
         out.fields(machine, [])
     else:
-        _show(out, machine)
+        _show(out, machine, resolve.fleet_label(app_, fleet_ref, machine.get("fleet")))
 
 
 def _describe_event(event: dict[str, Any]) -> str:
@@ -308,7 +308,7 @@ def list_(
     out.table(machines, _columns(), empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
 
 
-def _show(out: Output, m: dict[str, Any]) -> None:
+def _show(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
     from valyent_cli.cli.output import clock, state_style
 
     config = m.get("config") or {}
@@ -319,7 +319,7 @@ def _show(out: Output, m: dict[str, Any]) -> None:
     rows: list[tuple[str, Any]] = [
         ("ID", m.get("id")),
         ("State", m.get("state")),
-        ("Fleet", m.get("fleet")),
+        ("Fleet", fleet_label or m.get("fleet")),
         ("Region", m.get("region")),
         ("Image", config.get("image")),
         ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
@@ -342,8 +342,11 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 
     Example: valyent machines show 01jqb7x4c9ts
     """
+    from valyent_cli.cli import resolve
+
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    _show(out, _machine(app_, fleet_ref, machine))
+    found = _machine(app_, fleet_ref, machine)
+    _show(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
