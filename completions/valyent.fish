@@ -160,7 +160,7 @@ complete -c valyent -n '__valyent_at \'\'' -s h -l help -d 'Show this message an
 
 # valyent fleets
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'
-complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet.'
+complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet, and print it (`-q`: its id).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'delete' -d 'Delete fleets (they must have no machines left).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'use' -d 'Make a fleet the default of the active profile.'
@@ -195,8 +195,8 @@ complete -c valyent -n '__valyent_at \'fleets use\'' -a '(__valyent_dynamic flee
 complete -c valyent -n '__valyent_at \'machines\'' -a 'create' -d 'Create a machine and wait until it runs.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'list' -d 'List the machines of a fleet.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'show' -d 'Show a machine.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0).'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. With --json, the machines after the start (one: an object; several: an array).'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json, the machines after the stop (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'restart' -d 'Stop then start machines, waiting for each step.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'wait' -d 'Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.'
@@ -252,6 +252,8 @@ complete -c valyent -n '__valyent_at \'machines show\'' -a '(__valyent_dynamic m
 complete -c valyent -n '__valyent_at \'machines start\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines start\'' -l wait -d 'Wait until each runs.'
 complete -c valyent -n '__valyent_at \'machines start\'' -l no-wait -d 'Wait until each runs.'
+complete -c valyent -n '__valyent_at \'machines start\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines start\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'machines start\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines start\'' -a '(__valyent_dynamic machine)'
 
@@ -261,6 +263,8 @@ complete -c valyent -n '__valyent_at \'machines stop\'' -l timeout -x -d 'Second
 complete -c valyent -n '__valyent_at \'machines stop\'' -l wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l no-wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -a '(__valyent_dynamic machine)'
 
@@ -337,7 +341,7 @@ complete -c valyent -n '__valyent_at \'machines run\'' -s h -l help -d 'Show thi
 
 # valyent gateways
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'list' -d 'List a fleet\'s gateways.'
-complete -c valyent -n '__valyent_at \'gateways\'' -a 'create' -d 'Create a gateway to a port of the fleet\'s machines.'
+complete -c valyent -n '__valyent_at \'gateways\'' -a 'create' -d 'Create a gateway to a port of the fleet\'s machines, and print it (`-q`: its id).'
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'show' -d 'Show a gateway.'
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'delete' -d 'Delete gateways.'
 complete -c valyent -n '__valyent_at \'gateways\'' -s h -l help -d 'Show this message and exit.'
@@ -372,7 +376,7 @@ complete -c valyent -n '__valyent_at \'gateways delete\'' -a '(__valyent_dynamic
 complete -c valyent -n '__valyent_at \'fs\'' -a 'ls' -d 'List a directory (directories end with /).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'stat' -d 'Show a file\'s or directory\'s type, size and modification time.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'cat' -d 'Print a file\'s bytes to stdout, as they are (binary-safe, streamed).'
-complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file. It is written to a temporary file beside the target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name.'
+complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file. It is written to a temporary file beside the target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name. A local file that exists is replaced only with --force.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'put' -d 'Upload a file (streamed; parent directories are created).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'mkdir' -d 'Create a directory and its missing parents (no error if it exists).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'rm' -d 'Remove a file, or with -r a directory and its contents.'
@@ -397,6 +401,7 @@ complete -c valyent -n '__valyent_at \'fs cat\'' -s h -l help -d 'Show this mess
 complete -c valyent -n '__valyent_at \'fs cat\'' -a '(__valyent_dynamic machine)'
 
 # valyent fs get
+complete -c valyent -n '__valyent_at \'fs get\'' -s f -l force -d 'Replace a local file that exists.'
 complete -c valyent -n '__valyent_at \'fs get\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'fs get\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'fs get\'' -a '(__valyent_dynamic machine)'

@@ -304,3 +304,126 @@ def test_tables_at_60_columns_and_fleet_names(fleet_env):
     machine = client.machines.list(fleet)[0]["id"]
     shown = ok(run_cli("machines", "show", machine, env=env)).stdout
     assert f"Fleet:    {fleet} (fleet_" in shown
+
+
+# 14. small things a new user met
+def test_completion_of_an_unknown_shell_speaks_our_words(cli_env):
+    result = run_cli("completion", "tcsh", env=cli_env)
+    assert result.returncode == 2
+    assert "Value error" not in result.stderr and "'tcsh' is not one of" in result.stderr
+
+
+def test_help_shows_plain_placeholders(cli_env):
+    text = ok(run_cli("fs", "ls", "--help", env=cli_env)).stdout
+    assert "Usage: valyent fs ls [OPTIONS] MACHINE [PATH]" in text
+    run_help = ok(run_cli("machines", "run", "--help", env=cli_env)).stdout
+    assert "<list[str]>" not in run_help and "<str>" not in run_help and "{" not in run_help.split("\n")[0]
+
+
+def test_dry_run_is_indented_on_a_terminal(cli_env):
+    from test_terminal import ANSI, on_terminal
+
+    code, screen = on_terminal(["machines", "create", "--dry-run", "--image", "nginx", "--fleet", "x"], cli_env)
+    assert code == 0, screen
+    text = ANSI.sub("", screen).replace("\r", "")
+    assert '\n  "config": {' in "\n" + text
+
+
+def test_show_quotes_the_command(fleet_env):
+    env, _, _ = fleet_env
+    machine = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "sleep 600 # a b",
+                         env=env)).stdout.strip()
+    shown = ok(run_cli("machines", "show", machine, env=env)).stdout
+    assert "Command:  sh -c 'sleep 600 # a b'" in shown
+
+
+def test_fs_get_refuses_to_overwrite_without_force(fleet_env, tmp_path):
+    env, client, _ = fleet_env
+    machine = create(env)
+    client.fs(machine).write("/f.txt", b"remote\n")
+    target = tmp_path / "f.txt"
+    target.write_text("mine\n")
+    refused = run_cli("fs", "get", machine, "/f.txt", str(target), env=env)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert target.read_text() == "mine\n"
+    ok(run_cli("fs", "get", machine, "/f.txt", str(target), "--force", env=env))
+    assert target.read_text() == "remote\n"
+
+
+def test_json_with_quiet_is_bad_usage(fleet_env):
+    env, _, _ = fleet_env
+    for args in (["machines", "list"], ["fleets", "list"], ["machines", "create", "--image", "x"]):
+        result = run_cli(*args, "--json", "-q", env=env)
+        assert result.returncode == 2, args
+        assert "--json" in result.stderr
+
+
+def test_start_and_stop_print_json_or_ids(fleet_env):
+    env, _, _ = fleet_env
+    machine = create(env)
+    stopped = ok(run_cli("machines", "stop", machine, "--json", env=env))
+    assert json.loads(stopped.stdout)["state"] == "stopped"
+    started = ok(run_cli("machines", "start", machine, "-q", env=env))
+    assert started.stdout == machine + "\n"
+
+
+def test_fleets_and_gateways_create_print_the_object(fleet_env):
+    env, client, fleet = fleet_env
+    name = f"s-{secrets.token_hex(4)}"
+    try:
+        made = ok(run_cli("fleets", "create", name, env=env))
+        assert "Name:" in made.stdout and name in made.stdout
+    finally:
+        client.fleets.delete(name)
+    quiet = ok(run_cli("fleets", "create", name, "-q", env=env)).stdout.strip()
+    client.fleets.delete(name)
+    assert quiet.startswith("fleet_")
+    gateway = ok(run_cli("gateways", "create", "--name", "gw", "--port", "8080", env=env))
+    assert "Target port:" in gateway.stdout and "8080" in gateway.stdout
+    gid = ok(run_cli("gateways", "create", "--name", "gw2", "--port", "8081", "-q", env=env)).stdout.strip()
+    assert gid == client.gateways.get(fleet, gid)["id"]
+    for g in client.gateways.list(fleet):
+        client.gateways.delete(fleet, g["id"])
+
+
+def test_fleets_create_use_says_created_first(tmp_path, sandbox):
+    from conftest import clean_environ
+
+    env = clean_environ()
+    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
+    ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+               input=sandbox.token))
+    name = f"s-{secrets.token_hex(4)}"
+    result = run_cli("fleets", "create", name, "--use", env=env)
+    Client(sandbox.token, endpoint=sandbox.url).fleets.delete(name)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.index("Created fleet") < result.stderr.index("is now the default")
+
+
+def test_declining_a_delete_is_a_note_not_an_error(fleet_env):
+    import os
+    import pty
+    import subprocess
+
+    env, _, _ = fleet_env
+    machine = create(env)
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", "machines", "delete", machine],
+                            env={**env, "TERM": "dumb"}, stdin=secondary, stdout=secondary, stderr=secondary,
+                            close_fds=True)
+    os.close(secondary)
+    os.write(main, b"n\n")  # the terminal holds the answer until the prompt reads it
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=60)
+    os.close(main)
+    screen = b"".join(chunks).decode()
+    assert code == 1, screen
+    assert "Cancelled" in screen and "Error" not in screen

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete, fastparams
+from valyent_cli.cli import complete, fastparams, helpstyle  # noqa: F401 - helpstyle: plain argument names in help
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
 HELP = f"""The command line for Valyent Cloud: fleets of micro-VM machines, their gateways, files, logs and commands.

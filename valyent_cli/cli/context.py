@@ -43,6 +43,11 @@ class AppContext:
     def output(self, *, json: bool = False, quiet: bool = False) -> Output:
         from valyent_cli.cli.output import Output
 
+        if json and quiet:
+            from valyent_cli.cli.errors import UsageError
+
+            raise UsageError("choose one of --json and -q/--quiet")
+
         return Output(json=json, quiet=quiet, no_color=self.no_color)
 
     @property

@@ -93,6 +93,8 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         sys.stderr.write("\nInterrupted.\n")
         return Exit.INTERRUPTED
     if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__module__.startswith(("typer", "click")):
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = exc.message.replace("Value error, ", "")  # the validation library's words, not ours
         exc.show()
         return int(exc.exit_code)
 

@@ -129,4 +129,5 @@ def confirm(out: Output, question: str, yes: bool) -> None:
     import typer
 
     if not typer.confirm(question, default=False, err=True):
-        raise CliError("cancelled", Exit.ERROR)
+        out.info("Cancelled: nothing was changed.")
+        raise typer.Exit(Exit.ERROR)

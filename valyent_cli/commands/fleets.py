@@ -49,7 +49,7 @@ def create(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create a fleet.
+    """Create a fleet, and print it (`-q`: its id).
 
     Example: valyent fleets create my-fleet --use
     """
@@ -59,12 +59,11 @@ def create(
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     fleet = app_.client.fleets.create(name)
+    if not (json or quiet):
+        out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
     if use:
         _use(app_, out, str(fleet.get("name") or name))
-    if json or quiet:
-        out.fields(fleet, [])
-    else:
-        out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
+    _show(out, fleet)
 
 
 @app.command("show")
@@ -73,11 +72,14 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
     Example: valyent fleets show my-fleet
     """
-    from valyent_cli.cli.output import clock, state_style
-
     app_ = ctx.obj
     out = app_.output(json=json)
-    item = app_.client.fleets.get(fleet)
+    _show(out, app_.client.fleets.get(fleet))
+
+
+def _show(out, item) -> None:
+    from valyent_cli.cli.output import clock, state_style
+
     out.fields(
         item,
         [

@@ -210,10 +210,12 @@ def get(
                        help="Local file or directory (default: the remote file's name, here); - for stdout.",
                        show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a local file that exists.")] = False,
     fleet: FleetOpt = None,
 ) -> None:
     """Download a file. It is written to a temporary file beside the target and renamed when complete, so an
-    interrupted or failed download never leaves a partial file under the target's name.
+    interrupted or failed download never leaves a partial file under the target's name. A local file that exists
+    is replaced only with --force.
 
     Examples:
 
@@ -230,6 +232,8 @@ def get(
     target = _local_target(remote, local)
     if os.path.isdir(target):
         raise UsageError(f"LOCAL: {target!r} is a directory")
+    if os.path.lexists(target) and not force:
+        raise UsageError(f"LOCAL: {target!r} exists: pass --force to replace it")
     fs, machine_id = _fs(ctx, fleet, machine)
     out = ctx.obj.output()
     with _on(machine_id, remote):

@@ -58,7 +58,7 @@ def create(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create a gateway to a port of the fleet's machines.
+    """Create a gateway to a port of the fleet's machines, and print it (`-q`: its id).
 
     Example: valyent gateways create --name web --port 8080
     """
@@ -68,10 +68,9 @@ def create(
     v.positive_int(port, "--port", minimum=1, maximum=65535)
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)
-    if json or quiet:
-        out.fields(gateway, [])
-    else:
+    if not (json or quiet):
         out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}")
+    _show(out, gateway)
 
 
 @app.command("show")
@@ -81,7 +80,10 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
     Example: valyent gateways show web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    g = resolve.gateway(app_, fleet_ref, gateway)
+    _show(out, resolve.gateway(app_, fleet_ref, gateway))
+
+
+def _show(out, g) -> None:
     out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
                    ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
 

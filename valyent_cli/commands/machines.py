@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -323,7 +324,7 @@ def _show(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> Non
         ("Region", m.get("region")),
         ("Image", config.get("image")),
         ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
-        ("Command", " ".join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
+        ("Command", shlex.join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
         ("Env", ", ".join(workload.get("env") or []) or None),
         ("Restart", (restart.get("policy") or "-") + (f" (max {restart['max_retries']})" if "max_retries" in restart else "")),
         ("Gateway", m.get("gateway_enabled")),
@@ -368,18 +369,23 @@ def _state_now(m: Machine) -> str | None:
 
 @app.command("start")
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
-          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True) -> None:
-    """Start stopped machines.
+          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
+          json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Start stopped machines. With --json, the machines after the start (one: an object; several: an array).
 
     Example: valyent machines start 01jqb7x4c9ts 01jqb7x4c9tv
     """
-    app_, out, fleet_ref = _setup(ctx, fleet)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
         m.start()
         if wait:
             m.wait("running", 60)
-        out.done(f"Started {m.get('id')}")
+        if not quiet:
+            out.done(f"Started {m.get('id')}")
+        done.append(m)
+    _print_after(out, done)
 
 
 @app.command("stop")
@@ -390,8 +396,11 @@ def stop(
     timeout: Annotated[int | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Stop running machines. A machine that is not running is left as it is, with a note (exit 0).
+    """Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json,
+    the machines after the stop (one: an object; several: an array).
 
     Example: valyent machines stop 01jqb7x4c9ts --signal SIGINT --timeout 10
     """
@@ -400,9 +409,11 @@ def stop(
 
     sig = v.signal_name(signal) if signal is not None else None
     v.positive_int(timeout, "--timeout", minimum=0, maximum=30)
-    app_, out, fleet_ref = _setup(ctx, fleet)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
+        done.append(m)
         if m.get("state") in NOT_RUNNING:
             out.info(f"Machine {m.get('id')} is already {m.get('state')}: nothing to stop")
             continue
@@ -415,7 +426,18 @@ def stop(
             continue
         if wait:
             m.wait("stopped", (timeout or 30) + 30)
-        out.done(f"Stopped {m.get('id')}")
+        if not quiet:
+            out.done(f"Stopped {m.get('id')}")
+    _print_after(out, done)
+
+
+def _print_after(out: Output, machines: list[Machine]) -> None:
+    """What start and stop print on stdout: with --json the machines as they are now, with -q their ids."""
+    if out.quiet:
+        out.ids(str(m.get("id")) for m in machines)
+    elif out.json:
+        now = [m.refresh() for m in machines]
+        out.data(now[0] if len(now) == 1 else now)
 
 
 @app.command("restart")
