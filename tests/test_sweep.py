@@ -427,3 +427,53 @@ def test_declining_a_delete_is_a_note_not_an_error(fleet_env):
     screen = b"".join(chunks).decode()
     assert code == 1, screen
     assert "Cancelled" in screen and "Error" not in screen
+
+
+# 16, 18. the README's first commands work on a fresh Debian/Ubuntu; .ci/run runs its test command; man pages
+def _readme_commands() -> tuple[str, str]:
+    from helpers import REPO
+
+    text = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0].strip() for b in text.split("```bash\n")[1:3]]
+    return blocks[0], blocks[1]
+
+
+def test_readme_first_commands_use_a_venv_and_ci_runs_the_same():
+    from helpers import REPO
+
+    try_it, tests = _readme_commands()
+    for command in (try_it, tests):
+        assert "\n" not in command  # one command to paste
+        assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install ")
+        assert "python3 -m pip install" not in command  # the system pip: "externally-managed-environment"
+    assert try_it.endswith("valyent local start && valyent machines create --image nginx")
+    assert tests in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
+    from helpers import REPO
+
+    text = (REPO / "README.md").read_text()
+    assert "man -l man/valyent.1" in text
+    assert (REPO / "man" / "valyent.1").exists()
+
+
+# 17. a deleted fleet leaves the profile; a missing fleet says where its name came from
+def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_from(tmp_path, sandbox):
+    from conftest import clean_environ
+
+    env = clean_environ()
+    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
+    ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+               input=sandbox.token))
+    name = f"gone-{secrets.token_hex(3)}"
+    ok(run_cli("fleets", "create", name, "--use", env=env))
+    deleted = ok(run_cli("fleets", "delete", name, "--yes", env=env))
+    assert "no default fleet now" in deleted.stderr
+    assert "fleet" not in json.loads(ok(run_cli("profiles", "show", "sb", "--json", env=env)).stdout)
+    ok(run_cli("profiles", "set", "fleet", name, env=env))
+    listed = run_cli("machines", "list", env=env)
+    assert listed.returncode == 4
+    assert "profile sb" in listed.stderr and "fleets use" in listed.stderr
+    from_env = run_cli("machines", "list", env={**env, "VALYENT_FLEET": name})
+    assert from_env.returncode == 4 and "VALYENT_FLEET" in from_env.stderr

@@ -23,6 +23,10 @@ class CliError(Exception):
         self.hint = hint
 
 
+#: (name, where it came from and how to change it) of the fleet a command uses when it did not come from --fleet:
+#: set by cli/resolve.py, used when the API says the fleet is not found
+fleet_origin: tuple[str, str] | None = None
+
 #: an error message longer than this is cut: a 100 kB argument echoed back helps no one
 MAX_MESSAGE = 2000
 
@@ -121,7 +125,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
         return Exit.AUTH
     if isinstance(exc, api.NotFound):
-        _err(f"not found: {exc.message}{_missing(exc)}", _not_found_hint(exc))
+        hint = _not_found_hint(exc)
+        if fleet_origin and "fleet" in exc.message.lower() and fleet_origin[0] in f"{exc.message} {_missing(exc)}":
+            hint = f"the fleet {fleet_origin[0]!r} was not given with --fleet: {fleet_origin[1]}"
+        _err(f"not found: {exc.message}{_missing(exc)}", hint)
         return Exit.NOT_FOUND
     if isinstance(exc, api.DeadlineExceeded):
         _err(f"timed out: {exc.message}")

@@ -32,6 +32,9 @@ def fleet(app: AppContext, flag: str | None) -> str:
             raise UsageError("--fleet must not be empty")
         return flag.strip()
     if app.settings.fleet:
+        from valyent_cli.cli import errors
+
+        errors.fleet_origin = _origin(app, app.settings.fleet)
         return app.settings.fleet
     if not app.settings.token:
         app.client  # noqa: B018 - with nothing configured, "not logged in" (and how to start) comes first
@@ -68,6 +71,19 @@ def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, wit
     if not name or name == ident:
         return str(ident)
     return f"{name} ({ident})" if with_id else str(name)
+
+
+def _origin(app: AppContext, name: str) -> tuple[str, str]:
+    """Where the fleet in use came from, and how to change it: for a "fleet not found" error."""
+    settings = app.settings
+    source = settings.sources.get("fleet")
+    if source == "environment":
+        return name, "VALYENT_FLEET sets it: change or unset it, or pass --fleet"
+    if source == "project file":
+        where = settings.project_path or "valyent.toml"
+        return name, f"{where} sets it (`fleet = ...`): change it there, or pass --fleet"
+    return name, (f"it is profile {settings.profile}'s default fleet: choose another with `valyent fleets use NAME` "
+                  "(`valyent fleets list` shows them), or pass --fleet")
 
 
 def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:

@@ -106,9 +106,27 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metav
     app_ = ctx.obj
     out = app_.output()
     confirm(out, f"Delete fleet{'s' if len(fleets) > 1 else ''} {', '.join(fleets)}?", yes)
+    settings = app_.settings
+    saved = settings.fleet if settings.profile and settings.sources.get("fleet") == "profile" else None
     for fleet in fleets:
+        known = {fleet}
+        if saved:
+            from valyent_cli.api import ValyentError
+
+            try:
+                item = app_.client.fleets.get(fleet)
+                known |= {str(item.get("id")), str(item.get("name"))}
+            except ValyentError:
+                pass  # the delete says what is wrong
         app_.client.fleets.delete(fleet)
         out.done(f"Deleted fleet {fleet}")
+        if saved and saved in known:
+            # The profile's default fleet is gone: forget it, rather than fail every later command with "not found".
+            from valyent_cli.config import unset_profile_value
+
+            unset_profile_value(str(settings.profile), "fleet")
+            out.info(f"Profile {settings.profile} has no default fleet now: choose one with `valyent fleets use NAME`")
+            saved = None
 
 
 @app.command("use")
