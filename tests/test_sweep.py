@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import sys
@@ -477,3 +478,46 @@ def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_
     assert "profile sb" in listed.stderr and "fleets use" in listed.stderr
     from_env = run_cli("machines", "list", env={**env, "VALYENT_FLEET": name})
     assert from_env.returncode == 4 and "VALYENT_FLEET" in from_env.stderr
+
+
+# 19. long transfers: a progress bar on a terminal (stderr only), nothing otherwise
+def _with_stderr_on_a_terminal(args: list[str], env: dict) -> tuple[int, str, bytes]:
+    import os
+    import pty
+    import subprocess
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", *args],
+                            env={**env, "COLUMNS": "100", "TERM": "xterm-256color"},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = proc.stdout.read()
+    code = proc.wait(timeout=60)
+    os.close(main)
+    return code, b"".join(chunks).decode("utf-8", "replace"), stdout
+
+
+def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
+    env, _, _ = fleet_env
+    machine = create(env)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    code, screen, stdout = _with_stderr_on_a_terminal(["fs", "put", machine, str(big), "/big.bin"], env)
+    assert code == 0, screen
+    assert "Uploading" in screen and "3.1 MB" in screen and stdout == b""
+    target = tmp_path / "back.bin"
+    code, screen, stdout = _with_stderr_on_a_terminal(["fs", "get", machine, "/big.bin", str(target)], env)
+    assert code == 0, screen
+    assert "Downloading" in screen and "3.1 MB" in screen and stdout == b""
+    assert target.read_bytes() == big.read_bytes()
+    plain = ok(run_cli("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
+    assert "Downloading" not in plain.stderr and "MB/s" not in plain.stderr

@@ -183,6 +183,49 @@ def cat(ctx: typer.Context, machine: MachineArg, path: PathArg, fleet: FleetOpt 
     _to_stdout(fs, machine_id, path)
 
 
+#: transfers at least this large (or of unknown size) show a progress bar on a terminal
+PROGRESS_FROM = 1024 * 1024
+
+
+@contextmanager
+def _transfer(what: str, total: Any) -> Iterator[Any]:
+    """A progress bar on stderr (bytes, rate, time left) for a long transfer, when stderr is a terminal; yields the
+    function to call with each chunk's size, or None (no terminal, or a small file: nothing is shown)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    size = total()
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        size = None
+    if size is not None and size < PROGRESS_FROM:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    console = Console(file=sys.stderr, no_color="NO_COLOR" in os.environ)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(what, total=size)
+        yield lambda n: bar.advance(task, n)
+
+
+class _Counted:
+    """A file object that reports how many bytes were read from it (for an upload's progress)."""
+
+    def __init__(self, fileobj: Any, advance: Any) -> None:
+        self._fileobj = fileobj
+        self._advance = advance
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fileobj.read(size)
+        self._advance(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # fileno, seek, tell: httpx sizes the upload by them
+        return getattr(self._fileobj, name)
+
+
 def _local_target(remote: str, local: str | None) -> str:
     """Where `get` writes: LOCAL, a file inside LOCAL when it is a directory, or the remote's name in the cwd."""
     name = os.path.basename(remote.rstrip("/"))
@@ -236,8 +279,8 @@ def get(
         raise UsageError(f"LOCAL: {target!r} exists: pass --force to replace it")
     fs, machine_id = _fs(ctx, fleet, machine)
     out = ctx.obj.output()
-    with _on(machine_id, remote):
-        size = fs.download_to(remote, target)
+    with _on(machine_id, remote), _transfer(f"Downloading {os.path.basename(remote.rstrip('/'))}", lambda: fs.stat(remote).get("size")) as advance:
+        size = fs.download_to(remote, target, advance)
     from valyent_cli.cli.output import human_size
 
     out.done(f"Downloaded {remote} to {target} ({human_size(size)})")
@@ -281,8 +324,11 @@ def put(
             raise UsageError(f"LOCAL: cannot read {local}: {exc.strerror}") from None
     try:
         fs, machine_id = _fs(ctx, fleet, machine)
-        with _on(machine_id, remote):
-            fs.write(remote, source if source is not None else sys.stdin.buffer)
+        data = source if source is not None else sys.stdin.buffer
+        size = os.fstat(source.fileno()).st_size if source is not None else None
+        with _on(machine_id, remote), _transfer(f"Uploading {os.path.basename(local) if source is not None else 'stdin'}",
+                                                lambda: size) as advance:
+            fs.write(remote, _Counted(data, advance) if advance is not None else data)
     finally:
         if source is not None:
             source.close()
