@@ -521,3 +521,47 @@ def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
     assert target.read_bytes() == big.read_bytes()
     plain = ok(run_cli("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
     assert "Downloading" not in plain.stderr and "MB/s" not in plain.stderr
+
+
+# 15. where a token comes from; a picker for a missing MACHINE or FLEET on a terminal, today's error without one
+def _on_a_terminal_with_input(args: list[str], env: dict, typed: bytes) -> tuple[int, str]:
+    import os
+    import pty
+    import subprocess
+
+    main, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", *args], env={**env, "TERM": "dumb"},
+                            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    os.write(main, typed)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    code = proc.wait(timeout=60)
+    os.close(main)
+    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
+
+
+def test_missing_machine_offers_a_picker_on_a_terminal(fleet_env):
+    env, _, fleet = fleet_env
+    machine = create(env)
+    code, screen = _on_a_terminal_with_input(["machines", "show"], env, b"1\n")
+    assert code == 0, screen
+    assert f"1) {machine}  running" in screen and f"ID:       {machine}" in screen
+    code, screen = _on_a_terminal_with_input(["fleets", "show"], env, fleet.encode() + b"\n")
+    assert code == 0, screen
+    assert f"Name:      {fleet}" in screen
+    without = run_cli("machines", "show", env=env)
+    assert without.returncode == 2 and "Missing argument" in without.stderr
+
+
+def test_auth_login_says_where_tokens_come_from(cli_env):
+    result = run_cli("auth", "login", env=cli_env, input="")
+    assert result.returncode == 2
+    assert "console.valyent.cloud" in result.stderr and "local start" in result.stderr

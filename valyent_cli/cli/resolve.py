@@ -73,6 +73,34 @@ def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, wit
     return f"{name} ({ident})" if with_id else str(name)
 
 
+def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | None:
+    """On a terminal, a numbered list of the fleet's live machines (or of the fleets) on stderr and a prompt for one;
+    its id (a fleet's name), or None when there is nothing to pick from."""
+    import typer
+
+    if kind == "fleet":
+        items = app.client.fleets.list()
+        rows = [(str(f.get("name") or f.get("id")), str(f.get("id"))) for f in items]
+        label = "Fleet"
+    else:
+        fleet_ref = fleet(app, fleet_flag)
+        items = [m for m in app.client.machines.list(fleet_ref) if m.get("state") != "destroyed"]
+        rows = [(str(m.get("id")), f"{m.get('state')}  {(m.get('config') or {}).get('image') or ''}".rstrip())
+                for m in items]
+        label = "Machine"
+    if not rows:
+        return None
+    for number, (ident, detail) in enumerate(rows, 1):
+        sys.stderr.write(f"  {number}) {ident}  {detail}\n")
+    while True:
+        answer = typer.prompt(label, default="1", err=True).strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(rows):
+            return rows[int(answer) - 1][0]
+        matches = [ident for ident, _ in rows if ident == answer] or [i for i, _ in rows if i.startswith(answer)]
+        if len(matches) == 1:
+            return matches[0]
+
+
 def _origin(app: AppContext, name: str) -> tuple[str, str]:
     """Where the fleet in use came from, and how to change it: for a "fleet not found" error."""
     settings = app.settings
