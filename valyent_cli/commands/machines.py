@@ -355,6 +355,12 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 NOT_RUNNING = ("created", "stopped", "destroying", "destroyed")
 
 
+def _nothing_to_stop(machine_id: Any, state: Any) -> str:
+    if state == "created":
+        return f"Machine {machine_id} was never started: nothing to stop"
+    return f"Machine {machine_id} is already {state}: nothing to stop"
+
+
 def _state_now(m: Machine) -> str | None:
     """The machine's state as the API has it now (None if it cannot be read)."""
     from valyent_cli.api import NotFound, ValyentError
@@ -415,14 +421,14 @@ def stop(
         m = _machine(app_, fleet_ref, ref)
         done.append(m)
         if m.get("state") in NOT_RUNNING:
-            out.info(f"Machine {m.get('id')} is already {m.get('state')}: nothing to stop")
+            out.info(_nothing_to_stop(m.get("id"), m.get("state")))
             continue
         try:
             m.stop(signal=sig, timeout=timeout)
         except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
             if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
                 raise
-            out.info(f"Machine {m.get('id')} is already {state}: nothing to stop")
+            out.info(_nothing_to_stop(m.get("id"), state))
             continue
         if wait:
             m.wait("stopped", (timeout or 30) + 30)
