@@ -98,7 +98,7 @@ class FileSystem:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
-                total = self.download(path, out, progress)
+                total = self.download(path, out) if progress is None else self.download(path, out, progress)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, _mode_for(target))
