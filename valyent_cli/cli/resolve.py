@@ -130,10 +130,9 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
         pass
     # Live machines first: ids are time-ordered, so the machines of one minute share their first ~8 characters,
     # and the destroyed ones of the same minute must not make a live machine's prefix ambiguous.
-    matches = [m for m in client.machines.list(fleet_ref) if str(m.get("id", "")).startswith(ref)
-               and m.get("state") != "destroyed"]
-    if not matches and include_destroyed:
-        matches = [m for m in client.machines.list(fleet_ref, destroyed=True) if str(m.get("id", "")).startswith(ref)]
+    candidates = [m for m in client.machines.list(fleet_ref, destroyed=include_destroyed)
+                  if str(m.get("id", "")).startswith(ref)]
+    matches = [m for m in candidates if m.get("state") != "destroyed"] or candidates
     if len(matches) == 1:
         return matches[0]
     if not matches:
