@@ -477,10 +477,10 @@ class _Run:
 def _exit_code(client: Client, fleet: str, machine_id: str) -> int | None:
     """The exit code of the machine's last exit, from its `machine.exited` event."""
     from valyent_cli.api import ValyentError
-    from valyent_cli.commands.run import exit_code_of
+    from valyent_cli.commands.run import exit_code_of, ordered
 
     try:
-        events = client.machines.events(fleet, machine_id)
+        events = ordered(client.machines.events(fleet, machine_id))
     except ValyentError:
         return None
     for event in reversed(events):

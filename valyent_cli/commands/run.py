@@ -125,11 +125,18 @@ class _LogPump:
         self._client.close()
 
 
+def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events oldest first, by their time: Ravel's listing has no ORDER BY (the sandbox's is ordered already)."""
+    from valyent_cli.cli.output import parse_time
+
+    return sorted(events, key=lambda e: parse_time(e.get("timestamp")) or 0.0)
+
+
 def _events(client: Client, fleet: str, machine_id: str) -> list[dict[str, Any]]:
     from valyent_cli.api import NotFound
 
     try:
-        return list(client.machines.events(fleet, machine_id))
+        return ordered(list(client.machines.events(fleet, machine_id)))
     except NotFound:
         return []
 
