@@ -122,3 +122,46 @@ def test_detach_prints_the_id_like_create_quiet(fleet_env):
     assert client.machines.get(fleet, machine_id)["state"] == "running"
     bad = run_cli("machines", "run", "--detach", "--rm", "--image", "alpine", "--", "true", env=env)
     assert bad.returncode == 2
+
+
+def test_ravel_shaped_answers_unordered_events_and_a_nested_exit_code(tmp_path):
+    """Ravel's shapes, from its source (api/machines.go: MachineEvent payload `{"stopped": {"exit_code": N}}`;
+    ravel/state/db/machines.go lists events without ORDER BY): a stand-in that answers them unordered."""
+    import faultserver
+    from faultserver import Reply, Stream, cli_env_for
+
+    server = faultserver.FaultServer()
+    try:
+        mid = "01jravelrunmachine00000000"
+        machine = {"id": mid, "fleet": "fleet_01", "state": "stopped", "config": {"image": "alpine"}}
+        events = [
+            {"id": "e3", "type": "machine.exited", "status": "stopped", "timestamp": "2026-01-01T00:00:03Z",
+             "payload": {"stopped": {"exit_code": 7, "exited_at": "2026-01-01T00:00:03Z"}}},
+            {"id": "e1", "type": "machine.created", "status": "created", "timestamp": "2026-01-01T00:00:01Z",
+             "payload": {}},
+            {"id": "e2", "type": "machine.started", "status": "running", "timestamp": "2026-01-01T00:00:02Z",
+             "payload": {"started": {"started_at": "2026-01-01T00:00:02Z"}}},
+        ]
+        line = json.dumps({"timestamp": 1767225602000, "source": "stdout", "message": "ravel says hi"}).encode()
+
+        def handler(request):
+            if request.method == "POST" and request.path.endswith("/machines"):
+                return Reply(status=201, json={**machine, "state": "starting"})
+            if request.path.endswith("/events"):
+                return Reply(json=events)
+            if request.path.endswith("/wait"):
+                return Reply(json={"ok": True})
+            if request.path.endswith("/logs"):
+                return Stream([line + b"\n"], end="stall" if request.param("follow") == "true" else "close")
+            if request.method == "DELETE":
+                return Reply(json={**machine, "state": "destroyed"})
+            return Reply(json=machine)
+
+        server.handler = handler
+        result = run_cli("machines", "run", "--rm", "--image", "alpine", "--", "true",
+                         env=cli_env_for(server, tmp_path / "config"))
+        assert result.returncode == 7, result.stderr
+        assert result.stdout == "ravel says hi\n"
+        assert server.count("DELETE") == 1
+    finally:
+        server.close()
