@@ -49,7 +49,7 @@ function __valyent_subcommands
         case 'fleets'
         printf '%s\n' list create show delete label use
         case 'machines'
-        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway label versions
+        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway label versions run
         case 'gateways'
         printf '%s\n' list create show delete
         case 'fs'
@@ -104,6 +104,8 @@ function __valyent_value_options
         string split ' ' -- '--fleet'
         case 'machines versions'
         string split ' ' -- '--fleet'
+        case 'machines run'
+        string split ' ' -- '-i --image --region --cpus -m --memory --cpu-kind -e --env --env-file --cmd --entrypoint --user --restart --max-retries --stop-signal --stop-timeout --secret --health-cmd --health-interval --health-timeout --health-retries --volume --network -l --label --annotation --config --timeout --wait-timeout --fleet'
         case 'gateways list'
         string split ' ' -- '--fleet'
         case 'gateways create'
@@ -175,7 +177,7 @@ complete -c valyent -n '__valyent_at \'\'' -s h -l help -d 'Show this message an
 
 # valyent fleets
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'
-complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet.'
+complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet, and print it (`-q`: its id).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'delete' -d 'Delete fleets (they must have no machines left).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'label' -d 'Set or remove a fleet\'s labels (kubectl\'s syntax), keeping the others.'
@@ -219,10 +221,10 @@ complete -c valyent -n '__valyent_at \'fleets use\'' -a '(__valyent_dynamic flee
 complete -c valyent -n '__valyent_at \'machines\'' -a 'create' -d 'Create a machine and wait until it runs.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'list' -d 'List the machines of a fleet.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'show' -d 'Show a machine.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. With --json, the machines after the start (one: an object; several: an array).'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json, the machines after the stop (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'restart' -d 'Stop then start machines, waiting for each step.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'wait' -d 'Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'events' -d 'List a machine\'s events, oldest first: time, type, state, origin and what happened.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'exec' -d 'Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.'
@@ -230,6 +232,7 @@ complete -c valyent -n '__valyent_at \'machines\'' -a 'enable-gateway' -d 'Enabl
 complete -c valyent -n '__valyent_at \'machines\'' -a 'disable-gateway' -d 'Disable a machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'label' -d 'Set or remove a machine\'s labels (kubectl\'s syntax), keeping the others.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'versions' -d 'List a machine\'s versions: each configuration it has had, with the resources it was given.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'run' -d 'Run a command in a new machine until it exits, and exit with its exit code: for CI.'
 complete -c valyent -n '__valyent_at \'machines\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent machines create
@@ -287,6 +290,8 @@ complete -c valyent -n '__valyent_at \'machines show\'' -a '(__valyent_dynamic m
 complete -c valyent -n '__valyent_at \'machines start\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines start\'' -l wait -d 'Wait until each runs.'
 complete -c valyent -n '__valyent_at \'machines start\'' -l no-wait -d 'Wait until each runs.'
+complete -c valyent -n '__valyent_at \'machines start\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines start\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'machines start\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines start\'' -a '(__valyent_dynamic machine)'
 
@@ -296,6 +301,8 @@ complete -c valyent -n '__valyent_at \'machines stop\'' -l timeout -x -d 'Second
 complete -c valyent -n '__valyent_at \'machines stop\'' -l wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l no-wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -a '(__valyent_dynamic machine)'
 
@@ -355,9 +362,47 @@ complete -c valyent -n '__valyent_at \'machines versions\'' -s q -l quiet -d 'Pr
 complete -c valyent -n '__valyent_at \'machines versions\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines versions\'' -a '(__valyent_dynamic machine)'
 
+# valyent machines run
+complete -c valyent -n '__valyent_at \'machines run\'' -s i -l image -x -d 'Container image, e.g. nginx:latest.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l region -x -d 'Region (default: the profile\'s, else gra-1).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cpus -x -d 'Number of vCPUs (default 1).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s m -l memory -x -d 'Memory: megabytes, or 512mb, 1gb (default 512).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cpu-kind -x -a 'shared eco std performance' -d 'CPU kind: one of the server\'s templates, e.g. shared, or eco and std on Ravel\'s example config (default: the profile\'s cpu_kind, else shared).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s e -l env -x -d 'Environment variable KEY=VALUE (repeatable).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l env-file -r -F -d 'File of KEY=VALUE lines.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l cmd -x -d 'The command as one string, split like a shell.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l entrypoint -x -d 'Entrypoint, split like a shell.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l user -x -d 'User to run as.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l restart -x -a 'always on-failure never' -d 'Restart policy: always, on-failure or never (default never).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l max-retries -x -d 'Restarts allowed with on-failure.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l auto-destroy -d 'Destroy the machine when it exits.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l no-auto-destroy -d 'Destroy the machine when it exits.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2 SIGABRT SIGALRM SIGPWR SIGWINCH SIGSTOP SIGCONT' -d 'Signal sent to stop it (default SIGTERM).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l secret -x -a '(__valyent_dynamic secret)' -d 'Put a secret of the namespace in the environment as ENV_VAR (repeatable).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l health-cmd -x -d 'Health check command, split like a shell (exit 0: healthy).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l health-interval -x -d 'Time between health checks (server default 30s).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l health-timeout -x -d 'Time a health check may take (server default 5s).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l health-retries -x -d 'Failures in a row before unhealthy (server default 3).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l volume -r -F -d 'Mount a disk at PATH (repeatable).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l network -x -d 'Join a private network with this address, e.g. backend=10.0.1.2/24 (repeatable).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s l -l label -x -d 'Label (repeatable; at most 64, key <= 63, value <= 255 characters).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l annotation -x -d 'Annotation (repeatable; at most 32).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l config -r -F -d 'A JSON or TOML create payload; flags override it.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l dry-run -d 'Print the payload and send nothing.'
+complete -c valyent -n '__valyent_at \'machines run\'' -s d -l detach -d 'Print the machine\'s id once it runs and return, as `create -q`.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l rm -d 'Destroy the machine afterwards, whatever happened.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l timeout -x -d 'Stop the machine after this long (30s, 10m, 1h) and exit 124.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l wait-timeout -x -d 'How long to wait for it to run.'
+complete -c valyent -n '__valyent_at \'machines run\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines run\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'machines run\'' -s h -l help -d 'Show this message and exit.'
+
 # valyent gateways
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'list' -d 'List a fleet\'s gateways.'
-complete -c valyent -n '__valyent_at \'gateways\'' -a 'create' -d 'Create a gateway to a port of the fleet\'s machines.'
+complete -c valyent -n '__valyent_at \'gateways\'' -a 'create' -d 'Create a gateway to a port of the fleet\'s machines, and print it (`-q`: its id).'
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'show' -d 'Show a gateway.'
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'delete' -d 'Delete gateways.'
 complete -c valyent -n '__valyent_at \'gateways\'' -s h -l help -d 'Show this message and exit.'
@@ -392,7 +437,7 @@ complete -c valyent -n '__valyent_at \'gateways delete\'' -a '(__valyent_dynamic
 complete -c valyent -n '__valyent_at \'fs\'' -a 'ls' -d 'List a directory (directories end with /).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'stat' -d 'Show a file\'s or directory\'s type, size and modification time.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'cat' -d 'Print a file\'s bytes to stdout, as they are (binary-safe, streamed).'
-complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file. It is written to a temporary file beside the target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name.'
+complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file. It is written to a temporary file beside the target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name. A local file that exists is replaced only with --force.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'put' -d 'Upload a file (streamed; parent directories are created).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'mkdir' -d 'Create a directory and its missing parents (no error if it exists).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'rm' -d 'Remove a file, or with -r a directory and its contents.'
@@ -417,6 +462,7 @@ complete -c valyent -n '__valyent_at \'fs cat\'' -s h -l help -d 'Show this mess
 complete -c valyent -n '__valyent_at \'fs cat\'' -a '(__valyent_dynamic machine)'
 
 # valyent fs get
+complete -c valyent -n '__valyent_at \'fs get\'' -s f -l force -d 'Replace a local file that exists.'
 complete -c valyent -n '__valyent_at \'fs get\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'fs get\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'fs get\'' -a '(__valyent_dynamic machine)'
@@ -446,6 +492,7 @@ complete -c valyent -n '__valyent_at \'logs\'' -l since -x -d 'Only lines newer 
 complete -c valyent -n '__valyent_at \'logs\'' -l source -x -a 'stdout stderr' -d 'Only lines the machine wrote to this stream: stdout or stderr.'
 complete -c valyent -n '__valyent_at \'logs\'' -l json -d 'One log entry a line (NDJSON), each exactly as the API sent it.'
 complete -c valyent -n '__valyent_at \'logs\'' -l no-prefix -d 'Without a machine, leave out the machine id at the start of lines.'
+complete -c valyent -n '__valyent_at \'logs\'' -l exit-with-machine -d 'With -f and a machine: stop when it exits, with its exit code.'
 complete -c valyent -n '__valyent_at \'logs\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'logs\'' -a '(__valyent_dynamic machine)'
 
@@ -594,7 +641,7 @@ complete -c valyent -n '__valyent_at \'profiles import\'' -s h -l help -d 'Show 
 # valyent local
 complete -c valyent -n '__valyent_at \'local\'' -a 'serve' -d 'Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.'
 complete -c valyent -n '__valyent_at \'local\'' -a 'start' -d 'Start the sandbox in the background and make the `local` profile active.'
-complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs.'
+complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs (the one the `local` profile points at).'
 complete -c valyent -n '__valyent_at \'local\'' -a 'status' -d 'Say whether the sandbox runs, where, and how many machines it holds.'
 complete -c valyent -n '__valyent_at \'local\'' -s h -l help -d 'Show this message and exit.'
 

@@ -186,8 +186,8 @@ def test_fleet_interleaved_by_time_with_prefixes(cli, fleet, sandbox):
     assert all(LINE.match(line) for line in bare)
 
     as_json = ok(cli("logs", "--json")).out.splitlines()
-    expected = raw_ndjson(sandbox, fleet, a) + raw_ndjson(sandbox, fleet, b)
-    assert sorted(as_json) == sorted(expected)  # each entry verbatim, nothing added
+    expected = [f'{{"machine_id":"{m}",' + line[1:] for m in (a, b) for line in raw_ndjson(sandbox, fleet, m)]
+    assert sorted(as_json) == sorted(expected)  # each entry verbatim, but for its machine's id first (issue 14)
     stamps = [json.loads(line)["timestamp"] for line in as_json]
     assert stamps == sorted(stamps)
 

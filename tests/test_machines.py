@@ -186,7 +186,9 @@ def test_exec_streams_and_exit_codes(fleet_env):
     assert result.stdout == "a\nb\n" and result.stderr == "oops"
     zero = run_cli("machines", "exec", mid, "--", "true", env=env)
     assert zero.returncode == 0 and zero.stdout == ""
-    as_json = json.loads(ok(run_cli("machines", "exec", mid, "--json", "--", "sh", "-c", "echo x; exit 4", env=env)).stdout)
+    with_json = run_cli("machines", "exec", mid, "--json", "--", "sh", "-c", "echo x; exit 4", env=env)
+    assert with_json.returncode == 4  # the remote code, as without --json (issue 14)
+    as_json = json.loads(with_json.stdout)
     assert as_json == {"stdout": "x\n", "stderr": "", "exit_code": 4}
     missing = run_cli("machines", "exec", "no-such-machine", "--", "true", env=env)
     assert missing.returncode == 255 and "no-such-machine" in missing.stderr

@@ -125,7 +125,7 @@ def test_a_download_cut_mid_file_keeps_the_old_file_and_leaves_nothing_else(env,
     work.mkdir()
     target = work / "data.bin"
     target.write_bytes(b"yesterday's data")
-    result = run_main(["fs", "get", MACHINE, "/data.bin", str(target)], env)
+    result = run_main(["fs", "get", MACHINE, "/data.bin", str(target), "--force"], env)
     assert result.code == 1, result.err
     assert "Traceback" not in result.err
     assert result.err.startswith("Error: ") and fault_server.url in result.err

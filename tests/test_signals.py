@@ -129,7 +129,7 @@ def test_ctrl_c_during_a_download_leaves_no_partial_file(env, fault_server, tmp_
     def partial() -> bool:
         return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in work.iterdir())
 
-    proc = Proc(["fs", "get", MACHINE, "/big.bin", str(target)], env)
+    proc = Proc(["fs", "get", MACHINE, "/big.bin", str(target), "--force"], env)
     try:
         proc.wait_for(partial, what="the download to start")
         interrupted(proc)

@@ -67,6 +67,7 @@ PROFILE_KEYS: dict[str, str] = {
     "timeout": "request timeout in seconds",
     "allow_http": "allow sending the token over plain http to a non-loopback host (true/false)",
     "local": "this profile points at the local sandbox (true/false)",
+    "data_dir": "the local sandbox's data directory (written by `valyent local start`)",
 }
 # `profiles set` refuses the token: a value on the command line ends up in shell history and `ps`.
 SETTABLE_KEYS = tuple(k for k in PROFILE_KEYS if k != "token")
@@ -373,6 +374,10 @@ def check_profile_value(key: str, value: Any) -> Any:
         return _check_timeout(value, what)
     if key in ("allow_http", "local"):
         return parse_bool(value, what)
+    if key == "data_dir":
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise ValueError(f"{what} must be a directory path")
+        return value
     raise ValueError(f"unknown key {key!r}; valid keys: {', '.join(PROFILE_KEYS)}")
 
 
@@ -743,7 +748,8 @@ def save_login(profile: str, token: str, **values: Any) -> bool:
 
 
 def save_local_profile(
-    endpoint: str, token: str, initd_endpoint: str, fleet: str = "default", activate: bool = True
+    endpoint: str, token: str, initd_endpoint: str, fleet: str = "default", activate: bool = True,
+    data_dir: str | None = None,
 ) -> str | None:
     """Write (or refresh) the ``local`` profile for the sandbox. Returns the profile that was active before, so
     that ``valyent local stop`` can switch back to it. Other keys of an existing local profile are kept."""
@@ -755,6 +761,8 @@ def save_local_profile(
             "fleet": check_profile_value("fleet", fleet),
             "local": True,
         }
+        if data_dir is not None:
+            clean["data_dir"] = check_profile_value("data_dir", data_dir)
     except ValueError as exc:
         raise _usage(exc) from None
     store = ConfigStore()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete, fastparams
+from valyent_cli.cli import complete, fastparams, helpstyle  # noqa: F401 - helpstyle: plain argument names in help
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
 HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
@@ -132,6 +132,43 @@ def _group_named(args: list[str]) -> str | None:
     return None
 
 
+#: arguments a terminal picker can fill in when they are missing: (parameter name, what to list)
+_PICKABLE = {"machine": "machine", "machines": "machine", "fleet": "fleet", "fleets": "fleet"}
+
+
+def _pick_missing(exc: BaseException, args: list[str]) -> list[str] | None:
+    """A missing MACHINE or FLEET argument on a terminal: offer a list to pick from (as gh does), and return the
+    arguments with the choice in place; None when there is nothing to offer (no terminal: today's error stands)."""
+    param = getattr(exc, "param", None)
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ != "MissingParameter" or param is None or ctx is None:
+        return None
+    kind = _PICKABLE.get(str(getattr(param, "name", "")))
+    if kind is None or getattr(param, "param_type_name", "") != "argument":
+        return None
+    from valyent_cli.cli import resolve
+
+    if not resolve.interactive() or ctx.obj is None:
+        return None
+    path = ctx.command_path.split()[1:]  # the words after `valyent`: group and command
+    at = next((i + len(path) for i in range(len(args)) if args[i : i + len(path)] == path), None)
+    if at is None:
+        return None
+    chosen = resolve.pick(ctx.obj, kind, _flag_value(args, "--fleet"))
+    return None if chosen is None else [*args[:at], chosen, *args[at:]]
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every error a user can cause to a message and a documented exit code."""
     from valyent_cli.cli.errors import handle
@@ -151,6 +188,13 @@ def main(argv: list[str] | None = None) -> None:
         with ended_as_exceptions(), command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        try:
+            picked = _pick_missing(exc, args)
+        except BaseException as again:  # noqa: BLE001 - the picker's own errors (Ctrl-C, the API) are reported too
+            exc, picked = again, None
+        if picked is not None:
+            main(picked)  # the same command, with what was picked
+            return
         code = handle(exc, debug=debug)
     if isinstance(code, int):
         sys.exit(code)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
@@ -71,16 +71,20 @@ class FileSystem:
         with self.open(path) as chunks:
             return b"".join(chunks)
 
-    def download(self, path: str, target: IO[bytes]) -> int:
-        """Stream a file into a binary file object; return the number of bytes written."""
+    def download(self, path: str, target: IO[bytes], progress: Callable[[int], Any] | None = None) -> int:
+        """Stream a file into a binary file object; return the number of bytes written. ``progress`` is called with
+        the size of each chunk written."""
         total = 0
         with self.open(path) as chunks:
             for chunk in chunks:
                 target.write(chunk)
                 total += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
         return total
 
-    def download_to(self, path: str, local_path: str | os.PathLike[str]) -> int:
+    def download_to(self, path: str, local_path: str | os.PathLike[str],
+                    progress: Callable[[int], Any] | None = None) -> int:
         """Stream a file to ``local_path``; return the number of bytes written.
 
         The bytes go to a temporary file beside the target, renamed over it only once the whole file arrived: a
@@ -93,7 +97,7 @@ class FileSystem:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
-                total = self.download(path, out)
+                total = self.download(path, out) if progress is None else self.download(path, out, progress)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, _mode_for(target))

@@ -43,6 +43,11 @@ class AppContext:
     def output(self, *, json: bool = False, quiet: bool = False) -> Output:
         from valyent_cli.cli.output import Output
 
+        if json and quiet:
+            from valyent_cli.cli.errors import UsageError
+
+            raise UsageError("choose one of --json and -q/--quiet")
+
         return Output(json=json, quiet=quiet, no_color=self.no_color)
 
     @property
@@ -97,8 +102,10 @@ class AppContext:
         from valyent_cli.local.runner import ServeError
 
         sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
+        from valyent_cli.commands.local import _data_dir
+
         try:
-            info = ensure_running(port=port, host=host)
+            info = ensure_running(_data_dir(None), port=port, host=host)
         except (DaemonError, ServeError) as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None

@@ -23,6 +23,10 @@ class CliError(Exception):
         self.hint = hint
 
 
+#: (name, where it came from and how to change it) of the fleet a command uses when it did not come from --fleet:
+#: set by cli/resolve.py, used when the API says the fleet is not found
+fleet_origin: tuple[str, str] | None = None
+
 #: an error message longer than this is cut: a 100 kB argument echoed back helps no one
 MAX_MESSAGE = 2000
 
@@ -128,6 +132,8 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         sys.stderr.write("\nInterrupted.\n")
         return Exit.INTERRUPTED
     if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__module__.startswith(("typer", "click")):
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = exc.message.replace("Value error, ", "")  # the validation library's words, not ours
         exc.show()
         return int(exc.exit_code)
 
@@ -164,7 +170,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             )
         return Exit.AUTH
     if isinstance(exc, api.NotFound):
-        _err(f"not found: {exc.message}{_missing(exc)}", _not_found_hint(exc))
+        hint = _not_found_hint(exc)
+        if fleet_origin and "fleet" in exc.message.lower() and fleet_origin[0] in f"{exc.message} {_missing(exc)}":
+            hint = f"the fleet {fleet_origin[0]!r} was not given with --fleet: {fleet_origin[1]}"
+        _err(f"not found: {exc.message}{_missing(exc)}", hint)
         return Exit.NOT_FOUND
     if isinstance(exc, api.DeadlineExceeded):
         _err(f"timed out: {exc.message}")
@@ -197,7 +206,8 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         _err(f"{exc}{where if where.strip(' ()') not in str(exc) else ''}", hint)
         return Exit.TIMEOUT
     if isinstance(exc, api.ConnectError):
-        _err(f"{exc}", "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
+        _err(f"{exc}", _initd_hint(exc) or
+             "check the endpoint (valyent auth status) and your network; for the sandbox: valyent local start")
         return Exit.ERROR
     if isinstance(exc, api.InvalidArgument):
         # The SDK refused an argument it cannot send (an empty name...): bad input, nothing was sent.
@@ -224,6 +234,16 @@ def _locations(payload: object) -> set[str]:
     return {str(e.get("location")) for e in payload["errors"] if isinstance(e, dict) and e.get("location")}
 
 
+def _initd_hint(exc: Exception) -> str | None:
+    """For a machine agent (`fs`) at Valyent Cloud's default address: how to point the CLI at another one."""
+    url = str(getattr(exc, "url", "") or "")
+    if "-initd.valyent.dev" not in url:
+        return None
+    return ("machine files are reached at Valyent Cloud's https://{machine_id}-initd.valyent.dev; for the sandbox "
+            "or your own Ravel set VALYENT_INITD_URL (the sandbox's: http://HOST:PORT/initd/{machine_id}), "
+            "or the profile key initd_endpoint")
+
+
 def _details(payload: object) -> str:
     """Ravel's per-field errors, one line each, when the payload has them."""
     if not isinstance(payload, dict):
@@ -232,8 +252,11 @@ def _details(payload: object) -> str:
     if not isinstance(errors, list):
         return ""
     lines = []
+    said = str(payload.get("detail") or payload.get("message") or "").strip()
     for item in errors[:10]:
         if isinstance(item, dict) and item.get("message"):
+            if str(item["message"]).strip() == said and not item.get("location"):
+                continue  # the message again, below itself
             where = item.get("location")
             lines.append(f"\n  - {where + ': ' if where else ''}{item['message']}")
     return "".join(lines) if len(lines) > 1 or (lines and payload.get("detail")) else ""

@@ -17,5 +17,6 @@ class Exit(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 API or runtime error; 2 bad usage or input (nothing sent); "
     "3 not authenticated or forbidden; 4 not found; 5 timed out; 130 interrupted. "
-    "`machines exec` exits with the remote command's code (255 if it could not run)."
+    "`machines exec` exits with the remote command's code (255 if it could not run, 124 at its --timeout); "
+    "`machines run` with the machine's (124 at its --timeout)."
 )

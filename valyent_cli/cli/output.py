@@ -39,6 +39,8 @@ class Column:
     get: Callable[[Any], Any]
     style: Callable[[str], str | None] | None = None
     justify: str = "left"
+    #: on a terminal too narrow for every column, the columns with the highest `drop` are left out first (0: never)
+    drop: int = 0
 
 
 def state_style(value: str) -> str | None:
@@ -215,6 +217,12 @@ class Output:
 
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False)
         widths = _fit([c.header for c in columns], cells, console.width)
+        while sum(widths) + _GAP * (len(widths) - 1) > console.width and any(c.drop for c in columns):
+            # Still too wide: leave out the least useful column rather than wrap every row.
+            gone = max(range(len(columns)), key=lambda i: columns[i].drop)
+            columns = [c for i, c in enumerate(columns) if i != gone]
+            cells = [[v for i, v in enumerate(row) if i != gone] for row in cells]
+            widths = _fit([c.header for c in columns], cells, console.width)
         # Every column gets the width _fit chose; the console is made wide enough for them, so rich never squeezes
         # a column away: on a terminal too narrow even for the ids, lines wrap as plain text would.
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False,

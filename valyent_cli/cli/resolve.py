@@ -33,6 +33,9 @@ def fleet(app: AppContext, flag: str | None) -> str:
             raise UsageError("--fleet must not be empty")
         return flag.strip()
     if app.settings.fleet:
+        from valyent_cli.cli import errors
+
+        errors.fleet_origin = _origin(app, app.settings.fleet)
         return app.settings.fleet
     if not app.settings.token:
         app.client  # noqa: B018 - with nothing configured, "not logged in" (and how to start) comes first
@@ -56,6 +59,62 @@ def fleet(app: AppContext, flag: str | None) -> str:
             return names[answer]
 
 
+def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, with_id: bool = True) -> str:
+    """A fleet as people know it, for tables and `show`: `NAME (ID)`, or `NAME` (its id if the name cannot be read)."""
+    from valyent_cli.api import ValyentError
+
+    fleet_id = str(fleet_id or fleet_ref)
+    try:
+        found = app.client.fleets.get(fleet_ref)
+    except ValyentError:
+        return fleet_id
+    name, ident = found.get("name"), found.get("id") or fleet_id
+    if not name or name == ident:
+        return str(ident)
+    return f"{name} ({ident})" if with_id else str(name)
+
+
+def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | None:
+    """On a terminal, a numbered list of the fleet's live machines (or of the fleets) on stderr and a prompt for one;
+    its id (a fleet's name), or None when there is nothing to pick from."""
+    import typer
+
+    if kind == "fleet":
+        items = app.client.fleets.list()
+        rows = [(str(f.get("name") or f.get("id")), str(f.get("id"))) for f in items]
+        label = "Fleet"
+    else:
+        fleet_ref = fleet(app, fleet_flag)
+        items = [m for m in app.client.machines.list(fleet_ref) if m.get("state") != "destroyed"]
+        rows = [(str(m.get("id")), f"{m.get('state')}  {(m.get('config') or {}).get('image') or ''}".rstrip())
+                for m in items]
+        label = "Machine"
+    if not rows:
+        return None
+    for number, (ident, detail) in enumerate(rows, 1):
+        sys.stderr.write(f"  {number}) {ident}  {detail}\n")
+    while True:
+        answer = typer.prompt(label, default="1", err=True).strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(rows):
+            return rows[int(answer) - 1][0]
+        matches = [ident for ident, _ in rows if ident == answer] or [i for i, _ in rows if i.startswith(answer)]
+        if len(matches) == 1:
+            return matches[0]
+
+
+def _origin(app: AppContext, name: str) -> tuple[str, str]:
+    """Where the fleet in use came from, and how to change it: for a "fleet not found" error."""
+    settings = app.settings
+    source = settings.sources.get("fleet")
+    if source == "environment":
+        return name, "VALYENT_FLEET sets it: change or unset it, or pass --fleet"
+    if source == "project file":
+        where = settings.project_path or "valyent.toml"
+        return name, f"{where} sets it (`fleet = ...`): change it there, or pass --fleet"
+    return name, (f"it is profile {settings.profile}'s default fleet: choose another with `valyent fleets use NAME` "
+                  "(`valyent fleets list` shows them), or pass --fleet")
+
+
 def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:
     """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
     from valyent_cli.api import NotFound
@@ -70,19 +129,19 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
         return client.machines.get(fleet_ref, ref)
     except NotFound:
         pass
-    machines = client.machines.list(fleet_ref, destroyed=include_destroyed)
-    matches = [m for m in machines if str(m.get("id", "")).startswith(ref)]
-    if len(matches) > 1:
-        alive = [m for m in matches if m.get("state") != "destroyed"]
-        if len(alive) == 1:
-            matches = alive
+    # Live machines first: ids are time-ordered, so the machines of one minute share their first ~8 characters,
+    # and the destroyed ones of the same minute must not make a live machine's prefix ambiguous.
+    candidates = [m for m in client.machines.list(fleet_ref, destroyed=include_destroyed)
+                  if str(m.get("id", "")).startswith(ref)]
+    matches = [m for m in candidates if m.get("state") != "destroyed"] or candidates
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise CliError(f"no machine {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND,
                        hint="list them with `valyent machines list --all`")
     listing = "\n".join(f"  {m.get('id')}  {m.get('state')}" for m in matches[:20])
-    raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}")
+    raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}\n"
+                     "(ids made the same minute share their first characters: type more of the id)")
 
 
 def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
@@ -114,4 +173,5 @@ def confirm(out: Output, question: str, yes: bool) -> None:
     import typer
 
     if not typer.confirm(question, default=False, err=True):
-        raise CliError("cancelled", Exit.ERROR)
+        out.info("Cancelled: nothing was changed.")
+        raise typer.Exit(Exit.ERROR)

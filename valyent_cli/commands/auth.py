@@ -24,17 +24,26 @@ def _app(ctx: typer.Context) -> AppContext:
     return ctx.obj
 
 
+#: where a token comes from, said where one is asked for
+TOKEN_SOURCES = (
+    "Tokens come from the Valyent Cloud console (https://console.valyent.cloud, your account's API tokens); for "
+    "your own Ravel, use the token its server is configured with; the local sandbox needs no login "
+    "(`valyent local start`)."
+)
+
+
 def _read_token(token_stdin: bool) -> str:
     if token_stdin:
         raw = sys.stdin.read()
         flag = "--token-stdin"
     elif sys.stdin.isatty():
+        sys.stderr.write(f"{TOKEN_SOURCES}\n")
         raw = typer.prompt("API token", hide_input=True, err=True)
         flag = "the token"
     else:
         raise UsageError(
             "no terminal to ask for the token: pipe it in with --token-stdin, "
-            "e.g. `printenv TOKEN | valyent auth login --token-stdin`"
+            f"e.g. `printenv TOKEN | valyent auth login --token-stdin`. {TOKEN_SOURCES}"
         )
     try:
         return config.check_token(raw)
@@ -55,7 +64,8 @@ def login(
     """Check a token against the API, then save it in a profile.
 
     On a terminal the token is asked for without echo; otherwise pass it on stdin with --token-stdin. Nothing is
-    saved when the API refuses the token (exit 3) or cannot be reached.
+    saved when the API refuses the token (exit 3) or cannot be reached. Tokens come from the Valyent Cloud console
+    (https://console.valyent.cloud); the local sandbox needs no login.
 
     Example: echo "$VALYENT_TOKEN" | valyent auth login --token-stdin --namespace acme
     """

@@ -63,7 +63,7 @@ def create(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create a fleet.
+    """Create a fleet, and print it (`-q`: its id).
 
     Examples:
 
@@ -80,12 +80,11 @@ def create(
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     fleet = app_.client.fleets.create(name, labels=labels or None, annotations=annotations or None)
+    if not (json or quiet):
+        out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
     if use:
         _use(app_, out, str(fleet.get("name") or name))
-    if json or quiet:
-        out.fields(fleet, [])
-    else:
-        out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
+    _show(out, fleet)
 
 
 @app.command("show")
@@ -94,12 +93,15 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
     Example: valyent fleets show my-fleet
     """
+    app_ = ctx.obj
+    out = app_.output(json=json)
+    _show(out, app_.client.fleets.get(fleet))
+
+
+def _show(out, item) -> None:
     from valyent_cli.cli.metadata import show as show_pairs
     from valyent_cli.cli.output import clock, state_style
 
-    app_ = ctx.obj
-    out = app_.output(json=json)
-    item = app_.client.fleets.get(fleet)
     out.fields(
         item,
         [
@@ -128,9 +130,27 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metav
     app_ = ctx.obj
     out = app_.output()
     confirm(out, f"Delete fleet{'s' if len(fleets) > 1 else ''} {', '.join(fleets)}?", yes)
+    settings = app_.settings
+    saved = settings.fleet if settings.profile and settings.sources.get("fleet") == "profile" else None
     for fleet in fleets:
+        known = {fleet}
+        if saved:
+            from valyent_cli.api import ValyentError
+
+            try:
+                item = app_.client.fleets.get(fleet)
+                known |= {str(item.get("id")), str(item.get("name"))}
+            except ValyentError:
+                pass  # the delete says what is wrong
         app_.client.fleets.delete(fleet)
         out.done(f"Deleted fleet {fleet}")
+        if saved and saved in known:
+            # The profile's default fleet is gone: forget it, rather than fail every later command with "not found".
+            from valyent_cli.config import unset_profile_value
+
+            unset_profile_value(str(settings.profile), "fleet")
+            out.info(f"Profile {settings.profile} has no default fleet now: choose one with `valyent fleets use NAME`")
+            saved = None
 
 
 @app.command("label")

@@ -90,9 +90,9 @@ def ls(
     Examples:
 
     \b
-      valyent fs ls 01hx3k /etc
-      valyent fs ls -l 01hx3k /app
-      valyent fs ls 01hx3k / --json | jq -r '.[].path'
+      valyent fs ls 01hx3kq2m8vd /etc
+      valyent fs ls -l 01hx3kq2m8vd /app
+      valyent fs ls 01hx3kq2m8vd / --json | jq -r '.[].path'
     """
     from valyent_cli.api import BadRequest
 
@@ -136,7 +136,7 @@ def stat(ctx: typer.Context, machine: MachineArg, path: PathArg, json: JsonOpt =
     Example:
 
     \b
-      valyent fs stat 01hx3k /app/config.json
+      valyent fs stat 01hx3kq2m8vd /app/config.json
     """
     from valyent_cli.cli.output import ago, human_size
 
@@ -176,12 +176,55 @@ def cat(ctx: typer.Context, machine: MachineArg, path: PathArg, fleet: FleetOpt 
     Examples:
 
     \b
-      valyent fs cat 01hx3k /etc/hostname
-      valyent fs cat 01hx3k /data/dump.tar.gz | tar xz
+      valyent fs cat 01hx3kq2m8vd /etc/hostname
+      valyent fs cat 01hx3kq2m8vd /data/dump.tar.gz | tar xz
     """
     _check_path(path)
     fs, machine_id = _fs(ctx, fleet, machine)
     _to_stdout(fs, machine_id, path)
+
+
+#: transfers at least this large (or of unknown size) show a progress bar on a terminal
+PROGRESS_FROM = 1024 * 1024
+
+
+@contextmanager
+def _transfer(what: str, total: Any) -> Iterator[Any]:
+    """A progress bar on stderr (bytes, rate, time left) for a long transfer, when stderr is a terminal; yields the
+    function to call with each chunk's size, or None (no terminal, or a small file: nothing is shown)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    size = total()
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        size = None
+    if size is not None and size < PROGRESS_FROM:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    console = Console(file=sys.stderr, no_color="NO_COLOR" in os.environ)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(what, total=size)
+        yield lambda n: bar.advance(task, n)
+
+
+class _Counted:
+    """A file object that reports how many bytes were read from it (for an upload's progress)."""
+
+    def __init__(self, fileobj: Any, advance: Any) -> None:
+        self._fileobj = fileobj
+        self._advance = advance
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fileobj.read(size)
+        self._advance(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # fileno, seek, tell: httpx sizes the upload by them
+        return getattr(self._fileobj, name)
 
 
 def _local_target(remote: str, local: str | None) -> str:
@@ -211,17 +254,19 @@ def get(
                        help="Local file or directory (default: the remote file's name, here); - for stdout.",
                        show_default=False),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a local file that exists.")] = False,
     fleet: FleetOpt = None,
 ) -> None:
     """Download a file. It is written to a temporary file beside the target and renamed when complete, so an
-    interrupted or failed download never leaves a partial file under the target's name.
+    interrupted or failed download never leaves a partial file under the target's name. A local file that exists
+    is replaced only with --force.
 
     Examples:
 
     \b
-      valyent fs get 01hx3k /app/data.db              # ./data.db
-      valyent fs get 01hx3k /app/data.db backups/
-      valyent fs get 01hx3k /app/data.db - | sha256sum
+      valyent fs get 01hx3kq2m8vd /app/data.db              # ./data.db
+      valyent fs get 01hx3kq2m8vd /app/data.db backups/
+      valyent fs get 01hx3kq2m8vd /app/data.db - | sha256sum
     """
     _check_path(remote, "REMOTE")
     if local == "-":
@@ -231,10 +276,12 @@ def get(
     target = _local_target(remote, local)
     if os.path.isdir(target):
         raise UsageError(f"LOCAL: {target!r} is a directory")
+    if os.path.lexists(target) and not force:
+        raise UsageError(f"LOCAL: {target!r} exists: pass --force to replace it")
     fs, machine_id = _fs(ctx, fleet, machine)
     out = ctx.obj.output()
-    with _on(machine_id, remote):
-        size = fs.download_to(remote, target)
+    with _on(machine_id, remote), _transfer(f"Downloading {os.path.basename(remote.rstrip('/'))}", lambda: fs.stat(remote).get("size")) as advance:
+        size = fs.download_to(remote, target, advance)
     from valyent_cli.cli.output import human_size
 
     out.done(f"Downloaded {remote} to {target} ({human_size(size)})")
@@ -257,8 +304,8 @@ def put(
     Examples:
 
     \b
-      valyent fs put 01hx3k ./config.json /app/
-      tar cz src | valyent fs put 01hx3k - /tmp/src.tar.gz
+      valyent fs put 01hx3kq2m8vd ./config.json /app/
+      tar cz src | valyent fs put 01hx3kq2m8vd - /tmp/src.tar.gz
     """
     _check_path(remote, "REMOTE")
     if local == "-":
@@ -278,8 +325,11 @@ def put(
             raise UsageError(f"LOCAL: cannot read {local}: {exc.strerror}") from None
     try:
         fs, machine_id = _fs(ctx, fleet, machine)
-        with _on(machine_id, remote):
-            note = fs.write(remote, source if source is not None else sys.stdin.buffer)
+        data = source if source is not None else sys.stdin.buffer
+        size = os.fstat(source.fileno()).st_size if source is not None else None
+        with _on(machine_id, remote), _transfer(f"Uploading {os.path.basename(local) if source is not None else 'stdin'}",
+                                                lambda: size) as advance:
+            note = fs.write(remote, _Counted(data, advance) if advance is not None else data)
     finally:
         if source is not None:
             source.close()
@@ -295,7 +345,7 @@ def mkdir(ctx: typer.Context, machine: MachineArg, path: PathArg, fleet: FleetOp
     Example:
 
     \b
-      valyent fs mkdir 01hx3k /app/data/cache
+      valyent fs mkdir 01hx3kq2m8vd /app/data/cache
     """
     _check_path(path)
     fs, machine_id = _fs(ctx, fleet, machine)
@@ -319,8 +369,8 @@ def rm(
     Examples:
 
     \b
-      valyent fs rm 01hx3k /tmp/out.log
-      valyent fs rm -r 01hx3k /app/cache
+      valyent fs rm 01hx3kq2m8vd /tmp/out.log
+      valyent fs rm -r 01hx3kq2m8vd /app/cache
     """
     _check_path(path)
     if path.strip().strip("/") == "":

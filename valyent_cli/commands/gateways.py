@@ -20,7 +20,7 @@ app = typer.Typer(
 GatewayArg = Annotated[str, typer.Argument(metavar="GATEWAY", help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
 
 
-def _columns():
+def _columns(fleet_label: str | None = None):
     from valyent_cli.cli.output import Column
 
     return [
@@ -28,7 +28,7 @@ def _columns():
         Column("NAME", lambda g: g.get("name")),
         Column("PROTOCOL", lambda g: g.get("protocol")),
         Column("TARGET PORT", lambda g: g.get("target_port"), justify="right"),
-        Column("FLEET", lambda g: g.get("fleet_id")),
+        Column("FLEET", lambda g: fleet_label or g.get("fleet_id")),
     ]
 
 
@@ -44,7 +44,9 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
     Example: valyent gateways list --fleet web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    out.table(app_.client.gateways.list(fleet_ref), _columns(), empty=f"No gateways in fleet {fleet_ref}.")
+    items = app_.client.gateways.list(fleet_ref)
+    label = resolve.fleet_label(app_, fleet_ref, with_id=False) if items and not (json or quiet) else None
+    out.table(items, _columns(label), empty=f"No gateways in fleet {fleet_ref}.")
 
 
 @app.command("create")
@@ -56,7 +58,7 @@ def create(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create a gateway to a port of the fleet's machines.
+    """Create a gateway to a port of the fleet's machines, and print it (`-q`: its id).
 
     Examples:
 
@@ -71,10 +73,9 @@ def create(
     v.positive_int(port, "--port", minimum=1, maximum=65535)
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)
-    if json or quiet:
-        out.fields(gateway, [])
-    else:
+    if not (json or quiet):
         out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}")
+    _show(out, gateway)
 
 
 @app.command("show")
@@ -84,7 +85,10 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
     Example: valyent gateways show web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    g = resolve.gateway(app_, fleet_ref, gateway)
+    _show(out, resolve.gateway(app_, fleet_ref, gateway))
+
+
+def _show(out, g) -> None:
     out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
                    ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
 

@@ -32,6 +32,45 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _local_profile() -> dict:
+    """The `local` profile as stored, or {} (none yet, or an unreadable config: start rewrites it)."""
+    from valyent_cli import config
+
+    try:
+        return config.list_profiles()[1].get(config.LOCAL_PROFILE) or {}
+    except config.ConfigError:
+        return {}
+
+
+def _data_dir(flag: Path | None) -> Path | None:
+    """The sandbox a command means: --data-dir, else VALYENT_LOCAL_DIR, else the one the `local` profile points at
+    (where `local start` last ran it), else the default (None)."""
+    import os
+
+    if flag is not None or os.environ.get("VALYENT_LOCAL_DIR"):
+        return flag
+    data_dir = _local_profile().get("data_dir")
+    return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+
+
+def _fleet_to_keep(info: dict) -> str:
+    """The local profile's fleet when this sandbox has it (a restart keeps the user's choice), else `default`."""
+    fleet = _local_profile().get("fleet")
+    if not isinstance(fleet, str) or not fleet or fleet == "default":
+        return "default"
+    from valyent_cli.api import Client, ValyentError
+
+    try:
+        with Client(info["token"], endpoint=info["endpoint"], max_retries=0) as client:
+            names = {str(f.get(k)) for f in client.fleets.list() for k in ("id", "name")}
+    except ValyentError:
+        return "default"
+    if fleet in names:
+        return fleet
+    _err(f"Fleet `{fleet}` does not exist on this sandbox: profile `local` uses fleet `default` again.")
+    return "default"
+
+
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False) -> None:
@@ -65,7 +104,7 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     from valyent_cli.local.runner import ServeError
 
     try:
-        info, started = daemon.start(data_dir, host, port, allow_remote)
+        info, started = daemon.start(_data_dir(data_dir), host, port, allow_remote)
     except ServeError as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(2 if exc.usage else 1) from None
@@ -83,8 +122,9 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         endpoint=info["endpoint"],
         token=info["token"],
         initd_endpoint=info["initd_endpoint"],
-        fleet="default",
+        fleet=_fleet_to_keep(info),
         activate=True,
+        data_dir=str(info["data_dir"]),
     )
     if previous and previous != "local":
         _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
@@ -95,13 +135,13 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 @app.command()
 def stop(data_dir: DataDirOpt = None) -> None:
-    """Stop the background sandbox and every machine it runs.
+    """Stop the background sandbox and every machine it runs (the one the `local` profile points at).
 
     Example: valyent local stop
     """
     from valyent_cli.local import daemon
 
-    pid = daemon.stop(data_dir)
+    pid = daemon.stop(_data_dir(data_dir))
     if pid is None:
         _err("The local sandbox is not running.")
     else:
@@ -117,7 +157,7 @@ def status(data_dir: DataDirOpt = None,
     """
     from valyent_cli.local import daemon
 
-    st = daemon.status(data_dir)
+    st = daemon.status(_data_dir(data_dir))
     from valyent_cli.cli.output import Output
 
     out = Output(json=as_json)

@@ -107,19 +107,24 @@ def logs(
     no_prefix: Annotated[
         bool, typer.Option("--no-prefix", help="Without a machine, leave out the machine id at the start of lines.")
     ] = False,
+    exit_with_machine: Annotated[
+        bool, typer.Option("--exit-with-machine", help="With -f and a machine: stop when it exits, with its exit code.")
+    ] = False,
 ) -> None:
     """Print the logs of a machine, or of the whole fleet interleaved by time; -f follows them live.
 
     Prints the log so far and exits; with -f, keeps printing new lines until Ctrl-C, reconnecting (without
-    repeating or losing a line) when the stream drops. Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet).
-    With --json, one log entry a line (NDJSON), each exactly as the API sent it.
+    repeating or losing a line) when the stream drops; when the machine exits, says so on stderr (and with
+    --exit-with-machine, stops there with its exit code). Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet).
+    With --json, one log entry a line (NDJSON), each exactly as the API sent it; for a whole fleet, with its machine's
+    id added first, as `machine_id`.
 
     Examples:
 
     \b
-      valyent logs 01hx3k            # one machine's log so far
+      valyent logs 01hx3kq2m8vd            # one machine's log so far
       valyent logs -f --since 10m    # the whole fleet, live, starting 10 minutes back
-      valyent logs 01hx3k --json --source stderr | jq -r .message
+      valyent logs 01hx3kq2m8vd --json --source stderr | jq -r .message
     """
     import time
 
@@ -129,6 +134,8 @@ def logs(
         if source not in SOURCES:
             raise UsageError(f"--source must be stdout or stderr, not {source!r}")
     idle_timeout = _idle_timeout() if follow else None
+    if exit_with_machine and (not follow or machine is None):
+        raise UsageError("--exit-with-machine needs -f and a MACHINE")
 
     app_: AppContext = ctx.obj
     fleet_ref = resolve.fleet(app_, fleet)
@@ -139,11 +146,11 @@ def logs(
 
     with reader_may_leave():
         _print(app_, fleet_ref, machine, out, keep, json=json, follow=follow, no_prefix=no_prefix,
-               idle_timeout=idle_timeout)
+               idle_timeout=idle_timeout, exit_with=exit_with_machine)
 
 
 def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, keep: Keep | None, *, json: bool,
-           follow: bool, no_prefix: bool, idle_timeout: float | None) -> None:
+           follow: bool, no_prefix: bool, idle_timeout: float | None, exit_with: bool = False) -> None:
     """Find the machines, then print their history, follow them, or both."""
     from valyent_cli.cli.output import LineWriter, LogFormatter
 
@@ -154,7 +161,7 @@ def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, k
     if machine is not None:
         machine_id = str(resolve.machine(app_, fleet_ref, machine)["id"])
         if follow:
-            run.follow([machine_id], idle_timeout, watch_fleet=False)
+            run.follow([machine_id], idle_timeout, watch_fleet=False, exit_with=exit_with)
         else:
             run.history_one(machine_id)
         return
@@ -274,7 +281,7 @@ class _Run:
             if keep is not None and not keep(entry, ts):
                 continue
             if self.json:
-                raw_out.append(line)
+                raw_out.append(_with_machine(line, machine_id))
                 if len(raw_out) >= BATCH:
                     writer.raw(raw_out)
                     raw_out = []
@@ -300,7 +307,8 @@ class _Run:
         return spool
 
     # -- live -------------------------------------------------------------------------------------------------
-    def follow(self, machine_ids: list[str], idle_timeout: float | None, *, watch_fleet: bool, seen: Seen | None = None) -> None:
+    def follow(self, machine_ids: list[str], idle_timeout: float | None, *, watch_fleet: bool, seen: Seen | None = None,
+               exit_with: bool = False) -> None:
         """Print each machine's new entries as they come, until Ctrl-C (or, for one machine, until it is destroyed)."""
         import queue
         import threading
@@ -344,6 +352,24 @@ class _Run:
                         known.add(machine_id)
                         events.put(("new", machine_id, None))
 
+        def watch_exit(machine_id: str) -> None:
+            """One machine: tell the main thread each time it exits (the live log goes on across restarts)."""
+            from valyent_cli.api import TimeoutError as WaitTimeout
+
+            want = "stopped"
+            while True:
+                try:
+                    self.client.machines.wait(self.fleet, machine_id, want, 60)
+                except WaitTimeout:
+                    continue
+                except ValyentError:
+                    return  # destroyed: the follow ends by itself
+                if want == "stopped":
+                    events.put(("exited", machine_id, _exit_code(self.client, self.fleet, machine_id)))
+                    if exit_with:
+                        return
+                want = "running" if want == "stopped" else "stopped"
+
         everyone = set(machine_ids)
         if len(machine_ids) > MAX_FOLLOW:
             self.writer.note(
@@ -356,6 +382,9 @@ class _Run:
             start(machine_id)
         if watch_fleet:
             threading.Thread(target=watch, args=(everyone,), name="logs-watch", daemon=True).start()
+        else:
+            threading.Thread(target=watch_exit, args=(machine_ids[0],), name="logs-exit", daemon=True).start()
+        received = 0  # entries taken from the live log, one machine's
 
         keep = self.keep
         writer = self.writer
@@ -377,11 +406,13 @@ class _Run:
             raw_out: list[bytes] = []
             for kind, machine_id, payload in batch:
                 if kind == "entry":
+                    received += 1
                     ts = entry_time(payload)
                     if keep is not None and not keep(payload, ts):
                         continue
                     if self.json:
-                        raw_out.append(_dumps(payload))
+                        raw_out.append(_dumps(payload if single or "machine_id" in payload
+                                              else {"machine_id": machine_id, **payload}))
                     else:
                         text_out.append(line_of(payload, ts, machine_id))
                     continue
@@ -400,6 +431,17 @@ class _Run:
                     self.formatter.set_machines([machine_id])
                     writer.note(f"{machine_id}: new machine, following its log", color=self.note_color)
                     start(machine_id)
+                elif kind == "exited":
+                    code = "unknown" if payload is None else payload
+                    if not exit_with:
+                        writer.note(f"Machine {machine_id} exited (exit code {code}); still following its log "
+                                    "(Ctrl-C to stop; --exit-with-machine stops with it)", color=self.note_color)
+                        continue
+                    self._rest(machine_id, received)
+                    writer.note(f"Machine {machine_id} exited (exit code {code})", color=self.note_color)
+                    from valyent_cli.commands.run import shell_code
+
+                    raise typer.Exit(shell_code(payload))
                 elif kind == "end":
                     active.discard(machine_id)
                     writer.note(f"{machine_id}: destroyed, its log has ended", color=self.note_color)
@@ -410,6 +452,41 @@ class _Run:
                     writer.note(f"{machine_id}: stopped following: {payload}", color=self.note_color)
             writer.raw(raw_out)
             writer.text(text_out, flush=True)
+
+
+    def _rest(self, machine_id: str, received: int) -> None:
+        """What the machine's whole log holds after its first ``received`` entries: the lines it wrote before it
+        exited that the live stream has not delivered yet."""
+        from valyent_cli.api import entry_time
+
+        keep, text_out, raw_out = self.keep, [], []
+        for index, entry in enumerate(self.client.machines.iter_logs(self.fleet, machine_id)):
+            if index < received:
+                continue
+            ts = entry_time(entry)
+            if keep is not None and not keep(entry, ts):
+                continue
+            if self.json:
+                raw_out.append(_dumps(entry))
+            else:
+                text_out.append(self.formatter.line(entry, ts, machine_id))
+        self.writer.raw(raw_out)
+        self.writer.text(text_out, flush=True)
+
+
+def _exit_code(client: Client, fleet: str, machine_id: str) -> int | None:
+    """The exit code of the machine's last exit, from its `machine.exited` event."""
+    from valyent_cli.api import ValyentError
+    from valyent_cli.commands.run import exit_code_of, ordered
+
+    try:
+        events = ordered(client.machines.events(fleet, machine_id))
+    except ValyentError:
+        return None
+    for event in reversed(events):
+        if event.get("type") == "machine.exited":
+            return exit_code_of(event)
+    return None
 
 
 def _batches(lines: Iterator[bytes]) -> Iterator[list[bytes]]:
@@ -477,3 +554,11 @@ def _dumps(entry: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
+def _with_machine(line: bytes, machine_id: str) -> bytes:
+    """A fleet-wide JSON entry with the id of its machine first (`machine_id`), unless the server put one there."""
+    if b'"machine_id"' in line or not line.startswith(b"{"):
+        return line
+    rest = line[1:].lstrip()
+    return b'{"machine_id":"' + machine_id.encode() + (b'",' if rest[:1] != b"}" else b'"') + rest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +30,8 @@ MachinesArg = Annotated[list[str], typer.Argument(metavar="MACHINE", help="Machi
 StateOpt = Annotated[
     str, typer.Option("--state", "-s", metavar="STATE", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
 ]
+#: ctx.meta key under which `machines run` hands create's flags and payload to its engine
+RUN_ENGINE = "valyent.machines.run"
 TimeoutOpt = Annotated[
     str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long to wait: seconds, or 30s, 5m, 1h.")
 ]
@@ -45,9 +48,9 @@ def _columns() -> list[Any]:
         Column("ID", lambda m: m.get("id")),
         Column("STATE", lambda m: m.get("state"), style=state_style),
         Column("IMAGE", lambda m: (m.get("config") or {}).get("image")),
-        Column("REGION", lambda m: m.get("region")),
-        Column("GUEST", guest),
-        Column("CREATED", lambda m: ago(m.get("created_at"))),
+        Column("REGION", lambda m: m.get("region"), drop=3),
+        Column("GUEST", guest, drop=2),
+        Column("CREATED", lambda m: ago(m.get("created_at")), drop=1),
     ]
 
 
@@ -149,21 +152,35 @@ def create(
         env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
     )
     out = app_.output(json=json, quiet=quiet)
+    engine = ctx.meta.get(RUN_ENGINE)
+    if engine is not None:  # `machines run`: these flags and this payload, then its own engine (commands/run.py)
+        engine(app_, out, body, fleet=fleet, dry_run=dry_run, detach=detach, limit=limit)
+        return
     if dry_run:
         out.data(body)
         return
     from valyent_cli.cli import resolve
 
     fleet_ref = resolve.fleet(app_, fleet)
-    machine = app_.client.machines.create(fleet_ref, body)
+    try:
+        machine = app_.client.machines.create(fleet_ref, body)
+    except KeyboardInterrupt:
+        out.warn("interrupted before the server answered: the machine may have been created; "
+                 f"look with `valyent machines list --fleet {fleet_ref}`")
+        raise
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
     if not detach and not body.get("skip_start"):
-        machine = _watch_start(app_, out, fleet_ref, machine, limit)
+        try:
+            machine = _watch_start(app_, out, fleet_ref, machine, limit)
+        except KeyboardInterrupt:
+            out.warn(f"machine {machine.get('id')} was created and keeps starting; "
+                     f"see it with `valyent machines show {machine.get('id')} --fleet {fleet_ref}`")
+            raise
     if json or quiet:
         out.fields(machine, [])
     else:
-        _show(out, machine)
+        _show(out, machine, resolve.fleet_label(app_, fleet_ref, machine.get("fleet")))
 
 
 def _describe_event(event: dict[str, Any]) -> str:
@@ -198,9 +215,31 @@ def _describe_event(event: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
+#: seconds a new machine must keep running before create calls it started (one long poll; the server's minimum)
+START_SETTLE = 1
+#: log lines shown when a machine fails to start
+LAST_LINES = 10
+
+
+def _print_last_lines(client: Any, out: Output, fleet: str, machine_id: str) -> None:
+    """The end of a machine's log on stderr: what it said before it died."""
+    from collections import deque
+
+    from valyent_cli.api import ValyentError
+
+    try:
+        last = deque(client.machines.iter_logs(fleet, machine_id), maxlen=LAST_LINES)
+    except ValyentError:
+        return
+    if last:
+        out.info("Last lines of its log:")
+        for entry in last:
+            out.info(f"  {entry.get('message', '')}")
+
+
 def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
     """Show each state and event live on stderr until the machine runs; fail with its own error if it does not."""
-    from valyent_cli.api import NotFound
+    from valyent_cli.api import NotFound, ValyentError
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exits import Exit
 
@@ -209,6 +248,7 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
     deadline = time.monotonic() + limit
     seen: set[str] = set()
     failure: str | None = None
+    settled = False
     delay = 0.05
     with out.progress(f"Waiting for {machine_id} to run...") as update:
         while True:
@@ -231,9 +271,21 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
                 elif kind == "machine.exited" and failure is None:
                     failure = f"it exited ({detail})" if detail else "it exited"
             state = str(events[-1].get("status")) if events else str(machine.get("state"))
-            if state == "running":
+            if state == "running" and not settled:
+                # Running is not started yet: a command that fails at once (a taken port, `false`) exits within
+                # moments. Hold on for the settle window (the long poll returns as soon as it stops), then look
+                # again: any exit by then, whatever the restart policy does next, is a failed start.
+                settled = True
+                update(f"Waiting for {machine_id} to settle...")
+                try:
+                    client.machines.wait(fleet, machine_id, "stopped", START_SETTLE)
+                except ValyentError:
+                    pass  # still running at the end of the window (the usual case), or gone: the events say
+                continue
+            if state == "running" and failure is None:
                 break
-            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2):
+            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2) or failure and settled:
+                _print_last_lines(client, out, fleet, machine_id)
                 raise CliError(
                     f"machine {machine_id} did not start: {failure or state}",
                     Exit.ERROR,
@@ -286,7 +338,7 @@ def list_(
     out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
 
 
-def _show(out: Output, m: dict[str, Any]) -> None:
+def _show(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
     from valyent_cli.cli.output import clock, state_style
 
     config = m.get("config") or {}
@@ -297,11 +349,11 @@ def _show(out: Output, m: dict[str, Any]) -> None:
     rows: list[tuple[str, Any]] = [
         ("ID", m.get("id")),
         ("State", m.get("state")),
-        ("Fleet", m.get("fleet")),
+        ("Fleet", fleet_label or m.get("fleet")),
         ("Region", m.get("region")),
         ("Image", config.get("image")),
         ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
-        ("Command", " ".join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
+        ("Command", shlex.join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
         ("Env", ", ".join(workload.get("env") or []) or None),
         ("Restart", (restart.get("policy") or "-") + (f" (max {restart['max_retries']})" if "max_retries" in restart else "")),
         ("Gateway", m.get("gateway_enabled")),
@@ -351,27 +403,57 @@ def _ravel_rows(m: dict[str, Any], workload: dict[str, Any]) -> list[tuple[str, 
 def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
     """Show a machine.
 
-    Example: valyent machines show 01jq
+    Example: valyent machines show 01jqb7x4c9ts
     """
+    from valyent_cli.cli import resolve
+
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    _show(out, _machine(app_, fleet_ref, machine))
+    found = _machine(app_, fleet_ref, machine)
+    _show(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
+#: states in which stop has nothing to do (a second stop succeeds, as scripts expect)
+NOT_RUNNING = ("created", "stopped", "destroying", "destroyed")
+
+
+def _nothing_to_stop(machine_id: Any, state: Any) -> str:
+    if state == "created":
+        return f"Machine {machine_id} was never started: nothing to stop"
+    return f"Machine {machine_id} is already {state}: nothing to stop"
+
+
+def _state_now(m: Machine) -> str | None:
+    """The machine's state as the API has it now (None if it cannot be read)."""
+    from valyent_cli.api import NotFound, ValyentError
+
+    try:
+        return str(m.refresh().get("state"))
+    except NotFound:
+        return "destroyed"
+    except ValyentError:
+        return None
+
+
 @app.command("start")
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
-          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True) -> None:
-    """Start stopped machines.
+          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
+          json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Start stopped machines. With --json, the machines after the start (one: an object; several: an array).
 
-    Example: valyent machines start 01jq 01jr
+    Example: valyent machines start 01jqb7x4c9ts 01jqb7x4c9tv
     """
-    app_, out, fleet_ref = _setup(ctx, fleet)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
         m.start()
         if wait:
             m.wait("running", 60)
-        out.done(f"Started {m.get('id')}")
+        if not quiet:
+            out.done(f"Started {m.get('id')}")
+        done.append(m)
+    _print_after(out, done)
 
 
 @app.command("stop")
@@ -382,29 +464,55 @@ def stop(
     timeout: Annotated[int | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Stop running machines.
+    """Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json,
+    the machines after the stop (one: an object; several: an array).
 
-    Example: valyent machines stop 01jq --signal SIGINT --timeout 10
+    Example: valyent machines stop 01jqb7x4c9ts --signal SIGINT --timeout 10
     """
+    from valyent_cli.api import ApiError
     from valyent_cli.cli import validate as v
 
     sig = v.signal_name(signal) if signal is not None else None
     v.positive_int(timeout, "--timeout", minimum=0, maximum=30)
-    app_, out, fleet_ref = _setup(ctx, fleet)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
-        m.stop(signal=sig, timeout=timeout)
+        done.append(m)
+        if m.get("state") in NOT_RUNNING:
+            out.info(_nothing_to_stop(m.get("id"), m.get("state")))
+            continue
+        try:
+            m.stop(signal=sig, timeout=timeout)
+        except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
+            if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
+                raise
+            out.info(_nothing_to_stop(m.get("id"), state))
+            continue
         if wait:
             m.wait("stopped", (timeout or 30) + 30)
-        out.done(f"Stopped {m.get('id')}")
+        if not quiet:
+            out.done(f"Stopped {m.get('id')}")
+    _print_after(out, done)
+
+
+def _print_after(out: Output, machines: list[Machine]) -> None:
+    """What start and stop print on stdout: with --json the machines as they are now, with -q their ids."""
+    if out.quiet:
+        out.ids(str(m.get("id")) for m in machines)
+    elif out.json:
+        now = [m.refresh() for m in machines]
+        out.data(now[0] if len(now) == 1 else now)
 
 
 @app.command("restart")
 def restart(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None) -> None:
     """Stop then start machines, waiting for each step.
 
-    Example: valyent machines restart 01jq
+    Example: valyent machines restart 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     for ref in machines:
@@ -425,10 +533,13 @@ def delete(
     yes: YesOpt = False,
     fleet: FleetOpt = None,
 ) -> None:
-    """Delete (destroy) machines. Running ones need --force, or stop them first.
+    """Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).
 
-    Example: valyent machines delete 01jq --force --yes
+    Example: valyent machines delete 01jqb7x4c9ts --force --yes
     """
+    from valyent_cli.api import ApiError
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
     from valyent_cli.cli.resolve import confirm, require_yes
 
     require_yes(yes, "delete machines")
@@ -438,7 +549,22 @@ def delete(
     ids = [str(m.get("id")) for m in resolved]
     confirm(out, f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?", yes)
     for m in resolved:
-        m.delete(force=force)
+        if m.get("state") == "destroyed":
+            out.info(f"Machine {m.get('id')} is already destroyed: nothing to delete")
+            continue
+        try:
+            m.delete(force=force)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            state = _state_now(m)
+            if state in ("destroyed", "destroying"):
+                out.info(f"Machine {m.get('id')} is already {state}: nothing to delete")
+                continue
+            if not force and state in ("created", "preparing", "starting", "running", "stopping"):
+                raise CliError(f"machine {m.get('id')} is {state}: stop it first, or delete it with --force",
+                               Exit.ERROR, hint=f"valyent machines delete {m.get('id')} --force --yes") from None
+            raise
         out.done(f"Deleted {m.get('id')}")
 
 
@@ -455,9 +581,9 @@ def wait(
 
     Examples:
 
-      valyent machines wait 01jq --state stopped --timeout 10m
+      valyent machines wait 01jqb7x4c9ts --state stopped --timeout 10m
 
-      valyent machines wait 01jq --healthy --timeout 2m
+      valyent machines wait 01jqb7x4c9ts --healthy --timeout 2m
     """
     from valyent_cli.cli import validate as v
 
@@ -469,13 +595,23 @@ def wait(
         raise UsageError("--timeout must be more than 0")
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
+    from valyent_cli.api import TimeoutError as WaitTimeout
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
     if healthy:
         with out.progress(f"Waiting for {m.get('id')} to be healthy..."):
             m.wait_healthy(seconds)
         out.done(f"Machine {m.get('id')} is healthy")
         return
     with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
-        m.wait(state, seconds)
+        try:
+            m.wait(state, seconds)
+        except WaitTimeout as exc:
+            if getattr(exc, "url", None) and "did not reach" not in str(exc):
+                raise  # a request that timed out, not the wait
+            raise CliError(f"machine {m.get('id')} is not {state} after {timeout}", Exit.TIMEOUT,
+                           hint=f"wait longer: valyent machines wait {m.get('id')} --state {state} --timeout 10m") from None
     out.done(f"Machine {m.get('id')} is {state}")
 
 
@@ -483,7 +619,7 @@ def wait(
 def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False) -> None:
     """List a machine's events, oldest first: time, type, state, origin and what happened.
 
-    Example: valyent machines events 01jq
+    Example: valyent machines events 01jqb7x4c9ts
     """
     from valyent_cli.cli.output import Column, clock, state_style
 
@@ -517,9 +653,11 @@ def exec_(
 ) -> None:
     """Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.
 
-    If the command cannot be run at all, the exit code is 255 (as ssh).
+    If the command cannot be run at all, the exit code is 255 (as ssh); one stopped by --timeout exits 124. The
+    API returns the output when the command ends, and takes no input: piped stdin is refused (send data with
+    `valyent fs put`). With --json, the result object is printed and the exit code is still the command's.
 
-    Example: valyent machines exec 01jq -- ls -la /app
+    Example: valyent machines exec 01jqb7x4c9ts -- ls -la /app
     """
     from valyent_cli.cli import validate as v
     from valyent_cli.cli.errors import UsageError
@@ -529,6 +667,9 @@ def exec_(
     if seconds <= 0:
         raise UsageError("--timeout must be more than 0")
     argv = [v.text(a, "COMMAND") for a in command]
+    if _stdin_has_data():
+        raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
+                         "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
     try:
         _, out, fleet_ref = _setup(ctx, fleet, json=json)
@@ -543,22 +684,45 @@ def exec_(
         raise typer.Exit(Exit.EXEC_FAILED) from None
     if getattr(result, "from_headers", False):
         out.warn("this server sends exec output in HTTP headers, which cannot hold newlines: they show as spaces")
+    code = result.get("exit_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255 else Exit.EXEC_FAILED
     if json:
         out.data(result)
-        raise typer.Exit(0)
+        raise typer.Exit(code)
     from valyent_cli.cli.sanitize import write_output
 
     write_output(sys.stdout, result.get("stdout") or "")
     write_output(sys.stderr, result.get("stderr") or "")
-    code = result.get("exit_code")
-    raise typer.Exit(code if isinstance(code, int) and 0 <= code <= 255 else Exit.EXEC_FAILED)
+    raise typer.Exit(code)
+
+
+def _stdin_has_data() -> bool:
+    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
+    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
+    import os
+    import select
+    import stat
+
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            return False
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
+        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        return bool(ready) and bool(os.read(fd, 1))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @app.command("enable-gateway")
 def enable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
     """Enable a machine's gateway.
 
-    Example: valyent machines enable-gateway 01jq
+    Example: valyent machines enable-gateway 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
@@ -570,7 +734,7 @@ def enable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = No
 def disable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None) -> None:
     """Disable a machine's gateway.
 
-    Example: valyent machines disable-gateway 01jq
+    Example: valyent machines disable-gateway 01jqb7x4c9ts
     """
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
@@ -588,7 +752,7 @@ def label(
 ) -> None:
     """Set or remove a machine's labels (kubectl's syntax), keeping the others.
 
-    Example: valyent machines label 01jq tier=web env-
+    Example: valyent machines label 01jqb7x4c9ts tier=web env-
     """
     from valyent_cli.cli import metadata as meta
 
@@ -607,7 +771,7 @@ def versions(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, js
              quiet: QuietOpt = False) -> None:
     """List a machine's versions: each configuration it has had, with the resources it was given.
 
-    Example: valyent machines versions 01jq --json | jq '.[-1].config'
+    Example: valyent machines versions 01jqb7x4c9ts --json | jq '.[-1].config'
     """
     from valyent_cli.cli.output import Column
 
@@ -632,3 +796,7 @@ def versions(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, js
         ],
         empty="No versions.",
     )
+
+
+# `machines run` takes every flag of `create`: its command is built from create's signature (commands/run.py).
+from valyent_cli.commands import run as _run  # noqa: E402,F401 - registers `machines run`

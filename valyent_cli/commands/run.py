@@ -1,0 +1,370 @@
+"""`valyent machines run`: a one-shot machine, for CI: its logs live, its exit code as ours, gone with --rm.
+
+The command takes every flag of `machines create`: its parameters are create's own (read from create's signature
+when this module is imported), plus --rm and --timeout, and it runs through create itself, so the flags are parsed
+and the payload is built (valyent.toml defaults, --config, checks) in one place. Create hands the finished payload
+to :func:`engine` through the click context instead of sending it.
+
+The engine creates the machine, follows its log in a thread (stdout lines to stdout, stderr lines to stderr), and
+in the main thread long-polls the machine until it stops; the exit code comes from the last `machine.exited`
+event's payload (`{"stopped": {"exit_code": N}}`, as the sandbox and Ravel send it). Once it stopped, the rest of
+the log is read once, without following, so no line is lost when the live stream lags behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+import time
+import typing
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from valyent_cli.commands import machines as _machines
+
+if TYPE_CHECKING:
+    from valyent_cli.api import Client, Machine
+    from valyent_cli.cli.context import AppContext
+    from valyent_cli.cli.output import Output
+
+#: exit code after --timeout stopped the machine (as coreutils' timeout)
+TIMED_OUT = 124
+#: how long one long poll for the machine's stop lasts (seconds); the server caps it at 60
+POLL = 30.0
+
+HELP = """Run a command in a new machine until it exits, and exit with its exit code: for CI.
+
+Takes every flag of `machines create` (and valyent.toml's defaults); the restart policy is `never` unless one is
+given. The machine's log streams live from its start: its stdout lines to stdout, its stderr lines to stderr, and
+nothing else on stdout. The exit code is the machine's own (128+N when a signal N killed it, as shells do).
+--rm destroys the machine afterwards, whatever happened (after Ctrl-C too, which stops it first; Ctrl-C exits
+130); --timeout stops it (its stop signal, then a kill) and exits 124. A machine that cannot start fails with the
+server's reason (exit 1). --json prints the final machine object instead of the log. --detach does what
+`create -q` does: it prints the id once the machine runs, and returns.
+
+Examples:
+
+  valyent machines run --rm --image alpine -- sh -c 'make test'
+
+  valyent machines run --rm --timeout 10m --image python:3.12 -e CI=1 -- python -m pytest
+"""
+
+
+def exit_code_of(event: dict[str, Any]) -> int | None:
+    """The exit code an exit event carries: Ravel nests it (`{"stopped": {"exit_code": N}}`); flat is accepted."""
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    inner = payload.get("stopped") if isinstance(payload.get("stopped"), dict) else payload
+    code = inner.get("exit_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def shell_code(code: int | None) -> int:
+    """The exit status a shell would give: 0-255 as is; a negative -N (killed by signal N, as Python reports it)
+    is 128+N; anything else (Go's -1 for "killed by a signal", unknown) is 1, an error."""
+    from valyent_cli.cli.exits import Exit
+
+    if code is None:
+        return Exit.ERROR
+    if 0 <= code <= 255:
+        return code
+    if -64 <= code <= -2:
+        return 128 - code
+    return Exit.ERROR
+
+
+class _LogPump:
+    """The machine's live log, printed from a thread: stdout entries to stdout, stderr entries to stderr, each as
+    it arrives. ``finish`` stops it and prints what the full log holds beyond what was printed."""
+
+    def __init__(self, client: Client, fleet: str, machine_id: str) -> None:
+        self._client = client
+        self._fleet = fleet
+        self._id = machine_id
+        self._lock = threading.Lock()
+        self._printed = 0
+        self._stopped = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._follow, name="valyent-run-logs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _emit(self, entry: dict[str, Any]) -> None:
+        stream = sys.stderr if str(entry.get("source", "")).lower() == "stderr" else sys.stdout
+        message = entry.get("message")
+        stream.write(("" if message is None else str(message)) + "\n")
+        stream.flush()
+
+    def _follow(self) -> None:
+        try:
+            for entry in self._client.machines.follow_logs(self._fleet, self._id, idle_timeout=None,
+                                                           until_destroyed=True):
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._emit(entry)
+                    self._printed += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by finish, which reads the log again anyway
+            self.error = exc
+
+    def finish(self, client: Client) -> None:
+        """Stop following; print the entries of the whole log after the ones already printed."""
+        with self._lock:
+            self._stopped = True
+            index = 0
+            for entry in client.machines.iter_logs(self._fleet, self._id):
+                index += 1
+                if index > self._printed:
+                    self._emit(entry)
+            self._printed = max(index, self._printed)
+        self._client.close()
+
+
+def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events oldest first, by their time: Ravel's listing has no ORDER BY (the sandbox's is ordered already)."""
+    from valyent_cli.cli.output import parse_time
+
+    return sorted(events, key=lambda e: parse_time(e.get("timestamp")) or 0.0)
+
+
+def _events(client: Client, fleet: str, machine_id: str) -> list[dict[str, Any]]:
+    from valyent_cli.api import NotFound
+
+    try:
+        return ordered(list(client.machines.events(fleet, machine_id)))
+    except NotFound:
+        return []
+
+
+def _outcome(events: list[dict[str, Any]]) -> tuple[str, Any] | None:
+    """What ended the run, from the events so far: ("failed", reason), ("exited", code), or None (still going).
+
+    An exit ends the run only when no start follows it (a restart policy may start the machine again)."""
+    from valyent_cli.commands.machines import _describe_event
+
+    for event in reversed(events):
+        kind = str(event.get("type"))
+        if kind in ("machine.start_failed", "machine.prepare_failed"):
+            return ("failed", _describe_event(event) or kind)
+        if kind == "machine.exited":
+            return ("exited", exit_code_of(event))
+        if kind in ("machine.start", "machine.started", "machine.prepare", "machine.prepared"):
+            return None
+    return None
+
+
+def _wait_for_end(client: Client, fleet: str, machine_id: str, deadline: float | None) -> tuple[str, Any] | None:
+    """Long-poll until the machine has stopped for good; its outcome, or None at the deadline."""
+    from valyent_cli.api import ValyentError
+    from valyent_cli.api import TimeoutError as ApiTimeout
+
+    while True:
+        outcome = _outcome(_events(client, fleet, machine_id))
+        state = None
+        if outcome is not None:
+            try:
+                state = client.machines.get(fleet, machine_id).get("state")
+            except ValyentError:
+                state = "destroyed"
+            if state in ("stopped", "destroying", "destroyed"):
+                return outcome
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return None
+        poll = POLL if remaining is None else max(min(POLL, remaining), 0.05)
+        try:
+            client.machines.wait(fleet, machine_id, "stopped", poll)
+        except ApiTimeout:
+            pass
+        except ValyentError:
+            time.sleep(min(0.2, poll))  # destroyed meanwhile (auto-destroy), or a passing error: read the events
+
+
+def _stop(client: Client, fleet: str, machine_id: str) -> None:
+    """Stop the machine (its stop signal, then a kill after its stop timeout) and wait until it has stopped."""
+    from valyent_cli.api import ValyentError
+
+    try:
+        client.machines.stop(fleet, machine_id)
+    except ValyentError:
+        pass  # already stopped or stopping
+    try:
+        client.machines.wait(fleet, machine_id, "stopped", 90)
+    except ValyentError:
+        pass
+
+
+def _remove(out: Output, client: Client, fleet: str, machine_id: str) -> None:
+    from valyent_cli.api import NotFound, ValyentError
+
+    try:
+        client.machines.delete(fleet, machine_id, force=True)
+    except NotFound:
+        return
+    except ValyentError as exc:
+        if "destroy" not in str(exc):  # already destroyed (auto-destroy): nothing left to remove
+            out.warn(f"could not destroy machine {machine_id}: {exc}")
+            return
+    if not out.quiet and not out.json:
+        out.info(f"Destroyed machine {machine_id}")
+
+
+def engine(
+    app_: AppContext, out: Output, body: dict[str, Any], *, fleet: str | None, dry_run: bool, detach: bool,
+    limit: float, rm: bool, timeout: float | None,
+) -> None:
+    """Run the machine `create` built the payload of (see the module docstring)."""
+    from valyent_cli.cli import resolve
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    body.pop("skip_start", None)  # run starts the machine, whatever valyent.toml says
+    workload = body.setdefault("config", {}).setdefault("workload", {})
+    restart = workload.setdefault("restart", {})
+    if not restart:
+        restart["policy"] = "never"
+    if dry_run:
+        out.data(body)
+        return
+    fleet_ref = resolve.fleet(app_, fleet)
+    client = app_.client
+    if detach:
+        machine = client.machines.create(fleet_ref, body)
+        quiet = out.quiet
+        out.quiet = True
+        machine = _machines._watch_start(app_, out, fleet_ref, machine, limit)
+        out.quiet = quiet
+        if out.json:
+            out.data(machine)
+        else:
+            out.ids([str(machine.get("id"))])
+        return
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    machine: Machine | None = None
+    pump: _LogPump | None = None
+    code: int = Exit.ERROR
+    try:
+        machine = client.machines.create(fleet_ref, body)
+        machine_id = str(machine.get("id"))
+        if not out.quiet and not out.json:
+            out.info(f"Running machine {machine_id} in fleet {fleet_ref}")
+        if not out.json:
+            pump = _LogPump(app_.settings.client(debug_hook=app_.debug_hook), fleet_ref, machine_id)
+            pump.start()
+        outcome = _wait_for_end(client, fleet_ref, machine_id, deadline)
+        if outcome is None:
+            _stop(client, fleet_ref, machine_id)
+            if pump is not None:
+                pump.finish(client)
+                pump = None
+            out.warn(f"machine {machine_id} ran longer than --timeout ({timeout:g} s): stopped it")
+            code = TIMED_OUT
+        else:
+            if pump is not None:
+                pump.finish(client)
+                pump = None
+            kind, value = outcome
+            if kind == "failed":
+                raise CliError(f"machine {machine_id} could not start: {value}", Exit.ERROR,
+                               hint=f"see its events: valyent machines events {machine_id} --fleet {fleet_ref}")
+            code = shell_code(value)
+            if value is None or code != value and not 0 <= value <= 255:
+                out.warn(f"machine {machine_id} exited without a usable exit code ({value}): exiting {code}")
+    except KeyboardInterrupt:
+        if machine is not None:
+            sys.stderr.write(f"Stopping machine {machine.get('id')}...\n")
+            try:
+                _stop(client, fleet_ref, str(machine.get("id")))
+            except KeyboardInterrupt:
+                pass  # a second Ctrl-C: skip the graceful stop (--rm still destroys it, by force)
+            if rm:
+                _remove(out, client, fleet_ref, str(machine.get("id")))
+        raise
+    except BaseException:
+        if machine is not None and rm:
+            _remove(out, client, fleet_ref, str(machine.get("id")))
+        raise
+    finally:
+        if pump is not None:
+            try:
+                pump.finish(client)
+            except Exception:  # noqa: BLE001 - the log is a courtesy once the run has failed
+                pass
+    final: Any = machine
+    if rm:
+        _remove(out, client, fleet_ref, str(machine.get("id")))
+    if out.json:
+        from valyent_cli.api import ValyentError
+
+        try:
+            final = client.machines.get(fleet_ref, str(machine.get("id")))
+        except ValyentError:
+            pass
+        out.data(final)
+    raise typer.Exit(code)
+
+
+def _option(annotation: Any, **changes: Any) -> Any:
+    """``Annotated[T, typer.Option(...)]`` with some of the option's fields changed (a copy: create's stays)."""
+    import copy
+
+    base, info = typing.get_args(annotation)[0], copy.copy(typing.get_args(annotation)[1])
+    for key, value in changes.items():
+        setattr(info, key, value)
+    return Annotated[base, info]
+
+
+def _build() -> Any:
+    create = _machines.create
+    hints = typing.get_type_hints(create, include_extras=True)
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(create).parameters.values():
+        if p.name == "skip_start":  # run starts the machine: create's default (None) stands
+            continue
+        annotation = hints.get(p.name, p.annotation)
+        if p.name == "detach":
+            annotation = _option(annotation, help="Print the machine's id once it runs and return, as `create -q`.")
+        elif p.name == "restart":
+            annotation = _option(annotation, help="Restart policy: always, on-failure or never (default never).")
+        elif p.name == "command":
+            annotation = _option(annotation, help="The command to run, after `--` (e.g. -- sh -c 'make test').")
+        params.append(p.replace(annotation=annotation))
+        if p.name == "detach":
+            params += [
+                inspect.Parameter("rm", p.kind, default=False, annotation=Annotated[
+                    bool, typer.Option("--rm", help="Destroy the machine afterwards, whatever happened.")]),
+                inspect.Parameter("timeout", p.kind, default=None, annotation=Annotated[
+                    str | None, typer.Option("--timeout", metavar="DURATION", show_default=False,
+                                             help="Stop the machine after this long (30s, 10m, 1h) and exit 124.")]),
+            ]
+
+    def run(**kwargs: Any) -> None:
+        from valyent_cli.cli import validate as v
+        from valyent_cli.cli.errors import UsageError
+
+        ctx: typer.Context = kwargs["ctx"]
+        rm, timeout = kwargs.pop("rm"), kwargs.pop("timeout")
+        seconds = None
+        if timeout is not None:
+            seconds = v.duration(timeout, "--timeout")
+            if seconds <= 0:
+                raise UsageError("--timeout must be more than 0")
+        if kwargs.get("detach") and (rm or timeout is not None):
+            raise UsageError("--detach returns once the machine runs: it cannot be combined with --rm or --timeout")
+        if kwargs.get("json") and kwargs.get("quiet"):
+            raise UsageError("choose one of --json and -q/--quiet")
+        ctx.meta[_machines.RUN_ENGINE] = functools.partial(engine, rm=rm, timeout=seconds)
+        create(**kwargs)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__doc__ = HELP
+    return run
+
+
+run = _machines.app.command("run", context_settings={"allow_interspersed_args": False})(_build())
