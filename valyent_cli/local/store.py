@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from json.encoder import encode_basestring_ascii as _json_str
 
 from valyent_cli.local import ids
 
@@ -69,8 +72,32 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection for the calling worker thread (WAL: it reads while the loop's one writes).
+
+        Big reads (a fleet's machines, a long log) run in worker threads on these, off the event loop."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
 
     def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -170,6 +197,44 @@ class Store:
             events[ev["machine_id"]].append(self.event_json(ev))
         return [self.machine_json(r, events[r["id"]]) for r in rows]
 
+    def list_machines_body(self, fleet_id: str, include_destroyed: bool = False,
+                           db: sqlite3.Connection | None = None) -> bytes:
+        """The JSON array of :meth:`list_machines`, built as text: the stored config and event payloads are JSON
+        already and go in as they are, with no decoding and re-encoding (5,000 machines: ~4x faster).
+
+        The shape must stay :meth:`machine_json`'s (tests/test_sandbox_perf.py compares the two for every field).
+        Run it in a worker thread with ``db=self.reader()``."""
+        db = db or self.db
+        live = "" if include_destroyed else " AND state != 'destroyed'"
+        q = _json_str
+        cur = db.execute(
+            "SELECT id, namespace, fleet_id, instance_id, machine_version, region, config, created_at, updated_at, "
+            f"state, gateway_enabled FROM machines WHERE fleet_id = ?{live} ORDER BY id", (fleet_id,))
+        cur.row_factory = None
+        rows = cur.fetchall()
+        if not rows:
+            return b"[]"
+        events: dict[str, list[str]] = {r[0]: [] for r in rows}
+        cur = db.execute(
+            "SELECT machine_id, id, instance_id, status, type, origin, payload, timestamp FROM ("
+            "SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.machine_id ORDER BY e.seq DESC) AS rn FROM events e "
+            f"WHERE e.machine_id IN (SELECT id FROM machines WHERE fleet_id = ?{live})) WHERE rn <= ? ORDER BY seq",
+            (fleet_id, EMBEDDED_EVENTS))
+        cur.row_factory = None
+        for mid, eid, iid, status, type_, origin, payload, ts in cur:
+            events[mid].append(
+                f'{{"id":{q(eid)},"machine_id":{q(mid)},"instance_id":{q(iid)},"status":{q(status)},'
+                f'"type":{q(type_)},"origin":{q(origin)},"payload":{payload},"timestamp":{q(ts)}}}'
+            )
+        parts = [
+            f'{{"id":{q(mid)},"namespace":{q(ns)},"fleet":{q(fid)},"instance_id":{q(iid)},'
+            f'"machine_version":{q(ver)},"region":{q(region)},"config":{config},"created_at":{q(created)},'
+            f'"updated_at":{q(updated)},"events":[{",".join(events[mid])}],"state":{q(state)},'
+            f'"gateway_enabled":{"true" if gw else "false"}}}'
+            for mid, ns, fid, iid, ver, region, config, created, updated, state, gw in rows
+        ]
+        return ("[" + ",".join(parts) + "]").encode()
+
     def machines_in_states(self, states: Iterable[str]) -> list[sqlite3.Row]:
         states = list(states)
         return self.db.execute(
@@ -253,6 +318,22 @@ class Store:
             "INSERT INTO logs (machine_id, ts, instance_id, source, level, message) VALUES (?, ?, ?, ?, ?, ?)", rows
         )
         self.db.execute("COMMIT")
+
+    def read_log_text(self, machine_id: str, after: int = 0, limit: int = 20000,
+                      db: sqlite3.Connection | None = None) -> tuple[int, int, str]:
+        """(entries, last id, text): up to `limit` entries with id > after as NDJSON lines (each ends with a
+        newline), encoded by SQLite itself (json_object), never as Python tuples: twice as fast as building them
+        here. Run it in a worker thread with ``db=self.reader()``."""
+        row = (db or self.db).execute(
+            "SELECT count(*), max(id), group_concat(j, char(10)) FROM (SELECT id, json_object('timestamp', ts, "
+            "'instance_id', instance_id, 'source', source, 'level', level, 'message', message) AS j FROM logs "
+            "WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?)",
+            (machine_id, after, limit),
+        ).fetchone()
+        count = row[0]
+        if not count:
+            return 0, after, ""
+        return count, row[1], row[2] + "\n"
 
     def read_logs(self, machine_id: str, after: int = 0, limit: int = 5000) -> list[tuple]:
         """(id, ts, instance_id, source, level, message) with id > after, oldest first."""
