@@ -77,16 +77,51 @@ def _ns(request: Request) -> str:
     return request.query_params.get("namespace") or "default"
 
 
+#: the largest JSON body the API accepts (an upload, `fs write`, streams and has no such limit)
+MAX_BODY = 1024 * 1024
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 once it is larger than MAX_BODY (before it is read, when its length says so)."""
+    too_large = Problem("INVALID_ARGUMENT", f"the request body is larger than {MAX_BODY // 1024} KiB", status=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request, *, optional: bool = False) -> Any:
-    raw = await request.body()
+    raw = await _read_body(request)
     if not raw.strip():
         if optional:
             return {}
         raise invalid("a JSON body is required", "body")
     try:
-        return json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise invalid("the request body is not valid JSON", "body") from None
+    except RecursionError:
+        raise invalid("the request body is nested too deeply", "body") from None
+    # What cannot be stored or sent back as UTF-8 (a lone surrogate, from a \ud800 escape) is refused here,
+    # before anything is written: stored, it would break every answer that includes it.
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid("the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                      "which is not text and cannot be stored", "body") from None
+    except RecursionError:
+        raise invalid("the request body is nested too deeply", "body") from None
+    return body
 
 
 def _fleet(request: Request) -> dict:
@@ -487,6 +522,10 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         _use_pidfd_child_watcher()
         (data_dir / "machines").mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "state.db")
+        repaired = store.repair()  # rows a server before input checks stored, which no answer could carry
+        if repaired:
+            print(f"repaired {repaired} stored JSON document(s) that could not be sent (lone surrogates, NaN, "
+                  "invalid JSON)", file=sys.stderr, flush=True)
         supervisor = Supervisor(store, data_dir)
         app.state.store = store
         app.state.supervisor = supervisor

@@ -8,6 +8,7 @@ consistent database. Rows come back as API-shaped dicts.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_machine ON events(machine_id, seq);
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY, machine_id TEXT NOT NULL, ts INTEGER NOT NULL, instance_id TEXT NOT NULL,
-    source TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL
+    source TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL,
+    line TEXT  -- the entry as the API sends it (one NDJSON line), encoded once when written; NULL in older rows
 );
 CREATE INDEX IF NOT EXISTS logs_machine ON logs(machine_id, id);
 CREATE TABLE IF NOT EXISTS gateways (
@@ -63,6 +65,37 @@ def now_rfc3339(ts: float | None = None) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _sendable(text: Any) -> Any:
+    """A stored JSON document made sendable: lone surrogates become U+FFFD, NaN and infinities null, and what
+    does not parse at all an empty object."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            return _SURROGATE.sub("\ufffd", v) if _has_surrogate(v) else v
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            return None
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {clean(k): clean(x) for k, x in v.items()}
+        return v
+
+    try:
+        return clean(json.loads(text))
+    except (TypeError, ValueError, RecursionError):
+        return {}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(v: str) -> bool:
+    try:
+        v.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -72,6 +105,8 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        if "line" not in {r[1] for r in self.db.execute("PRAGMA table_info(logs)")}:  # a database from before it
+            self.db.execute("ALTER TABLE logs ADD COLUMN line TEXT")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -89,6 +124,22 @@ class Store:
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
+
+    def repair(self) -> int:
+        """Make every stored JSON document one that can be sent: a config or event payload that is not valid
+        JSON, or holds a lone surrogate (stored by a server before they were refused) or NaN, would break every
+        answer that includes it. Returns how many rows were rewritten; called at start."""
+        fixed = 0
+        suspect = ("json_valid({c}) = 0 OR {c} GLOB '*\\u[dD][89abcdefABCDEF]*' OR {c} GLOB '*NaN*' "
+                   "OR {c} GLOB '*Infinity*'")
+        for table, key, col in (("machines", "id", "config"), ("events", "seq", "payload")):
+            rows = self.db.execute(f"SELECT {key}, {col} FROM {table} WHERE " + suspect.format(c=col)).fetchall()
+            for key_value, text in rows:
+                clean = json.dumps(_sendable(text))
+                if clean != text:
+                    self.db.execute(f"UPDATE {table} SET {col} = ? WHERE {key} = ?", (clean, key_value))
+                    fixed += 1
+        return fixed
 
     def close(self) -> None:
         with self._readers_lock:
@@ -313,21 +364,28 @@ class Store:
         """rows: (machine_id, ts_ms, instance_id, source, level, message), one transaction for the batch."""
         if not rows:
             return
+        q = _json_str
+        rows = [
+            (mid, ts, iid, src, lvl, msg,
+             f'{{"timestamp":{ts},"instance_id":{q(iid)},"source":{q(src)},"level":{q(lvl)},"message":{q(msg)}}}')
+            for mid, ts, iid, src, lvl, msg in rows
+        ]
         self.db.execute("BEGIN")
         self.db.executemany(
-            "INSERT INTO logs (machine_id, ts, instance_id, source, level, message) VALUES (?, ?, ?, ?, ?, ?)", rows
+            "INSERT INTO logs (machine_id, ts, instance_id, source, level, message, line) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
         self.db.execute("COMMIT")
 
     def read_log_text(self, machine_id: str, after: int = 0, limit: int = 20000,
                       db: sqlite3.Connection | None = None) -> tuple[int, int, str]:
         """(entries, last id, text): up to `limit` entries with id > after as NDJSON lines (each ends with a
-        newline), encoded by SQLite itself (json_object), never as Python tuples: twice as fast as building them
-        here. Run it in a worker thread with ``db=self.reader()``."""
+        newline), joined by SQLite from the lines encoded when they were written (json_object for older rows),
+        never as Python tuples. Run it in a worker thread with ``db=self.reader()``."""
         row = (db or self.db).execute(
-            "SELECT count(*), max(id), group_concat(j, char(10)) FROM (SELECT id, json_object('timestamp', ts, "
-            "'instance_id', instance_id, 'source', source, 'level', level, 'message', message) AS j FROM logs "
-            "WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?)",
+            "SELECT count(*), max(id), group_concat(j, char(10)) FROM (SELECT id, coalesce(line, json_object("
+            "'timestamp', ts, 'instance_id', instance_id, 'source', source, 'level', level, 'message', message)) AS j "
+            "FROM logs WHERE machine_id = ? AND id > ? ORDER BY id LIMIT ?)",
             (machine_id, after, limit),
         ).fetchone()
         count = row[0]
