@@ -37,6 +37,8 @@ DEFAULT_STOP_TIMEOUT = 5
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 DEFAULT_MAX_RETRIES = 3
 MAX_LINE = 64 * 1024
+#: what `exec` keeps of each of stdout and stderr; the rest is read and dropped, and the answer says so
+EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024
 IDLE_SECONDS = "2147483647"
 
 
@@ -82,6 +84,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.open_pipes = piped
         self.partial = {1: b"", 2: b""}
         self.chunks: dict[int, list[bytes]] = {1: [], 2: []}
+        self.kept = {1: 0, 2: 0}
+        self.dropped = {1: 0, 2: 0}
         if not piped:
             self.pipes_closed.set_result(None)
 
@@ -90,7 +94,13 @@ class _Protocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self.on_lines is None:
-            self.chunks[fd].append(data)
+            room = EXEC_OUTPUT_LIMIT - self.kept[fd]
+            if len(data) > room:
+                self.dropped[fd] += len(data) - max(room, 0)
+                data = data[:max(room, 0)]
+            if data:
+                self.chunks[fd].append(data)
+                self.kept[fd] += len(data)
             return
         buf = self.partial[fd] + data if self.partial[fd] else data
         lines = buf.split(b"\n")
@@ -472,6 +482,10 @@ class Supervisor:
             transport.close()
         stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="replace")
         stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="replace")
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            if proto.dropped[fd]:
+                stderr += (f"exec: {stream} cut at {EXEC_OUTPUT_LIMIT} bytes by the sandbox; "
+                           f"{proto.dropped[fd]} more bytes were dropped\n")
         if timed_out:
             stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
