@@ -129,3 +129,92 @@ def test_exec_output_is_capped_and_says_where_it_was_cut(sandbox, tmp_path):
         assert done.returncode == 0 and len(done.stdout) == EXEC_OUTPUT_LIMIT
         assert b"stdout cut at" in done.stderr
         api.delete(f"/fleets/{fleet}/machines/{mid}", params={"force": "true"})
+
+
+# -- item 7: log retention, logs of destroyed machines, server.log ----------------------------------------------
+def _local_env(tmp_path) -> dict:
+    env = clean_environ()
+    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(tmp_path / "sbx"), NO_COLOR="1")
+    return env
+
+
+def _log_rows(data_dir, machine_id: str) -> list[str]:
+    db = sqlite3.connect(f"file:{data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT message FROM logs WHERE machine_id = ? ORDER BY id", (machine_id,))]
+    finally:
+        db.close()
+
+
+def test_local_start_sets_a_log_retention_and_rotates_server_log(tmp_path):
+    import sys
+
+    from conftest import free_port
+    from helpers import wait_until
+    from valyent_cli.local import daemon
+    from valyent_cli.local.procs import find_machine_processes
+    from valyent_cli.local.runner import SERVER_LOG_MAX
+
+    env = _local_env(tmp_path)
+    sbx = tmp_path / "sbx"
+    sbx.mkdir(mode=0o700)
+    (sbx / "server.log").write_bytes(b"old line\n" * (SERVER_LOG_MAX // 9 + 1))
+    try:
+        bad = run_cli("local", "start", "--log-max-bytes", "lots", env=env)
+        assert bad.returncode == 2 and "--log-max-bytes" in bad.stderr
+        started = run_cli("local", "start", "--port", str(free_port()), "--log-max-lines", "1000",
+                          "--log-max-bytes", "1M", env=env)
+        assert started.returncode == 0, started.stderr
+        assert (sbx / "server.log.1").read_bytes().startswith(b"old line\n")
+        assert (sbx / "server.log").stat().st_size < 10_000  # this start's lines, in a new file
+        code = ("import sys, time; [print(f'line {i}', flush=i % 500 == 0) for i in range(6000)]; sys.stdout.flush(); "
+                "time.sleep(600)")
+        created = run_cli("machines", "create", "--image", "img", "-q", "--", sys.executable, "-c", code, env=env)
+        assert created.returncode == 0, created.stderr
+        mid = created.stdout.strip()
+
+        def settled():
+            rows = _log_rows(sbx, mid)
+            return rows and rows[-1] == "line 5999" and rows
+
+        rows = wait_until(settled, timeout=30, message="the last line stored")
+        assert 1000 <= len(rows) <= 1100 + 100, len(rows)  # pruned once 10 % over, down to the limit
+        assert rows[-1000:] == [f"line {i}" for i in range(5000, 6000)]  # the newest, in order
+        shown = run_cli("logs", mid, env=env)
+        assert shown.returncode == 0 and shown.stdout.splitlines()[-1].endswith("line 5999")
+        again = run_cli("local", "start", "--log-max-lines", "5", env=env)
+        assert again.returncode == 0 and "retention is unchanged" in again.stderr
+    finally:
+        daemon.stop(sbx)
+    assert not find_machine_processes(sbx)
+
+
+def test_a_log_is_kept_within_its_bytes_and_a_destroyed_machines_log_is_removed(tmp_path, monkeypatch):
+    import sys
+
+    import conftest
+    from helpers import wait_until
+
+    environ = conftest.clean_environ  # the server gets the retention in its environment, as `local start` passes it
+    monkeypatch.setattr(conftest, "clean_environ", lambda: {**environ(), "VALYENT_LOCAL_LOG_MAX_BYTES": "50000"})
+    sb = conftest.Sandbox(tmp_path / "data").start()
+    try:
+        line = "y" * 99
+        code = f"import sys, time; sys.stdout.write('{line}\\n' * 3000); sys.stdout.flush(); time.sleep(600)"
+        with sb.client() as api:
+            fleet = api.post("/fleets", json={"name": name("ret")}).json()["id"]
+            mid = api.post(f"/fleets/{fleet}/machines", json=machine_payload([sys.executable, "-c", code])).json()["id"]
+            keep = api.post(f"/fleets/{fleet}/machines", json=machine_payload(["echo", "kept"])).json()["id"]
+            wait_until(lambda: len(_log_rows(sb.data_dir, keep)) >= 1, timeout=20, message="a line of the other")
+            wait_until(lambda: 0 < sum(map(len, _log_rows(sb.data_dir, mid))) <= 55_000 and
+                       len(_log_rows(sb.data_dir, mid)) >= 400, timeout=30, message="the log pruned to its bytes")
+            assert sum(map(len, _log_rows(sb.data_dir, mid))) >= 45_000
+            r = api.delete(f"/fleets/{fleet}/machines/{mid}", params={"force": "true"})
+            assert r.status_code == 200
+        sb.stop()
+        assert _log_rows(sb.data_dir, mid)  # within the grace (followers read the last lines)
+        sb.start()  # a start removes what the grace left
+        wait_until(lambda: not _log_rows(sb.data_dir, mid), timeout=20, message="the destroyed machine's log gone")
+        assert _log_rows(sb.data_dir, keep) == ["kept"]
+    finally:
+        sb.finish()

@@ -103,6 +103,9 @@ def start(data_dir: Path | str | None = None, host: str | None = None, port: int
            "--data-dir", str(data_dir)]
     if allow_remote:
         cmd.append("--allow-remote")
+    from valyent_cli.local.runner import rotate_server_log
+
+    rotate_server_log(data_dir)  # before this start's lines, which its error message shows
     with open(data_dir / "server.log", "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()

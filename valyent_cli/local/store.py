@@ -377,6 +377,32 @@ class Store:
         )
         self.db.execute("COMMIT")
 
+    def log_usage(self, machine_id: str) -> tuple[int, int]:
+        """(entries, characters of message text) kept for a machine."""
+        row = self.db.execute("SELECT count(*), coalesce(sum(length(message)), 0) FROM logs WHERE machine_id = ?",
+                              (machine_id,)).fetchone()
+        return row[0], row[1]
+
+    def prune_logs(self, machine_id: str, keep: int) -> int:
+        """Delete all but the newest `keep` entries of a machine's log; returns how many went."""
+        row = self.db.execute("SELECT id FROM logs WHERE machine_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                              (machine_id, max(keep, 0))).fetchone()
+        if row is None:
+            return 0
+        return self.db.execute("DELETE FROM logs WHERE machine_id = ? AND id <= ?", (machine_id, row[0])).rowcount
+
+    def delete_logs(self, machine_id: str, batch: int = 50_000) -> int:
+        """Delete up to `batch` entries of a machine's log (call again while it returns `batch`)."""
+        return self.db.execute(
+            "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE machine_id = ? LIMIT ?)", (machine_id, batch)
+        ).rowcount
+
+    def machines_with_logs_destroyed(self) -> list[str]:
+        """Destroyed machines that still have log entries (a server before logs were removed kept them)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM machines WHERE state = 'destroyed' AND EXISTS "
+            "(SELECT 1 FROM logs WHERE logs.machine_id = machines.id)")]
+
     def read_log_text(self, machine_id: str, after: int = 0, limit: int = 20000,
                       db: sqlite3.Connection | None = None) -> tuple[int, int, str]:
         """(entries, last id, text): up to `limit` entries with id > after as NDJSON lines (each ends with a

@@ -40,6 +40,22 @@ MAX_LINE = 64 * 1024
 #: what `exec` keeps of each of stdout and stderr; the rest is read and dropped, and the answer says so
 EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024
 IDLE_SECONDS = "2147483647"
+#: log retention per machine (`local start --log-max-lines/--log-max-bytes`, env VALYENT_LOCAL_LOG_MAX_LINES and
+#: VALYENT_LOCAL_LOG_MAX_BYTES): the oldest entries go once a log is 10 % over either
+DEFAULT_LOG_MAX_LINES = 1_000_000
+DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
+#: the log of a destroyed machine is removed this long after it is destroyed (followers read its last lines)
+DESTROYED_LOG_GRACE = 30.0
+
+
+def log_retention() -> tuple[int, int]:
+    """(max lines, max bytes) of a machine's log, from the environment `local start` passes to the server."""
+    def get(name: str, default: int) -> int:
+        raw = os.environ.get(name, "")
+        return int(raw) if raw.strip().isdigit() and int(raw) > 0 else default
+
+    return (get("VALYENT_LOCAL_LOG_MAX_LINES", DEFAULT_LOG_MAX_LINES),
+            get("VALYENT_LOCAL_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES))
 
 
 class ShuttingDown(Exception):
@@ -149,6 +165,7 @@ class Runtime:
         self.fast_failures = 0
         self.waiters: list[tuple[str, asyncio.Future]] = []
         self.log_event = asyncio.Event()
+        self.log_usage: tuple[int, int] | None = None  # (entries, characters) kept; counted on first use
 
     @property
     def alive(self) -> bool:
@@ -169,6 +186,8 @@ class Supervisor:
         self.shutting_down = False
         self.sandbox_id = procs.sandbox_id(data_dir)
         self.sleep = shutil.which("sleep")
+        self.log_max_lines, self.log_max_bytes = log_retention()
+        self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def rt(self, machine_id: str) -> Runtime:
@@ -220,7 +239,37 @@ class Supervisor:
                 line = line[:-1]
             rows.append((machine_id, ts, instance_id, source, level, line.decode("utf-8", errors="replace")))
         self.store.add_logs(rows)
-        self.rt(machine_id).wake_followers()
+        rt = self.rt(machine_id)
+        self._retain(machine_id, rt, len(rows), sum(len(r[5]) for r in rows))
+        rt.wake_followers()
+
+    def _retain(self, machine_id: str, rt: Runtime, lines: int, chars: int) -> None:
+        """Keep a machine's log within the retention: once it is 10 % over the lines or the bytes, drop the oldest
+        entries down to both limits (the bytes limit through the log's average line length)."""
+        if rt.log_usage is None:
+            rt.log_usage = self.store.log_usage(machine_id)
+        else:
+            rt.log_usage = (rt.log_usage[0] + lines, rt.log_usage[1] + chars)
+        count, size = rt.log_usage
+        if count <= self.log_max_lines * 1.1 and size <= self.log_max_bytes * 1.1:
+            return
+        average = max(size / count, 1.0)
+        keep = max(1, min(self.log_max_lines, int(self.log_max_bytes / average)))
+        self.store.prune_logs(machine_id, keep)
+        rt.log_usage = (keep, int(keep * average))
+
+    def _spawn_log_removal(self, machine_id: str, delay: float = 0.0) -> None:
+        task = self.spawn_task(self._remove_logs(machine_id, delay))
+        self.log_removals.add(task)
+        task.add_done_callback(self.log_removals.discard)
+
+    async def _remove_logs(self, machine_id: str, delay: float = 0.0) -> None:
+        """Remove a destroyed machine's log, in batches that let the server answer in between."""
+        if delay:
+            await asyncio.sleep(delay)
+        while self.store.delete_logs(machine_id) > 0:
+            await asyncio.sleep(0)
+        self.rt(machine_id).log_usage = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def create(self, machine_id: str, skip_start: bool) -> None:
@@ -417,6 +466,7 @@ class Supervisor:
                 rt.destroying = False
             await self._remove_files(machine_id)
             self.record(machine_id, "machine.destroyed", "destroyed", pid=None)
+            self._spawn_log_removal(machine_id, DESTROYED_LOG_GRACE)
 
     async def _remove_files(self, machine_id: str) -> None:
         path = self.data_dir / "machines" / machine_id
@@ -505,6 +555,8 @@ class Supervisor:
         for row in self.store.machines_in_states(("destroying",)):
             await self._remove_files(row["id"])
             self.record(row["id"], "machine.destroyed", "destroyed", pid=None)
+        for machine_id in self.store.machines_with_logs_destroyed():  # destroyed before, or within the grace
+            self._spawn_log_removal(machine_id)
         for row in self.store.machines_to_resume():
             self._after_exit(row["id"], row["last_exit_code"] or 0, user_stopped=False)
 
@@ -512,6 +564,8 @@ class Supervisor:
         """Called as soon as the server is asked to stop: end long polls and log followers (the HTTP server
         waits for open responses before it stops the app), and restart nothing from now on."""
         self.shutting_down = True
+        for task in list(self.log_removals):
+            task.cancel()
         for rt in self.runtimes.values():
             if rt.restart_handle:
                 rt.restart_handle.cancel()
