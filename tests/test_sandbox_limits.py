@@ -218,3 +218,114 @@ def test_a_log_is_kept_within_its_bytes_and_a_destroyed_machines_log_is_removed(
         assert _log_rows(sb.data_dir, keep) == ["kept"]
     finally:
         sb.finish()
+
+
+# -- item 6: a full disk ----------------------------------------------------------------------------------------
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+class _TmpfsSandbox:
+    """A sandbox whose data dir is a small tmpfs of its own (a user and mount namespace: no root needed, and the
+    file system goes away with the server). `prefill` fills the disk before the server starts."""
+
+    def __init__(self, tmp_path, size: str, prefill: bool = False):
+        import secrets
+
+        from conftest import free_port
+
+        self.dir = tmp_path / "disk"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.initd = f"http://127.0.0.1:{self.port}/initd/{{machine_id}}"
+        self.log = tmp_path / "server.log"
+        fill = 'dd if=/dev/zero of="$D/fill" bs=64k 2>/dev/null; ' if prefill else ""
+        self.script = (f'mount -t tmpfs -o size={size},mode=0700 tmpfs "$D" && {fill}'
+                       'printf %s "$T" > "$D/token" 2>/dev/null; chmod 600 "$D/token" 2>/dev/null; '
+                       f'exec "$PY" -m valyent_cli local serve --port {self.port} --data-dir "$D"')
+
+    def start(self):
+        import subprocess
+        import sys
+
+        env = clean_environ()
+        env.update(D=str(self.dir), T=self.token, PY=sys.executable)
+        self.proc = subprocess.Popen(["unshare", "-Urm", "sh", "-c", self.script], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        import httpx
+
+        from helpers import wait_until
+
+        def up():
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                return httpx.get(self.url.removesuffix("/v1") + "/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, timeout=timeout, message="the sandbox on its tmpfs")
+
+    def client(self):
+        import httpx
+
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp_path):
+    import pytest
+
+    from helpers import wait_until
+
+    if not _can_mount_tmpfs():
+        pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
+    sb = _TmpfsSandbox(tmp_path, "12m").start()
+    try:
+        sb.wait_ready()
+        env = clean_environ()
+        env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=sb.url, VALYENT_API_TOKEN=sb.token,
+                   VALYENT_INITD_URL=sb.initd, VALYENT_FLEET="default", NO_COLOR="1")
+        idle = run_cli("machines", "create", "--image", "idle", "-q", env=env)
+        assert idle.returncode == 0, idle.stderr
+        noisy = run_cli("machines", "create", "--image", "yes", "-q", "--", "yes", "a log line to fill the disk",
+                        env=env)
+        assert noisy.returncode == 0, noisy.stderr
+        noisy_id, idle_id = noisy.stdout.strip(), idle.stdout.strip()
+        wait_until(lambda: "dropping its log lines: no space left" in sb.log.read_text(), timeout=60,
+                   message="the disk full and the server saying so")
+        stopped = run_cli("machines", "stop", noisy_id, env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        with sb.client() as api:
+            wait_until(lambda: api.get(f"/fleets/default/machines/{noisy_id}").json()["state"] == "stopped",
+                       timeout=20, message="the noisy machine stopped")
+        deleted = run_cli("machines", "delete", idle_id, "--force", "--yes", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+        deleted = run_cli("machines", "delete", noisy_id, "--force", "--yes", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+        assert "Traceback" not in sb.log.read_text() and "no transaction is active" not in sb.log.read_text()
+    finally:
+        assert sb.stop() == 0, sb.log.read_text()
+
+    (tmp_path / "again").mkdir()
+    full = _TmpfsSandbox(tmp_path / "again", "4m", prefill=True).start()
+    assert full.proc.wait(30) == 1
+    out = full.log.read_text()
+    assert "no space left on the disk" in out and "Traceback" not in out, out

@@ -55,6 +55,29 @@ def _watch_server_log(data_dir: Path) -> None:
     threading.Thread(target=loop, name="server-log-rotation", daemon=True).start()
 
 
+#: the least free space a start needs (its database writes); below it a start stops with a message
+MIN_FREE_TO_START = 1024 * 1024
+
+
+def _check_space(data_dir: Path) -> None:
+    """Refuse to start on a full disk with a message, not a traceback from the first write that fails. The space
+    kept in <data>/reserve (for stopping machines on a full disk) is given back first."""
+    def free() -> int:
+        st = os.statvfs(data_dir)
+        return st.f_bavail * st.f_frsize
+
+    try:
+        if free() >= MIN_FREE_TO_START:
+            return
+        (data_dir / "reserve").unlink(missing_ok=True)
+        left = free()
+    except OSError:
+        return
+    if left < MIN_FREE_TO_START:
+        raise ServeError(f"no space left on the disk that holds {data_dir} ({left // 1024} KiB free): free some "
+                         "space (machine logs and files are the usual cause), then start the sandbox again")
+
+
 class ServeError(Exception):
     """A reason the server cannot start, for a one-line message (exit 2 for bad usage, 1 otherwise)."""
 
@@ -128,6 +151,7 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         raise ServeError(f"invalid port {port}", usage=True)
     data_dir = ensure_data_dir(Path(data_dir))
     lock = _lock(data_dir)
+    _check_space(data_dir)
     rotate_server_log(data_dir)
     _watch_server_log(data_dir)
     _raise_fd_limit()

@@ -470,6 +470,11 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
+    from valyent_cli.local.store import is_disk_full
+
+    if is_disk_full(exc):
+        return JSONResponse(Problem("INTERNAL", "no space left on the disk that holds the sandbox's data: free some "
+                                    "space (machine logs and files are the usual cause)", status=507).body(), 507)
     return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
 
 

@@ -96,6 +96,17 @@ def _has_surrogate(v: str) -> bool:
         return True
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """A write that failed for want of space: SQLite's SQLITE_FULL, or ENOSPC/EDQUOT from the file system."""
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)  # 13: SQLITE_FULL
+    return False
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -107,6 +118,11 @@ class Store:
         self.db.executescript(SCHEMA)
         if "line" not in {r[1] for r in self.db.execute("PRAGMA table_info(logs)")}:  # a database from before it
             self.db.execute("ALTER TABLE logs ADD COLUMN line TEXT")
+        # Log lines are written on a connection of their own: a batch that fails (a full disk) is rolled back
+        # there and never leaves the lifecycle connection inside a transaction.
+        self.logdb = sqlite3.connect(str(path), isolation_level=None)
+        self.logdb.execute("PRAGMA synchronous=NORMAL")
+        self.logdb.execute("PRAGMA busy_timeout=5000")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -149,6 +165,7 @@ class Store:
                 except sqlite3.Error:
                     pass
             self._readers.clear()
+        self.logdb.close()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -345,7 +362,8 @@ class Store:
             self.db.execute(f"UPDATE machines SET {cols} WHERE id = ?", [*fields.values(), machine_id])
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled it back itself (a full disk): keep the real error
+                self.db.execute("ROLLBACK")
             raise
         return event
 
@@ -370,12 +388,19 @@ class Store:
              f'{{"timestamp":{ts},"instance_id":{q(iid)},"source":{q(src)},"level":{q(lvl)},"message":{q(msg)}}}')
             for mid, ts, iid, src, lvl, msg in rows
         ]
-        self.db.execute("BEGIN")
-        self.db.executemany(
-            "INSERT INTO logs (machine_id, ts, instance_id, source, level, message, line) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        self.db.execute("COMMIT")
+        db = self.logdb
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT INTO logs (machine_id, ts, instance_id, source, level, message, line) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def log_usage(self, machine_id: str) -> tuple[int, int]:
         """(entries, characters of message text) kept for a machine."""
@@ -389,11 +414,11 @@ class Store:
                               (machine_id, max(keep, 0))).fetchone()
         if row is None:
             return 0
-        return self.db.execute("DELETE FROM logs WHERE machine_id = ? AND id <= ?", (machine_id, row[0])).rowcount
+        return self.logdb.execute("DELETE FROM logs WHERE machine_id = ? AND id <= ?", (machine_id, row[0])).rowcount
 
     def delete_logs(self, machine_id: str, batch: int = 50_000) -> int:
         """Delete up to `batch` entries of a machine's log (call again while it returns `batch`)."""
-        return self.db.execute(
+        return self.logdb.execute(
             "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE machine_id = ? LIMIT ?)", (machine_id, batch)
         ).rowcount
 

@@ -23,14 +23,16 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from valyent_cli.local import procs
 from valyent_cli.local.problems import Problem, precondition, signal_number
-from valyent_cli.local.store import Store, now_rfc3339
+from valyent_cli.local.store import Store, is_disk_full, now_rfc3339
 
 ALIVE = ("starting", "running", "stopping")
 DEFAULT_STOP_TIMEOUT = 5
@@ -46,6 +48,9 @@ DEFAULT_LOG_MAX_LINES = 1_000_000
 DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
 #: the log of a destroyed machine is removed this long after it is destroyed (followers read its last lines)
 DESTROYED_LOG_GRACE = 30.0
+#: space kept in <data>/reserve for lifecycle writes: freed when one fails on a full disk, so that stop and
+#: delete still work; log lines are dropped (counted, and said) while less than this is free
+RESERVE_SIZE = 2 * 1024 * 1024
 
 
 def log_retention() -> tuple[int, int]:
@@ -188,6 +193,34 @@ class Supervisor:
         self.sleep = shutil.which("sleep")
         self.log_max_lines, self.log_max_bytes = log_retention()
         self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
+        self.reserve = data_dir / "reserve"
+        self.dropped_logs: dict[str, int] = {}  # machine -> log lines dropped on a full disk, not said yet in it
+        self.make_reserve()
+
+    def make_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_SIZE)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self.reserve.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve.unlink()
+            return True
+        except OSError:
+            return False
+
+    def disk_nearly_full(self) -> bool:
+        try:
+            st = os.statvfs(self.data_dir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < RESERVE_SIZE
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def rt(self, machine_id: str) -> Runtime:
@@ -207,7 +240,15 @@ class Supervisor:
 
     def record(self, machine_id: str, type_: str, status: str, origin: str = "ravel", payload: dict | None = None,
                **fields: Any) -> dict:
-        event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        try:
+            event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk: free the reserve and try once more, so that a machine can still be stopped or deleted.
+            if not is_disk_full(exc) or not self.release_reserve():
+                raise
+            print("the disk holding the sandbox's data is full: released the space kept for machine state "
+                  "changes; free some space", file=sys.stderr, flush=True)
+            event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
         rt = self.rt(machine_id)
         for wanted, fut in rt.waiters:
             if wanted == status and not fut.done():
@@ -238,10 +279,39 @@ class Supervisor:
             if line.endswith(b"\r"):
                 line = line[:-1]
             rows.append((machine_id, ts, instance_id, source, level, line.decode("utf-8", errors="replace")))
-        self.store.add_logs(rows)
+        if not self._write_logs(machine_id, rows):
+            return
         rt = self.rt(machine_id)
         self._retain(machine_id, rt, len(rows), sum(len(r[5]) for r in rows))
         rt.wake_followers()
+
+    def _write_logs(self, machine_id: str, rows: list[tuple]) -> bool:
+        """Store log lines, apart from lifecycle writes. On a full disk (or with less than the reserve free) they
+        are dropped: the server's log says so once, and the machine's log once there is room again."""
+        dropped = self.dropped_logs.get(machine_id, 0)
+        count = len(rows)
+        try:
+            if self.disk_nearly_full():
+                raise OSError(28, "No space left on device")
+            if dropped:
+                ts = rows[0][1]
+                rows = [(machine_id, ts, rows[0][2], "stderr", "error",
+                         f"[sandbox] {dropped} log line(s) of this machine were dropped: no space left on the disk "
+                         "that holds the sandbox's data")] + rows
+            self.store.add_logs(rows)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            if not dropped:
+                print(f"machine {machine_id}: dropping its log lines: no space left on the disk that holds the "
+                      "sandbox's data", file=sys.stderr, flush=True)
+            self.dropped_logs[machine_id] = dropped + count
+            return False
+        if dropped:
+            del self.dropped_logs[machine_id]
+            print(f"machine {machine_id}: storing log lines again ({dropped} dropped)", file=sys.stderr, flush=True)
+            self.make_reserve()
+        return True
 
     def _retain(self, machine_id: str, rt: Runtime, lines: int, chars: int) -> None:
         """Keep a machine's log within the retention: once it is 10 % over the lines or the bytes, drop the oldest
