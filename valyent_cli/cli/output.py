@@ -134,7 +134,10 @@ class Output:
         Indented on a terminal; compact when piped (as gh does): the same keys and values, and the indenting
         encoder is pure Python, five times slower on a list of thousands of machines.
         """
-        sys.stdout.write(_json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False))
+        if self.stdout_tty:
+            sys.stdout.write(_json.dumps(obj, indent=2, ensure_ascii=False))
+        else:
+            sys.stdout.write(_json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
         sys.stdout.write("\n")
         sys.stdout.flush()
 
