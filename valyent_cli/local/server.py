@@ -271,8 +271,7 @@ async def machine_logs(request: Request) -> Response:
     ndjson = follow or "application/x-ndjson" in request.headers.get("accept", "")
 
     def read_text(after: int) -> tuple[int, int, bytes]:  # in a worker thread
-        count, after, text = store.read_log_text(mid, after, LOG_HISTORY_BATCH, store.reader())
-        return count, after, text.encode()
+        return store.read_log_text(mid, after, LOG_HISTORY_BATCH, store.reader())
 
     async def history_ndjson():
         after = 0
