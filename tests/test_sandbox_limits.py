@@ -329,3 +329,44 @@ def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp
     assert full.proc.wait(30) == 1
     out = full.log.read_text()
     assert "no space left on the disk" in out and "Traceback" not in out, out
+
+
+def test_a_big_list_is_built_off_the_event_loop(fresh_sandbox):
+    """While a 60,000-machine list is being built, the server answers other requests: /healthz comes back before
+    the list's headers do. (Built on the event loop, the list would hold up everything until it was sent.)"""
+    import threading
+    import time
+
+    import httpx
+
+    sb = fresh_sandbox
+    with sb.client() as api:
+        fleet = api.post("/fleets", json={"name": name("huge")}).json()["id"]
+    sb.stop()
+    db = sqlite3.connect(sb.data_dir / "state.db")
+    config = json.dumps(machine_payload()["config"])
+    db.executemany(
+        "INSERT INTO machines (id, namespace, fleet_id, instance_id, machine_version, region, config, created_at, "
+        "updated_at, state) VALUES (?, 'default', ?, 'i', 'v', 'gra-1', ?, '2026-01-01T00:00:00.000Z', "
+        "'2026-01-01T00:00:00.000Z', 'created')",
+        ((f"m{i:06d}", fleet, config) for i in range(60_000)),
+    )
+    db.commit()
+    db.close()
+    sb.start()
+    seen: dict[str, float] = {}
+
+    def big_list():
+        with sb.client(timeout=120) as api, api.stream("GET", f"/fleets/{fleet}/machines") as r:
+            seen["list"] = time.monotonic()
+            assert r.status_code == 200
+            seen["count"] = len(json.loads(r.read()))
+
+    worker = threading.Thread(target=big_list)
+    worker.start()
+    time.sleep(0.05)  # the list request is in the server
+    assert httpx.get(sb.base + "/healthz", timeout=60).status_code == 200
+    seen["health"] = time.monotonic()
+    worker.join(120)
+    assert seen["count"] == 60_000
+    assert seen["health"] < seen["list"], "the server answered nothing while it built the list"
