@@ -370,3 +370,45 @@ def test_a_big_list_is_built_off_the_event_loop(fresh_sandbox):
     worker.join(120)
     assert seen["count"] == 60_000
     assert seen["health"] < seen["list"], "the server answered nothing while it built the list"
+
+
+def test_a_machine_that_fills_the_disk_with_files_can_still_be_stopped_and_deleted(tmp_path):
+    """No free byte left (a machine wrote a file until ENOSPC): the sandbox gives up its reserve for the state
+    changes, so stop and delete --force still work."""
+    import pytest
+
+    from helpers import wait_until
+
+    if not _can_mount_tmpfs():
+        pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
+    sb = _TmpfsSandbox(tmp_path, "10m").start()
+    try:
+        sb.wait_ready()
+        env = clean_environ()
+        env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=sb.url, VALYENT_API_TOKEN=sb.token,
+                   VALYENT_INITD_URL=sb.initd, VALYENT_FLEET="default", NO_COLOR="1")
+        made = run_cli("machines", "create", "--image", "fill", "-q", "--", "sh", "-c",
+                       "dd if=/dev/zero of=big bs=4k; echo full; sleep 600", env=env)
+        assert made.returncode == 0, made.stderr
+        mid = made.stdout.strip()
+        import os
+
+        disk = f"/proc/{sb.proc.pid}/root{sb.dir}"  # the server's own view of its tmpfs
+
+        def free() -> int:
+            st = os.statvfs(disk)
+            return st.f_bavail * st.f_frsize
+
+        wait_until(lambda: free() < 64 * 1024, timeout=60, message="the disk full")
+        stopped = run_cli("machines", "stop", mid, env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        with sb.client() as api:
+            wait_until(lambda: api.get(f"/fleets/default/machines/{mid}").json()["state"] == "stopped", timeout=20,
+                       message="the machine stopped")
+        deleted = run_cli("machines", "delete", mid, "--force", "--yes", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+        listed = run_cli("machines", "list", "--all", "--json", env=env)
+        assert listed.returncode == 0 and json.loads(listed.stdout)[0]["state"] == "destroyed"
+        assert "Traceback" not in sb.log.read_text()
+    finally:
+        assert sb.stop() == 0, sb.log.read_text()
