@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 NODE_DIR = HERE / "node"
 PY = sys.executable
-CASES = ("startup", "fleets", "machines", "logs", "follow", "sandbox")
+CASES = ("startup", "fleets", "machines", "logs", "serve", "follow", "sandbox")
 
 
 # -- running one child -------------------------------------------------------------------------------------------
@@ -48,6 +49,7 @@ class Run:
     seconds: float
     maxrss_kb: int
     returncode: int
+    cpu: float = 0.0  # user + system seconds of the child (and its waited-for children)
     out_bytes: int = 0
     stderr: str = ""
 
@@ -84,32 +86,36 @@ def run_once(argv: list[str], env: dict[str, str], *, stdout: str = "devnull", c
     err = errf.read().decode(errors="replace")
     errf.close()
     try:
-        seconds, rss, code = Path(result_path).read_text().split()
+        seconds, rss, code, cpu = Path(result_path).read_text().split()
     except (OSError, ValueError):
         raise BenchError(f"{' '.join(argv)}: the measuring wrapper failed ({proc.returncode}): {err[-800:]}") from None
     finally:
         os.unlink(result_path)
-    return Run(float(seconds), int(rss), int(code), count[0], err)
+    return Run(float(seconds), int(rss), int(code), float(cpu), count[0], err)
 
 
 def alternate(a: list[str], b: list[str] | None, env: dict[str, str], runs: int, *, stdout: str = "devnull",
-              b_stdout: str | None = None, warmup: bool = True) -> tuple[list[Run], list[Run]]:
-    """Run a and b alternately (a b, b a, a b, ...) `runs` times each, after one untimed run of each."""
+              b_stdout: str | None = None, warmup: bool = True, b_env: dict[str, str] | None = None
+              ) -> tuple[list[Run], list[Run]]:
+    """Run a and b alternately (a b, b a, a b, ...) `runs` times each, after one untimed run of each.
+
+    b runs with b_env when given (a baseline gets no PYTHONPATH pointing at this checkout), else with env."""
     b_stdout = b_stdout or stdout
+    b_env = b_env or env
     if warmup:
         check(run_once(a, env, stdout=stdout), a)
         if b is not None:
-            check(run_once(b, env, stdout=b_stdout), b)
+            check(run_once(b, b_env, stdout=b_stdout), b)
     ra: list[Run] = []
     rb: list[Run] = []
     for i in range(runs):
-        order = [(a, ra, stdout), (b, rb, b_stdout)]
+        order = [(a, ra, stdout, env), (b, rb, b_stdout, b_env)]
         if i % 2:
             order.reverse()
-        for argv, into, mode in order:
+        for argv, into, mode, e in order:
             if argv is None:
                 continue
-            into.append(check(run_once(argv, env, stdout=mode), argv))
+            into.append(check(run_once(argv, e, stdout=mode), argv))
     return ra, rb
 
 
@@ -127,6 +133,10 @@ def median(runs: list[Run]) -> float:
     return statistics.median(r.seconds for r in runs)
 
 
+def median_cpu(runs: list[Run]) -> float:
+    return statistics.median(r.cpu for r in runs)
+
+
 def peak_mb(runs: list[Run]) -> float:
     return max(r.maxrss_kb for r in runs) / 1024
 
@@ -142,6 +152,7 @@ class Row:
     ok: bool | None  # None: not applicable / skipped
     memory: str = ""
     note: str = ""
+    cpu: str = ""  # "valyent / baseline (ratio)" of the CPU medians
 
 
 @dataclass
@@ -152,7 +163,8 @@ class Results:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         print(f"  {row.case}: {row.value} vs {row.baseline} -> {fmt_ratio(row.ratio)} "
-              f"(target {row.target}) {verdict(row.ok)}  {row.memory} {row.note}".rstrip(), flush=True)
+              f"(target {row.target}) {verdict(row.ok) if row.target != '-' else 'info'}  cpu {row.cpu or '-'}  {row.memory} {row.note}".rstrip(),
+              flush=True)
 
 
 def fmt_ratio(r: float | None) -> str:
@@ -167,16 +179,21 @@ def ms(s: float) -> str:
     return f"{s * 1000:.0f} ms" if s < 10 else f"{s:.1f} s"
 
 
-def ratio_row(case: str, a: list[Run], b: list[Run], limit: float, *, note: str = "") -> Row:
+def ratio_row(case: str, a: list[Run], b: list[Run], limit: float | None, *, note: str = "") -> Row:
+    """Wall-time medians decide the row (limit None: shown, no target); CPU medians are shown beside them."""
     ma, mb = median(a), median(b)
     r = ma / mb
-    return Row(case, ms(ma), ms(mb), r, f"<= {limit}", r <= limit,
-               f"{peak_mb(a):.0f} / {peak_mb(b):.0f} MB", note)
+    ca, cb = median_cpu(a), median_cpu(b)
+    cpu = f"{ms(ca)} / {ms(cb)} ({ca / cb:.2f})" if cb > 0 else f"{ms(ca)} / {ms(cb)}"
+    return Row(case, ms(ma), ms(mb), r, "-" if limit is None else f"<= {limit}", None if limit is None else r <= limit,
+               f"{peak_mb(a):.0f} / {peak_mb(b):.0f} MB", note, cpu)
 
 
 def print_table(results: Results, *, markdown: bool) -> None:
-    header = ["case", "valyent (median)", "baseline (median)", "ratio", "target", "result", "peak RSS valyent / baseline"]
-    body = [[r.case, r.value, r.baseline, fmt_ratio(r.ratio), r.target, verdict(r.ok), r.memory] for r in results.rows]
+    header = ["case", "valyent (median)", "baseline (median)", "ratio", "target", "result",
+              "CPU valyent / baseline (ratio)", "peak RSS valyent / baseline"]
+    body = [[r.case, r.value, r.baseline, fmt_ratio(r.ratio), r.target, verdict(r.ok) if r.target != "-" else "info",
+             r.cpu or "-", r.memory or "-"] for r in results.rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     print()
     for row in [header, ["-" * w for w in widths], *body]:
@@ -217,21 +234,24 @@ def free_port() -> int:
 
 
 class Sandbox:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, code: Path = REPO, name: str = "data") -> None:
+        """A sandbox server run from the valyent_cli under `code` (this checkout, or an exported older commit)."""
         self.root = root
-        self.data = root / "data"
+        self.code = code
+        self.name = name
+        self.data = root / name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.token = ""
 
     def start(self) -> None:
-        self.log = open(self.root / "server.log", "wb")
+        self.log = open(self.root / f"server-{self.name}.log", "wb")
         self.proc = subprocess.Popen(
             [PY, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=clean_env(self.root),
+            env=clean_env(self.root, self.code), cwd=str(self.root),
         )
         import httpx
 
@@ -251,7 +271,7 @@ class Sandbox:
 
     def log_tail(self) -> str:
         try:
-            return (self.root / "server.log").read_text(errors="replace")[-1500:]
+            return (self.root / f"server-{self.name}.log").read_text(errors="replace")[-1500:]
         except OSError:
             return ""
 
@@ -278,8 +298,10 @@ class Sandbox:
     def api(self) -> str:
         return f"{self.base}/v1"
 
-    def env(self, root: Path, fleet: str | None = None) -> dict[str, str]:
-        env = clean_env(root)
+    def env(self, root: Path, fleet: str | None = None, *, code: Path | None = REPO) -> dict[str, str]:
+        """The environment of a command against this sandbox; code: the checkout on PYTHONPATH (None for a
+        baseline, which needs none)."""
+        env = clean_env(root, code)
         env.update(VALYENT_API_URL=self.api, VALYENT_API_TOKEN=self.token,
                    VALYENT_INITD_URL=f"{self.base}/initd/{{machine_id}}")
         if fleet:
@@ -308,11 +330,15 @@ def processes_under(directory: Path) -> list[int]:
     return found
 
 
-def clean_env(root: Path) -> dict[str, str]:
+def clean_env(root: Path, code: Path | None = None) -> dict[str, str]:
+    """code: put this checkout first on PYTHONPATH, so that the installed `valyent` script runs this checkout's
+    valyent_cli even when the package was installed (editable) from another one."""
     # PYTHONDONTWRITEBYTECODE would make every run compile valyent_cli from source (~30 ms here), which an
     # installed package never does: bytecode is written at install time.
-    drop = ("NO_COLOR", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE")
+    drop = ("NO_COLOR", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_") and k not in drop}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     env["VALYENT_CONFIG_DIR"] = str(root / "config")
     env["NODE_ENV"] = "production"
     return env
@@ -326,9 +352,9 @@ def valyent_argv() -> list[str]:
     return [PY, "-m", "valyent_cli"]
 
 
-def compile_package(root: Path) -> None:
+def compile_package(root: Path, code: Path = REPO) -> None:
     """Bytecode for the valyent_cli that the children will import, as `pip install` writes it."""
-    env = clean_env(root)
+    env = clean_env(root, code)
     where = subprocess.run([PY, "-c", "import valyent_cli, os; print(os.path.dirname(valyent_cli.__file__))"],
                            env=env, capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run([PY, "-m", "compileall", "-q", where], env=env, stdout=subprocess.DEVNULL, check=False)
@@ -411,13 +437,50 @@ def wait_for_lines(sb: Sandbox, fleet: str, mid: str, n: int, timeout: float) ->
 
 
 # -- the cases ---------------------------------------------------------------------------------------------------
+# The baselines are what a competent engineer would write to do the same work, with nothing that slows them:
+# curl; a stdlib script (urllib, json); the same with httpx, the HTTP library the CLI uses. Each prints what the
+# CLI prints (`--json` to a pipe: compact JSON of the parsed answer; logs: the NDJSON body as it comes).
+URLLIB_JSON = """\
+import json, sys, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+with urllib.request.urlopen(req, timeout=60) as r:
+    body = json.loads(r.read())
+sys.stdout.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\\n")
+"""
+
+HTTPX_JSON = """\
+import json, sys, httpx
+url, token = sys.argv[1], sys.argv[2]
+r = httpx.get(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"}, timeout=60)
+r.raise_for_status()
+sys.stdout.write(json.dumps(r.json(), ensure_ascii=False, separators=(",", ":")) + "\\n")
+"""
+
+URLLIB_STREAM = """\
+import sys, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, "Accept": "application/x-ndjson"})
+with urllib.request.urlopen(req, timeout=60) as r:
+    while chunk := r.read1(1 << 16):
+        sys.stdout.buffer.write(chunk)
+"""
+
+
+def curl(url: str, token: str, accept: str = "application/json") -> list[str]:
+    exe = shutil.which("curl")
+    if exe is None:
+        raise BenchError("no curl on this machine")
+    return [exe, "-sSf", "-H", f"Authorization: Bearer {token}", "-H", f"Accept: {accept}", url]
+
+
 def case_startup(ctx: Ctx) -> None:
-    env = ctx.sb.env(ctx.root) if ctx.sb else clean_env(ctx.root)
-    base = [PY, "-c", "import typer"]
+    env = clean_env(ctx.root, REPO)
+    base_env = clean_env(ctx.root)
     runs = ctx.runs * 2 + 1  # cheap, and the most sensitive to a busy machine: more runs
-    a, b = alternate(ctx.valyent + ["--version"], base, env, runs)
-    ctx.results.add(ratio_row("valyent --version  vs  python -c 'import typer'", a, b, 1.3))
-    a, b = alternate(ctx.valyent + ["--help"], base, env, runs)
+    a, b = alternate(ctx.valyent + ["--version"], [PY, "-c", "pass"], env, runs, b_env=base_env)
+    ctx.results.add(ratio_row("valyent --version  vs  python -c pass", a, b, 1.3))
+    a, b = alternate(ctx.valyent + ["--help"], [PY, "-c", "import typer"], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("valyent --help  vs  python -c 'import typer'", a, b, 1.6))
 
 
@@ -442,25 +505,25 @@ def _install_node_sdk(node: str | None) -> str | None:
 
 
 def case_fleets(ctx: Ctx) -> None:
+    env = ctx.sb.env(ctx.root)
+    base_env = ctx.sb.env(ctx.root, code=None)
+    url, token = f"{ctx.sb.api}/fleets", ctx.sb.token
+    cmd = ctx.valyent + ["fleets", "list", "--json"]
+    runs = ctx.runs * 2 + 1
+    a, b = alternate(cmd, [PY, "-c", URLLIB_JSON, url, token], env, runs, b_env=base_env)
+    ctx.results.add(ratio_row("fleets list --json  vs  urllib+json script", a, b, 2.2))
+    a, b = alternate(cmd, [PY, "-c", HTTPX_JSON, url, token], env, runs, b_env=base_env)
+    ctx.results.add(ratio_row("fleets list --json  vs  httpx+json script", a, b, None))
+    a, b = alternate(cmd, curl(url, token), env, runs, b_env=base_env)
+    ctx.results.add(ratio_row("fleets list --json  vs  curl", a, b, None))
     node = shutil.which("node")
     why_not = _install_node_sdk(node)
     if why_not is not None:
         ctx.results.add(Row("fleets list --json  vs  Node SDK", "-", "-", None, "<= 1.0", None,
                             note=f"skipped: {why_not}"))
         return
-    env = ctx.sb.env(ctx.root)
-    a, b = alternate(ctx.valyent + ["fleets", "list", "--json"], [node, str(NODE_DIR / "fleets.mjs")], env,
-                     ctx.runs * 2 + 1)
+    a, b = alternate(cmd, [node, str(NODE_DIR / "fleets.mjs")], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("fleets list --json  vs  Node SDK (valyent.ts)", a, b, 1.0))
-
-
-BASELINE_LIST = """\
-import json, sys, typer, httpx
-url, token = sys.argv[1], sys.argv[2]
-r = httpx.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, timeout=60)
-r.raise_for_status()
-sys.stdout.write(json.dumps(r.json(), ensure_ascii=False) + "\\n")
-"""
 
 
 def case_machines(ctx: Ctx) -> None:
@@ -471,26 +534,21 @@ def case_machines(ctx: Ctx) -> None:
     if errors:
         raise BenchError(f"{errors} of {n} machine creations failed")
     ctx.results.notes.append(f"machines: {n} machines created (skip_start) in {time.perf_counter() - t:.1f} s")
+    ctx.list_fleet = fleet
     env = ctx.sb.env(ctx.root, fleet)
-    base = [PY, "-c", BASELINE_LIST, f"{ctx.sb.api}/fleets/{fleet}/machines", ctx.sb.token]
-    js, bl = alternate(ctx.valyent + ["machines", "list", "--json"], base, env, ctx.runs)
-    ctx.results.add(ratio_row(f"machines list --json ({n})  vs  typer+httpx script", js, bl, 1.0))
-    table, js2 = alternate(ctx.valyent + ["machines", "list"], ctx.valyent + ["machines", "list", "--json"], env,
-                           ctx.runs, stdout="pipe", warmup=False)
+    base_env = ctx.sb.env(ctx.root, fleet, code=None)
+    url = f"{ctx.sb.api}/fleets/{fleet}/machines"
+    cmd = ctx.valyent + ["machines", "list", "--json"]
+    js, bl = alternate(cmd, [PY, "-c", URLLIB_JSON, url, ctx.sb.token], env, ctx.runs, b_env=base_env)
+    ctx.results.add(ratio_row(f"machines list --json ({n})  vs  urllib+json script", js, bl, 1.2))
+    js, bl = alternate(cmd, [PY, "-c", HTTPX_JSON, url, ctx.sb.token], env, ctx.runs, b_env=base_env)
+    ctx.results.add(ratio_row(f"machines list --json ({n})  vs  httpx+json script", js, bl, None))
+    js, bl = alternate(cmd, curl(url, ctx.sb.token), env, ctx.runs, b_env=base_env)
+    ctx.results.add(ratio_row(f"machines list --json ({n})  vs  curl", js, bl, None))
+    table, js2 = alternate(ctx.valyent + ["machines", "list"], cmd, env, ctx.runs, stdout="pipe", warmup=False)
     lines = table[0].out_bytes
     ctx.results.add(ratio_row(f"machines list, table to a pipe ({n})  vs  its --json run", table, js2, 2.5,
                               note=f"table output {lines / 1024:.0f} KiB"))
-
-
-BASELINE_LOGS = """\
-import sys, httpx
-url, token = sys.argv[1], sys.argv[2]
-out = sys.stdout.buffer
-with httpx.stream("GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}, timeout=60) as r:
-    r.raise_for_status()
-    for chunk in r.iter_bytes():
-        out.write(chunk)
-"""
 
 
 def case_logs(ctx: Ctx) -> None:
@@ -500,13 +558,19 @@ def case_logs(ctx: Ctx) -> None:
     mid_big = log_machine(ctx.sb, fleet, big)
     mid_small = log_machine(ctx.sb, fleet, small)
     ctx.results.notes.append(f"logs: {big} + {small} log lines produced and stored in {time.perf_counter() - t:.1f} s")
+    ctx.log_fleet, ctx.log_machine = fleet, mid_big
     env = ctx.sb.env(ctx.root, fleet)
+    base_env = ctx.sb.env(ctx.root, fleet, code=None)
     url = f"{ctx.sb.api}/fleets/{fleet}/machines/{mid_big}/logs"
-    js, bl = alternate(ctx.valyent + ["logs", mid_big, "--json"], [PY, "-c", BASELINE_LOGS, url, ctx.sb.token], env, ctx.runs)
-    ctx.results.add(ratio_row(f"logs M --json > /dev/null ({big} lines)  vs  httpx streaming script", js, bl, 1.3))
-    plain, bl2 = alternate(ctx.valyent + ["logs", mid_big], [PY, "-c", BASELINE_LOGS, url, ctx.sb.token], env,
-                           ctx.runs, stdout="pipe", warmup=False)
-    ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  httpx streaming script", plain, bl2, 2.0))
+    stream = [PY, "-c", URLLIB_STREAM, url, ctx.sb.token]
+    js, bl = alternate(ctx.valyent + ["logs", mid_big, "--json"], stream, env, ctx.runs, b_env=base_env)
+    ctx.results.add(ratio_row(f"logs M --json > /dev/null ({big} lines)  vs  urllib stream", js, bl, 1.15))
+    plain, bl2 = alternate(ctx.valyent + ["logs", mid_big], stream, env, ctx.runs, stdout="pipe", warmup=False,
+                           b_env=base_env)
+    ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  urllib stream", plain, bl2, 1.5))
+    plain2, cu = alternate(ctx.valyent + ["logs", mid_big], curl(url, ctx.sb.token, "application/x-ndjson"), env,
+                           ctx.runs, stdout="pipe", warmup=False, b_env=base_env)
+    ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  curl", plain2, cu, None))
     small_runs, _ = alternate(ctx.valyent + ["logs", mid_small], None, env, max(3, ctx.runs // 2), stdout="pipe")
     peak_big = max(peak_mb(js), peak_mb(plain))
     peak_small = peak_mb(small_runs)
@@ -514,6 +578,61 @@ def case_logs(ctx: Ctx) -> None:
     ctx.results.add(Row(f"logs peak RSS, {small} vs {big} lines", f"{peak_big:.0f} MB", f"{peak_small:.0f} MB",
                         peak_big / peak_small, "< 80 MB, flat", peak_big < 80 and flat,
                         f"{peak_big:.0f} / {peak_small:.0f} MB", note="valyent column: the big log; baseline column: the small one"))
+
+
+def export_commit(rev: str, into: Path) -> Path:
+    """valyent_cli as it was at `rev` (git archive), for a reference sandbox; returns the directory to import from."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "valyent_cli"], capture_output=True)
+    if archive.returncode != 0:
+        raise BenchError(f"git archive {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    compile_package(into.parent, into)
+    return into
+
+
+def case_serve(ctx: Ctx) -> None:
+    """The sandbox's own time to serve a big list and a big log, measured with curl (its client cost is ~nil).
+
+    With --reference REV, a second sandbox runs the valyent_cli of that commit on a copy of the same database,
+    and the two are measured in pairs: the ratio is this checkout's time over the reference's."""
+    if ctx.list_fleet is None or ctx.log_machine is None:
+        raise BenchError("needs the machines and logs cases (their data)")
+    token = ctx.sb.token
+    targets = [(f"list of {ctx.big_fleet} machines", f"/fleets/{ctx.list_fleet}/machines", "application/json"),
+               (f"{ctx.log_lines} log lines (NDJSON)", f"/fleets/{ctx.log_fleet}/machines/{ctx.log_machine}/logs",
+                "application/x-ndjson")]
+    env = ctx.sb.env(ctx.root, code=None)
+    ref = None
+    if ctx.reference:
+        code = export_commit(ctx.reference, ctx.root / "reference-code" / "src")
+        ref = Sandbox(ctx.root, code, name="reference-data")
+        ref.data.mkdir(parents=True)
+        import sqlite3
+
+        src = sqlite3.connect(str(ctx.sb.data / "state.db"))
+        dst = sqlite3.connect(str(ref.data / "state.db"))
+        src.backup(dst)
+        src.close()
+        dst.close()
+        (ref.data / "token").write_text(token)
+        os.chmod(ref.data / "token", 0o600)
+        ref.start()
+        time.sleep(1.0)
+    try:
+        for what, path, accept in targets:
+            ours = curl(f"{ctx.sb.api}{path}", token, accept)
+            if ref is None:
+                a, _ = alternate(ours, None, env, ctx.runs)
+                ctx.results.add(Row(f"sandbox serves {what} (curl)", ms(median(a)), "-", None, "-", None,
+                                    note="give --reference REV for the ratio against another commit's server"))
+                continue
+            theirs = curl(f"{ref.api}{path}", ref.token, accept)
+            a, b = alternate(ours, theirs, env, ctx.runs)
+            ctx.results.add(ratio_row(f"sandbox serves {what} (curl)  vs  the server of {ctx.reference}", a, b, 0.5))
+    finally:
+        if ref is not None:
+            ref.stop()
 
 
 TICKER = "import time\nwhile True:\n    print(f'tick {time.time():.6f}', flush=True)\n    time.sleep(0.2)\n"
@@ -613,9 +732,14 @@ class Ctx:
     log_lines: int
     follow_lines: int
     sandbox_per_client: int
+    reference: str | None = None
+    list_fleet: str | None = None
+    log_fleet: str | None = None
+    log_machine: str | None = None
 
 
 RUNNERS = {"startup": case_startup, "fleets": case_fleets, "machines": case_machines, "logs": case_logs,
+           "serve": case_serve,
            "follow": case_follow, "sandbox": case_sandbox}
 
 
@@ -625,8 +749,13 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=CASES, help="run only this case (repeatable)")
     parser.add_argument("--runs", type=int, help="runs of each command and of its baseline (default 7, quick 3)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument("--reference", metavar="REV",
+                        help="serve case: also run the sandbox of this git commit on a copy of the data, and give "
+                             "the ratio of this checkout's serving time to it (target <= 0.5)")
     args = parser.parse_args()
     cases = args.only or list(CASES)
+    if "serve" in cases:  # it measures the data of these two
+        cases = list(dict.fromkeys([*[c for c in cases if c != "serve"], "machines", "logs", "serve"]))
     runs = args.runs or (3 if args.quick else 7)
     print(machine_info(), flush=True)
     root = Path(tempfile.mkdtemp(prefix="valyent-bench-"))
@@ -636,10 +765,11 @@ def main() -> int:
     try:
         ctx = Ctx(root=root, sb=None, results=results, valyent=valyent_argv(), runs=runs,
                   big_fleet=500 if args.quick else 5000, log_lines=20_000 if args.quick else 200_000,
-                  follow_lines=10 if args.quick else 25, sandbox_per_client=10 if args.quick else 50)
+                  follow_lines=10 if args.quick else 25, sandbox_per_client=10 if args.quick else 50,
+                  reference=args.reference)
         print(f"valyent: {' '.join(ctx.valyent)}; {runs} runs of each, alternating with the baseline", flush=True)
         # Start-up first, before the sandbox exists: its own start-up would compete for the CPU.
-        for case in sorted(cases, key=lambda c: c != "startup"):
+        for case in sorted(cases, key=lambda c: (c != "startup", c == "serve")):
             if case != "startup" and sb is None:
                 sb = ctx.sb = Sandbox(root)
                 sb.start()

@@ -141,9 +141,9 @@ function __valyent_value_options
         case 'profiles import'
         string split ' ' -- '--path --name'
         case 'local serve'
-        string split ' ' -- '--host --port --data-dir'
+        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes'
         case 'local start'
-        string split ' ' -- '--host --port --data-dir'
+        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes'
         case 'local stop'
         string split ' ' -- '--data-dir'
         case 'local status'
@@ -650,6 +650,8 @@ complete -c valyent -n '__valyent_at \'local serve\'' -l host -x -d 'Address to 
 complete -c valyent -n '__valyent_at \'local serve\'' -l port -x -d 'Port to listen on (default 8421).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l data-dir -r -F -d 'Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
+complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
+complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
 complete -c valyent -n '__valyent_at \'local serve\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local start
@@ -657,6 +659,8 @@ complete -c valyent -n '__valyent_at \'local start\'' -l host -x -d 'Address to 
 complete -c valyent -n '__valyent_at \'local start\'' -l port -x -d 'Port to listen on (default 8421).'
 complete -c valyent -n '__valyent_at \'local start\'' -l data-dir -r -F -d 'Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).'
 complete -c valyent -n '__valyent_at \'local start\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
+complete -c valyent -n '__valyent_at \'local start\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
+complete -c valyent -n '__valyent_at \'local start\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
 complete -c valyent -n '__valyent_at \'local start\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local stop

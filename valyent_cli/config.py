@@ -440,8 +440,6 @@ def _decode_error(path: Path, exc: Exception, data: bytes | None = None) -> Conf
 
 def _read_toml(path: Path) -> dict[str, Any] | None:
     """Parse a TOML file; None when it does not exist. ConfigError (file and line) when it cannot be read."""
-    import tomllib
-
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -450,6 +448,8 @@ def _read_toml(path: Path) -> dict[str, Any] | None:
         raise ConfigError(path, None, "is a directory, not a file") from None
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+    import tomllib  # only when there is a file: a run configured by the environment alone never loads it
+
     try:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -247,6 +247,15 @@ class Machines:
         ) as response:
             yield from iter_entry_lines(response)
 
+    def iter_log_line_batches(self, fleet: str, machine: str) -> Iterator[list[bytes]]:
+        """``iter_log_lines`` a network read at a time (see ``logs.iter_entry_batches``)."""
+        from valyent_cli.api.logs import iter_entry_batches
+
+        with self._client.stream(
+            "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
+        ) as response:
+            yield from iter_entry_batches(response)
+
     def logs(self, fleet: str, machine: str) -> list[LogEntry]:
         return list(self.iter_logs(fleet, machine))
 

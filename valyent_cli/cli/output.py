@@ -144,11 +144,12 @@ class Output:
         Indented on a terminal; compact when piped (as gh does): the same keys and values, and the indenting
         encoder is pure Python, five times slower on a list of thousands of machines.
         """
-        text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=False)
+        indent, separators = (2, None) if self.stdout_tty else (None, (",", ":"))
+        text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=False)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates (bytes of exec output that are not UTF-8): as JSON escapes
-            text = _json.dumps(obj, indent=2 if self.stdout_tty else None, ensure_ascii=True)
+            text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=True)
         sys.stdout.write(text)
         sys.stdout.write("\n")
         sys.stdout.flush()

@@ -28,6 +28,18 @@ AllowRemoteOpt = Annotated[
 ]
 
 
+LogLinesOpt = Annotated[
+    Optional[int],
+    typer.Option("--log-max-lines", metavar="N", min=1, show_default=False,
+                 help="Log lines kept per machine; the oldest go beyond it (default 1,000,000)."),
+]
+LogBytesOpt = Annotated[
+    Optional[str],
+    typer.Option("--log-max-bytes", metavar="SIZE", show_default=False,
+                 help="Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M)."),
+]
+
+
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -71,13 +83,35 @@ def _fleet_to_keep(info: dict) -> str:
     return "default"
 
 
+def _size(value: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*", value.lower())
+    if not m or int(m.group(1)) <= 0:
+        raise typer.BadParameter(f"{value!r} is not a size like 500000, 50M or 1G", param_hint="--log-max-bytes")
+    return int(m.group(1)) * 1024 ** " kmg".index((m.group(2) or " ")[0] if m.group(2) != "b" else " ")
+
+
+def _set_retention(lines: int | None, size: str | None) -> bool:
+    """Pass the log retention to the server through its environment; True when one was given."""
+    import os
+
+    if size is not None:
+        os.environ["VALYENT_LOCAL_LOG_MAX_BYTES"] = str(_size(size))
+    if lines is not None:
+        os.environ["VALYENT_LOCAL_LOG_MAX_LINES"] = str(lines)
+    return lines is not None or size is not None
+
+
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-          allow_remote: AllowRemoteOpt = False) -> None:
+          allow_remote: AllowRemoteOpt = False, log_max_lines: LogLinesOpt = None,
+          log_max_bytes: LogBytesOpt = None) -> None:
     """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.
 
     Example: valyent local serve --port 9000 --data-dir ./sandbox
     """
+    _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
     from valyent_cli.local.runner import ServeError, server_urls
     from valyent_cli.local.runner import serve as run_server
@@ -95,11 +129,16 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 @app.command()
 def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-          allow_remote: AllowRemoteOpt = False) -> None:
+          allow_remote: AllowRemoteOpt = False, log_max_lines: LogLinesOpt = None,
+          log_max_bytes: LogBytesOpt = None) -> None:
     """Start the sandbox in the background and make the `local` profile active.
 
-    Example: valyent local start && valyent machines create --image nginx
+    Each machine's log is kept within --log-max-lines and --log-max-bytes (the oldest lines go first); the log
+    of a destroyed machine is removed.
+
+    Example: valyent local start --log-max-lines 100000 && valyent machines create --image nginx
     """
+    retention = _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local import daemon
     from valyent_cli.local.runner import ServeError
 
@@ -115,6 +154,8 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}).")
     else:
         _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}).")
+        if retention:
+            _err("Its log retention is unchanged: `valyent local stop` first to start it with a new one.")
 
     from valyent_cli import config
 

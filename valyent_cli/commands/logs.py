@@ -217,11 +217,10 @@ class _Run:
 
     # -- the log so far ---------------------------------------------------------------------------------------
     def history_one(self, machine_id: str) -> None:
-        lines_of = self.client.machines.iter_log_lines(self.fleet, machine_id)
         writer = self.writer
         keep = self.keep
         if self.json:
-            for batch in _batches(lines_of):
+            for batch in self.client.machines.iter_log_line_batches(self.fleet, machine_id):
                 if keep is not None:
                     batch = [raw for raw, entry in _decode(batch) if keep(entry, _time(entry))]
                 writer.raw(batch)
@@ -230,7 +229,7 @@ class _Run:
         line_of = self.formatter.line
         from valyent_cli.api import entry_time
 
-        for batch in _batches(lines_of):
+        for batch in self.client.machines.iter_log_line_batches(self.fleet, machine_id):
             text_out = []
             for _, entry in _decode(batch):
                 # entry_time's common case inlined: this loop runs once per line of the log
@@ -301,7 +300,7 @@ class _Run:
         import tempfile
 
         spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
-        for batch in _batches(self.client.machines.iter_log_lines(self.fleet, machine_id)):
+        for batch in self.client.machines.iter_log_line_batches(self.fleet, machine_id):
             spool.write(b"\n".join(batch) + b"\n")
         spool.seek(0)
         return spool

@@ -145,6 +145,9 @@ def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: boo
            "--data-dir", str(data_dir)]
     if allow_remote:
         cmd.append("--allow-remote")
+    from valyent_cli.local.runner import rotate_server_log
+
+    rotate_server_log(data_dir)  # before this start's lines, which its error message shows
     log_path = data_dir / "server.log"
     try:
         with open(log_path, "ab") as log:

@@ -8,9 +8,74 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from valyent_cli.local.paths import ensure_data_dir, load_or_create_token
+
+
+#: server.log is rotated (to server.log.1, replacing the one before) once it is larger than this
+SERVER_LOG_MAX = 10 * 1024 * 1024
+SERVER_LOG_CHECK = 60.0  # seconds between two checks while the server runs
+
+
+def rotate_server_log(data_dir: Path, limit: int = SERVER_LOG_MAX) -> bool:
+    """Move server.log to server.log.1 when it is over `limit`. When this process writes to it (the server
+    started by `local start`), its stdout and stderr go on in a new server.log. True when it rotated."""
+    path = Path(data_dir) / "server.log"
+    try:
+        if path.stat().st_size <= limit:
+            return False
+        mine = os.fstat(2)
+        ours = (mine.st_dev, mine.st_ino) == (path.stat().st_dev, path.stat().st_ino)
+        os.replace(path, path.with_name("server.log.1"))
+    except OSError:
+        return False
+    if ours:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            return True
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    return True
+
+
+def _watch_server_log(data_dir: Path) -> None:
+    import threading
+
+    def loop() -> None:
+        while True:
+            time.sleep(SERVER_LOG_CHECK)
+            rotate_server_log(data_dir)
+
+    threading.Thread(target=loop, name="server-log-rotation", daemon=True).start()
+
+
+#: the least free space a start needs (its database writes); below it a start stops with a message
+MIN_FREE_TO_START = 1024 * 1024
+
+
+def _check_space(data_dir: Path) -> None:
+    """Refuse to start on a full disk with a message, not a traceback from the first write that fails. The space
+    kept in <data>/reserve (for stopping machines on a full disk) is given back first."""
+    def free() -> int:
+        st = os.statvfs(data_dir)
+        return st.f_bavail * st.f_frsize
+
+    try:
+        if free() >= MIN_FREE_TO_START:
+            return
+        (data_dir / "reserve").unlink(missing_ok=True)
+        left = free()
+    except OSError:
+        return
+    if left < MIN_FREE_TO_START:
+        raise ServeError(f"no space left on the disk that holds {data_dir} ({left // 1024} KiB free): free some "
+                         "space (machine logs and files are the usual cause), then start the sandbox again")
 
 
 class ServeError(Exception):
@@ -90,6 +155,9 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
 
     preflight.check_state(data_dir)
     preflight.remove_stale_uploads(data_dir)
+    _check_space(data_dir)
+    rotate_server_log(data_dir)
+    _watch_server_log(data_dir)
     _raise_fd_limit()
     sock = _bind(host, port)
     token = load_or_create_token(data_dir)

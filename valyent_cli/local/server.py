@@ -37,6 +37,8 @@ from valyent_cli.local.supervisor import ShuttingDown, Supervisor
 
 WAIT_STATES = ("running", "stopped", "destroyed")
 LOG_BATCH = 5000
+#: log entries read, encoded and written at once when serving history (~3 MB a write at 160 bytes a line)
+LOG_HISTORY_BATCH = 20000
 
 
 class AuthMiddleware:
@@ -75,16 +77,51 @@ def _ns(request: Request) -> str:
     return request.query_params.get("namespace") or "default"
 
 
+#: the largest JSON body the API accepts (an upload, `fs write`, streams and has no such limit)
+MAX_BODY = 1024 * 1024
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 once it is larger than MAX_BODY (before it is read, when its length says so)."""
+    too_large = Problem("INVALID_ARGUMENT", f"the request body is larger than {MAX_BODY // 1024} KiB", status=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request, *, optional: bool = False) -> Any:
-    raw = await request.body()
+    raw = await _read_body(request)
     if not raw.strip():
         if optional:
             return {}
         raise invalid("a JSON body is required", "body")
     try:
-        return json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise invalid("the request body is not valid JSON", "body") from None
+    except RecursionError:
+        raise invalid("the request body is nested too deeply", "body") from None
+    # What cannot be stored or sent back as UTF-8 (a lone surrogate, from a \ud800 escape) is refused here,
+    # before anything is written: stored, it would break every answer that includes it.
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid("the request body holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                      "which is not text and cannot be stored", "body") from None
+    except RecursionError:
+        raise invalid("the request body is nested too deeply", "body") from None
+    return body
 
 
 def _fleet(request: Request) -> dict:
@@ -164,7 +201,11 @@ async def create_machine(request: Request) -> Response:
 
 async def list_machines(request: Request) -> Response:
     fleet = _fleet(request)
-    return JSONResponse(_store(request).list_machines(fleet["id"], _flag(request, "destroyed")))
+    store = _store(request)
+    destroyed = _flag(request, "destroyed")
+    # Built as text from the stored JSON, in a worker thread: a big fleet never holds up the event loop.
+    body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader()))
+    return Response(body, media_type="application/json")
 
 
 async def get_machine(request: Request) -> Response:
@@ -229,14 +270,16 @@ async def machine_logs(request: Request) -> Response:
     follow = _flag(request, "follow")
     ndjson = follow or "application/x-ndjson" in request.headers.get("accept", "")
 
+    def read_text(after: int) -> tuple[int, int, bytes]:  # in a worker thread
+        return store.read_log_text(mid, after, LOG_HISTORY_BATCH, store.reader())
+
     async def history_ndjson():
         after = 0
         while True:
-            rows = store.read_logs(mid, after, LOG_BATCH)
-            if rows:
-                after = rows[-1][0]
-                yield ("\n".join(_log_lines(rows)) + "\n").encode()
-            if len(rows) < LOG_BATCH:
+            count, after, chunk = await asyncio.to_thread(read_text, after)
+            if count:
+                yield chunk
+            if count < LOG_HISTORY_BATCH:
                 break
         if not follow:
             return
@@ -258,12 +301,12 @@ async def machine_logs(request: Request) -> Response:
         first = True
         yield b"["
         while True:
-            rows = store.read_logs(mid, after, LOG_BATCH)
-            if rows:
-                after = rows[-1][0]
-                yield (("" if first else ",") + ",".join(_log_lines(rows))).encode()
+            count, after, chunk = await asyncio.to_thread(read_text, after)
+            if count:
+                # one entry a line, and a line holds no raw newline (JSON escapes it): the commas go there
+                yield (b"" if first else b",") + chunk[:-1].replace(b"\n", b",")
                 first = False
-            if len(rows) < LOG_BATCH:
+            if count < LOG_HISTORY_BATCH:
                 break
         yield b"]"
 
@@ -434,6 +477,11 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
+    from valyent_cli.local.store import is_disk_full
+
+    if is_disk_full(exc):
+        return JSONResponse(Problem("INTERNAL", "no space left on the disk that holds the sandbox's data: free some "
+                                    "space (machine logs and files are the usual cause)", status=507).body(), 507)
     from valyent_cli.local.faults import problem_for
 
     problem = problem_for(exc, request.query_params.get("path"))  # a 400 when the path caused it; no host paths
@@ -489,6 +537,10 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         _use_pidfd_child_watcher()
         (data_dir / "machines").mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "state.db")
+        repaired = store.repair()  # rows a server before input checks stored, which no answer could carry
+        if repaired:
+            print(f"repaired {repaired} stored JSON document(s) that could not be sent (lone surrogates, NaN, "
+                  "invalid JSON)", file=sys.stderr, flush=True)
         supervisor = Supervisor(store, data_dir)
         app.state.store = store
         app.state.supervisor = supervisor

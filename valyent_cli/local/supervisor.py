@@ -23,21 +23,44 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from valyent_cli.local import procs
 from valyent_cli.local.problems import Problem, precondition, signal_number
-from valyent_cli.local.store import Store, now_rfc3339
+from valyent_cli.local.store import Store, is_disk_full, now_rfc3339
 
 ALIVE = ("starting", "running", "stopping")
 DEFAULT_STOP_TIMEOUT = 5
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 DEFAULT_MAX_RETRIES = 3
 MAX_LINE = 64 * 1024
+#: what `exec` keeps of each of stdout and stderr; the rest is read and dropped, and the answer says so
+EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024
 IDLE_SECONDS = "2147483647"
+#: log retention per machine (`local start --log-max-lines/--log-max-bytes`, env VALYENT_LOCAL_LOG_MAX_LINES and
+#: VALYENT_LOCAL_LOG_MAX_BYTES): the oldest entries go once a log is 10 % over either
+DEFAULT_LOG_MAX_LINES = 1_000_000
+DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
+#: the log of a destroyed machine is removed this long after it is destroyed (followers read its last lines)
+DESTROYED_LOG_GRACE = 30.0
+#: space kept in <data>/reserve for lifecycle writes: freed when one fails on a full disk, so that stop and
+#: delete still work; log lines are dropped (counted, and said) while less than this is free
+RESERVE_SIZE = 2 * 1024 * 1024
+
+
+def log_retention() -> tuple[int, int]:
+    """(max lines, max bytes) of a machine's log, from the environment `local start` passes to the server."""
+    def get(name: str, default: int) -> int:
+        raw = os.environ.get(name, "")
+        return int(raw) if raw.strip().isdigit() and int(raw) > 0 else default
+
+    return (get("VALYENT_LOCAL_LOG_MAX_LINES", DEFAULT_LOG_MAX_LINES),
+            get("VALYENT_LOCAL_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES))
 
 
 class ShuttingDown(Exception):
@@ -82,6 +105,8 @@ class _Protocol(asyncio.SubprocessProtocol):
         self.open_pipes = piped
         self.partial = {1: b"", 2: b""}
         self.chunks: dict[int, list[bytes]] = {1: [], 2: []}
+        self.kept = {1: 0, 2: 0}
+        self.dropped = {1: 0, 2: 0}
         if not piped:
             self.pipes_closed.set_result(None)
 
@@ -90,7 +115,13 @@ class _Protocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self.on_lines is None:
-            self.chunks[fd].append(data)
+            room = EXEC_OUTPUT_LIMIT - self.kept[fd]
+            if len(data) > room:
+                self.dropped[fd] += len(data) - max(room, 0)
+                data = data[:max(room, 0)]
+            if data:
+                self.chunks[fd].append(data)
+                self.kept[fd] += len(data)
             return
         buf = self.partial[fd] + data if self.partial[fd] else data
         lines = buf.split(b"\n")
@@ -139,6 +170,7 @@ class Runtime:
         self.fast_failures = 0
         self.waiters: list[tuple[str, asyncio.Future]] = []
         self.log_event = asyncio.Event()
+        self.log_usage: tuple[int, int] | None = None  # (entries, characters) kept; counted on first use
 
     @property
     def alive(self) -> bool:
@@ -159,6 +191,36 @@ class Supervisor:
         self.shutting_down = False
         self.sandbox_id = procs.sandbox_id(data_dir)
         self.sleep = shutil.which("sleep")
+        self.log_max_lines, self.log_max_bytes = log_retention()
+        self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
+        self.reserve = data_dir / "reserve"
+        self.dropped_logs: dict[str, int] = {}  # machine -> log lines dropped on a full disk, not said yet in it
+        self.make_reserve()
+
+    def make_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_SIZE)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self.reserve.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve.unlink()
+            return True
+        except OSError:
+            return False
+
+    def disk_nearly_full(self) -> bool:
+        try:
+            st = os.statvfs(self.data_dir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < RESERVE_SIZE
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def rt(self, machine_id: str) -> Runtime:
@@ -178,7 +240,15 @@ class Supervisor:
 
     def record(self, machine_id: str, type_: str, status: str, origin: str = "ravel", payload: dict | None = None,
                **fields: Any) -> dict:
-        event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        try:
+            event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        except (OSError, sqlite3.Error) as exc:
+            # A full disk: free the reserve and try once more, so that a machine can still be stopped or deleted.
+            if not is_disk_full(exc) or not self.release_reserve():
+                raise
+            print("the disk holding the sandbox's data is full: released the space kept for machine state "
+                  "changes; free some space", file=sys.stderr, flush=True)
+            event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
         rt = self.rt(machine_id)
         for wanted, fut in rt.waiters:
             if wanted == status and not fut.done():
@@ -209,8 +279,67 @@ class Supervisor:
             if line.endswith(b"\r"):
                 line = line[:-1]
             rows.append((machine_id, ts, instance_id, source, level, line.decode("utf-8", errors="replace")))
-        self.store.add_logs(rows)
-        self.rt(machine_id).wake_followers()
+        if not self._write_logs(machine_id, rows):
+            return
+        rt = self.rt(machine_id)
+        self._retain(machine_id, rt, len(rows), sum(len(r[5]) for r in rows))
+        rt.wake_followers()
+
+    def _write_logs(self, machine_id: str, rows: list[tuple]) -> bool:
+        """Store log lines, apart from lifecycle writes. On a full disk (or with less than the reserve free) they
+        are dropped: the server's log says so once, and the machine's log once there is room again."""
+        dropped = self.dropped_logs.get(machine_id, 0)
+        count = len(rows)
+        try:
+            if self.disk_nearly_full():
+                raise OSError(28, "No space left on device")
+            if dropped:
+                ts = rows[0][1]
+                rows = [(machine_id, ts, rows[0][2], "stderr", "error",
+                         f"[sandbox] {dropped} log line(s) of this machine were dropped: no space left on the disk "
+                         "that holds the sandbox's data")] + rows
+            self.store.add_logs(rows)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            if not dropped:
+                print(f"machine {machine_id}: dropping its log lines: no space left on the disk that holds the "
+                      "sandbox's data", file=sys.stderr, flush=True)
+            self.dropped_logs[machine_id] = dropped + count
+            return False
+        if dropped:
+            del self.dropped_logs[machine_id]
+            print(f"machine {machine_id}: storing log lines again ({dropped} dropped)", file=sys.stderr, flush=True)
+            self.make_reserve()
+        return True
+
+    def _retain(self, machine_id: str, rt: Runtime, lines: int, chars: int) -> None:
+        """Keep a machine's log within the retention: once it is 10 % over the lines or the bytes, drop the oldest
+        entries down to both limits (the bytes limit through the log's average line length)."""
+        if rt.log_usage is None:
+            rt.log_usage = self.store.log_usage(machine_id)
+        else:
+            rt.log_usage = (rt.log_usage[0] + lines, rt.log_usage[1] + chars)
+        count, size = rt.log_usage
+        if count <= self.log_max_lines * 1.1 and size <= self.log_max_bytes * 1.1:
+            return
+        average = max(size / count, 1.0)
+        keep = max(1, min(self.log_max_lines, int(self.log_max_bytes / average)))
+        self.store.prune_logs(machine_id, keep)
+        rt.log_usage = (keep, int(keep * average))
+
+    def _spawn_log_removal(self, machine_id: str, delay: float = 0.0) -> None:
+        task = self.spawn_task(self._remove_logs(machine_id, delay))
+        self.log_removals.add(task)
+        task.add_done_callback(self.log_removals.discard)
+
+    async def _remove_logs(self, machine_id: str, delay: float = 0.0) -> None:
+        """Remove a destroyed machine's log, in batches that let the server answer in between."""
+        if delay:
+            await asyncio.sleep(delay)
+        while self.store.delete_logs(machine_id) > 0:
+            await asyncio.sleep(0)
+        self.rt(machine_id).log_usage = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def create(self, machine_id: str, skip_start: bool) -> None:
@@ -407,6 +536,7 @@ class Supervisor:
                 rt.destroying = False
             await self._remove_files(machine_id)
             self.record(machine_id, "machine.destroyed", "destroyed", pid=None)
+            self._spawn_log_removal(machine_id, DESTROYED_LOG_GRACE)
 
     async def _remove_files(self, machine_id: str) -> None:
         path = self.data_dir / "machines" / machine_id
@@ -472,6 +602,10 @@ class Supervisor:
             transport.close()
         stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="surrogateescape")
         stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="surrogateescape")
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            if proto.dropped[fd]:
+                stderr += (f"exec: {stream} cut at {EXEC_OUTPUT_LIMIT} bytes by the sandbox; "
+                           f"{proto.dropped[fd]} more bytes were dropped\n")
         if timed_out:
             stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
@@ -491,6 +625,8 @@ class Supervisor:
         for row in self.store.machines_in_states(("destroying",)):
             await self._remove_files(row["id"])
             self.record(row["id"], "machine.destroyed", "destroyed", pid=None)
+        for machine_id in self.store.machines_with_logs_destroyed():  # destroyed before, or within the grace
+            self._spawn_log_removal(machine_id)
         for row in self.store.machines_to_resume():
             self._after_exit(row["id"], row["last_exit_code"] or 0, user_stopped=False)
 
@@ -498,6 +634,8 @@ class Supervisor:
         """Called as soon as the server is asked to stop: end long polls and log followers (the HTTP server
         waits for open responses before it stops the app), and restart nothing from now on."""
         self.shutting_down = True
+        for task in list(self.log_removals):
+            task.cancel()
         for rt in self.runtimes.values():
             if rt.restart_handle:
                 rt.restart_handle.cancel()
