@@ -33,6 +33,8 @@ def free_port() -> int:
 
 def clean_environ() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    # the sandbox's machines are local processes unless a test asks for a container driver
+    env["VALYENT_LOCAL_DRIVER"] = "process"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return env
 
@@ -40,8 +42,9 @@ def clean_environ() -> dict:
 class Sandbox:
     """A sandbox server in a subprocess, started as a user would: `valyent local serve`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, driver: str = "process"):
         self.data_dir = Path(data_dir)
+        self.driver = driver
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = self.base + "/v1"
@@ -65,7 +68,7 @@ class Sandbox:
         log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), "--driver", self.driver],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_environ(), cwd=str(REPO),
         )
         log.close()

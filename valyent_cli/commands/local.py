@@ -23,6 +23,12 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", metavar="DIR", help="Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).",
                  show_default=False),
 ]
+DriverOpt = Annotated[
+    Optional[str],
+    typer.Option("--driver", metavar="DRIVER",
+                 help="How machines run: auto (podman, else docker if its daemon answers, else process), process, "
+                      "podman or docker (env VALYENT_LOCAL_DRIVER).", show_default=False),
+]
 AllowRemoteOpt = Annotated[
     bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (anyone with the token can run commands).")
 ]
@@ -34,10 +40,10 @@ def _err(message: str) -> None:
 
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-          allow_remote: AllowRemoteOpt = False) -> None:
+          allow_remote: AllowRemoteOpt = False, driver: DriverOpt = None) -> None:
     """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.
 
-    Example: valyent local serve --port 9000 --data-dir ./sandbox
+    Example: valyent local serve --port 9000 --data-dir ./sandbox --driver podman
     """
     from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
     from valyent_cli.local.runner import ServeError, server_urls
@@ -48,7 +54,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     data = resolve_data_dir(data_dir)
     _err(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
     try:
-        run_server(host, port, data, allow_remote)
+        run_server(host, port, data, allow_remote, driver)
     except ServeError as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(2 if exc.usage else 1) from None
@@ -56,16 +62,19 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 @app.command()
 def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
-          allow_remote: AllowRemoteOpt = False) -> None:
+          allow_remote: AllowRemoteOpt = False, driver: DriverOpt = None) -> None:
     """Start the sandbox in the background and make the `local` profile active.
 
-    Example: valyent local start && valyent machines create --image nginx
+    Machines are containers of their image with podman or docker when one is there (--driver auto), else local
+    processes that run the machine's command but not its image (--driver process).
+
+    Example: valyent local start --driver podman && valyent machines create --image nginx
     """
     from valyent_cli.local import daemon
     from valyent_cli.local.runner import ServeError
 
     try:
-        info, started = daemon.start(data_dir, host, port, allow_remote)
+        info, started = daemon.start(data_dir, host, port, allow_remote, driver)
     except ServeError as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(2 if exc.usage else 1) from None
@@ -73,9 +82,13 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         _err(f"Error: {exc}")
         raise typer.Exit(1) from None
     if started:
-        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}).")
+        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}, "
+             f"driver {info.get('driver', 'process')}).")
     else:
-        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}).")
+        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
+             f"driver {info.get('driver', 'process')}).")
+        if driver and info.get("driver") and info["driver"] != driver and driver != "auto":
+            _err(f"It keeps its driver {info['driver']}: `valyent local stop` first to change it.")
 
     from valyent_cli import config
 
@@ -123,7 +136,7 @@ def status(data_dir: DataDirOpt = None,
     out = Output(json=as_json)
     rows = [("Running", f"yes (pid {st['pid']})" if st["running"] else "no (start it with `valyent local start`)")]
     if st["running"]:
-        rows += [("Endpoint", st["endpoint"]), ("Initd", st["initd_endpoint"])]
+        rows += [("Endpoint", st["endpoint"]), ("Initd", st["initd_endpoint"]), ("Driver", st["driver"] or "process")]
     elif st["endpoint"]:
         rows.append(("Endpoint", f"{st['endpoint']} (last used)"))
     rows.append(("Data dir", st["data_dir"]))

@@ -141,6 +141,8 @@ def create(
 
     fleet_ref = resolve.fleet(app_, fleet)
     machine = app_.client.machines.create(fleet_ref, body)
+    for notice in machine.notices:  # the sandbox's process driver: the image is not run
+        out.warn(notice)
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
     if not detach and not body.get("skip_start"):

@@ -87,7 +87,7 @@ def log_tail(data_dir: Path, lines: int = 20) -> str:
 
 
 def start(data_dir: Path | str | None = None, host: str | None = None, port: int | None = None,
-          allow_remote: bool = False) -> tuple[dict, bool]:
+          allow_remote: bool = False, driver: str | None = None) -> tuple[dict, bool]:
     """Start the server in the background unless it runs. Returns (info, started_now); info has the token."""
     data_dir = ensure_data_dir(resolve_data_dir(data_dir))
     info = running_info(data_dir)
@@ -103,6 +103,8 @@ def start(data_dir: Path | str | None = None, host: str | None = None, port: int
            "--data-dir", str(data_dir)]
     if allow_remote:
         cmd.append("--allow-remote")
+    if driver:
+        cmd += ["--driver", driver]
     with open(data_dir / "server.log", "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()
@@ -130,6 +132,7 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
     pid = _pid(data_dir)
     if not pid or not _is_our_server(pid):
         procs.kill_machine_processes(data_dir)
+        _kill_containers(data_dir)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -140,11 +143,21 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
         while _alive(pid):
             time.sleep(0.05)
     procs.kill_machine_processes(data_dir)  # the server does this itself; this covers a SIGKILL
+    _kill_containers(data_dir)
     try:
         (data_dir / "server.pid").unlink()
     except OSError:
         pass
     return pid
+
+
+def _kill_containers(data_dir: Path) -> None:
+    """Containers of a server that died without stopping them (the server stops its own)."""
+    info = read_info(data_dir) or {}
+    if info.get("driver") in ("podman", "docker"):
+        from valyent_cli.local.drivers import kill_leftover_containers
+
+        kill_leftover_containers(data_dir)
 
 
 def _alive(pid: int) -> bool:
@@ -172,6 +185,7 @@ def status(data_dir: Path | str | None = None) -> dict:
         "host": last.get("host"),
         "port": last.get("port"),
         "pid": info.get("pid") if info else None,
+        "driver": info.get("driver") if info else None,
         "data_dir": str(data_dir),
         "machines": None,
         "machines_running": None,

@@ -159,7 +159,10 @@ async def create_machine(request: Request) -> Response:
     if body.get("enable_machine_gateway"):
         store.update_machine(mid, gateway_enabled=1)
     await _sup(request).create(mid, bool(body.get("skip_start")))
-    return JSONResponse(_machine(request, mid), 201)
+    notice = _sup(request).driver.create_notice(body["config"])
+    # the CLI says it once on stderr; ASCII only, as a header must be
+    headers = {"Valyent-Notice": notice.encode("ascii", "replace").decode()} if notice else None
+    return JSONResponse(_machine(request, mid), 201, headers=headers)
 
 
 async def list_machines(request: Request) -> Response:
@@ -347,8 +350,8 @@ def _initd_machine(request: Request) -> str:
     return mid
 
 
-def _root(request: Request, mid: str) -> Path:
-    return _sup(request).root(mid)
+async def _root(request: Request, mid: str) -> Path:
+    return await _sup(request).fs_root(mid)
 
 
 async def initd_status(request: Request) -> Response:
@@ -364,12 +367,12 @@ async def initd_exec(request: Request) -> Response:
 
 async def fs_ls(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.ls(_root(request, mid), request.query_params.get("path")))
+    return JSONResponse(fs.ls(await _root(request, mid), request.query_params.get("path")))
 
 
 async def fs_stat(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.stat(_root(request, mid), request.query_params.get("path")))
+    return JSONResponse(fs.stat(await _root(request, mid), request.query_params.get("path")))
 
 
 async def fs_mkdir(request: Request) -> Response:
@@ -377,26 +380,26 @@ async def fs_mkdir(request: Request) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
-    fs.mkdir(_root(request, mid), body.get("dir"))
+    fs.mkdir(await _root(request, mid), body.get("dir"))
     return JSONResponse({"ok": True})
 
 
 async def fs_rm(request: Request) -> Response:
     mid = _initd_machine(request)
-    await asyncio.to_thread(fs.rm, _root(request, mid), request.query_params.get("path"))
+    await asyncio.to_thread(fs.rm, await _root(request, mid), request.query_params.get("path"))
     return JSONResponse({"ok": True})
 
 
 async def fs_read(request: Request) -> Response:
     mid = _initd_machine(request)
-    host, _ = fs.open_for_read(_root(request, mid), request.query_params.get("path"))
+    host, _ = fs.open_for_read(await _root(request, mid), request.query_params.get("path"))
     return FileResponse(host, media_type="application/octet-stream")
 
 
 async def fs_write(request: Request) -> Response:
     mid = _initd_machine(request)
-    root = _root(request, mid)
-    upload = fs.UploadParser(request.headers.get("content-type", ""), root.parent / "uploads")
+    root = await _root(request, mid)
+    upload = fs.UploadParser(request.headers.get("content-type", ""), _sup(request).driver.upload_dir(mid, root))
     try:
         try:
             async for chunk in request.stream():
@@ -429,7 +432,8 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
 
 
-def create_app(data_dir: Path, token: str) -> Starlette:
+def create_app(data_dir: Path, token: str, driver: str = "process", engine: str | None = None) -> Starlette:
+    """`driver`: process, podman or docker (`drivers.choose` picks one); `engine`: the engine's executable."""
     data_dir = Path(data_dir)
 
     m = "/fleets/{fleet}/machines/{machine}"
@@ -478,7 +482,9 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         _use_pidfd_child_watcher()
         (data_dir / "machines").mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "state.db")
-        supervisor = Supervisor(store, data_dir)
+        from valyent_cli.local import drivers
+
+        supervisor = Supervisor(store, data_dir, drivers.make(driver, engine, data_dir))
         app.state.store = store
         app.state.supervisor = supervisor
         if store.get_fleet("default", "default") is None:
