@@ -24,6 +24,8 @@ from helpers import REPO
 
 from valyent_cli.local.procs import find_machine_processes
 
+from engine import engine_images  # noqa: F401  (a fixture)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -152,6 +154,34 @@ def fresh_sandbox(tmp_path):
         yield sb
     finally:
         sb.finish()
+
+
+@pytest.fixture(scope="session")
+def podman_sandbox(tmp_path_factory, engine_images):
+    """A sandbox whose machines are podman containers (skips, saying why, without podman and busybox)."""
+    sb = Sandbox(tmp_path_factory.mktemp("podman-sandbox") / "data", driver="podman").start()
+    try:
+        yield sb
+    finally:
+        sb.finish()
+
+
+def sandbox_env(tmp_path, sb: Sandbox) -> dict:
+    env = clean_environ()
+    env.update(
+        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
+        VALYENT_API_URL=sb.url,
+        VALYENT_API_TOKEN=sb.token,
+        VALYENT_INITD_URL=sb.initd,
+        VALYENT_FLEET="default",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@pytest.fixture()
+def podman_env(tmp_path, podman_sandbox) -> dict:
+    return sandbox_env(tmp_path, podman_sandbox)
 
 
 @pytest.fixture()

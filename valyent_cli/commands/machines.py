@@ -167,7 +167,7 @@ def _describe_event(event: dict[str, Any]) -> str:
             inner.update(payload[key])
     if "exit_code" in inner:
         parts.append(f"exit code {inner['exit_code']}")
-    for key in ("error", "reason"):
+    for key in ("error", "reason", "progress"):
         if inner.get(key):
             parts.append(f"{key}: {inner[key]}")
     if kind.endswith(".start") and inner.get("is_restart"):

@@ -45,6 +45,15 @@ def _error_text(stderr: str, fallback: str) -> str:
     return lines[-1] if lines else fallback
 
 
+def qualify(image: str) -> str:
+    """A short name (`nginx`, `user/app:1`) as docker reads it (`docker.io/library/nginx`), since podman refuses
+    short names it has no search registry for."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if sep else f"docker.io/library/{image}"
+
+
 class ContainerInstance(Instance):
     def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes):
         self.driver = driver
@@ -119,10 +128,12 @@ class ContainerDriver(Driver):
         return data[0] if isinstance(data, list) and data else None
 
     # -- prepare: image and container -------------------------------------------------------------------------
-    async def _pull(self, image: str, progress) -> None:
+    async def _pull(self, image: str, progress) -> str:
+        """The image's name to create the container from, pulled first when the engine does not have it."""
         code, _, _ = await self.run("image", "inspect", image)
         if code == 0:
-            return
+            return image
+        image = qualify(image)
         progress(f"pulling image {image}")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -143,6 +154,7 @@ class ContainerDriver(Driver):
         if proc.returncode != 0:
             raise PrepareFailed(f"pulling image {image}: " + _error_text("\n".join(lines), f"exit {proc.returncode}"))
         progress(f"pulled image {image}")
+        return image
 
     def create_args(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int],
                     limits: bool = True) -> list[str]:
@@ -184,7 +196,7 @@ class ContainerDriver(Driver):
         image = str(config.get("image") or "")
         if not image:
             raise PrepareFailed("the machine has no image")
-        await self._pull(image, progress)
+        config = {**config, "image": await self._pull(image, progress)}
         code, _, err = await self.run(*self.create_args(machine_id, config, env, ports))
         if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
             progress(f"warning: {self.name} cannot apply the memory and cpu limits here "

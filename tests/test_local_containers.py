@@ -1,0 +1,134 @@
+"""The sandbox's container driver (podman): machines are containers of their image.
+
+Skipped, saying why, where podman or busybox is missing; CI installs both (.ci/run). The images come from a
+busybox rootfs (tests/engine.py): `hello` has its own CMD, `web` serves /www with httpd on port 8080.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from conftest import Sandbox, sandbox_env
+from engine import containers_of
+from helpers import run_cli
+
+pytestmark = pytest.mark.usefixtures("engine_images")
+
+
+def create(env, *args: str) -> str:
+    r = run_cli("machines", "create", "-q", *args, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def delete(env, mid: str) -> None:
+    r = run_cli("machines", "delete", "--yes", "--force", mid, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def events(env, mid: str) -> list[dict]:
+    r = run_cli("machines", "events", "--json", mid, env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_image_runs_its_own_cmd_and_exec_sees_the_container(podman_env, engine_images):
+    mid = create(podman_env, "--image", engine_images["hello"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            logs = run_cli("logs", mid, env=podman_env)
+            if "hello from the image CMD" in logs.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "hello from the image CMD" in logs.stdout, logs.stdout + logs.stderr
+        assert "to stderr" in logs.stdout
+        assert len(containers_of(mid)) == 1
+        # the container's root, not the host's: busybox's rootfs has /www and no /usr
+        ls = run_cli("machines", "exec", mid, "--", "ls", "/", env=podman_env)
+        assert ls.returncode == 0, ls.stderr
+        assert "www" in ls.stdout.split() and "usr" not in ls.stdout.split()
+        code = run_cli("machines", "exec", mid, "--", "sh", "-c", "echo out; exit 3", env=podman_env)
+        assert code.returncode == 3 and code.stdout == "out\n"
+        missing = run_cli("machines", "exec", mid, "--", "no-such-command", env=podman_env)
+        assert missing.returncode in (126, 127)
+    finally:
+        delete(podman_env, mid)
+    assert containers_of(mid) == []
+
+
+def test_fs_put_then_exec_cat_inside_the_container(podman_env, engine_images, tmp_path):
+    mid = create(podman_env, "--image", engine_images["base"], "-e", "GREETING=hi there", "--",
+                 "sleep", "600")
+    try:
+        local = tmp_path / "note.txt"
+        local.write_text("written through fs put\n")
+        put = run_cli("fs", "put", mid, str(local), "/data/note.txt", env=podman_env)
+        assert put.returncode == 0, put.stderr
+        cat = run_cli("machines", "exec", mid, "--", "cat", "/data/note.txt", env=podman_env)
+        assert cat.returncode == 0 and cat.stdout == "written through fs put\n"
+        made = run_cli("machines", "exec", mid, "--", "sh", "-c", "echo made inside > /tmp/in.txt; echo $GREETING",
+                       env=podman_env)
+        assert made.stdout == "hi there\n"
+        read = run_cli("fs", "cat", mid, "/tmp/in.txt", env=podman_env)
+        assert read.returncode == 0 and read.stdout == "made inside\n"
+        ls = run_cli("fs", "ls", mid, "/", env=podman_env)
+        assert "www/" in ls.stdout.split()
+    finally:
+        delete(podman_env, mid)
+
+
+def test_stop_by_signal_records_the_engines_exit_code_and_delete_leaves_no_container(podman_env, engine_images):
+    script = 'trap "echo got TERM; exit 7" TERM; echo ready; while true; do sleep 0.1; done'
+    mid = create(podman_env, "--image", engine_images["base"], "--", "sh", "-c", script)
+    stop = run_cli("machines", "stop", mid, env=podman_env, timeout=60)
+    assert stop.returncode == 0, stop.stderr
+    wait = run_cli("machines", "wait", mid, "--state", "stopped", "--timeout", "30s", env=podman_env, timeout=60)
+    assert wait.returncode == 0, wait.stderr
+    exited = [e for e in events(podman_env, mid) if e["type"] == "machine.exited"]
+    assert exited[-1]["payload"]["stopped"]["exit_code"] == 7
+    assert "got TERM" in run_cli("logs", mid, env=podman_env).stdout
+    assert len(containers_of(mid)) == 1  # a stopped machine keeps its container (its files), as a VM its disk
+    r = run_cli("machines", "delete", "--yes", mid, env=podman_env)
+    assert r.returncode == 0, r.stderr
+    assert containers_of(mid) == []
+
+
+def test_a_missing_image_fails_the_machine_with_the_engines_message(podman_env):
+    r = run_cli("machines", "create", "--image", "localhost/valyent-no-such-image:1", env=podman_env, timeout=120)
+    assert r.returncode != 0
+    assert "valyent-no-such-image" in r.stderr
+
+
+def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
+    sb = Sandbox(tmp_path / "data", driver="podman").start()
+    try:
+        env = sandbox_env(tmp_path, sb)
+        mid = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        [cid] = containers_of(mid)
+        sb.kill9()
+        running = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", cid],
+                                 capture_output=True, text=True).stdout.strip()
+        assert running == "true"  # the container outlives a killed server...
+        sb.start()
+        running = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", cid],
+                                 capture_output=True, text=True).stdout.strip()
+        assert running == "false"  # ...until the next server finds it by its label
+        state = run_cli("machines", "show", "--json", mid, env=env)
+        assert json.loads(state.stdout)["state"] == "stopped"
+        delete(env, mid)
+        assert containers_of(mid) == []
+    finally:
+        sb.finish()
+
+
+def test_local_status_shows_the_driver(podman_sandbox, tmp_path):
+    r = run_cli("local", "status", "--json", "--data-dir", str(podman_sandbox.data_dir),
+                env=sandbox_env(tmp_path, podman_sandbox))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["driver"] == "podman"
