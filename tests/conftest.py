@@ -24,7 +24,7 @@ from helpers import REPO
 
 from valyent_cli.local.procs import find_machine_processes
 
-from engine import engine_images  # noqa: F401  (a fixture)
+from engine import engine_images, remove_containers_of_sandbox  # noqa: F401  (engine_images: a fixture)
 
 
 def free_port() -> int:
@@ -163,7 +163,10 @@ def podman_sandbox(tmp_path_factory, engine_images):
     try:
         yield sb
     finally:
-        sb.finish()
+        try:
+            sb.finish()
+        finally:
+            remove_containers_of_sandbox(sb.data_dir)
 
 
 def sandbox_env(tmp_path, sb: Sandbox) -> dict:

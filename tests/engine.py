@@ -75,3 +75,14 @@ def containers_of(machine_id: str) -> list[str]:
     out = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", f"label={LABEL}={machine_id}"],
                          capture_output=True, text=True, check=True, timeout=30).stdout
     return out.split()
+
+
+def remove_containers_of_sandbox(data_dir: Path) -> None:
+    """What a failed test left behind (a passing one deletes its machines, and so their containers)."""
+    from valyent_cli.local.procs import sandbox_id
+
+    ids = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter",
+                          f"label=valyent.sandbox={sandbox_id(data_dir)}"],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "--force", "--time", "0", *ids], capture_output=True, timeout=60)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import Sandbox, sandbox_env
-from engine import containers_of
+from engine import containers_of, remove_containers_of_sandbox
 from helpers import run_cli
 
 pytestmark = pytest.mark.usefixtures("engine_images")
@@ -125,6 +125,7 @@ def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
         assert containers_of(mid) == []
     finally:
         sb.finish()
+        remove_containers_of_sandbox(sb.data_dir)
 
 
 def test_local_status_shows_the_driver(podman_sandbox, tmp_path):
