@@ -7,6 +7,7 @@ busybox rootfs (tests/engine.py): `hello` has its own CMD, `web` serves /www wit
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 
@@ -133,3 +134,31 @@ def test_local_status_shows_the_driver(podman_sandbox, tmp_path):
                 env=sandbox_env(tmp_path, podman_sandbox))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["driver"] == "podman"
+
+
+def test_gateway_url_answers_from_the_containers_round_robin(podman_env, podman_sandbox, engine_images):
+    fleet = f"gw-{secrets.token_hex(3)}"
+    env = {**podman_env, "VALYENT_FLEET": fleet}
+    assert run_cli("fleets", "create", fleet, env=podman_env).returncode == 0
+    gw = json.loads(run_cli("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env).stdout)
+    a = create(env, "--image", engine_images["web"], "--enable-gateway")
+    b = create(env, "--image", engine_images["base"], "--enable-gateway", "--", "sh", "-c",
+               "echo second machine > /www/index.html; exec httpd -f -p 8080 -h /www")
+    try:
+        for mid in (a, b):  # published on loopback only
+            [cid] = containers_of(mid)
+            ports = subprocess.run(["podman", "port", cid], capture_output=True, text=True).stdout
+            assert "8080/tcp -> 127.0.0.1:" in ports, ports
+        seen = set()
+        deadline = time.monotonic() + 20
+        while len(seen) < 2 and time.monotonic() < deadline:
+            r = httpx.get(gw["url"], timeout=5)
+            if r.status_code == 200:
+                seen.add(r.text)
+            else:
+                time.sleep(0.1)
+        assert seen == {"hello from the web image\n", "second machine\n"}
+    finally:
+        delete(env, a)
+        delete(env, b)
+        run_cli("fleets", "delete", "--yes", fleet, env=podman_env)

@@ -158,6 +158,7 @@ class GatewayData(TypedDict, total=False):
     fleet_id: str
     protocol: str
     target_port: int
+    url: str  # the local sandbox only: where the gateway answers, on loopback
 
 
 class LogEntry(TypedDict, total=False):

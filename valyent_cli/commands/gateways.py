@@ -20,16 +20,19 @@ app = typer.Typer(
 GatewayArg = Annotated[str, typer.Argument(metavar="GATEWAY", help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
 
 
-def _columns():
+def _columns(gateways=()):
     from valyent_cli.cli.output import Column
 
-    return [
+    columns = [
         Column("ID", lambda g: g.get("id")),
         Column("NAME", lambda g: g.get("name")),
         Column("PROTOCOL", lambda g: g.get("protocol")),
         Column("TARGET PORT", lambda g: g.get("target_port"), justify="right"),
         Column("FLEET", lambda g: g.get("fleet_id")),
     ]
+    if any(g.get("url") for g in gateways):  # the local sandbox's gateways answer on a loopback URL
+        columns.append(Column("URL", lambda g: g.get("url") or "-"))
+    return columns
 
 
 def _setup(ctx: typer.Context, fleet: str | None, **kwargs):
@@ -44,7 +47,8 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
     Example: valyent gateways list --fleet web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    out.table(app_.client.gateways.list(fleet_ref), _columns(), empty=f"No gateways in fleet {fleet_ref}.")
+    gateways = app_.client.gateways.list(fleet_ref)
+    out.table(gateways, _columns(gateways), empty=f"No gateways in fleet {fleet_ref}.")
 
 
 @app.command("create")
@@ -69,7 +73,8 @@ def create(
     if json or quiet:
         out.fields(gateway, [])
     else:
-        out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}")
+        url = f": {gateway['url']}" if gateway.get("url") else ""
+        out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}{url}")
 
 
 @app.command("show")
@@ -80,8 +85,11 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     g = resolve.gateway(app_, fleet_ref, gateway)
-    out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
-                   ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
+    rows = [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
+            ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))]
+    if g.get("url"):
+        rows.append(("URL", g.get("url")))
+    out.fields(g, rows)
 
 
 @app.command("delete")

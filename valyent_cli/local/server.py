@@ -146,6 +146,7 @@ async def delete_fleet(request: Request) -> Response:
             f"fleet {fleet['name']!r} still has {live} machine(s) that are not destroyed: destroy them first"
         )
     store.destroy_fleet(fleet["id"])
+    await request.app.state.proxy.sync()
     return JSONResponse({**fleet, "status": "destroyed"})
 
 
@@ -312,7 +313,8 @@ async def create_gateway(request: Request) -> Response:
         gw = _store(request).create_gateway(_ns(request), fleet["id"], name, port)
     except sqlite3.IntegrityError:
         raise Problem("ALREADY_EXISTS", f"gateway {name!r} already exists in fleet {fleet['name']!r}") from None
-    return JSONResponse(gw, 201)
+    await request.app.state.proxy.open(gw["id"])
+    return JSONResponse(_store(request).gateway_by_id(gw["id"]), 201)
 
 
 async def list_gateways(request: Request) -> Response:
@@ -333,6 +335,7 @@ async def get_gateway(request: Request) -> Response:
 async def delete_gateway(request: Request) -> Response:
     gw = _gateway(request)
     _store(request).delete_gateway(gw["id"])
+    await request.app.state.proxy.close(gw["id"])
     return JSONResponse(gw)
 
 
@@ -493,9 +496,14 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
             except sqlite3.IntegrityError:
                 pass
         await supervisor.reconcile()
+        from valyent_cli.local.proxy import GatewayProxy
+
+        proxy = app.state.proxy = GatewayProxy(store, supervisor)
+        await proxy.start_all()
         try:
             yield
         finally:
+            await proxy.shutdown()
             await supervisor.shutdown()
             store.close()
 

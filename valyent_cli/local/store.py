@@ -69,6 +69,13 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, for data dirs made before them."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(gateways)")}
+        if "local_port" not in cols:  # the gateway's loopback listener (its `url`)
+            self.db.execute("ALTER TABLE gateways ADD COLUMN local_port INTEGER")
 
     def close(self) -> None:
         try:
@@ -267,7 +274,28 @@ class Store:
     # -- gateways -----------------------------------------------------------------------------------------
     @staticmethod
     def gateway_json(row: sqlite3.Row) -> dict:
-        return {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+        gw = {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+        if row["local_port"]:  # the sandbox's addition: where the gateway answers, on loopback
+            gw["url"] = f"http://127.0.0.1:{row['local_port']}"
+        return gw
+
+    def all_gateways(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM gateways ORDER BY id")
+        return [{**self.gateway_json(r), "local_port": r["local_port"]} for r in rows]
+
+    def gateway_by_id(self, gateway_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
+        return self.gateway_json(row) if row else None
+
+    def set_gateway_port(self, gateway_id: str, port: int) -> None:
+        self.db.execute("UPDATE gateways SET local_port = ? WHERE id = ?", (port, gateway_id))
+
+    def gateway_backends(self, fleet_id: str) -> list[str]:
+        """The ids of the fleet's running machines whose gateway is enabled."""
+        rows = self.db.execute(
+            "SELECT id FROM machines WHERE fleet_id = ? AND state = 'running' AND gateway_enabled = 1 ORDER BY id",
+            (fleet_id,))
+        return [r[0] for r in rows]
 
     def create_gateway(self, namespace: str, fleet_id: str, name: str, target_port: int) -> dict:
         gid = ids.gateway_id()

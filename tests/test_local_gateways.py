@@ -1,0 +1,89 @@
+"""Gateways that answer on the sandbox: a loopback URL per gateway, proxied to the fleet's running machines that
+have their gateway enabled (round robin), a clear 502 when none is up. Process driver here; the podman driver's
+gateway test is in test_local_containers.py."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+
+import httpx
+import pytest
+
+from conftest import free_port
+from helpers import run_cli
+
+
+@pytest.fixture()
+def fleet(cli_env, sandbox):
+    name = f"gw-{secrets.token_hex(4)}"
+    with sandbox.client() as api:
+        assert api.post("/fleets", json={"name": name}).status_code in (200, 201)
+        yield name, {**cli_env, "VALYENT_FLEET": name}
+        for m in api.get(f"/fleets/{name}/machines").json():
+            api.delete(f"/fleets/{name}/machines/{m['id']}", params={"force": "true"})
+        api.delete(f"/fleets/{name}")
+
+
+def web_machine(env, port: int, text: str, tmp_path) -> str:
+    """A machine serving `text` at / on `port` with python's http.server."""
+    site = tmp_path / text
+    site.mkdir()
+    (site / "index.html").write_text(text)
+    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", sys.executable, "-m",
+                "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site), env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def get(url: str, deadline: float = 15) -> httpx.Response:
+    end = time.monotonic() + deadline
+    while True:
+        r = httpx.get(url, timeout=5)
+        if r.status_code != 502 or time.monotonic() > end:
+            return r
+        time.sleep(0.1)  # the machine's server is still starting
+
+
+def test_gateway_url_answers_with_the_machines_page_round_robin(fleet, tmp_path):
+    name, env = fleet
+    port = free_port()
+    created = run_cli("gateways", "create", "--name", "web", "--port", str(port), "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    gw = json.loads(created.stdout)
+    url = gw["url"]
+    assert url.startswith("http://127.0.0.1:")
+    # nothing up yet: a clear 502
+    r = httpx.get(url, timeout=5)
+    assert r.status_code == 502 and "no running machine" in r.text
+    a = web_machine(env, port, "machine-a", tmp_path)
+    assert get(url).text == "machine-a"
+    # show and list print the URL
+    show = run_cli("gateways", "show", "web", env=env)
+    assert url in show.stdout
+    listing = run_cli("gateways", "list", env=env)
+    assert url in listing.stdout and "URL" in listing.stdout
+    # a machine without its gateway enabled gets nothing
+    r = run_cli("machines", "disable-gateway", a, env=env)
+    assert r.returncode == 0, r.stderr
+    assert httpx.get(url, timeout=5).status_code == 502
+    r = run_cli("machines", "enable-gateway", a, env=env)
+    assert get(url).text == "machine-a"
+    # stopped: 502 again
+    assert run_cli("machines", "stop", a, env=env).returncode == 0
+    assert httpx.get(url, timeout=5).status_code == 502
+    # deleting the gateway closes its port
+    assert run_cli("gateways", "delete", "--yes", "web", env=env).returncode == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url, timeout=2)
+
+
+def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
+    env = {**cli_env, "VALYENT_FLEET": "default"}
+    r = run_cli("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("process driver") == 1 and "'nginx' is not run" in r.stderr
+    assert r.stdout.strip() and "process driver" not in r.stdout  # stdout stays the machine id
+    run_cli("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
