@@ -73,7 +73,7 @@ def root(
                          no_color=no_color)
 
 
-GROUPS = ("fleets", "machines", "gateways", "fs", "logs", "auth", "profiles", "local", "completion")
+GROUPS = ("fleets", "machines", "gateways", "builds", "fs", "logs", "auth", "profiles", "local", "completion")
 _registered: set[str] = set()
 # Global options that take a value: a group name after one of them is its value, not the group.
 _VALUE_OPTIONS = ("--profile", "-p", "--endpoint", "--namespace")

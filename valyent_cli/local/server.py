@@ -462,6 +462,9 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
         Route("/fleets/{fleet}/gateways/{gateway}", get_gateway, methods=["GET"]),
         Route("/fleets/{fleet}/gateways/{gateway}", delete_gateway, methods=["DELETE"]),
     ]
+    from valyent_cli.local import builds
+
+    v1 += builds.routes()
     initd = [
         Route("/status", initd_status, methods=["GET"]),
         Route("/exec", initd_exec, methods=["POST"]),
@@ -500,9 +503,12 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
 
         proxy = app.state.proxy = GatewayProxy(store, supervisor)
         await proxy.start_all()
+        app.state.builds = builds.BuildService(store, data_dir, supervisor.driver)
+        app.state.builds.reconcile()
         try:
             yield
         finally:
+            await app.state.builds.shutdown()
             await proxy.shutdown()
             await supervisor.shutdown()
             store.close()
