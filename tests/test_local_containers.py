@@ -64,8 +64,8 @@ def test_the_image_runs_its_own_cmd_and_exec_sees_the_container(podman_env, engi
 
 
 def test_fs_put_then_exec_cat_inside_the_container(podman_env, engine_images, tmp_path):
-    mid = create(podman_env, "--image", engine_images["base"], "-e", "GREETING=hi there", "--",
-                 "sleep", "600")
+    mid = create(podman_env, "--image", engine_images["base"], "-e", "GREETING=hi there", "--memory", "256",
+                 "--", "sleep", "600")
     try:
         local = tmp_path / "note.txt"
         local.write_text("written through fs put\n")
@@ -80,6 +80,10 @@ def test_fs_put_then_exec_cat_inside_the_container(podman_env, engine_images, tm
         assert read.returncode == 0 and read.stdout == "made inside\n"
         ls = run_cli("fs", "ls", mid, "/", env=podman_env)
         assert "www/" in ls.stdout.split()
+        limit = run_cli("machines", "exec", mid, "--", "sh", "-c",
+                        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+                        env=podman_env)
+        assert limit.stdout.strip() == str(256 * 1024 * 1024)
     finally:
         delete(podman_env, mid)
 
@@ -162,3 +166,17 @@ def test_gateway_url_answers_from_the_containers_round_robin(podman_env, podman_
         delete(env, a)
         delete(env, b)
         run_cli("fleets", "delete", "--yes", fleet, env=podman_env)
+
+
+def test_user_restart_policy_and_auto_destroy(podman_env, engine_images):
+    r = run_cli("machines", "create", "-q", "-d", "--image", engine_images["base"], "--user", "nobody",
+                "--restart", "on-failure", "--max-retries", "1", "--auto-destroy", "--",
+                "sh", "-c", "id -u; exit 4", env=podman_env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    mid = r.stdout.strip()
+    wait = run_cli("machines", "wait", mid, "--state", "destroyed", "--timeout", "40s", env=podman_env, timeout=60)
+    assert wait.returncode == 0, wait.stderr
+    evs = events(podman_env, mid)
+    assert [e["payload"]["stopped"]["exit_code"] for e in evs if e["type"] == "machine.exited"] == [4, 4]
+    assert run_cli("logs", mid, env=podman_env).stdout.count("65534") == 2
+    assert containers_of(mid) == []
