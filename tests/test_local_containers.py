@@ -104,10 +104,14 @@ def test_stop_by_signal_records_the_engines_exit_code_and_delete_leaves_no_conta
     assert containers_of(mid) == []
 
 
-def test_a_missing_image_fails_the_machine_with_the_engines_message(podman_env):
+def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(podman_env, engine_images):
     r = run_cli("machines", "create", "--image", "localhost/valyent-no-such-image:1", env=podman_env, timeout=120)
-    assert r.returncode != 0
-    assert "valyent-no-such-image" in r.stderr
+    assert r.returncode == 1
+    assert "machine.prepare_failed" in r.stderr and "valyent-no-such-image" in r.stderr
+    r = run_cli("machines", "create", "--image", engine_images["base"], "--", "no-such-command", env=podman_env,
+                timeout=120)
+    assert r.returncode == 1
+    assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr
 
 
 def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):

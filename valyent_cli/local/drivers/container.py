@@ -45,6 +45,12 @@ def _error_text(stderr: str, fallback: str) -> str:
     return lines[-1] if lines else fallback
 
 
+def _started(state: dict) -> bool:
+    """Whether the container's process ever started (a failed start leaves StartedAt at Go's zero time)."""
+    st = state.get("State") or {}
+    return bool(st.get("Running")) or not str(st.get("StartedAt") or "0001-").startswith("0001-")
+
+
 def qualify(image: str) -> str:
     """A short name (`nginx`, `user/app:1`) as docker reads it (`docker.io/library/nginx`), since podman refuses
     short names it has no search registry for."""
@@ -208,7 +214,20 @@ class ContainerDriver(Driver):
     # -- run --------------------------------------------------------------------------------------------------
     async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink) -> Instance:
         name = container_name(machine_id)
-        proto = Pipes(self.loop, 2, on_lines)
+        if await self.inspect(name) is None:
+            raise StartFailed(f"container {name} is gone (removed outside the sandbox): delete this machine and "
+                              "create it again")
+        # Until the container is seen started, its output is held back: if it never starts, what the engine
+        # said is the start_failed error (and the log gets it once, from the supervisor).
+        early: list[tuple[int, list[bytes]]] | None = []
+
+        def sink(fd: int, lines: list[bytes]) -> None:
+            if early is not None:
+                early.append((fd, lines))
+            else:
+                on_lines(fd, lines)
+
+        proto = Pipes(self.loop, 2, sink)
         try:
             args, preexec = procs.spawn_args([self.engine, "start", "--attach", name])
             transport, _ = await self.loop.subprocess_exec(
@@ -217,24 +236,29 @@ class ContainerDriver(Driver):
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise StartFailed(f"cannot run {self.engine}: {exc}") from None
-        # A container that cannot start makes `start --attach` fail at once with the runtime's message.
-        for _ in range(20):
+        deadline = self.loop.time() + 30
+        state: dict | None = None
+        while self.loop.time() < deadline:
             if proto.exited.done():
                 break
             state = await self.inspect(name)
-            if state and (state.get("State", {}).get("Running") or state.get("State", {}).get("Status") == "exited"):
+            if state and _started(state):
                 break
             await asyncio.sleep(0.05)
-        if proto.exited.done() and proto.exited.result() in (125, 126, 127):
+        if proto.exited.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
+            except asyncio.TimeoutError:
+                pass
             state = await self.inspect(name)
-            if not state or not state.get("State", {}).get("StartedAt") or state["State"].get("Error"):
-                try:
-                    await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-                except asyncio.TimeoutError:
-                    pass
+            if not state or not _started(state):
                 transport.close()
-                error = (state or {}).get("State", {}).get("Error") or f"{self.engine} start failed"
+                said = b"\n".join(line for fd, lines in early if fd == 2 for line in lines).decode(errors="replace")
+                error = ((state or {}).get("State") or {}).get("Error") or _error_text(said, f"{self.engine} start failed")
                 raise StartFailed(error)
+        held, early = early, None
+        for fd, lines in held:
+            on_lines(fd, lines)
         return ContainerInstance(self, name, transport, proto)
 
     async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int) -> dict:
