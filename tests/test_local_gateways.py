@@ -87,3 +87,15 @@ def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
     assert r.stderr.count("process driver") == 1 and "'nginx' is not run" in r.stderr
     assert r.stdout.strip() and "process driver" not in r.stdout  # stdout stays the machine id
     run_cli("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
+
+
+def test_a_gateway_keeps_its_url_across_a_restart(fresh_sandbox, tmp_path):
+    from conftest import sandbox_env
+
+    env = sandbox_env(tmp_path, fresh_sandbox)
+    gw = json.loads(run_cli("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env).stdout)
+    fresh_sandbox.restart()
+    env = sandbox_env(tmp_path, fresh_sandbox)
+    again = json.loads(run_cli("gateways", "show", "web", "--json", env=env).stdout)
+    assert again["url"] == gw["url"]
+    assert httpx.get(gw["url"], timeout=5).status_code == 502  # listening again, nothing behind it
