@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from valyent_cli.local import procs
+from valyent_cli.local import isolation, procs
 from valyent_cli.local.problems import Problem, precondition, signal_number
 from valyent_cli.local.store import Store, now_rfc3339
 
@@ -139,6 +139,7 @@ class Runtime:
         self.fast_failures = 0
         self.waiters: list[tuple[str, asyncio.Future]] = []
         self.log_event = asyncio.Event()
+        self.health_task: asyncio.Task | None = None
 
     @property
     def alive(self) -> bool:
@@ -150,9 +151,12 @@ class Runtime:
 
 
 class Supervisor:
-    def __init__(self, store: Store, data_dir: Path):
+    def __init__(self, store: Store, data_dir: Path, isolation_problem: str | None = "not checked"):
         self.store = store
         self.data_dir = data_dir
+        # None: every machine gets its own root (namespaces); else why not, and machines are plain processes
+        self.isolation_problem = isolation_problem
+        self.isolated = isolation_problem is None
         self.loop = asyncio.get_running_loop()
         self.runtimes: dict[str, Runtime] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -169,6 +173,33 @@ class Supervisor:
 
     def root(self, machine_id: str) -> Path:
         return self.data_dir / "machines" / machine_id / "root"
+
+    def volume_dir(self, namespace: str, name: str) -> Path:
+        return self.data_dir / "volumes" / namespace / name
+
+    def mounts(self, row, config: dict) -> list[isolation.Mount]:
+        """What is mounted in the machine besides its own directory: the host's system directories (isolated
+        machines only) and its volumes."""
+        mounts = []
+        if self.isolated:
+            mounts = [isolation.Mount(path, Path(src), ro) for src, path, ro in isolation.system_mounts()]
+        for vol in workload(config).get("volumes") or []:
+            mounts.append(isolation.Mount(vol["path"], self.volume_dir(row["namespace"], vol["name"]), False))
+        return mounts
+
+    @staticmethod
+    def secret_env(row, config: dict) -> dict[str, str]:
+        """The secrets resolved when the machine was created (kept apart from its config: never shown)."""
+        return json.loads(row["secret_env"] or "{}")
+
+    @staticmethod
+    def initial_health(config: dict) -> str | None:
+        return "starting" if workload(config).get("health_check") else None
+
+    def check_user(self, config: dict) -> str | None:
+        """Why init.user cannot be honoured here (None when it can): it is never silently ignored."""
+        user = (workload(config).get("init") or {}).get("user")
+        return user_problem(user, self.isolated)
 
     def spawn_task(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
@@ -187,16 +218,20 @@ class Supervisor:
             rt.wake_followers()
         return event
 
-    def env(self, machine_id: str, config: dict) -> dict[str, str]:
+    def env(self, machine_id: str, config: dict, extra: dict[str, str] | None = None) -> dict[str, str]:
         root = self.root(machine_id)
         env = {
-            "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(root),
+            "PATH": isolation.machine_path_env() if self.isolated else (
+                os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": "/" if self.isolated else str(root),
             "LANG": os.environ.get("LANG") or "C.UTF-8",
+            # a pipe makes Python block-buffer stdout: its lines would reach `logs` only when it stops
+            "PYTHONUNBUFFERED": "1",
         }
         for item in workload(config).get("env") or []:
             key, _, value = item.partition("=")
             env[key] = value
+        env.update(extra or {})
         env[procs.MACHINE_MARKER] = machine_id
         env[procs.SANDBOX_MARKER] = self.sandbox_id
         return env
@@ -260,18 +295,20 @@ class Supervisor:
             piped = 0
         proto = _Protocol(self.loop, piped, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines))
         out = subprocess.PIPE if piped else subprocess.DEVNULL
-        env = self.env(machine_id, config)
         try:
+            env = self.env(machine_id, config, self.secret_env(row, config))
             if not root.is_dir():
                 root.mkdir(parents=True, exist_ok=True)
-            procs.check_executable(argv[0], env["PATH"], str(root))
-            args, preexec = procs.spawn_args(argv)
+            args, cwd = self._launch(row, config, argv, env)
+            args, preexec = procs.spawn_args(args)
             transport, _ = await self.loop.subprocess_exec(
-                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(root),
+                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd,
                 env=env, start_new_session=True, preexec_fn=preexec,
             )
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            if isinstance(exc, FileNotFoundError):
+        except (OSError, subprocess.SubprocessError, ValueError, Problem) as exc:
+            if isinstance(exc, Problem):
+                error = exc.detail
+            elif isinstance(exc, FileNotFoundError):
                 error = f"exec: {argv[0]!r}: executable file not found in $PATH"
             elif isinstance(exc, PermissionError):
                 error = f"exec: {argv[0]!r}: permission denied"
@@ -289,10 +326,68 @@ class Supervisor:
         self.record(machine_id, "machine.started", "running", payload={"started": {"started_at": now_rfc3339()}},
                     pid=rt.pgid)
         self.spawn_task(self._watch(machine_id, rt, proto))
+        check = workload(config).get("health_check")
+        if check:
+            self.store.update_machine(machine_id, health="starting")
+            rt.health_task = self.spawn_task(self._health(machine_id, rt, check))
+
+    async def _health(self, machine_id: str, rt: Runtime, check: dict) -> None:
+        """Ravel's agent loop (agent/machinerunner/healthcheck.go): every `interval` seconds run `exec` in the
+        machine; `retries` failures in a row make it unhealthy, one success healthy; an event on each change."""
+        interval = check.get("interval") or 30
+        timeout = check.get("timeout") or 5
+        retries = check.get("retries") or 3
+        failures = 0
+        health = "starting"
+        transport = rt.transport
+        while True:
+            await asyncio.sleep(interval)
+            if rt.transport is not transport or self.shutting_down:
+                return
+            try:
+                result = await self.exec(machine_id, list(check["exec"]), timeout * 1000)
+                ok = result["exit_code"] == 0
+            except Problem:
+                return  # no longer running
+            failures = 0 if ok else failures + 1
+            new = "healthy" if ok else ("unhealthy" if failures >= retries else health)
+            if new != health and rt.transport is transport:
+                health = new
+                row = self.store.machine_row(machine_id)
+                self.record(machine_id, "machine.health", row["state"], payload={
+                    "health": {"status": health, "consecutive_failures": failures}}, health=health)
+
+    def _launch(self, row, config: dict, argv: list[str], env: dict) -> tuple[list[str], str]:
+        """(argv, cwd) that start the workload: through the namespace launcher, or as a plain process."""
+        machine_id = row["id"]
+        root = self.root(machine_id)
+        mounts = self.mounts(row, config)
+        for m in mounts:
+            if not m.read_only:
+                m.host.mkdir(parents=True, exist_ok=True)  # a volume is created on first use
+        user = (workload(config).get("init") or {}).get("user")
+        if self.isolated:
+            state_dir = root.parent
+            (state_dir / "init.pid").unlink(missing_ok=True)
+            isolation.resolve_executable(argv[0], env["PATH"], root, mounts)
+            spec = {"root": str(root), "state_dir": str(state_dir), "argv": argv, "user": user, "cwd": "/",
+                    "mounts": [(str(m.host), m.path, m.read_only) for m in mounts]}
+            return isolation.launcher_argv(spec), str(state_dir)
+        for m in mounts:  # without a mount namespace a volume is a symlink in the machine's directory
+            link = root / m.path.strip("/")
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if link.is_dir() and not any(link.iterdir()):
+                    link.rmdir()
+                link.symlink_to(m.host)
+        procs.check_executable(argv[0], env["PATH"], str(root))
+        return as_user(user) + argv, str(root)
 
     async def _watch(self, machine_id: str, rt: Runtime, proto: _Protocol) -> None:
         returncode = await proto.exited
         procs.killpg(rt.pgid, signal.SIGKILL)  # what it left behind in its group: a stopped VM runs nothing
+        if not self.isolated:  # isolated: the kernel ended its PID namespace; else find setsid children too
+            procs.kill_machine_processes(self.data_dir, machine_id)
         try:
             await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
         except asyncio.TimeoutError:
@@ -304,6 +399,9 @@ class Supervisor:
     def _on_exit(self, machine_id: str, rt: Runtime, code: int) -> None:
         rt.transport = None
         rt.pgid = None
+        if rt.health_task:
+            rt.health_task.cancel()
+            rt.health_task = None
         if rt.kill_handle:
             rt.kill_handle.cancel()
             rt.kill_handle = None
@@ -437,14 +535,21 @@ class Supervisor:
             raise precondition(f"machine is not running (state: {row['state']})")
         config = json.loads(row["config"])
         proto = _Protocol(self.loop, 2)
-        env = self.env(machine_id, config)
+        env = self.env(machine_id, config, self.secret_env(row, config))
         root = str(self.root(machine_id))
         try:
-            procs.check_executable(cmd[0], env["PATH"], root)
-            args, preexec = procs.spawn_args(cmd)
+            if self.isolated:
+                isolation.resolve_executable(cmd[0], env["PATH"], Path(root), self.mounts(row, config))
+                init_pid = await self._init_pid(machine_id)
+                args, preexec = procs.spawn_args(isolation.exec_argv(init_pid, cmd))
+                cwd = None
+            else:
+                procs.check_executable(cmd[0], env["PATH"], root)
+                args, preexec = procs.spawn_args(cmd)
+                cwd = root
             transport, _ = await self.loop.subprocess_exec(
                 lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=root, env=env, start_new_session=True, preexec_fn=preexec,
+                cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec,
             )
         except FileNotFoundError:
             return {"stdout": "", "stderr": f"{cmd[0]}: command not found\n", "exit_code": 127}
@@ -476,6 +581,20 @@ class Supervisor:
             stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
         return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+    async def _init_pid(self, machine_id: str) -> int:
+        """The host pid of an isolated machine's init, once it has set the machine up (it writes init.pid then)."""
+        path = self.root(machine_id).parent / "init.pid"
+        rt = self.rt(machine_id)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return int(path.read_text().strip())
+            except (OSError, ValueError):
+                pass
+            if not rt.alive or time.monotonic() > deadline:
+                raise precondition("machine is not running (its init did not come up)")
+            await asyncio.sleep(0.02)
 
     # -- server start and stop ----------------------------------------------------------------------------
     async def reconcile(self) -> None:
@@ -527,3 +646,45 @@ class Supervisor:
         procs.kill_machine_processes(self.data_dir)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)
+
+
+def _is_root_user(user: str | None) -> bool:
+    return not user or user in ("root", "0", "0:0")
+
+
+def user_problem(user: str | None, isolated: bool) -> str | None:
+    """Why `init.user` cannot be honoured by this sandbox, or None."""
+    if not user:
+        return None
+    if _is_root_user(user) and (isolated or os.geteuid() == 0):
+        return None
+    import pwd
+
+    name = user.partition(":")[0]
+    if os.geteuid() == 0:
+        if name.isdigit():
+            return None
+        try:
+            pwd.getpwnam(name)
+            return None
+        except KeyError:
+            return f"init.user {user!r}: no such user on this machine (the sandbox's machines share its /etc)"
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if not isolated and name in (me, str(os.geteuid())):
+        return None
+    who = "root (in their own user namespace)" if isolated else f"{me}, the user running it"
+    return (f"init.user {user!r} cannot be honoured: this sandbox runs as the unprivileged user {me}, so its machines "
+            f"run as {who}; leave init.user out or set it to {'root' if isolated else me}")
+
+
+def as_user(user: str | None) -> list[str]:
+    """The prefix that runs a plain (not isolated) process as init.user, when the sandbox is root."""
+    if _is_root_user(user) or os.geteuid() != 0:
+        return []
+    import pwd
+
+    name, _, group = user.partition(":")
+    setpriv = shutil.which("setpriv") or "setpriv"
+    uid = name if name.isdigit() else str(pwd.getpwnam(name).pw_uid)
+    gid = group or (str(pwd.getpwnam(name).pw_gid) if not name.isdigit() else name)
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
