@@ -94,7 +94,14 @@ def view(root: Path, mounts: list[Mount], machine_path: str) -> tuple[Path, str,
 
     A machine path under a mount (a volume, /usr) is served from the mount's host directory; any other from the
     machine's own directory."""
-    parts = [p for p in machine_path.split("/") if p not in ("", ".")]
+    parts: list[str] = []
+    for p in machine_path.split("/"):
+        if p == "..":
+            if not parts:
+                return root, machine_path, "/", False  # climbs above /: the fs layer refuses it
+            parts.pop()
+        elif p not in ("", "."):
+            parts.append(p)
     norm = "/" + "/".join(parts)
     best: Mount | None = None
     for m in mounts:

@@ -96,7 +96,11 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
 
     from valyent_cli.local.server import create_app
 
-    app = create_app(data_dir, token)
+    from valyent_cli.local import isolation
+    from valyent_cli.local.server import OWN_NAMESPACE
+
+    isolation_problem = isolation.probe(data_dir / "machines")
+    app = create_app(data_dir, token, isolation_problem)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
@@ -113,7 +117,10 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         timeout_graceful_shutdown=5, server_header=False,
     )
     server = Server(config)
-    info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port)}
+    info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port),
+            "namespace": OWN_NAMESPACE, "isolation": "none" if isolation_problem else "namespaces"}
+    if isolation_problem:
+        info["isolation_problem"] = isolation_problem
     info.pop("base")
     _write_json(data_dir / "server.json", info)
     (data_dir / "server.pid").write_text(f"{os.getpid()}\n")

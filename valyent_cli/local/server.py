@@ -504,6 +504,30 @@ def _root(request: Request, mid: str) -> Path:
     return _sup(request).root(mid)
 
 
+def _fs_at(request: Request, mid: str, path: object, *, write: bool = False,
+           location: str = "query.path") -> tuple[Path, object, str]:
+    """Where the fs API finds a machine path: (host directory, path inside it, its mount point). A path under a
+    volume or a host system directory is served from it, so `fs` sees what the machine's processes see."""
+    root = _root(request, mid)
+    if not isinstance(path, str) or not path:
+        return root, path, "/"
+    from valyent_cli.local import isolation
+
+    sup = _sup(request)
+    row = _store(request).machine_row(mid)
+    base, rest, mount_point, read_only = isolation.view(root, sup.mounts(row, json.loads(row["config"])), path)
+    if write and read_only:
+        raise invalid(f"{path}: read-only file system (the host's {mount_point}, shared read-only)", location, path)
+    return base, rest, mount_point
+
+
+def _fix_entry(entry: dict, mount_point: str) -> dict:
+    if mount_point != "/":
+        entry["path"] = mount_point.rstrip("/") + entry["path"] if entry["path"] != "/" else mount_point
+        entry["name"] = entry["path"].rsplit("/", 1)[-1]
+    return entry
+
+
 async def initd_status(request: Request) -> Response:
     _initd_machine(request)
     return JSONResponse({"ok": True})
@@ -517,12 +541,14 @@ async def initd_exec(request: Request) -> Response:
 
 async def fs_ls(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.ls(_root(request, mid), request.query_params.get("path")))
+    base, path, mp = _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse([_fix_entry(e, mp) for e in fs.ls(base, path)])
 
 
 async def fs_stat(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.stat(_root(request, mid), request.query_params.get("path")))
+    base, path, mp = _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse(_fix_entry(fs.stat(base, path), mp))
 
 
 async def fs_mkdir(request: Request) -> Response:
@@ -530,19 +556,24 @@ async def fs_mkdir(request: Request) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
-    fs.mkdir(_root(request, mid), body.get("dir"))
+    base, path, _ = _fs_at(request, mid, body.get("dir"), write=True, location="body.dir")
+    fs.mkdir(base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_rm(request: Request) -> Response:
     mid = _initd_machine(request)
-    await asyncio.to_thread(fs.rm, _root(request, mid), request.query_params.get("path"))
+    base, path, mp = _fs_at(request, mid, request.query_params.get("path"), write=True)
+    if mp != "/" and path == "/":
+        raise invalid(f"{mp} is a mount point: it cannot be removed", "query.path", mp)
+    await asyncio.to_thread(fs.rm, base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_read(request: Request) -> Response:
     mid = _initd_machine(request)
-    host, _ = fs.open_for_read(_root(request, mid), request.query_params.get("path"))
+    base, path, _ = _fs_at(request, mid, request.query_params.get("path"))
+    host, _ = fs.open_for_read(base, path)
     return FileResponse(host, media_type="application/octet-stream")
 
 
@@ -561,6 +592,13 @@ async def fs_write(request: Request) -> Response:
             if type(exc).__module__.startswith("python_multipart"):
                 raise invalid(f"invalid multipart body: {exc}", "body") from None
             raise
+        raw = upload.fields.get("path")
+        if raw is not None:
+            base, path, _ = _fs_at(request, mid, raw.decode("utf-8", errors="replace"), write=True,
+                                   location="body.path")
+            if isinstance(path, str):
+                upload.fields["path"] = path.encode()
+            root = base
         fs.commit_upload(root, upload)
     finally:
         upload.discard()
@@ -582,7 +620,12 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
 
 
-def create_app(data_dir: Path, token: str) -> Starlette:
+_PROBE = object()
+
+
+def create_app(data_dir: Path, token: str, isolation_problem: str | None | object = _PROBE) -> Starlette:
+    """isolation_problem: what `isolation.probe()` said (None: machines get their own root); probed at start when
+    not given."""
     data_dir = Path(data_dir)
 
     m = "/fleets/{fleet}/machines/{machine}"
@@ -647,7 +690,9 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         store = Store(data_dir / "state.db")
         from valyent_cli.local import isolation
 
-        problem = await asyncio.to_thread(isolation.probe, data_dir / "machines")
+        problem = isolation_problem
+        if problem is _PROBE:
+            problem = await asyncio.to_thread(isolation.probe, data_dir / "machines")
         if problem:
             print(f"warning: machines are not isolated from each other or from the host: {problem}", file=sys.stderr)
         supervisor = Supervisor(store, data_dir, problem)
