@@ -50,8 +50,10 @@ def nsenter() -> str | None:
 
 
 def exec_argv(init_pid: int, cmd: list[str]) -> list[str]:
-    return [nsenter() or "nsenter", f"--target={init_pid}", "--user", "--mount", "--pid", "--root", "--wd", "--",
-            *cmd]
+    # --preserve-credentials: our own uid is root inside; without it nsenter calls setgroups, which a user
+    # namespace made by an unprivileged user refuses
+    return [nsenter() or "nsenter", f"--target={init_pid}", "--user", "--mount", "--pid", "--root", "--wd",
+            "--preserve-credentials", "--", *cmd]
 
 
 def probe(work_dir: Path) -> str | None:
