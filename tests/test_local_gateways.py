@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import time
 
 import httpx
@@ -28,12 +27,11 @@ def fleet(cli_env, sandbox):
 
 
 def web_machine(env, port: int, text: str, tmp_path) -> str:
-    """A machine serving `text` at / on `port` with python's http.server."""
-    site = tmp_path / text
-    site.mkdir()
-    (site / "index.html").write_text(text)
-    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", sys.executable, "-m",
-                "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site), env=env)
+    """A machine serving `text` at / on `port` with python's http.server, from a directory of its own root."""
+    script = (f"mkdir -p site && printf {text} > site/index.html && "
+              f"exec python3 -m http.server {port} --bind 127.0.0.1 --directory site")
+    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "sh", "-c", script,
+                env=env)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 

@@ -683,7 +683,8 @@ def save_login(profile: str, token: str, **values: Any) -> bool:
 
 
 def save_local_profile(
-    endpoint: str, token: str, initd_endpoint: str, fleet: str = "default", activate: bool = True
+    endpoint: str, token: str, initd_endpoint: str, fleet: str = "default", activate: bool = True,
+    namespace: str | None = None,
 ) -> str | None:
     """Write (or refresh) the ``local`` profile for the sandbox. Returns the profile that was active before, so
     that ``valyent local stop`` can switch back to it. Other keys of an existing local profile are kept."""
@@ -695,6 +696,8 @@ def save_local_profile(
             "fleet": check_profile_value("fleet", fleet),
             "local": True,
         }
+        if namespace:  # the sandbox's own: namespace-scoped commands (secrets) work without flags
+            clean["namespace"] = check_profile_value("namespace", namespace)
     except ValueError as exc:
         raise _usage(exc) from None
     store = ConfigStore()

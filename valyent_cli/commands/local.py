@@ -84,6 +84,9 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     if started:
         _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}, "
              f"driver {info.get('driver', 'process')}).")
+        if info.get("isolation") == "none":
+            _err(f"Warning: machines run as plain processes, not isolated from each other or from this computer: "
+                 f"{info.get('isolation_problem') or 'namespaces are unavailable'} (see the README, Sandbox isolation).")
     else:
         _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
              f"driver {info.get('driver', 'process')}).")
@@ -98,6 +101,7 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         initd_endpoint=info["initd_endpoint"],
         fleet="default",
         activate=True,
+        namespace=info.get("namespace") or "default",
     )
     if previous and previous != "local":
         _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")

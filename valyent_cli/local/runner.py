@@ -103,7 +103,12 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driv
 
     from valyent_cli.local.server import create_app
 
-    app = create_app(data_dir, token, driver=kind, engine=engine)
+    from valyent_cli.local import isolation
+    from valyent_cli.local.server import OWN_NAMESPACE
+
+    # the process driver isolates machines with namespaces where it can; a container engine isolates its own
+    isolation_problem = isolation.probe(data_dir / "machines") if kind == "process" else None
+    app = create_app(data_dir, token, isolation_problem, driver=kind, engine=engine)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
@@ -121,7 +126,10 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driv
     )
     server = Server(config)
     info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port),
-            "driver": kind}
+            "driver": kind, "namespace": OWN_NAMESPACE,
+            "isolation": "container" if kind != "process" else ("none" if isolation_problem else "namespaces")}
+    if isolation_problem:
+        info["isolation_problem"] = isolation_problem
     info.pop("base")
     _write_json(data_dir / "server.json", info)
     (data_dir / "server.pid").write_text(f"{os.getpid()}\n")

@@ -26,7 +26,9 @@ from valyent_cli.local.problems import (
     Problem,
     check_create_machine,
     check_exec,
+    check_metadata,
     check_name,
+    check_secret_payload,
     check_stop_config,
     invalid,
     not_found,
@@ -36,6 +38,7 @@ from valyent_cli.local.store import Store
 from valyent_cli.local.supervisor import ShuttingDown, Supervisor
 
 WAIT_STATES = ("running", "stopped", "destroyed")
+OWN_NAMESPACE = "default"  # what a request without ?namespace= uses; `local start` writes it into the profile
 LOG_BATCH = 5000
 
 
@@ -72,7 +75,20 @@ def _store(request: Request) -> Store:
 
 
 def _ns(request: Request) -> str:
-    return request.query_params.get("namespace") or "default"
+    return request.query_params.get("namespace") or OWN_NAMESPACE
+
+
+def _labels(request: Request) -> dict[str, str]:
+    """The `labels` filter: `labels[K]=V` (huma's deepObject map), or `labels=K=V,K2=V2`."""
+    wanted = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("labels[") and key.endswith("]"):
+            wanted[key[7:-1]] = value
+        elif key == "labels":
+            for item in filter(None, value.split(",")):
+                k, _, v = item.partition("=")
+                wanted[k] = v
+    return wanted
 
 
 async def _json_body(request: Request, *, optional: bool = False) -> Any:
@@ -113,12 +129,19 @@ def _flag(request: Request, name: str) -> bool:
 
 # -- health --------------------------------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"ok": True})
+    sup = getattr(request.app.state, "supervisor", None)
+    body: dict[str, Any] = {"ok": True}
+    if sup is not None:
+        body["driver"] = sup.driver.name
+        body["isolation"] = sup.isolation
+        if sup.isolation == "none":
+            body["isolation_problem"] = sup.isolation_problem
+    return JSONResponse(body)
 
 
 # -- fleets --------------------------------------------------------------------------------------------------
 async def list_fleets(request: Request) -> Response:
-    return JSONResponse(_store(request).list_fleets(_ns(request)))
+    return JSONResponse(_store(request).list_fleets(_ns(request), _labels(request)))
 
 
 async def create_fleet(request: Request) -> Response:
@@ -126,11 +149,27 @@ async def create_fleet(request: Request) -> Response:
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
     name = check_name(body.get("name"), "fleet")
+    metadata = check_metadata(body.get("metadata"))
+    store = _store(request)
+    store.ensure_namespace(_ns(request))  # created on first use (Ravel answers 404 for an unknown namespace)
     try:
-        fleet = _store(request).create_fleet(_ns(request), name)
+        fleet = store.create_fleet(_ns(request), name)
     except sqlite3.IntegrityError:
         raise Problem("ALREADY_EXISTS", f"fleet {name!r} already exists") from None
+    if metadata:
+        store.set_fleet_metadata(fleet["id"], metadata)
+        fleet = store.get_fleet(_ns(request), fleet["id"])
     return JSONResponse(fleet, 201)
+
+
+async def update_fleet_metadata(request: Request) -> Response:
+    fleet = _fleet(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    metadata = check_metadata(body.get("metadata") or {}, "body.metadata")
+    _store(request).set_fleet_metadata(fleet["id"], metadata)
+    return JSONResponse(_store(request).get_fleet(_ns(request), fleet["id"]))
 
 
 async def get_fleet(request: Request) -> Response:
@@ -155,8 +194,22 @@ async def create_machine(request: Request) -> Response:
     fleet = _fleet(request)
     body = check_create_machine(await _json_body(request))
     store = _store(request)
+    sup = _sup(request)
+    config = body["config"]
+    problem = sup.check_user(config)
+    if problem:
+        raise invalid(problem, "body.config.workload.init.user", (config.get("workload") or {})["init"]["user"])
+    secret_env = {}
+    for ref in (config.get("workload") or {}).get("secrets") or []:  # resolved now, as Ravel does
+        value = store.secret_value(_ns(request), ref["name"])
+        if value is None:
+            raise invalid("Secret not found: " + ref["name"])
+        secret_env[ref["env_var"]] = value
+    guest = config["guest"]
     mid = store.insert_machine(namespace=_ns(request), fleet_id=fleet["id"], region=body["region"],
-                               config=body["config"])
+                               config=config, metadata=check_metadata(body.get("metadata")),
+                               secret_env=secret_env, health=sup.initial_health(config),
+                               resources={"cpus_mhz": guest["cpus"] * 1000, "memory_mb": guest["memory_mb"]})
     if body.get("enable_machine_gateway"):
         store.update_machine(mid, gateway_enabled=1)
     await _sup(request).create(mid, bool(body.get("skip_start")))
@@ -168,7 +221,108 @@ async def create_machine(request: Request) -> Response:
 
 async def list_machines(request: Request) -> Response:
     fleet = _fleet(request)
-    return JSONResponse(_store(request).list_machines(fleet["id"], _flag(request, "destroyed")))
+    return JSONResponse(_store(request).list_machines(fleet["id"], _flag(request, "destroyed"), _labels(request)))
+
+
+async def update_machine_metadata(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    _store(request).set_machine_metadata(mid, check_metadata(body.get("metadata") or {}, "body.metadata"))
+    return JSONResponse(_machine(request, mid))
+
+
+async def machine_versions(request: Request) -> Response:
+    return JSONResponse(_store(request).list_versions(_machine_row(request)["id"]))
+
+
+# -- namespaces, secrets, nodes --------------------------------------------------------------------------------
+def _namespace_name(request: Request) -> str:
+    name = request.path_params["namespace"]
+    store = _store(request)
+    if store.get_namespace(name) is None and not store.namespace_in_use(name):
+        raise not_found("namespace")
+    store.ensure_namespace(name)
+    return name
+
+
+async def list_namespaces(request: Request) -> Response:
+    return JSONResponse(_store(request).list_namespaces())
+
+
+async def create_namespace(request: Request) -> Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    name = check_name(body.get("name"), "namespace")
+    try:
+        return JSONResponse(_store(request).create_namespace(name))
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"namespace {name!r} already exists") from None
+
+
+async def get_namespace(request: Request) -> Response:
+    return JSONResponse(_store(request).get_namespace(_namespace_name(request)))
+
+
+async def delete_namespace(request: Request) -> Response:
+    name = _namespace_name(request)
+    store = _store(request)
+    if name == OWN_NAMESPACE:
+        raise precondition(f"namespace {name!r} is the sandbox's own")
+    if store.namespace_in_use(name):
+        raise precondition(f"namespace {name!r} still has fleets: delete them first")
+    store.delete_namespace(name)
+    return Response(status_code=204)
+
+
+async def list_secrets(request: Request) -> Response:
+    return JSONResponse(_store(request).list_secrets(_namespace_name(request)))
+
+
+async def create_secret(request: Request) -> Response:
+    ns = _namespace_name(request)
+    name, value = check_secret_payload(await _json_body(request), create=True)
+    try:
+        return JSONResponse(_store(request).create_secret(ns, name, value))
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"secret {name!r} already exists") from None
+
+
+def _secret(request: Request) -> tuple[str, dict]:
+    ns = _namespace_name(request)
+    secret = _store(request).get_secret(ns, request.path_params["secret"])
+    if secret is None:
+        raise not_found("secret")
+    return ns, secret
+
+
+async def get_secret(request: Request) -> Response:
+    return JSONResponse(_secret(request)[1])
+
+
+async def update_secret(request: Request) -> Response:
+    ns, secret = _secret(request)
+    _, value = check_secret_payload(await _json_body(request), create=False)
+    _store(request).update_secret(ns, secret["name"], value)
+    return JSONResponse(_store(request).get_secret(ns, secret["name"]))
+
+
+async def delete_secret(request: Request) -> Response:
+    ns, secret = _secret(request)
+    _store(request).delete_secret(ns, secret["name"])
+    return Response(status_code=204)
+
+
+async def list_nodes(request: Request) -> Response:
+    import socket
+
+    from valyent_cli.local.store import now_rfc3339
+
+    return JSONResponse([{"id": "local", "address": request.url.hostname or "127.0.0.1",
+                          "agent_port": request.url.port or 0, "region": "local",
+                          "heartbeated_at": now_rfc3339(), "name": socket.gethostname()}])
 
 
 async def get_machine(request: Request) -> Response:
@@ -357,6 +511,30 @@ async def _root(request: Request, mid: str) -> Path:
     return await _sup(request).fs_root(mid)
 
 
+async def _fs_at(request: Request, mid: str, path: object, *, write: bool = False,
+                 location: str = "query.path") -> tuple[Path, object, str]:
+    """Where the fs API finds a machine path: (host directory, path inside it, its mount point). A path under a
+    volume or a host system directory is served from it, so `fs` sees what the machine's processes see."""
+    root = await _root(request, mid)
+    if not isinstance(path, str) or not path:
+        return root, path, "/"
+    from valyent_cli.local import isolation
+
+    sup = _sup(request)
+    row = _store(request).machine_row(mid)
+    base, rest, mount_point, read_only = isolation.view(root, sup.fs_mounts(row, json.loads(row["config"])), path)
+    if write and read_only:
+        raise invalid(f"{path}: read-only file system (the host's {mount_point}, shared read-only)", location, path)
+    return base, rest, mount_point
+
+
+def _fix_entry(entry: dict, mount_point: str) -> dict:
+    if mount_point != "/":
+        entry["path"] = mount_point.rstrip("/") + entry["path"] if entry["path"] != "/" else mount_point
+        entry["name"] = entry["path"].rsplit("/", 1)[-1]
+    return entry
+
+
 async def initd_status(request: Request) -> Response:
     _initd_machine(request)
     return JSONResponse({"ok": True})
@@ -370,12 +548,14 @@ async def initd_exec(request: Request) -> Response:
 
 async def fs_ls(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.ls(await _root(request, mid), request.query_params.get("path")))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse([_fix_entry(e, mp) for e in fs.ls(base, path)])
 
 
 async def fs_stat(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.stat(await _root(request, mid), request.query_params.get("path")))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse(_fix_entry(fs.stat(base, path), mp))
 
 
 async def fs_mkdir(request: Request) -> Response:
@@ -383,19 +563,24 @@ async def fs_mkdir(request: Request) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
-    fs.mkdir(await _root(request, mid), body.get("dir"))
+    base, path, _ = await _fs_at(request, mid, body.get("dir"), write=True, location="body.dir")
+    fs.mkdir(base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_rm(request: Request) -> Response:
     mid = _initd_machine(request)
-    await asyncio.to_thread(fs.rm, await _root(request, mid), request.query_params.get("path"))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"), write=True)
+    if mp != "/" and path == "/":
+        raise invalid(f"{mp} is a mount point: it cannot be removed", "query.path", mp)
+    await asyncio.to_thread(fs.rm, base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_read(request: Request) -> Response:
     mid = _initd_machine(request)
-    host, _ = fs.open_for_read(await _root(request, mid), request.query_params.get("path"))
+    base, path, _ = await _fs_at(request, mid, request.query_params.get("path"))
+    host, _ = fs.open_for_read(base, path)
     return FileResponse(host, media_type="application/octet-stream")
 
 
@@ -414,6 +599,13 @@ async def fs_write(request: Request) -> Response:
             if type(exc).__module__.startswith("python_multipart"):
                 raise invalid(f"invalid multipart body: {exc}", "body") from None
             raise
+        raw = upload.fields.get("path")
+        if raw is not None:
+            base, path, _ = await _fs_at(request, mid, raw.decode("utf-8", errors="replace"), write=True,
+                                         location="body.path")
+            if isinstance(path, str):
+                upload.fields["path"] = path.encode()
+            root = base
         fs.commit_upload(root, upload)
     finally:
         upload.discard()
@@ -435,8 +627,14 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return JSONResponse(Problem("INTERNAL", f"internal error: {type(exc).__name__}: {exc}").body(), 500)
 
 
-def create_app(data_dir: Path, token: str, driver: str = "process", engine: str | None = None) -> Starlette:
-    """`driver`: process, podman or docker (`drivers.choose` picks one); `engine`: the engine's executable."""
+_PROBE = object()
+
+
+def create_app(data_dir: Path, token: str, isolation_problem: str | None | object = _PROBE, driver: str = "process",
+               engine: str | None = None) -> Starlette:
+    """isolation_problem: what `isolation.probe()` said (None: machines get their own root); probed at start when
+    not given (process driver only). `driver`: process, podman or docker (`drivers.choose` picks one); `engine`:
+    the engine's executable."""
     data_dir = Path(data_dir)
 
     m = "/fleets/{fleet}/machines/{machine}"
@@ -457,6 +655,19 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
         Route(m + "/exec", exec_machine, methods=["POST"]),
         Route(m + "/gateway/enable", enable_gateway, methods=["POST"]),
         Route(m + "/gateway/disable", disable_gateway, methods=["POST"]),
+        Route(m + "/metadata", update_machine_metadata, methods=["PATCH"]),
+        Route(m + "/versions", machine_versions, methods=["GET"]),
+        Route("/fleets/{fleet}/metadata", update_fleet_metadata, methods=["PATCH"]),
+        Route("/namespaces", list_namespaces, methods=["GET"]),
+        Route("/namespaces", create_namespace, methods=["POST"]),
+        Route("/namespaces/{namespace}", get_namespace, methods=["GET"]),
+        Route("/namespaces/{namespace}", delete_namespace, methods=["DELETE"]),
+        Route("/namespaces/{namespace}/secrets", list_secrets, methods=["GET"]),
+        Route("/namespaces/{namespace}/secrets", create_secret, methods=["POST"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", get_secret, methods=["GET"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", update_secret, methods=["PATCH"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", delete_secret, methods=["DELETE"]),
+        Route("/nodes", list_nodes, methods=["GET"]),
         Route("/fleets/{fleet}/gateways", list_gateways, methods=["GET"]),
         Route("/fleets/{fleet}/gateways", create_gateway, methods=["POST"]),
         Route("/fleets/{fleet}/gateways/{gateway}", get_gateway, methods=["GET"]),
@@ -479,6 +690,7 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/v1", routes=v1),
         Mount("/initd/{machine_id}", routes=initd),
+        *v1,  # Ravel serves the same routes at its root
     ]
 
     from contextlib import asynccontextmanager
@@ -488,11 +700,17 @@ def create_app(data_dir: Path, token: str, driver: str = "process", engine: str 
         _use_pidfd_child_watcher()
         (data_dir / "machines").mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "state.db")
-        from valyent_cli.local import drivers
+        from valyent_cli.local import drivers, isolation
 
-        supervisor = Supervisor(store, data_dir, drivers.make(driver, engine, data_dir))
+        problem = isolation_problem if driver == "process" else None
+        if problem is _PROBE:
+            problem = await asyncio.to_thread(isolation.probe, data_dir / "machines")
+        if problem:
+            print(f"warning: machines are not isolated from each other or from the host: {problem}", file=sys.stderr)
+        supervisor = Supervisor(store, data_dir, drivers.make(driver, engine, data_dir, problem))
         app.state.store = store
         app.state.supervisor = supervisor
+        store.ensure_namespace(OWN_NAMESPACE)
         if store.get_fleet("default", "default") is None:
             try:
                 store.create_fleet("default", "default")

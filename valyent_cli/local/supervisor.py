@@ -83,6 +83,7 @@ class Runtime:
         self.fast_failures = 0
         self.waiters: list[tuple[str, asyncio.Future]] = []
         self.log_event = asyncio.Event()
+        self.health_task: asyncio.Task | None = None
 
     @property
     def alive(self) -> bool:
@@ -99,6 +100,11 @@ class Supervisor:
         self.data_dir = data_dir
         self.loop = asyncio.get_running_loop()
         self.driver: Driver = driver or ProcessDriver(data_dir)
+        # the process driver isolates machines with namespaces where it can ("namespaces"), else not at all
+        # ("none", and isolation_problem says why); container drivers: "container"
+        self.isolation = self.driver.isolation
+        self.isolation_problem = self.driver.isolation_problem
+        self.isolated = self.isolation != "none"
         self.runtimes: dict[str, Runtime] = {}
         self.tasks: set[asyncio.Task] = set()
         self.shutting_down = False
@@ -112,6 +118,23 @@ class Supervisor:
 
     def root(self, machine_id: str) -> Path:
         return self.data_dir / "machines" / machine_id / "root"
+
+    def fs_mounts(self, row, config: dict) -> list:
+        """Mounts the fs API resolves itself (the process driver's volumes and system dirs)."""
+        return self.driver.fs_mounts(row["namespace"], config)
+
+    @staticmethod
+    def secret_env(row, config: dict) -> dict[str, str]:
+        """The secrets resolved when the machine was created (kept apart from its config: never shown)."""
+        return json.loads(row["secret_env"] or "{}")
+
+    @staticmethod
+    def initial_health(config: dict) -> str | None:
+        return "starting" if workload(config).get("health_check") else None
+
+    def check_user(self, config: dict) -> str | None:
+        """Why init.user cannot be honoured here (None when it can): it is never silently ignored."""
+        return self.driver.check_user(config)
 
     def spawn_task(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
@@ -130,12 +153,15 @@ class Supervisor:
             rt.wake_followers()
         return event
 
-    def env(self, machine_id: str, config: dict) -> dict[str, str]:
-        """The machine's own environment (workload env); the driver adds what its way of running needs."""
-        env: dict[str, str] = {}
+    def env(self, machine_id: str, config: dict, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The machine's own environment (workload env, then `extra`: its secrets); the driver adds what its way of
+        running needs (PATH, HOME for processes)."""
+        # a pipe makes Python block-buffer stdout: its lines would reach `logs` only when it stops
+        env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
         for item in workload(config).get("env") or []:
             key, _, value = item.partition("=")
             env[key] = value
+        env.update(extra or {})
         return env
 
     def gateway_ports(self, row) -> list[int]:
@@ -178,7 +204,8 @@ class Supervisor:
         row = self.store.machine_row(machine_id)
         config = json.loads(row["config"])
         rt = self.rt(machine_id)
-        env = self.env(machine_id, config)
+        env = self.env(machine_id, config, self.secret_env(row, config))
+        ns = row["namespace"]
         if row["state"] == "created":
             self.record(machine_id, "machine.prepare", "preparing")
 
@@ -186,7 +213,7 @@ class Supervisor:
                 self.record(machine_id, "machine.prepare", "preparing", payload={"prepare": {"progress": line}})
 
             try:
-                await self.driver.prepare(machine_id, config, env, self.gateway_ports(row), progress)
+                await self.driver.prepare(machine_id, config, env, self.gateway_ports(row), progress, namespace=ns)
             except PrepareFailed as exc:
                 self.add_log(machine_id, row["instance_id"], 2, [str(exc).encode()])
                 self.record(machine_id, "machine.prepare_failed", "stopped",
@@ -196,7 +223,8 @@ class Supervisor:
         self.record(machine_id, "machine.start", "starting", origin, {"start": {"is_restart": is_restart}}, resume=0)
         try:
             instance = await self.driver.spawn(
-                machine_id, config, env, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines))
+                machine_id, config, env, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines),
+                namespace=ns)
         except StartFailed as exc:
             error = str(exc)
             self.add_log(machine_id, row["instance_id"], 2, [error.encode()])
@@ -210,6 +238,37 @@ class Supervisor:
         self.record(machine_id, "machine.started", "running", payload={"started": {"started_at": now_rfc3339()}},
                     pid=instance.pid)
         self.spawn_task(self._watch(machine_id, rt, instance))
+        check = workload(config).get("health_check")
+        if check:
+            self.store.update_machine(machine_id, health="starting")
+            rt.health_task = self.spawn_task(self._health(machine_id, rt, check))
+
+    async def _health(self, machine_id: str, rt: Runtime, check: dict) -> None:
+        """Ravel's agent loop (agent/machinerunner/healthcheck.go): every `interval` seconds run `exec` in the
+        machine (inside its container with a container driver); `retries` failures in a row make it unhealthy,
+        one success healthy; an event on each change."""
+        interval = check.get("interval") or 30
+        timeout = check.get("timeout") or 5
+        retries = check.get("retries") or 3
+        failures = 0
+        health = "starting"
+        instance = rt.instance
+        while True:
+            await asyncio.sleep(interval)
+            if rt.instance is not instance or self.shutting_down:
+                return
+            try:
+                result = await self.exec(machine_id, list(check["exec"]), timeout * 1000)
+                ok = result["exit_code"] == 0
+            except Problem:
+                return  # no longer running
+            failures = 0 if ok else failures + 1
+            new = "healthy" if ok else ("unhealthy" if failures >= retries else health)
+            if new != health and rt.instance is instance:
+                health = new
+                row = self.store.machine_row(machine_id)
+                self.record(machine_id, "machine.health", row["state"], payload={
+                    "health": {"status": health, "consecutive_failures": failures}}, health=health)
 
     async def _watch(self, machine_id: str, rt: Runtime, instance: Instance) -> None:
         code = await instance.exited
@@ -217,6 +276,9 @@ class Supervisor:
 
     def _on_exit(self, machine_id: str, rt: Runtime, code: int) -> None:
         rt.instance = None
+        if rt.health_task:
+            rt.health_task.cancel()
+            rt.health_task = None
         if rt.kill_handle:
             rt.kill_handle.cancel()
             rt.kill_handle = None
@@ -346,7 +408,8 @@ class Supervisor:
         if row["state"] != "running" or not self.rt(machine_id).alive:
             raise precondition(f"machine is not running (state: {row['state']})")
         config = json.loads(row["config"])
-        return await self.driver.exec(machine_id, config, self.env(machine_id, config), cmd, timeout_ms)
+        env = self.env(machine_id, config, self.secret_env(row, config))
+        return await self.driver.exec(machine_id, config, env, cmd, timeout_ms, namespace=row["namespace"])
 
     async def fs_root(self, machine_id: str) -> Path:
         return await self.driver.fs_root(machine_id)

@@ -70,11 +70,13 @@ def choose(name: str | None) -> tuple[str, str | None]:
     return "process", None
 
 
-def make(kind: str, engine: str | None, data_dir: Path):
+def make(kind: str, engine: str | None, data_dir: Path, isolation_problem: str | None = "not checked"):
+    """The driver; `isolation_problem` (process driver): what `isolation.probe()` said, None when machines can
+    have their own root."""
     if kind == "process":
         from valyent_cli.local.drivers.process import ProcessDriver
 
-        return ProcessDriver(data_dir)
+        return ProcessDriver(data_dir, isolation_problem)
     from valyent_cli.local.drivers.container import ContainerDriver
 
     return ContainerDriver(kind, engine or kind, data_dir)

@@ -99,19 +99,33 @@ class Driver:
     """Interface (the process driver and the container driver implement it)."""
 
     name = "?"
-    #: said once on stderr by `machines create` (the server sends it as a Valyent-Notice header)
+    #: what isolates machines: "namespaces" or "none" (process driver), "container"
+    isolation = "container"
+    isolation_problem: str | None = None
+
     def create_notice(self, config: dict) -> str | None:
+        """Said once on stderr by `machines create` (the server sends it as a Valyent-Notice header)."""
         return None
 
+    def check_user(self, config: dict) -> str | None:
+        """Why `init.user` cannot be honoured (a 400 at create), or None."""
+        return None
+
+    def fs_mounts(self, namespace: str, config: dict) -> list:
+        """Mounts the fs API must resolve itself (`isolation.view`): none where the root shows them already."""
+        return []
+
     async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int],
-                      progress: Callable[[str], None]) -> None:
+                      progress: Callable[[str], None], namespace: str = "default") -> None:
         """Make the machine runnable (its directory; its image and container). Raises PrepareFailed."""
 
-    async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink) -> Instance:
+    async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink,
+                    namespace: str = "default") -> Instance:
         """Start the machine's main process. Raises StartFailed."""
         raise NotImplementedError
 
-    async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int) -> dict:
+    async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int,
+                   namespace: str = "default") -> dict:
         raise NotImplementedError
 
     async def fs_root(self, machine_id: str) -> Path:

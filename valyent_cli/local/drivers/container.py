@@ -163,7 +163,7 @@ class ContainerDriver(Driver):
         return image
 
     def create_args(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int],
-                    limits: bool = True) -> list[str]:
+                    namespace: str = "default", limits: bool = True) -> list[str]:
         workload = config.get("workload") or {}
         init = workload.get("init") or {}
         guest = config.get("guest") or {}
@@ -181,7 +181,7 @@ class ContainerDriver(Driver):
             args += ["--publish", f"127.0.0.1::{port}"]
         for vol in workload.get("volumes") or []:
             if isinstance(vol, dict) and vol.get("name") and vol.get("path"):
-                args += ["--volume", f"{self.volume_name(str(vol['name']))}:{vol['path']}"]
+                args += ["--volume", f"{self.volume_name(namespace, str(vol['name']))}:{vol['path']}"]
         entrypoint = list(init.get("entrypoint") or [])
         cmd = list(init.get("cmd") or [])
         if entrypoint:
@@ -192,10 +192,11 @@ class ContainerDriver(Driver):
         args += cmd
         return args
 
-    def volume_name(self, name: str) -> str:
-        return f"valyent-{self.sandbox_id[:12]}-{name}"
+    def volume_name(self, namespace: str, name: str) -> str:
+        return f"valyent-{self.sandbox_id[:12]}-{namespace}-{name}"
 
-    async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress) -> None:
+    async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress,
+                      namespace: str = "default") -> None:
         name = container_name(machine_id)
         if await self.inspect(name) is not None:
             return  # prepared before (a start after a stop)
@@ -203,16 +204,17 @@ class ContainerDriver(Driver):
         if not image:
             raise PrepareFailed("the machine has no image")
         config = {**config, "image": await self._pull(image, progress)}
-        code, _, err = await self.run(*self.create_args(machine_id, config, env, ports))
+        code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
         if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
             progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
                      f"({_error_text(err, 'error')}): the container runs without them")
-            code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, limits=False))
+            code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace, limits=False))
         if code != 0:
             raise PrepareFailed(f"creating the container: {_error_text(err, f'exit {code}')}")
 
     # -- run --------------------------------------------------------------------------------------------------
-    async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink) -> Instance:
+    async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink,
+                    namespace: str = "default") -> Instance:
         name = container_name(machine_id)
         if await self.inspect(name) is None:
             raise StartFailed(f"container {name} is gone (removed outside the sandbox): delete this machine and "
@@ -261,7 +263,8 @@ class ContainerDriver(Driver):
             on_lines(fd, lines)
         return ContainerInstance(self, name, transport, proto)
 
-    async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int) -> dict:
+    async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int,
+                   namespace: str = "default") -> dict:
         proto = Pipes(self.loop, 2)
         try:
             args, preexec = procs.spawn_args([self.engine, "exec", container_name(machine_id), *cmd])
