@@ -184,3 +184,51 @@ def test_user_restart_policy_and_auto_destroy(podman_env, engine_images):
     assert [e["payload"]["stopped"]["exit_code"] for e in evs if e["type"] == "machine.exited"] == [4, 4]
     assert run_cli("logs", mid, env=podman_env).stdout.count("65534") == 2
     assert containers_of(mid) == []
+
+
+def test_secrets_volumes_and_health_checks_inside_the_container(podman_sandbox, engine_images):
+    """Over the API (Ravel's shapes): a secret in the environment, an engine volume that outlives its machine and
+    that fs sees, a health check that runs inside the container."""
+    secret, volume = f"s-{secrets.token_hex(3)}", f"v-{secrets.token_hex(3)}"
+
+    def payload(cmd):
+        return {"region": "local", "config": {
+            "image": engine_images["base"], "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
+            "workload": {"init": {"cmd": cmd}, "secrets": [{"name": secret, "env_var": "DB_PASSWORD"}],
+                         "volumes": [{"name": volume, "path": "/data"}],
+                         "health_check": {"exec": ["test", "-e", "/ready"], "interval": 1, "timeout": 2,
+                                          "retries": 1}}}}
+
+    def wait_for(api, mid, key, value):
+        deadline = time.monotonic() + 30
+        while api.get(f"/fleets/default/machines/{mid}").json().get(key) != value:
+            assert time.monotonic() < deadline, f"{key} never became {value}"
+            time.sleep(0.2)
+
+    def exec_(api, mid, *cmd):
+        return api.post(f"/fleets/default/machines/{mid}/exec", json={"cmd": list(cmd), "timeout_ms": 10000}).json()
+
+    with podman_sandbox.client() as api:
+        assert api.post("/namespaces/default/secrets", json={"name": secret, "value": "hunter2"}).status_code < 300
+        first = api.post("/fleets/default/machines", json=payload(["sleep", "600"])).json()
+        try:
+            wait_for(api, first["id"], "state", "running")
+            assert exec_(api, first["id"], "sh", "-c", "echo $DB_PASSWORD")["stdout"] == "hunter2\n"
+            assert exec_(api, first["id"], "sh", "-c", "echo kept > /data/file.txt")["exit_code"] == 0
+            wait_for(api, first["id"], "health", "unhealthy")
+            exec_(api, first["id"], "touch", "/ready")
+            wait_for(api, first["id"], "health", "healthy")
+            with podman_sandbox.initd_client(first["id"]) as initd:
+                assert initd.get("/fs/read", params={"path": "/data/file.txt"}).content == b"kept\n"
+        finally:
+            api.delete(f"/fleets/default/machines/{first['id']}", params={"force": "true"})
+        second = api.post("/fleets/default/machines", json=payload(["sleep", "600"])).json()
+        try:
+            wait_for(api, second["id"], "state", "running")
+            assert exec_(api, second["id"], "cat", "/data/file.txt")["stdout"] == "kept\n"
+        finally:
+            api.delete(f"/fleets/default/machines/{second['id']}", params={"force": "true"})
+    from valyent_cli.local.procs import sandbox_id
+
+    subprocess.run(["podman", "volume", "rm", "--force",
+                    f"valyent-{sandbox_id(podman_sandbox.data_dir)[:12]}-default-{volume}"], capture_output=True)

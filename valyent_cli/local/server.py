@@ -522,7 +522,7 @@ async def _fs_at(request: Request, mid: str, path: object, *, write: bool = Fals
 
     sup = _sup(request)
     row = _store(request).machine_row(mid)
-    base, rest, mount_point, read_only = isolation.view(root, sup.fs_mounts(row, json.loads(row["config"])), path)
+    base, rest, mount_point, read_only = isolation.view(root, await sup.fs_mounts(row, json.loads(row["config"])), path)
     if write and read_only:
         raise invalid(f"{path}: read-only file system (the host's {mount_point}, shared read-only)", location, path)
     return base, rest, mount_point

@@ -119,9 +119,9 @@ class Supervisor:
     def root(self, machine_id: str) -> Path:
         return self.data_dir / "machines" / machine_id / "root"
 
-    def fs_mounts(self, row, config: dict) -> list:
-        """Mounts the fs API resolves itself (the process driver's volumes and system dirs)."""
-        return self.driver.fs_mounts(row["namespace"], config)
+    async def fs_mounts(self, row, config: dict) -> list:
+        """Mounts the fs API resolves itself (volumes, and the process driver's system dirs)."""
+        return await self.driver.fs_mounts(row["namespace"], config)
 
     @staticmethod
     def secret_env(row, config: dict) -> dict[str, str]:

@@ -111,8 +111,9 @@ class Driver:
         """Why `init.user` cannot be honoured (a 400 at create), or None."""
         return None
 
-    def fs_mounts(self, namespace: str, config: dict) -> list:
-        """Mounts the fs API must resolve itself (`isolation.view`): none where the root shows them already."""
+    async def fs_mounts(self, namespace: str, config: dict) -> list:
+        """Mounts the fs API must resolve itself (`isolation.Mount`s for `isolation.view`): what the machine sees
+        mounted over its root."""
         return []
 
     async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int],

@@ -306,6 +306,21 @@ class ContainerDriver(Driver):
                           "remote daemon)", status=501)
         return Path(merged)
 
+    async def fs_mounts(self, namespace: str, config: dict) -> list:
+        """The machine's engine volumes, where the engine keeps them on this host (the merged root does not show
+        what is mounted over it)."""
+        from valyent_cli.local.isolation import Mount
+
+        mounts = []
+        for vol in (config.get("workload") or {}).get("volumes") or []:
+            if not (isinstance(vol, dict) and vol.get("name") and vol.get("path")):
+                continue
+            code, out, _ = await self.run("volume", "inspect", "--format", "{{.Mountpoint}}",
+                                          self.volume_name(namespace, str(vol["name"])))
+            if code == 0 and out.strip() and Path(out.strip()).is_dir():
+                mounts.append(Mount(str(vol["path"]), Path(out.strip()), False))
+        return mounts
+
     def upload_dir(self, machine_id: str, root: Path) -> Path:
         tmp = root / "tmp"
         return tmp if tmp.is_dir() and not tmp.is_symlink() else root

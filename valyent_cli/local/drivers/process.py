@@ -83,7 +83,7 @@ class ProcessDriver(Driver):
             mounts.append(isolation.Mount(vol["path"], self.volume_dir(namespace, vol["name"]), False))
         return mounts
 
-    def fs_mounts(self, namespace: str, config: dict) -> list[isolation.Mount]:
+    async def fs_mounts(self, namespace: str, config: dict) -> list[isolation.Mount]:
         return self.mounts(namespace, config)
 
     def check_user(self, config: dict) -> str | None:
