@@ -86,3 +86,23 @@ def test_without_an_engine_builds_answer_501(cli_env, sandbox, tmp_path):
     with sandbox.client() as api:
         resp = api.get("/namespaces/default/builds")
         assert resp.status_code == 501 and resp.json()["Code"] == "NOT_IMPLEMENTED"
+
+
+def test_cancel_a_running_build(podman_env, engine_images, tmp_path):
+    ctx = write_context(tmp_path, engine_images["base"], "RUN sleep 60\n")
+    r = run_cli("builds", "create", ctx, "--image", f"valyent-test-slow-{secrets.token_hex(3)}", "--detach", "-q",
+                env=podman_env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    build_id = r.stdout.strip()
+    deadline = time.monotonic() + 30
+    while "sleep 60" not in run_cli("builds", "logs", build_id, env=podman_env).stdout:
+        assert time.monotonic() < deadline, "the build never reached its slow step"
+        time.sleep(0.2)
+    cancel = run_cli("builds", "cancel", build_id, env=podman_env)
+    assert cancel.returncode == 0, cancel.stderr
+    follow = run_cli("builds", "logs", "-f", build_id, env=podman_env, timeout=30)  # ends with the build
+    assert follow.returncode == 0
+    build = json.loads(run_cli("builds", "show", "--json", build_id, env=podman_env).stdout)
+    assert build["status"] == "failed" and build["error"] == "build canceled"
+    again = run_cli("builds", "cancel", build_id, env=podman_env)
+    assert again.returncode == 1 and "already failed" in again.stderr

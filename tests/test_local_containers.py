@@ -132,6 +132,13 @@ def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
         assert json.loads(state.stdout)["state"] == "stopped"
         delete(env, mid)
         assert containers_of(mid) == []
+        # stopping the server (what `local stop` does) stops its containers
+        other = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        [cid] = containers_of(other)
+        assert sb.stop() == 0
+        running = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", cid],
+                                 capture_output=True, text=True).stdout.strip()
+        assert running == "false"
     finally:
         sb.finish()
         remove_containers_of_sandbox(sb.data_dir)

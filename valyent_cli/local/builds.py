@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -50,6 +51,7 @@ class BuildService:
         self.wakeups: dict[str, asyncio.Event] = {}
         self.tasks: set[asyncio.Task] = set()
         self.cancelled: set[str] = set()
+        self.cgroupfs: bool | None = None
 
     # -- state ----------------------------------------------------------------------------------------------
     def get(self, namespace: str, build_id: str) -> dict:
@@ -126,7 +128,11 @@ class BuildService:
         if not str(df).startswith(str(ctx.resolve()) + os.sep) or not df.is_file():
             shutil.rmtree(work, ignore_errors=True)
             raise invalid(f"no {dockerfile} in the build context", "query.dockerfile", dockerfile)
-        args = [engine, "build", "--tag", full_image, "--file", str(df)]
+        # --force-rm: a failed build leaves no working container behind
+        args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df)]
+        if await self._own_cgroups():
+            # its RUN steps in a cgroup of their own, so that a cancel can end them (they leave the process tree)
+            args += ["--cgroup-parent", f"/{_cgroup_name(build['id'])}"]
         if query.get("target"):
             args += ["--target", query["target"]]
         if (query.get("no_cache") or "").lower() in ("1", "true", "yes"):
@@ -156,6 +162,10 @@ class BuildService:
         else:
             self._update(bid, status="failed", error=error, **fields)
         shutil.rmtree(self.dir / bid / "context", ignore_errors=True)
+        for _ in range(20):  # a killed RUN step leaves its cgroup once the kernel reaped it
+            if not _kill_cgroup(_cgroup_name(bid), remove=True):
+                break
+            await asyncio.sleep(0.1)
 
     async def _step(self, bid: str, args: list[str], what: str) -> tuple[bool, str | None]:
         if bid in self.cancelled:
@@ -184,6 +194,17 @@ class BuildService:
             return False, f"{what} failed (exit {code}): {last.decode(errors='replace')}"
         return True, None
 
+    async def _own_cgroups(self) -> bool:
+        """Whether RUN steps can go into a cgroup we name: podman as root with the cgroupfs manager."""
+        if self.cgroupfs is None:
+            self.cgroupfs = False
+            if os.path.basename(self.engine or "") == "podman" and os.geteuid() == 0:
+                proc = await asyncio.create_subprocess_exec(self.engine, "info", "--format", "{{.Host.CgroupManager}}",
+                                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                out, _ = await proc.communicate()
+                self.cgroupfs = out.decode().strip() == "cgroupfs"
+        return self.cgroupfs
+
     async def _digest(self, engine: str, image: str) -> str | None:
         proc = await asyncio.create_subprocess_exec(engine, "image", "inspect", "--format", "{{.Id}}", image,
                                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -198,12 +219,18 @@ class BuildService:
         if build["status"] in FINAL:
             raise precondition(f"build is already {build['status']}")
         self.cancelled.add(build_id)
+        self._stop(build_id)
+
+    def _stop(self, build_id: str, grace: float = 3.0) -> None:
+        """End a build. Its RUN step first, by its cgroup: the engine then fails the build and removes its working
+        containers itself. The engine's client gets SIGTERM after `grace` seconds if it is still at it (a COPY, a
+        pull), SIGKILL 5 s later."""
+        _kill_cgroup(_cgroup_name(build_id))
         proc = self.procs.get(build_id)
         if proc is not None and proc.returncode is None:
-            try:
-                os.killpg(proc.pid, 9)
-            except OSError:
-                pass
+            loop = asyncio.get_running_loop()
+            loop.call_later(grace, _signal_group, proc, signal.SIGTERM)
+            loop.call_later(grace + 5, _signal_group, proc, signal.SIGKILL)
 
     async def follow(self, build_id: str, follow: bool):
         """The log's bytes, then, with follow, what comes until the build ends."""
@@ -229,14 +256,50 @@ class BuildService:
                     pass
 
     async def shutdown(self) -> None:
-        for bid, proc in list(self.procs.items()):
+        for bid in list(self.procs):
             self.cancelled.add(bid)
-            try:
-                os.killpg(proc.pid, 9)
-            except OSError:
-                pass
+            self._stop(bid, grace=1.0)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5)
+
+
+def _cgroup_name(build_id: str) -> str:
+    return f"valyent-{build_id.replace('_', '-')}"
+
+
+def _signal_group(proc, sig: int) -> None:
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+
+
+def _kill_cgroup(name: str, remove: bool = False) -> bool:
+    """SIGKILL every process in the cgroup `name` (v1 controllers and v2); with `remove`, delete the empty dirs.
+    Returns whether any of its directories is left."""
+    import glob
+
+    dirs = glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}")
+    for top in dirs:
+        for here, subdirs, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            if not remove:
+                try:
+                    with open(os.path.join(here, "cgroup.procs")) as fh:
+                        pids = [int(p) for p in fh.read().split()]
+                except (OSError, ValueError):
+                    continue
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            else:
+                try:
+                    os.rmdir(here)
+                except OSError:
+                    pass
+    return any(os.path.isdir(d) for d in dirs)
 
 
 def _extract(fileobj, dest: Path) -> None:
