@@ -58,6 +58,11 @@ def test_the_image_runs_its_own_cmd_and_exec_sees_the_container(podman_env, engi
         assert code.returncode == 3 and code.stdout == "out\n"
         missing = run_cli("machines", "exec", mid, "--", "no-such-command", env=podman_env)
         assert missing.returncode in (126, 127)
+        slow = run_cli("machines", "exec", "--timeout", "1s", mid, "--", "sh", "-c", "sleep 77; echo late",
+                       env=podman_env)
+        assert slow.returncode == 124 and "late" not in slow.stdout
+        ps = run_cli("machines", "exec", mid, "--", "ps", env=podman_env)
+        assert "sleep 77" not in ps.stdout  # the timed-out command is gone from the container
     finally:
         delete(podman_env, mid)
     assert containers_of(mid) == []

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
 import signal
 import subprocess
 from pathlib import Path
@@ -30,6 +32,7 @@ log = logging.getLogger("valyent.local")
 MACHINE_LABEL = "valyent.machine"
 SANDBOX_LABEL = "valyent.sandbox"
 MAX_PULL_EVENTS = 40
+EXEC_MARKER = "VALYENT_EXEC_ID"
 
 
 def container_name(machine_id: str) -> str:
@@ -43,6 +46,21 @@ def _error_text(stderr: str, fallback: str) -> str:
         if line.lower().startswith("error"):
             return line.split(":", 1)[1].strip() if line.lower().startswith("error:") else line
     return lines[-1] if lines else fallback
+
+
+def _kill_marked(mark: str) -> None:
+    """SIGKILL the processes whose environment carries EXEC_MARKER=mark (an exec and what it started)."""
+    want = f"{EXEC_MARKER}={mark}".encode()
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if want not in fh.read().split(b"\0"):
+                    continue
+            os.kill(int(name), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def _started(state: dict) -> bool:
@@ -266,8 +284,12 @@ class ContainerDriver(Driver):
     async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int,
                    namespace: str = "default") -> dict:
         proto = Pipes(self.loop, 2)
+        # a mark in the command's environment: on a timeout its processes are found (the host sees a rootful
+        # engine's container processes) and killed, not just the engine's client
+        mark = secrets.token_hex(8)
         try:
-            args, preexec = procs.spawn_args([self.engine, "exec", container_name(machine_id), *cmd])
+            args, preexec = procs.spawn_args([self.engine, "exec", "--env", f"{EXEC_MARKER}={mark}",
+                                              container_name(machine_id), *cmd])
             transport, _ = await self.loop.subprocess_exec(
                 lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True, preexec_fn=preexec,
@@ -280,6 +302,7 @@ class ContainerDriver(Driver):
                 returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
             except asyncio.TimeoutError:
                 timed_out = True
+                _kill_marked(mark)
                 transport.kill()
                 returncode = await proto.exited
             try:
@@ -287,12 +310,13 @@ class ContainerDriver(Driver):
             except asyncio.TimeoutError:
                 pass
         finally:
-            if not proto.exited.done():
+            if not proto.exited.done():  # the request was cancelled: leave nothing running
+                _kill_marked(mark)
                 transport.kill()
             transport.close()
         stdout, stderr = proto.output()
         if timed_out:
-            stderr += f"exec: timed out after {timeout_ms} ms\n"
+            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
         return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
 
