@@ -68,7 +68,10 @@ def engine_images(tmp_path_factory) -> dict:
     _import(rootfs, tarball, HELLO_IMAGE,
             'CMD ["sh", "-c", "echo hello from the image CMD; echo to stderr >&2; exec sleep 600"]')
     _import(rootfs, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
-    return {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE}
+    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE}
+    # the next run imports them again: leave no image (nor its layers, once untagged) behind
+    # (not --force: a container of another test session would go with it)
+    subprocess.run(["podman", "rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE], capture_output=True, timeout=120)
 
 
 def containers_of(machine_id: str) -> list[str]:
