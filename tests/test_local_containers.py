@@ -113,6 +113,17 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
     r = run_cli("machines", "create", "--image", "localhost/valyent-no-such-image:1", env=podman_env, timeout=120)
     assert r.returncode == 1
     assert "machine.prepare_failed" in r.stderr and "valyent-no-such-image" in r.stderr
+    mid = r.stderr.split("Created machine ")[1].split()[0]
+    # once the image exists, a start pulls (prepares) again, and runs it
+    subprocess.run(["podman", "tag", engine_images["hello"], "localhost/valyent-no-such-image:1"], check=True)
+    try:
+        start = run_cli("machines", "start", mid, env=podman_env, timeout=60)
+        assert start.returncode == 0, start.stderr
+        wait = run_cli("machines", "wait", mid, "--state", "running", "--timeout", "20s", env=podman_env, timeout=60)
+        assert wait.returncode == 0, wait.stderr
+        delete(podman_env, mid)
+    finally:
+        subprocess.run(["podman", "rmi", "localhost/valyent-no-such-image:1"], capture_output=True)
     r = run_cli("machines", "create", "--image", engine_images["base"], "--", "no-such-command", env=podman_env,
                 timeout=120)
     assert r.returncode == 1

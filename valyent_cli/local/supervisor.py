@@ -206,19 +206,23 @@ class Supervisor:
         rt = self.rt(machine_id)
         env = self.env(machine_id, config, self.secret_env(row, config))
         ns = row["namespace"]
-        if row["state"] == "created":
+        # Every start prepares (the driver does nothing when all is there), so that a start after a failed
+        # pull pulls again; the prepare events are recorded for the first one and whenever there is progress.
+        first = row["state"] == "created"
+        if first:
             self.record(machine_id, "machine.prepare", "preparing")
 
-            def progress(line: str) -> None:
-                self.record(machine_id, "machine.prepare", "preparing", payload={"prepare": {"progress": line}})
+        def progress(line: str) -> None:
+            self.record(machine_id, "machine.prepare", "preparing", payload={"prepare": {"progress": line}})
 
-            try:
-                await self.driver.prepare(machine_id, config, env, self.gateway_ports(row), progress, namespace=ns)
-            except PrepareFailed as exc:
-                self.add_log(machine_id, row["instance_id"], 2, [str(exc).encode()])
-                self.record(machine_id, "machine.prepare_failed", "stopped",
-                            payload={"prepare_failed": {"error": str(exc)}})
-                return
+        try:
+            await self.driver.prepare(machine_id, config, env, self.gateway_ports(row), progress, namespace=ns)
+        except PrepareFailed as exc:
+            self.add_log(machine_id, row["instance_id"], 2, [str(exc).encode()])
+            self.record(machine_id, "machine.prepare_failed", "stopped",
+                        payload={"prepare_failed": {"error": str(exc)}})
+            return
+        if first:
             self.record(machine_id, "machine.prepared", "preparing")
         self.record(machine_id, "machine.start", "starting", origin, {"start": {"is_restart": is_restart}}, resume=0)
         try:
