@@ -97,3 +97,42 @@ def test_a_gateway_keeps_its_url_across_a_restart(fresh_sandbox, tmp_path):
     again = json.loads(run_cli("gateways", "show", "web", "--json", env=env).stdout)
     assert again["url"] == gw["url"]
     assert httpx.get(gw["url"], timeout=5).status_code == 502  # listening again, nothing behind it
+
+
+ECHO_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.answer(("%s %s %s" % (self.path, self.headers["X-Forwarded-For"], self.headers["Host"])).encode())
+    def do_POST(self):
+        n = int(self.headers["Content-Length"])
+        self.answer(b"got %d bytes ending %s" % (n, self.rfile.read(n)[-4:]))
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_the_proxy_speaks_http_keep_alive_bodies_and_forwarded_headers(fleet, tmp_path):
+    name, env = fleet
+    port = free_port()
+    gw = json.loads(run_cli("gateways", "create", "--name", "echo", "--port", str(port), "--json", env=env).stdout)
+    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "python3", "-c",
+                ECHO_SERVER, str(port), env=env)
+    assert r.returncode == 0, r.stderr
+    with httpx.Client(base_url=gw["url"], timeout=10) as http:  # one kept-alive connection for every request
+        deadline = time.monotonic() + 15
+        while (resp := http.get("/first?x=1")).status_code == 502 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        host = gw["url"].removeprefix("http://")
+        assert resp.text == f"/first?x=1 127.0.0.1 {host}"
+        body = b"x" * (3 * 1024 * 1024) + b"tail"  # streamed through, several chunks
+        assert http.post("/upload", content=body).text == f"got {len(body)} bytes ending tail"
+        assert http.get("/again").text.startswith("/again ")
+    run_cli("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
