@@ -24,7 +24,7 @@ from helpers import REPO
 
 from valyent_cli.local.procs import find_machine_processes
 
-from engine import engine_images, remove_containers_of_sandbox  # noqa: F401  (engine_images: a fixture)
+pytest_plugins = ("engine",)  # its fixture engine_images
 
 
 def free_port() -> int:
@@ -166,6 +166,8 @@ def podman_sandbox(tmp_path_factory, engine_images):
         try:
             sb.finish()
         finally:
+            from engine import remove_containers_of_sandbox
+
             remove_containers_of_sandbox(sb.data_dir)
 
 

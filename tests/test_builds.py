@@ -8,8 +8,6 @@ import secrets
 import subprocess
 import time
 
-import pytest
-
 from helpers import run_cli
 
 
