@@ -204,9 +204,23 @@ def switch_user(user):
     os.environ["HOME"] = home
 
 
+FORWARD = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+early_signals = []
+
+
+def hold_signals():
+    """PID 1 of a namespace gets a signal from outside only when it has a handler: keep those that arrive during
+    setup (a stop right after a start) to relay them to the workload once it runs."""
+    for s in FORWARD:
+        try:
+            signal.signal(s, lambda sig, _frame: early_signals.append(sig))
+        except (OSError, ValueError):
+            pass
+
+
 def run_workload(spec):
     """Fork the workload; forward signals to its process group; exit with its code when it exits."""
-    forward = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+    forward = FORWARD
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, forward)
     child = os.fork()
     if child == 0:
@@ -245,6 +259,8 @@ def run_workload(spec):
             signal.signal(s, relay)
         except (OSError, ValueError):
             pass
+    for s in early_signals:
+        relay(s, None)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     while True:
         try:
@@ -257,6 +273,11 @@ def run_workload(spec):
 
 
 def main():
+    for s in FORWARD:  # the launcher lets init handle signals; init installs its own handlers first thing
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
     spec = json.loads(sys.argv[1])
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     try:
@@ -277,6 +298,7 @@ def main():
     ready_r, ready_w = os.pipe()
     init = os.fork()
     if init == 0:  # PID 1 of the machine
+        hold_signals()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.close(ready_r)
         try:
@@ -298,12 +320,6 @@ def main():
     os.close(ready_w)
     for fd in [*fds, *dev_fds.values(), state_fd]:
         os.close(fd)
-    for s in signal.Signals:
-        if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
-            try:
-                signal.signal(s, signal.SIG_IGN)
-            except (OSError, ValueError):
-                pass
     os.read(ready_r, 1)
     os.close(ready_r)
     while True:
