@@ -63,6 +63,11 @@ def test_start_status_stop(local_env, tmp_path):
     assert int((data / "server.pid").read_text()) == info["pid"]
     config = (tmp_path / "config" / "config.toml").read_text()
     assert f"http://127.0.0.1:{port}/v1" in config and (data / "token").read_text().strip() in config
+    # the sandbox's own namespace, so that namespace-scoped commands work without flags
+    assert 'namespace = "default"' in config
+    # machines get their own root, or `start` said once why not
+    assert info["isolation"] in ("namespaces", "none")
+    assert ("not isolated" in r.stderr) == (info["isolation"] == "none")
 
     again = ok(run_cli("local", "start", env=local_env))
     assert "already running" in again.stderr
@@ -72,6 +77,7 @@ def test_start_status_stop(local_env, tmp_path):
     assert st["machines"] == 0
     human = ok(run_cli("local", "status", env=local_env))
     assert info["endpoint"] in human.stdout and "Running:  yes" in human.stdout
+    assert st["isolation"] == info["isolation"] and "Isolated:" in human.stdout
 
     # the profile just made active is enough to use the sandbox
     created = ok(run_cli("machines", "create", "--image", "nginx", "-q", env=local_env))
