@@ -21,10 +21,13 @@ Setup failures are written to stderr prefixed "machine init:" and exit with 125.
 
 import ctypes
 import errno
+import grp  # noqa: F401  (imported before the pivot: the standard library may not be in the machine)
 import json
 import os
+import pwd  # noqa: F401
 import signal
 import sys
+import warnings  # noqa: F401  (os.execvpe imports it)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -47,6 +50,8 @@ MOUNT_ATTR_RDONLY = 1
 LOCKED_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048 | 4096  # + noatime, nodiratime, relatime
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SETUP_FAILED = 125
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq")
+PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats")
 OLD_ROOT = ".valyent-host-root"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -162,6 +167,14 @@ def setup_root(spec, fds, dev_fds):
         mount(f"/proc/self/fd/{fd}", dst, None, MS_BIND | MS_REC)
         if ro:
             make_read_only(dst)
+    # the kernel's knobs stay out of reach even where root inside is the host's root uid (a sandbox run as root)
+    for path in PROC_READ_ONLY:
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND | MS_REC)
+            make_read_only(path)
+    for path in PROC_MASKED:
+        if os.path.isfile(path) and "null" in dev_fds:
+            mount("/dev/null", path, None, MS_BIND)
     # the binds above came from mounts of the old root: only now can it go
     _check(libc.umount2(f"/{OLD_ROOT}".encode(), MNT_DETACH), "detach the host's root")
     try:
@@ -176,9 +189,6 @@ def setup_root(spec, fds, dev_fds):
 def switch_user(user):
     if not user or user in ("root", "0", "0:0"):
         return
-    import grp
-    import pwd
-
     name, _, group = user.partition(":")
     try:
         pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
@@ -243,6 +253,8 @@ def run_workload(spec):
         except OSError as exc:
             os.write(2, f"exec: {spec['argv'][0]!r}: {exc.strerror}\n".encode())
             os._exit(127 if exc.errno == errno.ENOENT else 126)
+        except BaseException as exc:  # never let the workload's child unwind into init's code
+            os.write(2, f"machine init: {exc!r}\n".encode())
         os._exit(126)
 
     def relay(sig, _frame):
