@@ -81,6 +81,11 @@ def test_fs_and_exec_see_the_same_root(isolated, env, tmp_path):
     denied = run_cli("machines", "exec", mid, "--", "sh", "-c", "echo x > /usr/valyent-test", env=env)
     assert denied.returncode != 0 and "Read-only" in denied.stderr
     assert ok(run_cli("fs", "ls", mid, "/usr/bin", env=env)).stdout
+    # and so are the kernel's knobs (writing back the value it holds: no harm if this ever failed open)
+    knob = "/proc/sys/kernel/printk_ratelimit"
+    denied = run_cli("machines", "exec", mid, "--", "sh", "-c", f"cat {knob} > /tmp/v && cat /tmp/v > {knob}",
+                     env=env)
+    assert denied.returncode != 0 and "Read-only" in denied.stderr
     ok(run_cli("machines", "delete", mid, "--force", "--yes", env=env))
 
 
