@@ -42,6 +42,8 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+CAP_SYS_ADMIN = 21
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 SYS_MOUNT_SETATTR = 442
 AT_FDCWD = -100
@@ -186,6 +188,12 @@ def setup_root(spec, fds, dev_fds):
         os.chmod("/tmp", 0o1777)
 
 
+def drop_mount_capability():
+    """Root inside owns the namespaces, so it could unmount or remount read-write what init mounted read-only: drop
+    CAP_SYS_ADMIN from the bounding set (`exec` does the same through setpriv)."""
+    _check(libc.prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0), "drop CAP_SYS_ADMIN")
+
+
 def switch_user(user):
     if not user or user in ("root", "0", "0:0"):
         return
@@ -243,6 +251,7 @@ def run_workload(spec):
                     pass
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            drop_mount_capability()
             switch_user(spec.get("user"))
             os.chdir(spec.get("cwd") or "/")
             argv = spec["argv"]
