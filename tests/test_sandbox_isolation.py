@@ -13,7 +13,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import httpx

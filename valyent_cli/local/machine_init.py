@@ -29,6 +29,8 @@ import signal
 import sys
 import warnings  # noqa: F401  (os.execvpe imports it)
 
+assert warnings  # the import is what matters
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000

@@ -218,7 +218,7 @@ def check_metadata(meta: Any, location: str = "body.metadata") -> dict | None:
         if items is None:
             continue
         if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
-            raise unprocessable(f"expected object of strings", f"{location}.{kind}", items)
+            raise unprocessable("expected object of strings", f"{location}.{kind}", items)
         loc = f"metadata.{kind}"
         one = kind[:-1]
         if len(items) > max_n:
