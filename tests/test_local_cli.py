@@ -65,6 +65,8 @@ def test_start_status_stop(local_env, tmp_path):
     assert f"http://127.0.0.1:{port}/v1" in config and (data / "token").read_text().strip() in config
     # the sandbox's own namespace, so that namespace-scoped commands work without flags
     assert 'namespace = "default"' in config
+    ok(run_cli("secrets", "set", "db-password", input="hunter2\n", env=local_env))
+    assert "db-password" in ok(run_cli("secrets", "list", env=local_env)).stdout
     # machines get their own root, or `start` said once why not
     assert info["isolation"] in ("namespaces", "none")
     assert ("not isolated" in r.stderr) == (info["isolation"] == "none")
