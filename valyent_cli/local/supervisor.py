@@ -1,7 +1,9 @@
 """Machines as local processes: their lifecycle, events, restart policies, logs and exec.
 
 Every machine process runs `entrypoint + cmd` without a shell, in its own session (so a signal reaches
-everything it started), in `<data_dir>/machines/<id>/root`, and dies with the server (PR_SET_PDEATHSIG).
+everything it started), with `<data_dir>/machines/<id>/root` as its root (isolated: `isolation.py`) or, where
+namespaces are unavailable, as its working directory, and dies with the server (PR_SET_PDEATHSIG). How a machine
+is launched and entered is in `_launch`, `_exec_argv` and `mounts`; health checks, secrets and volumes sit above.
 All of this runs on the server's event loop; the database is touched only from there.
 
 Choices the contract leaves open, documented in the CLI's docs:
@@ -536,17 +538,9 @@ class Supervisor:
         config = json.loads(row["config"])
         proto = _Protocol(self.loop, 2)
         env = self.env(machine_id, config, self.secret_env(row, config))
-        root = str(self.root(machine_id))
         try:
-            if self.isolated:
-                isolation.resolve_executable(cmd[0], env["PATH"], Path(root), self.mounts(row, config))
-                init_pid = await self._init_pid(machine_id)
-                args, preexec = procs.spawn_args(isolation.exec_argv(init_pid, cmd))
-                cwd = None
-            else:
-                procs.check_executable(cmd[0], env["PATH"], root)
-                args, preexec = procs.spawn_args(cmd)
-                cwd = root
+            args, cwd = await self._exec_argv(row, config, cmd, env)
+            args, preexec = procs.spawn_args(args)
             transport, _ = await self.loop.subprocess_exec(
                 lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec,
@@ -581,6 +575,16 @@ class Supervisor:
             stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
             return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
         return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+    async def _exec_argv(self, row, config: dict, cmd: list[str], env: dict) -> tuple[list[str], str | None]:
+        """(argv, cwd) that run `cmd` in a running machine: joining its namespaces, or as a plain process.
+        Raises FileNotFoundError / PermissionError for a command the machine cannot run."""
+        root = self.root(row["id"])
+        if self.isolated:
+            isolation.resolve_executable(cmd[0], env["PATH"], root, self.mounts(row, config))
+            return isolation.exec_argv(await self._init_pid(row["id"]), cmd), None
+        procs.check_executable(cmd[0], env["PATH"], str(root))
+        return list(cmd), str(root)
 
     async def _init_pid(self, machine_id: str) -> int:
         """The host pid of an isolated machine's init, once it has set the machine up (it writes init.pid then)."""
