@@ -46,7 +46,8 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 CAP_SYS_ADMIN = 21
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203, "ppc64": 203,
+                  "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218, "armv6l": 218}
 SYS_MOUNT_SETATTR = 442
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -154,7 +155,9 @@ def setup_root(spec, fds, dev_fds):
         os.mkdir(old, 0o700)
     os.chdir(root)
     arch = os.uname().machine
-    _check(libc.syscall(SYS_PIVOT_ROOT.get(arch, 155), b".", OLD_ROOT.encode()), "pivot_root")
+    if arch not in SYS_PIVOT_ROOT:  # the probe fails, and the sandbox says machines are not isolated
+        raise SetupError(f"pivot_root: unknown system call number on {arch}")
+    _check(libc.syscall(SYS_PIVOT_ROOT[arch], b".", OLD_ROOT.encode()), "pivot_root")
     os.chdir("/")
     ensure_dir("/dev")
     mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=1m")
