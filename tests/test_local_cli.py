@@ -126,3 +126,23 @@ def test_ensure_running_starts_once(tmp_path):
         assert daemon.ensure_running(data)["port"] == port
     finally:
         daemon.stop(data)
+
+
+def test_without_namespaces_start_says_so_once_and_machines_run_as_before(local_env, tmp_path):
+    """The documented fallback (forced here; it is what a kernel without user namespaces gets)."""
+    env = {**local_env, "VALYENT_LOCAL_ISOLATION": "off"}
+    port = free_port()
+    first = ok(run_cli("local", "start", "--port", str(port), env=env))
+    assert "not isolated" in first.stderr and "VALYENT_LOCAL_ISOLATION=off" in first.stderr
+    again = ok(run_cli("local", "start", env=env))
+    assert "not isolated" not in again.stderr  # once
+    assert "Isolated: no" in ok(run_cli("local", "status", env=env)).stdout
+    mid = ok(run_cli("machines", "create", "--image", "alpine", "-q", "--volume", "kept:/data", "--", "sleep", "60",
+                     env=env)).stdout.strip()
+    root = tmp_path / "sbx" / "machines" / mid / "root"
+    # a plain process in its directory, its volume a symlink there
+    assert ok(run_cli("machines", "exec", mid, "--", "pwd", env=env)).stdout.strip() == str(root)
+    ok(run_cli("machines", "exec", mid, "--", "sh", "-c", "echo v > data/f", env=env))
+    assert (tmp_path / "sbx" / "volumes" / "default" / "kept" / "f").read_text() == "v\n"
+    assert ok(run_cli("fs", "cat", mid, "/data/f", env=env)).stdout == "v\n"
+    ok(run_cli("local", "stop", env=env))
