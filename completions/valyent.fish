@@ -45,17 +45,23 @@ end
 function __valyent_subcommands
     switch $argv[1]
         case ''
-        printf '%s\n' fleets machines gateways builds fs logs auth profiles local completion
+        printf '%s\n' fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion
         case 'fleets'
-        printf '%s\n' list create show delete use
+        printf '%s\n' list create show delete label use
         case 'machines'
-        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway
+        printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway label versions
         case 'gateways'
         printf '%s\n' list create show delete
         case 'builds'
         printf '%s\n' create list show logs cancel
         case 'fs'
         printf '%s\n' ls stat cat get put mkdir rm
+        case 'namespaces'
+        printf '%s\n' list create show delete
+        case 'secrets'
+        printf '%s\n' list set delete
+        case 'nodes'
+        printf '%s\n' list
         case 'auth'
         printf '%s\n' login logout status token
         case 'profiles'
@@ -68,10 +74,14 @@ function __valyent_value_options
     switch $argv[1]
         case ''
         string split ' ' -- '-p --profile --endpoint --namespace'
+        case 'fleets list'
+        string split ' ' -- '-l --label'
+        case 'fleets create'
+        string split ' ' -- '-l --label --annotation'
         case 'machines create'
-        string split ' ' -- '-i --image --region --cpus -m --memory --cpu-kind -e --env --env-file --cmd --entrypoint --user --restart --max-retries --stop-signal --stop-timeout --config --wait-timeout --fleet'
+        string split ' ' -- '-i --image --region --cpus -m --memory --cpu-kind -e --env --env-file --cmd --entrypoint --user --restart --max-retries --stop-signal --stop-timeout --secret --health-cmd --health-interval --health-timeout --health-retries --volume --network -l --label --annotation --config --wait-timeout --fleet'
         case 'machines list'
-        string split ' ' -- '--fleet'
+        string split ' ' -- '-l --label --fleet'
         case 'machines show'
         string split ' ' -- '--fleet'
         case 'machines start'
@@ -91,6 +101,10 @@ function __valyent_value_options
         case 'machines enable-gateway'
         string split ' ' -- '--fleet'
         case 'machines disable-gateway'
+        string split ' ' -- '--fleet'
+        case 'machines label'
+        string split ' ' -- '--fleet'
+        case 'machines versions'
         string split ' ' -- '--fleet'
         case 'gateways list'
         string split ' ' -- '--fleet'
@@ -123,7 +137,7 @@ function __valyent_value_options
         case 'auth login'
         string split ' ' -- '--endpoint --namespace -p --profile'
         case 'profiles create'
-        string split ' ' -- '--endpoint --namespace --fleet --region --initd-endpoint --timeout'
+        string split ' ' -- '--endpoint --namespace --fleet --region --initd-endpoint --timeout --cpu-kind --auth-scheme --ca-cert --client-cert --client-key'
         case 'profiles set'
         string split ' ' -- '-p --profile'
         case 'profiles unset'
@@ -150,13 +164,16 @@ complete -c valyent -n '__valyent_at \'\'' -a 'gateways' -d 'Manage gateways (pu
 complete -c valyent -n '__valyent_at \'\'' -a 'builds' -d 'Build container images from a directory (its Dockerfile), then run them with `machines create --image`.'
 complete -c valyent -n '__valyent_at \'\'' -a 'fs' -d 'Read and write a machine\'s files.'
 complete -c valyent -n '__valyent_at \'\'' -a 'logs' -d 'Print the logs of a machine, or of the whole fleet interleaved by time; -f follows them live.'
+complete -c valyent -n '__valyent_at \'\'' -a 'namespaces' -d 'Manage namespaces. A stock Ravel needs one before anything else: create it, then select it with --namespace, VALYENT_NAMESPACE or `valyent profiles set namespace NAME`.'
+complete -c valyent -n '__valyent_at \'\'' -a 'secrets' -d 'Manage the secrets of the namespace in use. A machine gets one as an environment variable with `machines create --secret NAME:ENV_VAR`.'
+complete -c valyent -n '__valyent_at \'\'' -a 'nodes' -d 'The nodes of a Ravel cluster: where machines run.'
 complete -c valyent -n '__valyent_at \'\'' -a 'auth' -d 'Log in, log out and inspect credentials.'
 complete -c valyent -n '__valyent_at \'\'' -a 'profiles' -d 'Manage configuration profiles.'
 complete -c valyent -n '__valyent_at \'\'' -a 'local' -d 'Run the local sandbox: a Valyent-compatible API server on this machine.'
 complete -c valyent -n '__valyent_at \'\'' -a 'completion' -d 'Print the completion script for bash, zsh or fish.'
 complete -c valyent -n '__valyent_at \'\'' -s p -l profile -x -a '(__valyent_dynamic profile)' -d 'Profile to use (default: the active one; env VALYENT_PROFILE).'
 complete -c valyent -n '__valyent_at \'\'' -l endpoint -x -d 'API base URL (env VALYENT_API_URL).'
-complete -c valyent -n '__valyent_at \'\'' -l namespace -x -d 'Namespace sent with every request (env VALYENT_NAMESPACE).'
+complete -c valyent -n '__valyent_at \'\'' -l namespace -x -a '(__valyent_dynamic namespace)' -d 'Namespace sent with every request (env VALYENT_NAMESPACE).'
 complete -c valyent -n '__valyent_at \'\'' -l allow-http -d 'Allow sending the token over plain http to a host that is not loopback.'
 complete -c valyent -n '__valyent_at \'\'' -l debug -d 'Show each HTTP exchange (token redacted) and tracebacks, on stderr.'
 complete -c valyent -n '__valyent_at \'\'' -l no-color -d 'Never use colour (also: NO_COLOR).'
@@ -168,16 +185,20 @@ complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'delete' -d 'Delete fleets (they must have no machines left).'
+complete -c valyent -n '__valyent_at \'fleets\'' -a 'label' -d 'Set or remove a fleet\'s labels (kubectl\'s syntax), keeping the others.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'use' -d 'Make a fleet the default of the active profile.'
 complete -c valyent -n '__valyent_at \'fleets\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent fleets list
+complete -c valyent -n '__valyent_at \'fleets list\'' -s l -l label -x -d 'Only fleets with this label (repeatable: all of them).'
 complete -c valyent -n '__valyent_at \'fleets list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
 complete -c valyent -n '__valyent_at \'fleets list\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'fleets list\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent fleets create
 complete -c valyent -n '__valyent_at \'fleets create\'' -l use -d 'Also make it the profile\'s default fleet.'
+complete -c valyent -n '__valyent_at \'fleets create\'' -s l -l label -x -d 'Label (repeatable; at most 64, key <= 63, value <= 255 characters).'
+complete -c valyent -n '__valyent_at \'fleets create\'' -l annotation -x -d 'Annotation (repeatable; at most 32).'
 complete -c valyent -n '__valyent_at \'fleets create\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
 complete -c valyent -n '__valyent_at \'fleets create\'' -s q -l quiet -d 'Print only ids, one a line.'
 complete -c valyent -n '__valyent_at \'fleets create\'' -s h -l help -d 'Show this message and exit.'
@@ -191,6 +212,11 @@ complete -c valyent -n '__valyent_at \'fleets show\'' -a '(__valyent_dynamic fle
 complete -c valyent -n '__valyent_at \'fleets delete\'' -s y -l yes -d 'Do not ask for confirmation (required when not on a terminal).'
 complete -c valyent -n '__valyent_at \'fleets delete\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'fleets delete\'' -a '(__valyent_dynamic fleet)'
+
+# valyent fleets label
+complete -c valyent -n '__valyent_at \'fleets label\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'fleets label\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'fleets label\'' -a '(__valyent_dynamic fleet)'
 
 # valyent fleets use
 complete -c valyent -n '__valyent_at \'fleets use\'' -s h -l help -d 'Show this message and exit.'
@@ -209,6 +235,8 @@ complete -c valyent -n '__valyent_at \'machines\'' -a 'events' -d 'List a machin
 complete -c valyent -n '__valyent_at \'machines\'' -a 'exec' -d 'Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'enable-gateway' -d 'Enable a machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'disable-gateway' -d 'Disable a machine\'s gateway.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'label' -d 'Set or remove a machine\'s labels (kubectl\'s syntax), keeping the others.'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'versions' -d 'List a machine\'s versions: each configuration it has had, with the resources it was given.'
 complete -c valyent -n '__valyent_at \'machines\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent machines create
@@ -216,7 +244,7 @@ complete -c valyent -n '__valyent_at \'machines create\'' -s i -l image -x -d 'C
 complete -c valyent -n '__valyent_at \'machines create\'' -l region -x -d 'Region (default: the profile\'s, else gra-1).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l cpus -x -d 'Number of vCPUs (default 1).'
 complete -c valyent -n '__valyent_at \'machines create\'' -s m -l memory -x -d 'Memory: megabytes, or 512mb, 1gb (default 512).'
-complete -c valyent -n '__valyent_at \'machines create\'' -l cpu-kind -x -a 'shared eco performance' -d 'CPU kind, e.g. shared, eco (default shared).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l cpu-kind -x -a 'shared eco std performance' -d 'CPU kind: one of the server\'s templates, e.g. shared, or eco and std on Ravel\'s example config (default: the profile\'s cpu_kind, else shared).'
 complete -c valyent -n '__valyent_at \'machines create\'' -s e -l env -x -d 'Environment variable KEY=VALUE (repeatable).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l env-file -r -F -d 'File of KEY=VALUE lines.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l cmd -x -d 'The command as one string, split like a shell.'
@@ -230,6 +258,15 @@ complete -c valyent -n '__valyent_at \'machines create\'' -l skip-start -d 'Crea
 complete -c valyent -n '__valyent_at \'machines create\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGUSR2' -d 'Signal sent to stop it (default SIGTERM).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
+complete -c valyent -n '__valyent_at \'machines create\'' -l secret -x -a '(__valyent_dynamic secret)' -d 'Put a secret of the namespace in the environment as ENV_VAR (repeatable).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l health-cmd -x -d 'Health check command, split like a shell (exit 0: healthy).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l health-interval -x -d 'Time between health checks (server default 30s).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l health-timeout -x -d 'Time a health check may take (server default 5s).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l health-retries -x -d 'Failures in a row before unhealthy (server default 3).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l volume -r -F -d 'Mount a disk at PATH (repeatable).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l network -x -d 'Join a private network with this address, e.g. backend=10.0.1.2/24 (repeatable).'
+complete -c valyent -n '__valyent_at \'machines create\'' -s l -l label -x -d 'Label (repeatable; at most 64, key <= 63, value <= 255 characters).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l annotation -x -d 'Annotation (repeatable; at most 32).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l config -r -F -d 'A JSON or TOML create payload; flags override it.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l dry-run -d 'Print the payload and send nothing.'
 complete -c valyent -n '__valyent_at \'machines create\'' -s d -l detach -d 'Return at once instead of waiting until it runs.'
@@ -241,6 +278,7 @@ complete -c valyent -n '__valyent_at \'machines create\'' -s h -l help -d 'Show 
 
 # valyent machines list
 complete -c valyent -n '__valyent_at \'machines list\'' -s a -l all -d 'Include destroyed machines.'
+complete -c valyent -n '__valyent_at \'machines list\'' -s l -l label -x -d 'Only machines with this label (repeatable: all of them).'
 complete -c valyent -n '__valyent_at \'machines list\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
 complete -c valyent -n '__valyent_at \'machines list\'' -s q -l quiet -d 'Print only ids, one a line.'
@@ -283,6 +321,7 @@ complete -c valyent -n '__valyent_at \'machines delete\'' -a '(__valyent_dynamic
 # valyent machines wait
 complete -c valyent -n '__valyent_at \'machines wait\'' -s s -l state -x -a 'running stopped destroyed' -d 'State to wait for: running, stopped or destroyed.'
 complete -c valyent -n '__valyent_at \'machines wait\'' -s t -l timeout -x -d 'How long to wait: seconds, or 30s, 5m, 1h.'
+complete -c valyent -n '__valyent_at \'machines wait\'' -l healthy -d 'Wait until its health check passes (health: healthy).'
 complete -c valyent -n '__valyent_at \'machines wait\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines wait\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines wait\'' -a '(__valyent_dynamic machine)'
@@ -310,6 +349,19 @@ complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -l fleet -x -
 complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'machines disable-gateway\'' -a '(__valyent_dynamic machine)'
 
+# valyent machines label
+complete -c valyent -n '__valyent_at \'machines label\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines label\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines label\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'machines label\'' -a '(__valyent_dynamic machine)'
+
+# valyent machines versions
+complete -c valyent -n '__valyent_at \'machines versions\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'machines versions\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'machines versions\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'machines versions\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'machines versions\'' -a '(__valyent_dynamic machine)'
+
 # valyent gateways
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'list' -d 'List a fleet\'s gateways.'
 complete -c valyent -n '__valyent_at \'gateways\'' -a 'create' -d 'Create a gateway to a port of the fleet\'s machines.'
@@ -324,7 +376,7 @@ complete -c valyent -n '__valyent_at \'gateways list\'' -s q -l quiet -d 'Print 
 complete -c valyent -n '__valyent_at \'gateways list\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent gateways create
-complete -c valyent -n '__valyent_at \'gateways create\'' -s n -l name -x -d 'Gateway name (letters, digits and \'-\').'
+complete -c valyent -n '__valyent_at \'gateways create\'' -s n -l name -x -d 'Gateway name (letters, digits and \'-\'); without it the server names it.'
 complete -c valyent -n '__valyent_at \'gateways create\'' -l port -x -d 'Target port on the machines (1-65535).'
 complete -c valyent -n '__valyent_at \'gateways create\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'gateways create\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
@@ -443,6 +495,63 @@ complete -c valyent -n '__valyent_at \'logs\'' -l no-prefix -d 'Without a machin
 complete -c valyent -n '__valyent_at \'logs\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'logs\'' -a '(__valyent_dynamic machine)'
 
+# valyent namespaces
+complete -c valyent -n '__valyent_at \'namespaces\'' -a 'list' -d 'List namespaces.'
+complete -c valyent -n '__valyent_at \'namespaces\'' -a 'create' -d 'Create a namespace.'
+complete -c valyent -n '__valyent_at \'namespaces\'' -a 'show' -d 'Show a namespace.'
+complete -c valyent -n '__valyent_at \'namespaces\'' -a 'delete' -d 'Delete a namespace.'
+complete -c valyent -n '__valyent_at \'namespaces\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent namespaces list
+complete -c valyent -n '__valyent_at \'namespaces list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'namespaces list\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'namespaces list\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent namespaces create
+complete -c valyent -n '__valyent_at \'namespaces create\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'namespaces create\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'namespaces create\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent namespaces show
+complete -c valyent -n '__valyent_at \'namespaces show\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'namespaces show\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'namespaces show\'' -a '(__valyent_dynamic namespace)'
+
+# valyent namespaces delete
+complete -c valyent -n '__valyent_at \'namespaces delete\'' -s y -l yes -d 'Do not ask for confirmation (required when not on a terminal).'
+complete -c valyent -n '__valyent_at \'namespaces delete\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'namespaces delete\'' -a '(__valyent_dynamic namespace)'
+
+# valyent secrets
+complete -c valyent -n '__valyent_at \'secrets\'' -a 'list' -d 'List the secrets of the namespace (names and dates; values are never shown).'
+complete -c valyent -n '__valyent_at \'secrets\'' -a 'set' -d 'Create a secret, or change its value when it exists. The value is read from stdin (asked without echo on a terminal), never from an argument, so it stays out of shell history and `ps`; one trailing newline is dropped.'
+complete -c valyent -n '__valyent_at \'secrets\'' -a 'delete' -d 'Delete a secret. Machines created with it keep the value they got.'
+complete -c valyent -n '__valyent_at \'secrets\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent secrets list
+complete -c valyent -n '__valyent_at \'secrets list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'secrets list\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'secrets list\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent secrets set
+complete -c valyent -n '__valyent_at \'secrets set\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'secrets set\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'secrets set\'' -a '(__valyent_dynamic secret)'
+
+# valyent secrets delete
+complete -c valyent -n '__valyent_at \'secrets delete\'' -s y -l yes -d 'Do not ask for confirmation (required when not on a terminal).'
+complete -c valyent -n '__valyent_at \'secrets delete\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'secrets delete\'' -a '(__valyent_dynamic secret)'
+
+# valyent nodes
+complete -c valyent -n '__valyent_at \'nodes\'' -a 'list' -d 'List nodes: id, address, region and the age of their last heartbeat.'
+complete -c valyent -n '__valyent_at \'nodes\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent nodes list
+complete -c valyent -n '__valyent_at \'nodes list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'nodes list\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'nodes list\'' -s h -l help -d 'Show this message and exit.'
+
 # valyent auth
 complete -c valyent -n '__valyent_at \'auth\'' -a 'login' -d 'Check a token against the API, then save it in a profile.'
 complete -c valyent -n '__valyent_at \'auth\'' -a 'logout' -d 'Remove the token from the profile in use (the profile itself stays).'
@@ -495,6 +604,11 @@ complete -c valyent -n '__valyent_at \'profiles create\'' -l fleet -x -d 'Defaul
 complete -c valyent -n '__valyent_at \'profiles create\'' -l region -x -d 'Default region for new machines.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l initd-endpoint -x -d 'URL template of a machine\'s agent, with {machine_id}.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l timeout -x -d 'Request timeout in seconds.'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l cpu-kind -x -d 'Default CPU kind for new machines (one of the server\'s templates, e.g. eco).'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l auth-scheme -x -a 'bearer raw' -d 'bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l ca-cert -r -F -d 'PEM file of the CA that signed the server\'s certificate.'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l client-cert -r -F -d 'PEM client certificate, for servers that require one (mTLS).'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l client-key -r -F -d 'PEM private key of the client certificate.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l allow-http -d 'Allow the token over plain http to a non-loopback host.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l token-stdin -d 'Read a token from stdin (stored unchecked; `auth login` checks).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l use -d 'Make it the active profile.'

@@ -67,7 +67,7 @@ CASES = [
     (["gateways", "create", "--name", "web", "--port", "0"], "--port"),
     (["gateways", "create", "--name", "web", "--port", "70000"], "--port"),
     (["gateways", "create", "--name", "we b", "--port", "80"], "--name"),
-    (["gateways", "create", "--port", "80"], "--name"),
+    (["gateways", "create", "--name", "web"], "--port"),
     (["machines", "list", "--fleet", ""], "--fleet"),
     (["machines", "create", "--image", "nginx", "--bogus"], "--bogus"),
 ]

@@ -50,7 +50,8 @@ STARTS_A_SERVER = {("local", "serve"), ("local", "start")}
 
 def test_the_tree_is_the_one_we_expect():
     """A guard: the sweep found the groups and their commands (and not an empty tree)."""
-    assert {"fleets", "machines", "gateways", "fs", "auth", "profiles", "local"} <= set(GROUPS)
+    assert {"fleets", "machines", "gateways", "fs", "auth", "profiles", "local", "namespaces", "secrets",
+            "nodes"} <= set(GROUPS)
     assert ("logs",) in COMMANDS and ("machines", "exec") in COMMANDS and len(COMMANDS) >= 40
 
 
@@ -74,6 +75,13 @@ def plausible(path: tuple[str, ...], work) -> list[str]:
         ("gateways", "create"): ["--name", "web", "--port", "80"],
         ("gateways", "delete"): ["gw1", "--yes"],
         ("gateways", "show"): ["gw1"],
+        ("fleets", "label"): ["web", "a=b"],
+        ("machines", "label"): ["01jxyz", "a=b"],
+        ("namespaces", "create"): ["demo"],
+        ("namespaces", "delete"): ["demo", "--yes"],
+        ("namespaces", "show"): ["demo"],
+        ("secrets", "delete"): ["db-password", "--yes"],
+        ("secrets", "set"): ["db-password"],
         ("logs",): ["01jxyz"],
         ("machines", "create"): ["--image", "nginx"],
         ("machines", "delete"): ["01jxyz", "--yes"],

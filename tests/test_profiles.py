@@ -202,7 +202,7 @@ def test_set_rejects_unknown_keys_listing_the_valid_ones(cli, home: Path) -> Non
     before = (home / "config.toml").read_bytes()
     r = cli("profiles", "set", "colour", "blue")
     assert r.code == 2
-    assert "unknown key 'colour'; valid keys: endpoint, namespace, fleet, region, initd_endpoint, timeout, allow_http, local" in r.err
+    assert "unknown key 'colour'; valid keys: endpoint, namespace, fleet, region, cpu_kind, initd_endpoint, auth_scheme, ca_cert, client_cert, client_key, timeout, allow_http, local" in r.err
     r = cli("profiles", "unset", "colour")
     assert r.code == 2 and "valid keys: endpoint, token" in r.err
     r = cli("profiles", "set", "token", "abc")

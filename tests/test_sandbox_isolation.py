@@ -13,7 +13,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import httpx
@@ -80,7 +79,17 @@ def test_fs_and_exec_see_the_same_root(isolated, env, tmp_path):
     # the host's system directories are there, read-only
     denied = run_cli("machines", "exec", mid, "--", "sh", "-c", "echo x > /usr/valyent-test", env=env)
     assert denied.returncode != 0 and "Read-only" in denied.stderr
+    # root inside cannot make them writable again, from exec or from the workload
+    for how in ("mount -o remount,rw /usr", "mount -o remount,bind,rw /usr", "umount -l /usr"):
+        result = run_cli("machines", "exec", mid, "--", "sh", "-c", f"{how} && touch /usr/valyent-test", env=env)
+        assert result.returncode != 0, how
+    assert not os.path.exists("/usr/valyent-test")
     assert ok(run_cli("fs", "ls", mid, "/usr/bin", env=env)).stdout
+    # and so are the kernel's knobs (writing back the value it holds: no harm if this ever failed open)
+    knob = "/proc/sys/kernel/printk_ratelimit"
+    denied = run_cli("machines", "exec", mid, "--", "sh", "-c", f"cat {knob} > /tmp/v && cat /tmp/v > {knob}",
+                     env=env)
+    assert denied.returncode != 0 and "Read-only" in denied.stderr
     ok(run_cli("machines", "delete", mid, "--force", "--yes", env=env))
 
 

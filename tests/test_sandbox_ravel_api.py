@@ -194,6 +194,8 @@ def test_a_volume_outlives_its_machine(api, sandbox):
 
 @pytest.mark.parametrize("workload, message", [
     ({"volumes": [{"name": "a", "path": "relative"}]}, "Volume path must be absolute: relative"),
+    ({"volumes": [{"name": "../up", "path": "/x"}]}, "invalid volume name '../up'"),
+    ({"volumes": [{"name": "a", "path": "/x/../.."}]}, "Volume path '/x/../..' must name a directory below /"),
     ({"volumes": [{"name": "a", "path": "/x"}, {"name": "a", "path": "/y"}]}, "Duplicate volume name: a"),
     ({"volumes": [{"name": "a", "path": "/x"}, {"name": "b", "path": "/x"}]}, "Duplicate volume path: /x"),
     ({"volumes": [{"name": f"v{i}", "path": f"/v{i}"} for i in range(11)]}, "Too many volumes: maximum 10 allowed"),

@@ -36,6 +36,12 @@ ENV_FLEET = "VALYENT_FLEET"
 ENV_REGION = "VALYENT_REGION"
 ENV_INITD = "VALYENT_INITD_URL"
 ENV_ALLOW_HTTP = "VALYENT_ALLOW_HTTP"
+ENV_AUTH_SCHEME = "VALYENT_AUTH_SCHEME"
+ENV_CA_CERT = "VALYENT_CA_CERT"
+ENV_CLIENT_CERT = "VALYENT_CLIENT_CERT"
+ENV_CLIENT_KEY = "VALYENT_CLIENT_KEY"
+ENV_CPU_KIND = "VALYENT_CPU_KIND"
+AUTH_SCHEMES = ("bearer", "raw")
 
 # The sources a setting can come from, as shown by `auth status`.
 FLAG = "flag"
@@ -51,7 +57,13 @@ PROFILE_KEYS: dict[str, str] = {
     "namespace": "namespace sent with every request",
     "fleet": "default fleet (id or name)",
     "region": f"default region for new machines (commands use {DEFAULT_REGION} when unset)",
-    "initd_endpoint": "URL template of a machine's agent, with {machine_id}",
+    "cpu_kind": "default CPU kind for new machines: one of the server's templates (commands use shared when unset)",
+    "initd_endpoint": "URL template of a machine's agent, with {machine_id} (needed by `fs` for any endpoint but "
+                      "Valyent Cloud's)",
+    "auth_scheme": "how the token is sent: bearer (Authorization: Bearer TOKEN) or raw (the header is the token)",
+    "ca_cert": "PEM file of the CA that signed the server's certificate",
+    "client_cert": "PEM file of this client's certificate, for servers that require one (mTLS)",
+    "client_key": "PEM file of the client certificate's private key (when not in client_cert)",
     "timeout": "request timeout in seconds",
     "allow_http": "allow sending the token over plain http to a non-loopback host (true/false)",
     "local": "this profile points at the local sandbox (true/false)",
@@ -62,7 +74,8 @@ SETTABLE_KEYS = tuple(k for k in PROFILE_KEYS if k != "token")
 # Top-level keys of valyent.toml. endpoint, token and initd_endpoint are refused on purpose: a project file comes
 # with a cloned repository, and one that could set the endpoint could send your token to a server of its choosing.
 PROJECT_KEYS = ("fleet", "region", "namespace", "machine")
-PROJECT_FORBIDDEN = ("endpoint", "token", "initd_endpoint", "allow_http")
+PROJECT_FORBIDDEN = ("endpoint", "token", "initd_endpoint", "allow_http", "auth_scheme", "ca_cert", "client_cert",
+                     "client_key")
 # Keys of the [machine] table of valyent.toml: defaults that `machines create` starts from.
 MACHINE_KEYS: dict[str, str] = {
     "image": "string",
@@ -82,6 +95,15 @@ MACHINE_KEYS: dict[str, str] = {
     "stop_timeout": "integer >= 0 (seconds)",
     "skip_start": "boolean",
     "enable_gateway": "boolean",
+    "secrets": "list of \"NAME:ENV_VAR\" strings (secrets of the namespace put in the environment)",
+    "volumes": "list of \"NAME:PATH\" strings",
+    "networks": "list of \"NAME=IP/PREFIX\" strings (private networks)",
+    "health_cmd": "list of strings, or a string (split like a shell): the health check command",
+    "health_interval": "integer >= 1 (seconds), or a duration such as \"30s\"",
+    "health_timeout": "integer >= 1 (seconds), or a duration such as \"5s\"",
+    "health_retries": "integer >= 1",
+    "labels": "table of strings",
+    "annotations": "table of strings",
 }
 
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -135,10 +157,15 @@ class Settings:
     namespace: str | None
     fleet: str | None
     region: str | None
-    initd_endpoint: str
+    initd_endpoint: str | None
     timeout: float
     allow_http: bool
     is_local: bool
+    auth_scheme: str = "bearer"
+    cpu_kind: str | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
     project: dict = field(default_factory=dict)
     project_path: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)
@@ -162,8 +189,17 @@ class Settings:
             initd_endpoint=self.initd_endpoint,
             timeout=self.timeout if timeout is None else timeout,
             debug_hook=debug_hook,
+            auth_scheme=self.auth_scheme,
+            ca_cert=self.ca_cert,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
             **retries,
         )
+
+    @property
+    def is_valyent_cloud(self) -> bool:
+        """Whether the endpoint is Valyent Cloud's (the only one the default initd host belongs to)."""
+        return self.endpoint.rstrip("/") == DEFAULT_ENDPOINT
 
     def __repr__(self) -> str:  # never show the token, even in a traceback
         token = "None" if self.token is None else f"<fingerprint {fingerprint(self.token)}>"
@@ -277,6 +313,15 @@ def _check_word(value: Any, what: str) -> str:
     return value
 
 
+def _check_file(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be the path of a PEM file")
+    path = Path(value.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{what}: no such file: {value.strip()}")
+    return str(path.resolve())
+
+
 def check_token(value: Any) -> str:
     """A token as read from a prompt, stdin or a file: surrounding whitespace dropped, nothing odd inside."""
     if not isinstance(value, str) or not value.strip():
@@ -316,8 +361,14 @@ def check_profile_value(key: str, value: Any) -> Any:
         return _check_url(value, what, template=True)
     if key == "token":
         return check_token(value)
-    if key in ("namespace", "fleet", "region"):
+    if key in ("namespace", "fleet", "region", "cpu_kind"):
         return _check_word(value, what)
+    if key == "auth_scheme":
+        if not isinstance(value, str) or value.strip().lower() not in AUTH_SCHEMES:
+            raise ValueError(f"{what} must be one of {', '.join(AUTH_SCHEMES)}, not {value!r}")
+        return value.strip().lower()
+    if key in ("ca_cert", "client_cert", "client_key"):
+        return _check_file(value, what)
     if key == "timeout":
         return _check_timeout(value, what)
     if key in ("allow_http", "local"):
@@ -357,6 +408,8 @@ def check_transport_safety(settings: Settings) -> None:
     from urllib.parse import urlsplit
 
     for name, url in (("endpoint", settings.endpoint), ("initd_endpoint", settings.initd_endpoint)):
+        if not url:
+            continue
         parts = urlsplit(url.replace("{machine_id}", "machine"))
         if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             source = settings.sources.get(name, DEFAULT)
@@ -821,11 +874,20 @@ def _check_machine(path: Path, table: Any) -> None:
             ok = isinstance(value, bool)
         elif key == "restart":
             ok = value in ("always", "on-failure", "never")
+        elif key in ("secrets", "volumes", "networks"):
+            ok = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        elif key in ("health_interval", "health_timeout"):
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or (
+                isinstance(value, str) and bool(value.strip()))
+        elif key == "health_retries":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        elif key in ("labels", "annotations"):
+            ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
         elif key == "env":
             ok = (isinstance(value, list) and all(isinstance(v, str) and "=" in v for v in value)) or (
                 isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) for v in value.values())
             )
-        else:  # cmd, entrypoint
+        else:  # cmd, entrypoint, health_cmd
             ok = isinstance(value, str) and _splits(value) or (
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             )
@@ -876,7 +938,7 @@ def machine_defaults(project: Mapping[str, Any]) -> dict[str, Any]:
     env = table.get("env")
     if isinstance(env, dict):
         table["env"] = [f"{k}={_env_value(v)}" for k, v in env.items()]
-    for key in ("cmd", "entrypoint"):
+    for key in ("cmd", "entrypoint", "health_cmd"):
         if isinstance(table.get(key), str):
             table[key] = shlex.split(table[key])
     return table
@@ -985,17 +1047,25 @@ def _build(
         sources[key] = DEFAULT
         return default
 
+    resolved_endpoint = resolve("endpoint", endpoint, ENV_ENDPOINT, in_project=False, default=DEFAULT_ENDPOINT)
+    # The default agent host belongs to Valyent Cloud: another server never gets the token sent there.
+    initd_default = DEFAULT_INITD_ENDPOINT if resolved_endpoint.rstrip("/") == DEFAULT_ENDPOINT else None
     return Settings(
         profile=name,
-        endpoint=resolve("endpoint", endpoint, ENV_ENDPOINT, in_project=False, default=DEFAULT_ENDPOINT),
+        endpoint=resolved_endpoint,
         token=resolve("token", token, ENV_TOKEN, in_project=False, default=None) if with_token else None,
         namespace=resolve("namespace", namespace, ENV_NAMESPACE, in_project=True, default=None),
         fleet=resolve("fleet", fleet, ENV_FLEET, in_project=True, default=None),
         region=resolve("region", None, ENV_REGION, in_project=True, default=None),
-        initd_endpoint=resolve("initd_endpoint", None, ENV_INITD, in_project=False, default=DEFAULT_INITD_ENDPOINT),
+        initd_endpoint=resolve("initd_endpoint", None, ENV_INITD, in_project=False, default=initd_default),
         timeout=resolve("timeout", None, None, in_project=False, default=DEFAULT_TIMEOUT),
         allow_http=resolve("allow_http", allow_http, ENV_ALLOW_HTTP, in_project=False, default=False),
         is_local=bool(name is not None and (name == LOCAL_PROFILE or table.get("local") is True)),
+        auth_scheme=resolve("auth_scheme", None, ENV_AUTH_SCHEME, in_project=False, default="bearer"),
+        cpu_kind=resolve("cpu_kind", None, ENV_CPU_KIND, in_project=False, default=None),
+        ca_cert=resolve("ca_cert", None, ENV_CA_CERT, in_project=False, default=None),
+        client_cert=resolve("client_cert", None, ENV_CLIENT_CERT, in_project=False, default=None),
+        client_key=resolve("client_key", None, ENV_CLIENT_KEY, in_project=False, default=None),
         project=dict(project),
         project_path=project_path,
         sources=sources,

@@ -12,7 +12,8 @@ from valyent_cli import __version__
 from valyent_cli.cli import complete, fastparams
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
-HELP = f"""The command line for Valyent Cloud: fleets of micro-VM machines, their gateways, files, logs and commands.
+HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
+logs and commands.
 
 Start offline with the local sandbox: `valyent local start`, then `valyent machines create --image nginx`.
 
@@ -52,7 +53,8 @@ def root(
         str | None, typer.Option("--endpoint", metavar="URL", help="API base URL (env VALYENT_API_URL).")
     ] = None,
     namespace: Annotated[
-        str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace sent with every request (env VALYENT_NAMESPACE).")
+        str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace sent with every request (env VALYENT_NAMESPACE).",
+                                  autocompletion=complete.namespaces)
     ] = None,
     allow_http: Annotated[
         bool | None,
@@ -73,7 +75,8 @@ def root(
                          no_color=no_color)
 
 
-GROUPS = ("fleets", "machines", "gateways", "builds", "fs", "logs", "auth", "profiles", "local", "completion")
+GROUPS = ("fleets", "machines", "gateways", "builds", "fs", "logs", "namespaces", "secrets", "nodes", "auth", "profiles",
+          "local", "completion")
 _registered: set[str] = set()
 # Global options that take a value: a group name after one of them is its value, not the group.
 _VALUE_OPTIONS = ("--profile", "-p", "--endpoint", "--namespace")

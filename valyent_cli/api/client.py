@@ -26,6 +26,10 @@ MAX_RETRY_AFTER = 30.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
+#: how the token goes into the Authorization header: "Bearer TOKEN", or the token alone (a Ravel whose
+#: `bearer_token` is configured without the "Bearer " prefix compares the whole header with it)
+AUTH_SCHEMES = ("bearer", "raw")
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -94,6 +98,10 @@ class Client:
     >>> machine.wait("running", 60)
 
     ``endpoint`` is the API base URL (``https://console.valyent.cloud/v1``, or a Ravel server's root);
+    ``token`` goes in ``Authorization: Bearer TOKEN``, or alone with ``auth_scheme="raw"`` (a Ravel compares the
+    whole header with its ``bearer_token``); with no token (only off Valyent Cloud) no header is sent.
+    ``ca_cert``, ``client_cert`` and ``client_key`` are PEM files: the CA to trust, and this client's certificate
+    for servers that require one (mTLS);
     ``namespace`` is sent as ``?namespace=`` on every request when set; ``initd_endpoint`` is the URL template of a
     machine's agent, with ``{machine_id}`` in it.
 
@@ -113,10 +121,10 @@ class Client:
 
     def __init__(
         self,
-        token: str,
+        token: str | None,
         endpoint: str = DEFAULT_ENDPOINT,
         namespace: str | None = None,
-        initd_endpoint: str = DEFAULT_INITD_ENDPOINT,
+        initd_endpoint: str | None = DEFAULT_INITD_ENDPOINT,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         *,
@@ -125,37 +133,52 @@ class Client:
         backoff_max: float = BACKOFF_MAX,
         debug_hook: Callable[[Exchange], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        auth_scheme: str = "bearer",
+        ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         from valyent_cli.api.fleets import Fleets
         from valyent_cli.api.gateways import Gateways
         from valyent_cli.api.machines import Machines
+        from valyent_cli.api.namespaces import Namespaces
+        from valyent_cli.api.nodes import Nodes
+        from valyent_cli.api.secrets import Secrets
 
-        if not token:
+        if auth_scheme not in AUTH_SCHEMES:
+            raise errors.InvalidArgument(f"unknown auth scheme {auth_scheme!r}: choose one of {', '.join(AUTH_SCHEMES)}")
+        if not token and endpoint.rstrip("/") == DEFAULT_ENDPOINT:
+            # Valyent Cloud always needs one; a self-hosted Ravel configured without `bearer_token` takes none.
             raise errors.InvalidArgument("an API token is required")
+        if client_key and not client_cert:
+            raise errors.InvalidArgument("a client key needs its client certificate (client_cert)")
         self.endpoint = endpoint.rstrip("/")
         self.namespace = namespace or None
-        self.initd_endpoint = initd_endpoint
+        self.initd_endpoint = initd_endpoint or None
+        self.auth_scheme = auth_scheme
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self.max_retry_after = max_retry_after
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.debug_hook = debug_hook
+        headers = {"Accept": "application/json", "User-Agent": f"valyent-cli/{__version__}"}
+        if token:
+            # Ravel compares the whole header with its configured `bearer_token`: "raw" sends the token alone.
+            headers["Authorization"] = token if auth_scheme == "raw" else f"Bearer {token}"
         self._http = httpx.Client(
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": f"valyent-cli/{__version__}",
-            },
+            headers=headers,
             timeout=httpx.Timeout(self.timeout),
             transport=transport,
             follow_redirects=False,
-            # Loading the CA bundle costs ~20 ms per run; with no https URL (the sandbox) there is nothing to verify.
-            verify=not (_plain_http(self.endpoint) and _plain_http(self.initd_endpoint)),
+            verify=_tls_context(self.endpoint, self.initd_endpoint, ca_cert, client_cert, client_key),
         )
         self.fleets = Fleets(self)
         self.machines = Machines(self)
         self.gateways = Gateways(self)
+        self.namespaces = Namespaces(self)
+        self.secrets = Secrets(self)
+        self.nodes = Nodes(self)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -189,6 +212,11 @@ class Client:
         return self.endpoint + "".join("/" + encode(s) for s in segments)
 
     def initd_url(self, machine_id: str, *segments: Any) -> str:
+        if not self.initd_endpoint:
+            raise errors.InvalidArgument(
+                "no initd endpoint: this server has no default agent host; set `initd_endpoint` (a URL template "
+                "with {machine_id}, e.g. http://{machine_id}.initd.example:64242) to reach machines' files"
+            )
         base = self.initd_endpoint.replace("{machine_id}", encode(machine_id)).rstrip("/")
         return base + "".join("/" + encode(s) for s in segments)
 
@@ -283,7 +311,7 @@ class Client:
                 self._sleep(attempt, retry_after)
                 attempt += 1
                 continue
-            raise errors.error_for_status(
+            error = errors.error_for_status(
                 status,
                 content,
                 content_type=response.headers.get("content-type"),
@@ -292,6 +320,8 @@ class Client:
                 url=_public_url(request.url),
                 retry_after=retry_after,
             )
+            error.sent_credentials = "authorization" in request.headers
+            raise error
 
     def _sleep(self, attempt: int, retry_after: float | None = None) -> None:
         if retry_after is not None:
@@ -346,8 +376,34 @@ class Client:
             )
 
 
-def _plain_http(url: str) -> bool:
-    return url.lower().startswith("http://")
+def _plain_http(url: str | None) -> bool:
+    return url is None or url.lower().startswith("http://")
+
+
+def _tls_context(endpoint: str, initd: str | None, ca_cert: str | None, client_cert: str | None,
+                 client_key: str | None) -> Any:
+    """What httpx verifies servers with: the system CAs, or ``ca_cert``; with ``client_cert`` (and
+    ``client_key``), the certificate this client shows (mTLS). A missing or bad file is an InvalidArgument."""
+    if not (ca_cert or client_cert):
+        # Loading the CA bundle costs ~20 ms per run; with no https URL (the sandbox) there is nothing to verify.
+        return not (_plain_http(endpoint) and _plain_http(initd))
+    import ssl
+
+    try:
+        if ca_cert:
+            context = ssl.create_default_context(cafile=ca_cert)
+        else:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+        if client_cert:
+            context.load_cert_chain(client_cert, client_key or None)
+    except FileNotFoundError as exc:
+        raise errors.InvalidArgument(f"TLS file not found: {exc.filename or exc}") from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        which = "ca_cert" if ca_cert and not client_cert else "ca_cert/client_cert/client_key"
+        raise errors.InvalidArgument(f"cannot load the TLS files ({which}): {exc}") from None
+    return context
 
 
 def drop_none(value: Any) -> Any:

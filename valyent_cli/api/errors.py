@@ -41,6 +41,7 @@ class ApiError(ValyentError):
         self.payload = payload
         self.method = method
         self.url = url
+        self.sent_credentials: bool | None = None  # whether the request carried an Authorization header
 
     def __str__(self) -> str:
         return self.message

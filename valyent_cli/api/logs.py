@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 NDJSON = "application/x-ndjson"
 #: what we ask for: NDJSON streams, so a long log never sits whole in memory; a JSON array is accepted too
 LOGS_ACCEPT = f"{NDJSON}, application/json;q=0.9"
+#: how many of the latest entries' fingerprints a follower keeps to match a replay against (Ravel's nodes keep 100)
+TAIL = 1000
 
 
 def entry_time(entry: dict[str, Any]) -> float | None:
-    """The entry's time in Unix seconds; a timestamp above 10**11 is taken as milliseconds."""
+    """The entry's time in Unix seconds, whatever the unit it came in: Ravel's nodes write seconds; above 10**11
+    a timestamp is taken as milliseconds, above 10**14 as microseconds, above 10**17 as nanoseconds."""
     value = entry.get("timestamp")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, str):
@@ -32,6 +35,10 @@ def entry_time(entry: dict[str, Any]) -> float | None:
                 return None
         else:
             return None
+    if value > 1e17:
+        return value / 1e9
+    if value > 1e14:
+        return value / 1e6
     return value / 1000.0 if value > 1e11 else float(value)
 
 
@@ -67,7 +74,9 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """LogEntry objects from NDJSON chunks.
 
-    A line that is not a JSON object is skipped. A stream cut mid-line raises from ``chunks`` before the partial
+    A line that is a JSON array (a stock Ravel relays a node's whole answer as one line ``[{...},{...}]``) yields
+    its objects. Any other line that is not a JSON object (``null``: Ravel's end-of-replay mark, or an empty
+    answer) is skipped. A stream cut mid-line raises from ``chunks`` before the partial
     line is decoded; a stream closed cleanly after half a line ends with a line that fails to decode and is
     skipped: either way the follower reads it again, whole, on reconnect.
     """
@@ -78,6 +87,8 @@ def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(value, dict):
             yield value
+        elif isinstance(value, list):
+            yield from (item for item in value if isinstance(item, dict))
 
 
 def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
@@ -108,11 +119,25 @@ def iter_entry_lines(response: httpx.Response) -> Iterator[bytes]:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json":
         for line in iter_lines(response.iter_bytes()):
-            if line[:1] == b"{" or line.lstrip()[:1] == b"{":
+            start = line[:1] if line[:1] in (b"{", b"[") else line.lstrip()[:1]
+            if start == b"{":
                 yield line
+            elif start == b"[":
+                yield from _array_line(line)
         return
     for entry in decode_response(response):
         yield json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _array_line(line: bytes) -> Iterator[bytes]:
+    try:
+        items = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                yield json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _fingerprint(entry: dict[str, Any]) -> tuple[Any, ...]:
@@ -168,6 +193,9 @@ class LogFollower:
         self._max_time: float | None = None
         self._at_max: Counter[tuple[Any, ...]] = Counter()
         self._by_count = True
+        self._uses_marker = False  # the server marks the end of each replay with `null` (a stock Ravel)
+        self._marked = False  # the current connection sent that mark
+        self._tail: deque[tuple[Any, ...]] = deque(maxlen=TAIL)  # fingerprints of the latest entries yielded
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         failures = 0
@@ -176,10 +204,11 @@ class LogFollower:
             reason = "the stream ended"
             opened: float | None = None
             self._delivered = 0
+            self._marked = False
             try:
                 with self._open(self.idle_timeout) as response:
                     opened = time.monotonic()
-                    for entry in self._fresh(decode_ndjson(response.iter_bytes())):
+                    for entry in self._fresh(self._entries(response.iter_bytes())):
                         new += 1
                         failures = 0
                         yield entry
@@ -191,10 +220,11 @@ class LogFollower:
                 reason = f"the server failed ({exc.status})"
             if self._is_finished is not None and self._safe_finished():
                 return
+            planned = self._marked and reason != "the stream stalled"
             if new == 0:
                 lived = opened is not None and time.monotonic() - opened >= self.healthy_after
-                if lived and (self._delivered > 0 or self.yielded == 0):
-                    failures = 0  # a healthy stream from a quiet machine
+                if planned or (lived and (self._delivered > 0 or self.yielded == 0)):
+                    failures = 0  # a healthy stream from a quiet machine, or Ravel's periodic cut
                 else:
                     failures += 1
             if failures > self.max_failures:
@@ -202,10 +232,76 @@ class LogFollower:
                     f"the live log stream failed {failures} times in a row ({reason}); giving up"
                 )
             self.reconnects += 1
-            if self._on_reconnect is not None:
+            # Ravel ends every follow stream after 30 s (a write deadline): reconnecting then is routine, not news.
+            if self._on_reconnect is not None and not planned:
                 self._on_reconnect(self.reconnects, reason)
+            if planned and failures == 0:
+                continue  # at once: the node keeps only its last 100 entries, and lines go on coming meanwhile
             delay = min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
             time.sleep(delay * random.uniform(0.75, 1.0))
+
+    def _entries(self, chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+        """The stream's entries. Ravel ends the replay of the history with a line ``null``: from the first one
+        seen, a reconnection holds the replay back until that mark and keeps only what follows the entries already
+        yielded (see ``_after_overlap``); every entry after the mark is live, hence new."""
+        replay: list[dict[str, Any]] | None = [] if self._uses_marker and self.yielded else None
+        for line in iter_lines(chunks):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if value is None:
+                if not self._marked:
+                    self._marked = True
+                    self._uses_marker = True
+                    if replay is not None:
+                        yield from self._after_overlap(replay)
+                        replay = None
+                continue
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                if replay is not None:
+                    replay.append(item)
+                elif self._marked and self._uses_marker:
+                    yield _Live(item)
+                else:
+                    yield item
+        if replay:  # the stream ended before the mark: decide with what came
+            yield from self._after_overlap(replay)
+
+    def _after_overlap(self, replay: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The entries of a replay that come after what was already yielded.
+
+        Ravel's replay is the node's last 100 entries (a sliding window), so it is matched against the tail of
+        what was yielded: the longest prefix of the replay that equals a suffix of the yielded entries is old.
+        Entries later than the latest time yielded are new whatever the match says. With second-resolution
+        timestamps many entries share a time, which is why entries are matched as a sequence, not one by one.
+        """
+        prints = [_fingerprint(e) for e in replay]
+        tail = list(self._tail)
+        limit = min(len(prints), len(tail))
+        if self._max_time is not None:
+            for index, entry in enumerate(replay):
+                ts = entry_time(entry)
+                if ts is not None and ts > self._max_time:
+                    limit = min(limit, index)
+                    break
+        overlap = 0
+        for size in range(limit, 0, -1):
+            if prints[:size] == tail[len(tail) - size:]:
+                overlap = size
+                break
+        if overlap == 0 and limit and self._max_time is not None:
+            # No sequence match (the window moved past everything yielded): go by time alone.
+            for entry in replay:
+                ts = entry_time(entry)
+                if ts is None or ts > self._max_time:
+                    yield _Live(entry)
+            return
+        for entry in replay[overlap:]:
+            yield _Live(entry)
 
     def _safe_finished(self) -> bool:
         try:
@@ -224,6 +320,16 @@ class LogFollower:
             self._delivered = index
             fp = _fingerprint(entry)
             ts = entry_time(entry)
+            if type(entry) is _Live:
+                # Placed by the end-of-replay mark: new for sure. Keep the other rules' state in step.
+                entry = dict(entry)
+                if ts is not None and ts == self._max_time:
+                    seen_at_max[fp] += 1
+                self._by_count = False
+                self._remember(ts, fp, seen_at_max)
+                self.yielded += 1
+                yield entry
+                continue
             if ts is not None and ts == self._max_time:
                 seen_at_max[fp] += 1
             later = self._later(ts, fp, seen_at_max)
@@ -266,6 +372,13 @@ class LogFollower:
                 seen_at_max[fp] = 1
             self._at_max[fp] += 1
         self._last = fp
+        self._tail.append(fp)
+
+
+class _Live(dict):
+    """An entry known to be new (it came after Ravel's end-of-replay mark, or after the overlap of a replay)."""
+
+    __slots__ = ()
 
 
 def open_log_stream(client: Client, fleet: str, machine: str) -> Callable[[float | None], Any]:

@@ -11,7 +11,7 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli.api import errors
 from valyent_cli.api.client import RETRY_STATUSES, parse_json
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api.fleets import _array, _object, has_labels
 from valyent_cli.api.logs import LOGS_ACCEPT, LogFollower, decode_response, iter_entry_lines, open_log_stream
 from valyent_cli.api.types import (
     WAITABLE_STATES,
@@ -74,6 +74,15 @@ class Machine(ApiObject):
     def wait(self, status: str = "running", timeout: float = 60) -> None:
         self._m.wait(self._fleet, self["id"], status, timeout)
 
+    def wait_healthy(self, timeout: float = 60) -> Machine:
+        return self._m.wait_healthy(self._fleet, self["id"], timeout)
+
+    def versions(self) -> list[dict[str, Any]]:
+        return self._m.versions(self._fleet, self["id"])
+
+    def update_metadata(self, metadata: dict[str, Any]) -> Machine:
+        return self._m.update_metadata(self._fleet, self["id"], metadata)
+
     def events(self) -> list[MachineEvent]:
         return self._m.events(self._fleet, self["id"])
 
@@ -122,9 +131,21 @@ class Machines:
         machine.notices = response.headers.get_list("valyent-notice")
         return machine
 
-    def list(self, fleet: str, destroyed: bool = False) -> list[Machine]:
+    def list(self, fleet: str, destroyed: bool = False, labels: dict[str, str] | None = None) -> list[Machine]:
+        """The fleet's machines; with ``labels``, only those carrying all of them (Ravel has no label filter on
+        this route: the answer is filtered here)."""
         data = self._client.get_json(self._url(fleet), params={"destroyed": True} if destroyed else None)
-        return [Machine(item, self._client, fleet) for item in _array(data, "machines")]
+        return [Machine(item, self._client, fleet) for item in _array(data, "machines") if has_labels(item, labels)]
+
+    def versions(self, fleet: str, machine: str) -> list[dict[str, Any]]:
+        """The machine's versions: ``[{id, machine_id, namespace, config, resources{cpus_mhz, memory_mb}}]``."""
+        return _array(self._client.get_json(self._url(fleet, machine, "versions")), "machine versions")
+
+    def update_metadata(self, fleet: str, machine: str, metadata: dict[str, Any]) -> Machine:
+        """Replace the machine's metadata (``{"labels": {...}, "annotations": {...}}``); returns the machine."""
+        data = self._client.send_json("PATCH", self._url(fleet, machine, "metadata"), json={"metadata": metadata},
+                                      idempotent=True)
+        return Machine(_object(data, "machine"), self._client, fleet)
 
     def get(self, fleet: str, machine: str) -> Machine:
         return Machine(_object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client, fleet)
@@ -187,6 +208,32 @@ class Machines:
                         f"machine {machine} did not reach {status!r} within {_seconds(timeout)}"
                     ) from None
 
+    def wait_healthy(self, fleet: str, machine: str, timeout: float = 60, interval: float = 1.0) -> Machine:
+        """Poll the machine until its ``health`` is ``healthy``; returns it.
+
+        Raises :class:`~valyent_cli.api.errors.TimeoutError` when it is not healthy in time, and
+        :class:`~valyent_cli.api.errors.InvalidArgument` when the machine has no health check (nothing to wait for).
+        """
+        if timeout <= 0:
+            raise errors.InvalidArgument("the wait timeout must be positive")
+        deadline = time.monotonic() + timeout
+        delay = min(0.2, interval)
+        while True:
+            current = self.get(fleet, machine)
+            health = current.get("health")
+            if health == "healthy":
+                return current
+            workload = ((current.get("config") or {}).get("workload") or {})
+            if not workload.get("health_check") and health in (None, "", "unknown"):
+                raise errors.InvalidArgument(f"machine {machine} has no health check: there is no health to wait for")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.TimeoutError(
+                    f"machine {machine} is not healthy after {_seconds(timeout)} (health: {health or 'unknown'})"
+                )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, interval)
+
     def events(self, fleet: str, machine: str) -> list[MachineEvent]:
         return _array(self._client.get_json(self._url(fleet, machine, "events")), "events")  # type: ignore[return-value]
 
@@ -246,19 +293,44 @@ class Machines:
     def exec(self, fleet: str, machine: str, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
         """Run a command in the machine; returns ``{"stdout", "stderr", "exit_code"}``. Never sent twice."""
         read = self._client.timeout + (timeout_ms or 0) / 1000.0
-        data = self._client.send_json(
+        response = self._client.request(
             "POST",
             self._url(fleet, machine, "exec"),
             json={"cmd": list(cmd), "timeout_ms": timeout_ms},
             timeout=httpx.Timeout(self._client.timeout, read=read),
         )
-        return _object(data, "exec result")  # type: ignore[return-value]
+        if not response.content.strip():
+            return exec_result_from_headers(response.headers)  # type: ignore[return-value]
+        return ExecOutput(_object(parse_json(response), "exec result"))  # type: ignore[return-value]
 
     def enable_gateway(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "gateway", "enable"), idempotent=True)
 
     def disable_gateway(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "gateway", "disable"), idempotent=True)
+
+
+class ExecOutput(dict):
+    """An exec result (``stdout``, ``stderr``, ``exit_code``); ``from_headers`` is True when the server sent it
+    as response headers, whose values cannot hold newlines (see ``exec_result_from_headers``)."""
+
+    from_headers = False
+
+
+def exec_result_from_headers(headers: Any) -> ExecOutput:
+    """A stock Ravel's exec answer: its handler returns the result struct as huma's output type, which has no
+    ``Body`` field, so huma answers 204 with the fields as the headers ``Stdout``, ``Stderr`` (absent when empty)
+    and ``Exitcode``. Header values lose their newlines on the way."""
+    code = headers.get("exitcode")
+    if code is None:
+        raise errors.ResponseError("the server answered the exec with no body and no Exitcode header")
+    try:
+        exit_code = int(code.strip())
+    except ValueError:
+        raise errors.ResponseError(f"the server's Exitcode header is not a number: {code[:40]!r}") from None
+    result = ExecOutput(stdout=headers.get("stdout", ""), stderr=headers.get("stderr", ""), exit_code=exit_code)
+    result.from_headers = True
+    return result
 
 
 def _wire_payload(payload: Any) -> Any:

@@ -30,7 +30,8 @@ from typing import Any
 STATES = ("running", "stopped", "destroyed")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2")
 RESTART_POLICIES = ("always", "on-failure", "never")
-CPU_KINDS = ("shared", "eco", "performance")
+CPU_KINDS = ("shared", "eco", "std", "performance")
+AUTH_SCHEMES = ("bearer", "raw")
 LOG_SOURCES = ("stdout", "stderr")
 SHELLS = ("bash", "zsh", "fish")
 
@@ -63,6 +64,7 @@ signals = _static(SIGNALS)
 restart_policies = _static(RESTART_POLICIES)
 cpu_kinds = _static(CPU_KINDS)
 log_sources = _static(LOG_SOURCES)
+auth_schemes = _static(AUTH_SCHEMES)
 shells = _static(SHELLS)
 
 
@@ -86,6 +88,20 @@ def gateways(ctx: Any, incomplete: str) -> list[Candidate]:
     if introspecting:
         return [(DYNAMIC, "gateway")]
     return candidates("gateway", incomplete, _flags_from_context(ctx))
+
+
+def namespaces(ctx: Any, incomplete: str) -> list[Candidate]:
+    """Namespace names of the server."""
+    if introspecting:
+        return [(DYNAMIC, "namespace")]
+    return candidates("namespace", incomplete, _flags_from_context(ctx))
+
+
+def secrets(ctx: Any, incomplete: str) -> list[Candidate]:
+    """Secret names of the namespace in use."""
+    if introspecting:
+        return [(DYNAMIC, "secret")]
+    return candidates("secret", incomplete, _flags_from_context(ctx))
 
 
 def profiles(incomplete: str) -> list[Candidate]:
@@ -196,13 +212,15 @@ def _cached(flags: Flags, kind: str) -> list[Candidate]:
         profile=flags.get("profile") or None, endpoint=flags.get("endpoint") or None,
         namespace=flags.get("namespace") or None, fleet=(flags.get("fleet") or "").strip() or None,
     )
-    if not settings.token:
+    if not settings.token and (settings.is_valyent_cloud or settings.is_local):
         return []
     fleet = settings.fleet or ""
-    if kind != "fleet" and not fleet:
+    if kind in _FLEETLESS:
+        fleet = ""
+    elif not fleet:
         return []
     # The key holds a digest of the token, never the token: two accounts on one endpoint see different things.
-    token_digest = hashlib.sha256(settings.token.encode()).hexdigest()[:16]
+    token_digest = hashlib.sha256((settings.token or "").encode()).hexdigest()[:16]
     raw_key = "\n".join([settings.endpoint, settings.namespace or "", fleet, kind, token_digest])
     key = hashlib.sha256(raw_key.encode()).hexdigest()
     path = cache_path()
@@ -270,7 +288,22 @@ def _fetch_gateways(settings: Any, fleet: str) -> list[Candidate]:
     return out
 
 
+def _fetch_namespaces(settings: Any, _fleet: str) -> list[Candidate]:
+    with _client(settings) as client:
+        return [(str(n.get("name")), "") for n in client.namespaces.list() if n.get("name")]
+
+
+def _fetch_secrets(settings: Any, _fleet: str) -> list[Candidate]:
+    if not settings.namespace:
+        return []
+    with _client(settings) as client:
+        return [(str(s.get("name")), "secret") for s in client.secrets.list(settings.namespace) if s.get("name")]
+
+
+_FLEETLESS = frozenset({"fleet", "namespace", "secret"})
 _FETCH: dict[str, Callable[[Any, str], list[Candidate]]] = {
+    "namespace": _fetch_namespaces,
+    "secret": _fetch_secrets,
     "fleet": _fetch_fleets,
     "machine": _fetch_machines,
     "gateway": _fetch_gateways,

@@ -56,7 +56,8 @@ class AppContext:
         from valyent_cli.config import check_transport_safety
 
         check_transport_safety(settings)
-        if not settings.token:
+        if not settings.token and (settings.is_valyent_cloud or settings.is_local):
+            # Elsewhere (a self-hosted Ravel with no `bearer_token`) a profile without a token sends no header.
             raise CliError(
                 "not logged in: no API token",
                 Exit.AUTH,
@@ -65,6 +66,20 @@ class AppContext:
         if settings.is_local:
             self._ensure_local(settings)
         return settings.client(debug_hook=self.debug_hook)
+
+    def require_initd(self) -> None:
+        """`fs` talks to a machine's agent (initd). Only Valyent Cloud has a default host for it: elsewhere the
+        profile must name one, or the token would go to a host that has nothing to do with the endpoint."""
+        settings = self.settings
+        if not settings.initd_endpoint:
+            raise CliError(
+                f"this profile has no initd_endpoint, and {settings.endpoint} is not Valyent Cloud: there is no "
+                "default host for a machine's agent (initd, TCP 64242 inside each machine; Ravel has no proxy for it)",
+                Exit.USAGE,
+                hint="if your operator runs an initd proxy, set its URL template: "
+                     "`valyent profiles set initd_endpoint 'https://{machine_id}.initd.example.com'` "
+                     "(or VALYENT_INITD_URL)",
+            )
 
     def _ensure_local(self, settings: Settings) -> None:
         """Start the sandbox when the local profile is used while it is down (a refused connect costs ~0.1 ms)."""

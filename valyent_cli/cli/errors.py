@@ -58,9 +58,35 @@ def _missing(exc: Exception) -> str:
     return "" if last and last in str(exc) else f" ({path})"
 
 
+def _query(exc: Exception, name: str) -> str | None:
+    url = getattr(exc, "url", None)
+    if not url:
+        return None
+    from urllib.parse import parse_qs, urlsplit
+
+    values = parse_qs(urlsplit(str(url)).query).get(name)
+    return values[0] if values else None
+
+
+def _is_valyent_cloud(exc: Exception) -> bool:
+    from urllib.parse import urlsplit
+
+    url = getattr(exc, "url", None)
+    return not url or (urlsplit(str(url)).hostname or "").endswith("valyent.cloud")
+
+
+NAMESPACE_HOW = "pass --namespace NAME, set VALYENT_NAMESPACE, or `valyent profiles set namespace NAME`"
+
+
 def _not_found_hint(exc: Exception) -> str | None:
     """What to list to find the right name, from the kind of thing the server did not find."""
     message = str(exc).lower()
+    if "namespace not found" in message:
+        return f"create it: valyent namespaces create {_query(exc, 'namespace') or 'NAME'}"
+    for kind, command in (("namespace", "valyent namespaces list"), ("secret", "valyent secrets list"),
+                          ("node", "valyent nodes list")):
+        if kind in message:
+            return f"list them: {command}"
     for kind, command in (("fleet", "valyent fleets list"), ("gateway", "valyent gateways list"),
                           ("machine", "valyent machines list --all")):
         if kind in message:
@@ -115,8 +141,18 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, api.AuthError):
         if exc.status == 403:
             _err(f"forbidden: {exc.message}", "check that the token belongs to this namespace: valyent auth status")
-        else:
+        elif exc.sent_credentials is False:
+            _err(f"not authenticated: {exc.message}",
+                 "no token was sent (none is set): run `valyent auth login`, or set VALYENT_API_TOKEN")
+        elif _is_valyent_cloud(exc):
             _err(f"not authenticated: {exc.message}", "run `valyent auth login`, or set VALYENT_API_TOKEN")
+        else:
+            _err(
+                f"not authenticated: {exc.message}",
+                "a Ravel server compares the whole Authorization header with its `bearer_token`: if that is "
+                "configured without \"Bearer \", use `valyent profiles set auth_scheme raw`; else check the token "
+                "(valyent auth login)",
+            )
         return Exit.AUTH
     if isinstance(exc, api.NotFound):
         _err(f"not found: {exc.message}{_missing(exc)}", _not_found_hint(exc))
@@ -124,9 +160,17 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, api.DeadlineExceeded):
         _err(f"timed out: {exc.message}")
         return Exit.TIMEOUT
+    if isinstance(exc, api.ApiError) and _locations(exc.payload) & {"query.namespace"}:
+        _err("this server needs a namespace on every request (HTTP "
+             f"{exc.status}: {exc.message})", f"{NAMESPACE_HOW}; create one with `valyent namespaces create NAME`")
+        return Exit.ERROR
     if isinstance(exc, api.ApiError):
         detail = _details(exc.payload)
         hint = origin = None
+        if exc.status == 400 and "cpu kind" in exc.message.lower():
+            hint = ("this server's CPU kinds are the templates of its configuration (e.g. eco, std): pass "
+                    "--cpu-kind KIND, or set it once with `valyent profiles set cpu_kind KIND` (or VALYENT_CPU_KIND, "
+                    "or cpu_kind in valyent.toml's [machine])")
         if exc.status >= 500:
             origin = _where(exc).strip(" ()") or None
             hint = (
@@ -159,6 +203,12 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         return Exit.ERROR
     _err(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug to see the traceback, and report it")
     return Exit.ERROR
+
+
+def _locations(payload: object) -> set[str]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("errors"), list):
+        return set()
+    return {str(e.get("location")) for e in payload["errors"] if isinstance(e, dict) and e.get("location")}
 
 
 def _details(payload: object) -> str:

@@ -66,11 +66,14 @@ def human_size(n: int | float | None) -> str:
 
 
 def parse_time(value: Any) -> float | None:
-    """Unix seconds from an RFC3339 string or a Unix timestamp in seconds or milliseconds."""
+    """Unix seconds from an RFC3339 string or a Unix timestamp in seconds, ms, µs or ns (by magnitude)."""
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        return value / 1000.0 if value > 1e11 else float(value)
+        for limit, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
+            if value > limit:
+                return value / scale
+        return float(value)
     if isinstance(value, str):
         from datetime import datetime, timezone
 

@@ -4,11 +4,17 @@ contract before anything is sent."""
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from valyent_cli.cli import metadata as _meta
 from valyent_cli.cli import validate as v
 from valyent_cli.cli.errors import UsageError
+
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_REGION = "gra-1"
 DEFAULT_CPU_KIND = "shared"
@@ -20,6 +26,7 @@ SCHEMA: dict[str, Any] = {
     "region": None,
     "skip_start": None,
     "enable_machine_gateway": None,
+    "metadata": {"labels": None, "annotations": None},
     "config": {
         "image": None,
         "auto_destroy": None,  # the seed README's place for it; moved into workload
@@ -29,6 +36,11 @@ SCHEMA: dict[str, Any] = {
             "restart": {"policy": None, "max_retries": None},
             "init": {"cmd": None, "entrypoint": None, "user": None},
             "auto_destroy": None,
+            # Ravel's api/machines.go Workload
+            "secrets": None,
+            "volumes": None,
+            "health_check": {"exec": None, "interval": None, "timeout": None, "retries": None},
+            "private_networks": None,
         },
         "stop_config": {"timeout": None, "signal": None},
     },
@@ -53,6 +65,15 @@ class CreateFlags:
     stop_signal: str | None = None
     stop_timeout: int | None = None
     enable_gateway: bool | None = None
+    secrets: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    health_cmd: list[str] | None = None
+    health_interval: str | int | None = None
+    health_timeout: str | int | None = None
+    health_retries: int | None = None
+    labels: list[str] = field(default_factory=list)
+    annotations: list[str] = field(default_factory=list)
 
 
 def check_keys(data: Any, schema: dict[str, Any], where: str, source: str) -> None:
@@ -79,7 +100,12 @@ def _project_defaults(machine: dict[str, Any], project_region: str | None, sourc
         user=machine.get("user"), restart=machine.get("restart"), max_retries=machine.get("max_retries"),
         auto_destroy=machine.get("auto_destroy"), skip_start=machine.get("skip_start"),
         stop_signal=machine.get("stop_signal"), stop_timeout=machine.get("stop_timeout"),
-        enable_gateway=machine.get("enable_gateway"),
+        enable_gateway=machine.get("enable_gateway"), secrets=list(machine.get("secrets") or []),
+        volumes=list(machine.get("volumes") or []), networks=list(machine.get("networks") or []),
+        health_cmd=machine.get("health_cmd"), health_interval=machine.get("health_interval"),
+        health_timeout=machine.get("health_timeout"), health_retries=machine.get("health_retries"),
+        labels=[f"{k}={val}" for k, val in (machine.get("labels") or {}).items()],
+        annotations=[f"{k}={val}" for k, val in (machine.get("annotations") or {}).items()],
     )
     return apply_flags({}, flags, source=source)
 
@@ -92,11 +118,15 @@ def build(
     project_region: str | None = None,
     project_source: str = "valyent.toml",
     default_region: str | None = None,
+    default_cpu_kind: str | None = None,
+    env_cpu_kind: str | None = None,
 ) -> dict[str, Any]:
     """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags."""
     payload: dict[str, Any] = {}
     if machine_defaults or project_region:
         payload = _project_defaults(machine_defaults or {}, project_region, project_source)
+    if env_cpu_kind:  # the environment comes before the project file
+        payload.setdefault("config", {}).setdefault("guest", {})["cpu_kind"] = env_cpu_kind
     if config_file:
         data = v.load_payload_file(config_file)
         check_keys(data, SCHEMA, "", f"--config {config_file}")
@@ -105,7 +135,7 @@ def build(
     payload.setdefault("region", default_region or DEFAULT_REGION)
     config = payload.setdefault("config", {})
     guest = config.setdefault("guest", {})
-    guest.setdefault("cpu_kind", DEFAULT_CPU_KIND)
+    guest.setdefault("cpu_kind", default_cpu_kind or DEFAULT_CPU_KIND)
     guest.setdefault("cpus", DEFAULT_CPUS)
     guest.setdefault("memory_mb", DEFAULT_MEMORY_MB)
     if "auto_destroy" in config:  # the seed README's place; on the wire it lives in workload
@@ -114,7 +144,7 @@ def build(
         where = f" or in {config_file}" if config_file else ""
         raise UsageError(f"--image is required (or set `image` in valyent.toml's [machine] table{where})")
     check(payload, f"--config {config_file}" if config_file else "the machine payload")
-    order = ("region", "config", "skip_start", "enable_machine_gateway")
+    order = ("region", "config", "skip_start", "enable_machine_gateway", "metadata")
     return {key: payload[key] for key in order if key in payload}
 
 
@@ -187,6 +217,7 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
         workload.pop("restart")
     if f.auto_destroy is not None:
         workload["auto_destroy"] = bool(f.auto_destroy)
+    _workload_extras(workload, f, name)
     if not workload:
         config.pop("workload")
     stop = config.setdefault("stop_config", {})
@@ -198,11 +229,93 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
         config.pop("stop_config")
     if not config:
         p.pop("config")
+    labels = _meta.pairs([str(x) for x in f.labels], name("--label", "labels"), "label") if f.labels else {}
+    annotations = (_meta.pairs([str(x) for x in f.annotations], name("--annotation", "annotations"), "annotation")
+                   if f.annotations else {})
+    if labels or annotations:
+        metadata = p.setdefault("metadata", {})
+        if labels:
+            metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+            _meta.check_count(metadata["labels"], name("--label", "labels"), "label")
+        if annotations:
+            metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+            _meta.check_count(metadata["annotations"], name("--annotation", "annotations"), "annotation")
     if f.skip_start is not None:
         p["skip_start"] = bool(f.skip_start)
     if f.enable_gateway is not None:
         p["enable_machine_gateway"] = bool(f.enable_gateway)
     return p
+
+
+def parse_secret(value: str, flag: str) -> dict[str, str]:
+    """``NAME:ENV_VAR`` (a secret of the namespace, and the variable it becomes)."""
+    name, sep, env_var = v.text(str(value), flag).partition(":")
+    if not sep or not _SECRET_NAME.match(name) or not _ENV_VAR.match(env_var):
+        raise UsageError(f"{flag}: {str(value)[:80]!r} is not NAME:ENV_VAR (a secret name such as db-password, then "
+                         "a variable name such as DB_PASSWORD)")
+    return {"name": name, "env_var": env_var}
+
+
+def parse_volume(value: str, flag: str) -> dict[str, str]:
+    """``NAME:PATH`` (a disk, and where it is mounted in the machine)."""
+    name, sep, path = v.text(str(value), flag).partition(":")
+    if not sep or not name.strip() or not path.startswith("/"):
+        raise UsageError(f"{flag}: {str(value)[:80]!r} is not NAME:PATH with an absolute PATH (e.g. data:/var/lib/data)")
+    return {"name": name, "path": path}
+
+
+def parse_network(value: str, flag: str) -> dict[str, str]:
+    """``NAME=IP/PREFIX`` (a private network, and this machine's address in it, e.g. ``backend=10.0.1.2/24``)."""
+    import ipaddress
+
+    name, sep, ip = v.text(str(value), flag).partition("=")
+    if not sep or not name.strip() or "/" not in ip:
+        raise UsageError(f"{flag}: {str(value)[:80]!r} is not NAME=IP/PREFIX (e.g. backend=10.0.1.2/24)")
+    try:
+        interface = ipaddress.ip_interface(ip)
+    except ValueError:
+        raise UsageError(f"{flag}: {ip!r} is not an IP address with a prefix length (e.g. 10.0.1.2/24)") from None
+    return {"name": name, "ip": str(interface)}
+
+
+def _whole_seconds(value: Any, flag: str) -> int:
+    if isinstance(value, bool):
+        raise UsageError(f"{flag} must be a duration such as 30s or 1m")
+    seconds = float(value) if isinstance(value, (int, float)) else v.duration(str(value), flag)
+    if seconds < 1:
+        raise UsageError(f"{flag} must be at least 1 second")
+    return int(math.ceil(seconds))
+
+
+def _workload_extras(workload: dict[str, Any], f: CreateFlags, name: Any) -> None:
+    """Ravel's workload lists and health check, from the flags (or a [machine] table)."""
+    if f.secrets:
+        refs = {r["env_var"]: r for r in workload.get("secrets") or [] if isinstance(r, dict)}
+        for item in f.secrets:
+            ref = item if isinstance(item, dict) else parse_secret(item, name("--secret", "secrets"))
+            refs[ref.get("env_var")] = ref
+        workload["secrets"] = list(refs.values())
+    if f.volumes:
+        workload["volumes"] = list(workload.get("volumes") or []) + [
+            item if isinstance(item, dict) else parse_volume(item, name("--volume", "volumes")) for item in f.volumes]
+    if f.networks:
+        workload["private_networks"] = list(workload.get("private_networks") or []) + [
+            item if isinstance(item, dict) else parse_network(item, name("--network", "networks")) for item in f.networks]
+    health = dict(workload.get("health_check") or {})
+    if f.health_cmd is not None:
+        cmd = f.health_cmd
+        health["exec"] = _argv(v.command_line(cmd, name("--health-cmd", "health_cmd")) if isinstance(cmd, str) else cmd,
+                               name("--health-cmd", "health_cmd"))
+    if f.health_interval is not None:
+        health["interval"] = _whole_seconds(f.health_interval, name("--health-interval", "health_interval"))
+    if f.health_timeout is not None:
+        health["timeout"] = _whole_seconds(f.health_timeout, name("--health-timeout", "health_timeout"))
+    if f.health_retries is not None:
+        health["retries"] = _int(f.health_retries, name("--health-retries", "health_retries"), minimum=1, maximum=1000)
+    if health:
+        if not health.get("exec"):
+            raise UsageError(f"{name('--health-cmd', 'health_cmd')} is needed with the other health check settings")
+        workload["health_check"] = health
 
 
 def _check_text(value: Any, where: str, source: str) -> None:
@@ -277,3 +390,47 @@ def check(payload: dict[str, Any], source: str) -> None:
     for key in ("skip_start", "enable_machine_gateway"):
         if key in payload:
             need(isinstance(payload[key], bool), f"{key} must be true or false")
+
+    def records(key: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        items = workload.get(key)
+        if items is None:
+            return []
+        need(isinstance(items, list) and all(isinstance(i, dict) and set(i) <= set(fields)
+                                             and all(isinstance(i.get(f), str) and i.get(f) for f in fields)
+                                             for i in items),
+             f"config.workload.{key} must be a list of {{{', '.join(fields)}}} objects of strings")
+        return items
+
+    for ref in records("secrets", ("name", "env_var")):
+        need(bool(_SECRET_NAME.match(ref["name"])) and bool(_ENV_VAR.match(ref["env_var"])),
+             f"config.workload.secrets: invalid reference {ref['name']}:{ref['env_var']}")
+    for volume in records("volumes", ("name", "path")):
+        need(volume["path"].startswith("/"), f"config.workload.volumes: {volume['path']!r} is not an absolute path")
+    for net in records("private_networks", ("name", "ip")):
+        try:
+            import ipaddress
+
+            ipaddress.ip_interface(net["ip"])
+            ok = "/" in net["ip"]
+        except ValueError:
+            ok = False
+        need(ok, f"config.workload.private_networks: {net['ip']!r} is not an IP address with a prefix (10.0.1.2/24)")
+    health = workload.get("health_check")
+    if health is not None:
+        need(isinstance(health, dict) and isinstance(health.get("exec"), list) and bool(health["exec"])
+             and all(isinstance(x, str) for x in health["exec"]),
+             "config.workload.health_check.exec must be a non-empty list of strings")
+        for key in ("interval", "timeout", "retries"):
+            value = health.get(key)
+            need(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                 f"config.workload.health_check.{key} must be a whole number >= 1")
+    metadata = payload.get("metadata")
+    if metadata is not None:
+        need(isinstance(metadata, dict), "metadata must be an object")
+        for kind, key in (("label", "labels"), ("annotation", "annotations")):
+            items = metadata.get(key)
+            if items is None:
+                continue
+            need(isinstance(items, dict) and all(isinstance(x, str) for x in items.values()),
+                 f"metadata.{key} must be a table of strings")
+            _meta.pairs([f"{k}={val}" for k, val in items.items()], f"{source}: metadata.{key}", kind)

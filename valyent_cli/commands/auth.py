@@ -80,7 +80,7 @@ def login(
 
     try:
         with settings.client(token=token, debug_hook=app_ctx.debug_hook) as client:
-            client.fleets.list()
+            _list_fleets(client)
     except api.AuthError as exc:
         raise CliError(
             f"the token was refused by {settings.endpoint} (HTTP {exc.status}: {exc.message}); nothing was saved",
@@ -129,6 +129,20 @@ def logout(ctx: typer.Context) -> None:
         out.warn(f"{config.ENV_TOKEN} is still set in the environment and provides a token")
 
 
+def _list_fleets(client: Any) -> None:
+    """The call that checks a token. A stock Ravel with no namespace selected refuses it with a 422 on
+    `query.namespace`: its auth middleware runs first, so that answer means the token was accepted."""
+    from valyent_cli.api import errors as api
+
+    try:
+        client.fleets.list()
+    except api.ApiError as exc:
+        errors = exc.payload.get("errors") if isinstance(exc.payload, dict) else None
+        if not (exc.status == 422 and isinstance(errors, list)
+                and any(isinstance(e, dict) and e.get("location") == "query.namespace" for e in errors)):
+            raise
+
+
 def _check_api(settings: Settings, hook: Any) -> tuple[dict[str, Any], int]:
     """Ask the API for the fleet list: does it answer, and does it accept the token?"""
     from valyent_cli.api import errors as api
@@ -143,7 +157,7 @@ def _check_api(settings: Settings, hook: Any) -> tuple[dict[str, Any], int]:
     try:
         # A status check should answer fast: no retries and a short timeout.
         with settings.client(timeout=min(settings.timeout, 10.0), max_retries=0, debug_hook=hook) as client:
-            client.fleets.list()
+            _list_fleets(client)
     except api.AuthError as exc:
         return {"ok": False, "status": "token refused", "http_status": exc.status, "message": exc.message}, Exit.AUTH
     except api.ApiError as exc:
@@ -184,6 +198,8 @@ def status(
         "fleet": settings.fleet,
         "region": settings.region,
         "initd_endpoint": settings.initd_endpoint,
+        "cpu_kind": settings.cpu_kind,
+        "auth_scheme": settings.auth_scheme,
         "token_fingerprint": config.fingerprint(settings.token) if settings.token else None,
         "local": settings.is_local,
         "sources": dict(src),
@@ -210,7 +226,9 @@ def status(
         ("Namespace", value("namespace", settings.namespace)),
         ("Fleet", value("fleet", settings.fleet)),
         ("Region", value("region", settings.region or config.DEFAULT_REGION)),
+        ("CPU kind", value("cpu_kind", settings.cpu_kind or "shared")),
         ("Token", value("token", f"sha256:{obj['token_fingerprint']}" if settings.token else "none")),
+        ("Auth scheme", value("auth_scheme", settings.auth_scheme)),
         ("Config file", obj["config_file"]),
         ("Project file", obj["project_file"]),
         ("API", api_line),

@@ -30,14 +30,26 @@ def _columns():
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+def list_(
+    ctx: typer.Context,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE", help="Only fleets with this label (repeatable: all of them).", show_default=False)] = None,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """List fleets.
 
-    Example: valyent fleets list --json | jq -r '.[].name'
+    Examples:
+
+      valyent fleets list --json | jq -r '.[].name'
+
+      valyent fleets list --label team=payments
     """
+    from valyent_cli.cli.metadata import pairs
+
+    wanted = pairs(label, "--label")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    fleets = app_.client.fleets.list()
+    fleets = app_.client.fleets.list(labels=wanted or None)
     out.table(fleets, _columns(), empty="No fleets. Create one: valyent fleets create NAME")
 
 
@@ -46,19 +58,28 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Fleet name: 1-63 letters, digits and '-', not starting or ending with '-'.")],
     use: Annotated[bool, typer.Option("--use", help="Also make it the profile's default fleet.")] = False,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE", help="Label (repeatable; at most 64, key <= 63, value <= 255 characters).", show_default=False)] = None,
+    annotation: Annotated[list[str] | None, typer.Option("--annotation", metavar="KEY=VALUE", help="Annotation (repeatable; at most 32).", show_default=False)] = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Create a fleet.
 
-    Example: valyent fleets create my-fleet --use
+    Examples:
+
+      valyent fleets create my-fleet --use
+
+      valyent fleets create payments --label team=payments --annotation owner=ops@example.com
     """
+    from valyent_cli.cli.metadata import pairs
     from valyent_cli.cli.validate import fleet_name
 
     fleet_name(name, "NAME")
+    labels = pairs(label, "--label")
+    annotations = pairs(annotation, "--annotation", "annotation")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    fleet = app_.client.fleets.create(name)
+    fleet = app_.client.fleets.create(name, labels=labels or None, annotations=annotations or None)
     if use:
         _use(app_, out, str(fleet.get("name") or name))
     if json or quiet:
@@ -73,6 +94,7 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
     Example: valyent fleets show my-fleet
     """
+    from valyent_cli.cli.metadata import show as show_pairs
     from valyent_cli.cli.output import clock, state_style
 
     app_ = ctx.obj
@@ -85,6 +107,8 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
             ("Name", item.get("name")),
             ("Namespace", item.get("namespace")),
             ("Status", item.get("status")),
+            ("Labels", show_pairs((item.get("metadata") or {}).get("labels"))),
+            ("Annotations", show_pairs((item.get("metadata") or {}).get("annotations"))),
             ("Created", clock(item.get("created_at"))),
         ],
         styles={"Status": state_style},
@@ -107,6 +131,30 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metav
     for fleet in fleets:
         app_.client.fleets.delete(fleet)
         out.done(f"Deleted fleet {fleet}")
+
+
+@app.command("label")
+def label(
+    ctx: typer.Context,
+    fleet: FleetArg,
+    changes: Annotated[list[str], typer.Argument(metavar="KEY=VALUE|KEY-", help="Labels to set (KEY=VALUE) or remove (KEY-).", show_default=False)],
+    json: JsonOpt = False,
+) -> None:
+    """Set or remove a fleet's labels (kubectl's syntax), keeping the others.
+
+    Example: valyent fleets label payments team=billing tier-
+    """
+    from valyent_cli.cli import metadata as meta
+
+    to_set, to_remove = meta.edits(changes)
+    app_ = ctx.obj
+    out = app_.output(json=json)
+    item = app_.client.fleets.get(fleet)
+    updated = app_.client.fleets.update_metadata(str(item.get("id") or fleet), meta.merged(item.get("metadata"), to_set, to_remove))
+    if json:
+        out.data(updated)
+        return
+    out.done(f"Labels of fleet {item.get('name') or fleet}: {meta.show((updated.get('metadata') or {}).get('labels')) or 'none'}")
 
 
 @app.command("use")

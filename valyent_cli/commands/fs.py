@@ -28,6 +28,7 @@ PathArg = Annotated[str, typer.Argument(metavar="PATH", help="Path on the machin
 
 def _fs(ctx: typer.Context, fleet: str | None, machine: str) -> tuple[FileSystem, str]:
     app_: AppContext = ctx.obj
+    app_.require_initd()
     found = resolve.machine(app_, resolve.fleet(app_, fleet), machine)
     machine_id = str(found["id"])
     return app_.client.fs(machine_id), machine_id

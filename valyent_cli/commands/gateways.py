@@ -54,19 +54,24 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", "-n", metavar="NAME", help="Gateway name (letters, digits and '-').", show_default=False)],
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Target port on the machines (1-65535).", show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Gateway name (letters, digits and '-'); without it the server names it.", show_default=False)] = None,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Target port on the machines (1-65535).", show_default=False)] = ...,  # type: ignore[assignment]
     fleet: FleetOpt = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Create a gateway to a port of the fleet's machines.
 
-    Example: valyent gateways create --name web --port 8080
+    Examples:
+
+      valyent gateways create --name web --port 8080
+
+      valyent gateways create --port 8080 -q      # the server picks the name
     """
     from valyent_cli.cli import validate as v
 
-    v.fleet_name(name, "--name")
+    if name is not None:
+        v.fleet_name(name, "--name")
     v.positive_int(port, "--port", minimum=1, maximum=65535)
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)

@@ -146,4 +146,7 @@ def status(data_dir: DataDirOpt = None,
     rows.append(("Data dir", st["data_dir"]))
     if st["machines"] is not None:
         rows.append(("Machines", f"{st['machines']} ({st['machines_running']} running)"))
+    if st["running"] and st.get("isolation"):
+        rows.append(("Isolated", "yes, a root of its own per machine" if st["isolation"] == "namespaces"
+                     else f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
     out.fields(st, rows)

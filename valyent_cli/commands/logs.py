@@ -229,7 +229,7 @@ class _Run:
                 # entry_time's common case inlined: this loop runs once per line of the log
                 value = entry.get("timestamp")
                 if type(value) is int:
-                    ts = value / 1000.0 if value > 100_000_000_000 else float(value)
+                    ts = float(value) if value < 100_000_000_000 else entry_time(entry)
                 else:
                     ts = entry_time(entry)
                 if keep is None or keep(entry, ts):

@@ -80,7 +80,7 @@ def create(
     region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", metavar="N", help="Number of vCPUs (default 1).", show_default=False)] = None,
     memory: Annotated[str | None, typer.Option("--memory", "-m", metavar="SIZE", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
-    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="CPU kind, e.g. shared, eco (default shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="CPU kind: one of the server's templates, e.g. shared, or eco and std on Ravel's example config (default: the profile's cpu_kind, else shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment variable KEY=VALUE (repeatable).", show_default=False)] = None,
     env_file: Annotated[str | None, typer.Option("--env-file", metavar="FILE", help="File of KEY=VALUE lines.", show_default=False)] = None,
     cmd: Annotated[str | None, typer.Option("--cmd", metavar="COMMAND", help="The command as one string, split like a shell.", show_default=False)] = None,
@@ -93,6 +93,15 @@ def create(
     stop_signal: Annotated[str | None, typer.Option("--stop-signal", metavar="SIGNAL", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
     stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", metavar="SECONDS", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
     enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
+    secret: Annotated[list[str] | None, typer.Option("--secret", metavar="NAME:ENV_VAR", help="Put a secret of the namespace in the environment as ENV_VAR (repeatable).", show_default=False, autocompletion=complete.secrets)] = None,
+    health_cmd: Annotated[str | None, typer.Option("--health-cmd", metavar="COMMAND", help="Health check command, split like a shell (exit 0: healthy).", show_default=False)] = None,
+    health_interval: Annotated[str | None, typer.Option("--health-interval", metavar="DURATION", help="Time between health checks (server default 30s).", show_default=False)] = None,
+    health_timeout: Annotated[str | None, typer.Option("--health-timeout", metavar="DURATION", help="Time a health check may take (server default 5s).", show_default=False)] = None,
+    health_retries: Annotated[int | None, typer.Option("--health-retries", metavar="N", help="Failures in a row before unhealthy (server default 3).", show_default=False)] = None,
+    volume: Annotated[list[str] | None, typer.Option("--volume", metavar="NAME:PATH", help="Mount a disk at PATH (repeatable).", show_default=False)] = None,
+    network: Annotated[list[str] | None, typer.Option("--network", metavar="NAME=IP/PREFIX", help="Join a private network with this address, e.g. backend=10.0.1.2/24 (repeatable).", show_default=False)] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE", help="Label (repeatable; at most 64, key <= 63, value <= 255 characters).", show_default=False)] = None,
+    annotation: Annotated[list[str] | None, typer.Option("--annotation", metavar="KEY=VALUE", help="Annotation (repeatable; at most 32).", show_default=False)] = None,
     config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="A JSON or TOML create payload; flags override it.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the payload and send nothing.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return at once instead of waiting until it runs.")] = False,
@@ -110,6 +119,8 @@ def create(
       valyent machines create --image nginx
 
       ID=$(valyent machines create -q --image python:3.12 -e PORT=8080 -- python -m http.server 8080)
+
+      valyent machines create --image nginx --cpu-kind eco --label app=web --secret db-password:DB_PASSWORD --health-cmd "curl -fs localhost" --volume data:/data --network backend=10.0.1.2/24
     """
     from valyent_cli.cli import payload as pl
     from valyent_cli.cli import validate as v
@@ -124,6 +135,9 @@ def create(
         entrypoint=v.command_line(entrypoint, "--entrypoint") if entrypoint is not None else None, user=user,
         restart=restart, max_retries=max_retries, auto_destroy=auto_destroy, skip_start=skip_start,
         stop_signal=stop_signal, stop_timeout=stop_timeout, enable_gateway=enable_gateway,
+        secrets=list(secret or []), volumes=list(volume or []), networks=list(network or []), health_cmd=health_cmd,
+        health_interval=health_interval, health_timeout=health_timeout, health_retries=health_retries,
+        labels=list(label or []), annotations=list(annotation or []),
     )
     limit = v.duration(wait_timeout, "--wait-timeout")
     settings = app_.settings
@@ -131,7 +145,8 @@ def create(
     body = pl.build(
         flags, config_file=config, machine_defaults=settings.machine_defaults,
         project_region=settings.project.get("region"), project_source=project_source,
-        default_region=settings.region,
+        default_region=settings.region, default_cpu_kind=settings.cpu_kind,
+        env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
     )
     out = app_.output(json=json, quiet=quiet)
     if dry_run:
@@ -246,17 +261,31 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
 def list_(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include destroyed machines.")] = False,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE", help="Only machines with this label (repeatable: all of them).", show_default=False)] = None,
     fleet: FleetOpt = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """List the machines of a fleet.
 
-    Example: valyent machines list --json | jq -r '.[] | select(.state == "running") | .id'
+    Examples:
+
+      valyent machines list --json | jq -r '.[] | select(.state == "running") | .id'
+
+      valyent machines list --label app=web
     """
+    from valyent_cli.cli.metadata import pairs
+
+    wanted = pairs(label, "--label")
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    machines = app_.client.machines.list(fleet_ref, destroyed=all_)
-    out.table(machines, _columns(), empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
+    machines = app_.client.machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
+    columns = _columns()
+    if any(m.get("health") not in (None, "", "unknown") or ((m.get("config") or {}).get("workload") or {}).get("health_check")
+           for m in machines):
+        from valyent_cli.cli.output import Column, state_style
+
+        columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
+    out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
 
 
 def _show(out: Output, m: dict[str, Any]) -> None:
@@ -284,7 +313,40 @@ def _show(out: Output, m: dict[str, Any]) -> None:
     ]
     if m.get("health"):
         rows.insert(2, ("Health", m.get("health")))
+    rows[rows.index(("Env", ", ".join(workload.get("env") or []) or None))] = ("Env", _env_shown(workload))
+    rows[-3:-3] = _ravel_rows(m, workload)
     out.fields(m, rows, styles={"State": state_style, "Health": state_style})
+
+
+def _env_shown(workload: dict[str, Any]) -> str | None:
+    """The environment, with the values of secret variables hidden (a server may return them resolved)."""
+    hidden = {str(r.get("env_var")) for r in workload.get("secrets") or [] if isinstance(r, dict)}
+    shown = []
+    for item in workload.get("env") or []:
+        key, sep, _ = str(item).partition("=")
+        shown.append(f"{key}=<secret>" if sep and key in hidden else str(item))
+    return ", ".join(shown) or None
+
+
+def _ravel_rows(m: dict[str, Any], workload: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Labels, annotations, secret references, health check, volumes and private networks, when there are any."""
+    from valyent_cli.cli.metadata import show as show_pairs
+
+    metadata = m.get("metadata") or {}
+    health = workload.get("health_check") or {}
+    check = None
+    if health:
+        settings = ", ".join(f"{k} {health[k]}{'s' if k != 'retries' else ''}" for k in ("interval", "timeout", "retries") if health.get(k))
+        check = " ".join(health.get("exec") or []) + (f" ({settings})" if settings else "")
+    rows: list[tuple[str, Any]] = [
+        ("Labels", show_pairs(metadata.get("labels"))),
+        ("Annotations", show_pairs(metadata.get("annotations"))),
+        ("Secrets", ", ".join(f"{r.get('name')} as {r.get('env_var')}" for r in workload.get("secrets") or []) or None),
+        ("Health check", check),
+        ("Volumes", ", ".join(f"{v.get('name')} at {v.get('path')}" for v in workload.get("volumes") or []) or None),
+        ("Networks", ", ".join(f"{n.get('name')} {n.get('ip')}" for n in workload.get("private_networks") or []) or None),
+    ]
+    return [row for row in rows if row[1]]
 
 
 @app.command("show")
@@ -388,11 +450,16 @@ def wait(
     machine: MachineArg,
     state: StateOpt = "running",
     timeout: TimeoutOpt = "60s",
+    healthy: Annotated[bool, typer.Option("--healthy", help="Wait until its health check passes (health: healthy).")] = False,
     fleet: FleetOpt = None,
 ) -> None:
     """Wait until a machine reaches a state (exit 5 if it does not in time). Any timeout length works.
 
-    Example: valyent machines wait 01jq --state stopped --timeout 10m
+    Examples:
+
+      valyent machines wait 01jq --state stopped --timeout 10m
+
+      valyent machines wait 01jq --healthy --timeout 2m
     """
     from valyent_cli.cli import validate as v
 
@@ -404,6 +471,11 @@ def wait(
         raise UsageError("--timeout must be more than 0")
     app_, out, fleet_ref = _setup(ctx, fleet)
     m = _machine(app_, fleet_ref, machine)
+    if healthy:
+        with out.progress(f"Waiting for {m.get('id')} to be healthy..."):
+            m.wait_healthy(seconds)
+        out.done(f"Machine {m.get('id')} is healthy")
+        return
     with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
         m.wait(state, seconds)
     out.done(f"Machine {m.get('id')} is {state}")
@@ -471,6 +543,8 @@ def exec_(
 
         handle(exc)
         raise typer.Exit(Exit.EXEC_FAILED) from None
+    if getattr(result, "from_headers", False):
+        out.warn("this server sends exec output in HTTP headers, which cannot hold newlines: they show as spaces")
     if json:
         out.data(result)
         raise typer.Exit(0)
@@ -505,3 +579,59 @@ def disable_gateway(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = N
     m = _machine(app_, fleet_ref, machine)
     m.disable_gateway()
     out.done(f"Gateway disabled on {m.get('id')}")
+
+
+@app.command("label")
+def label(
+    ctx: typer.Context,
+    machine: MachineArg,
+    changes: Annotated[list[str], typer.Argument(metavar="KEY=VALUE|KEY-", help="Labels to set (KEY=VALUE) or remove (KEY-).", show_default=False)],
+    fleet: FleetOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Set or remove a machine's labels (kubectl's syntax), keeping the others.
+
+    Example: valyent machines label 01jq tier=web env-
+    """
+    from valyent_cli.cli import metadata as meta
+
+    to_set, to_remove = meta.edits(changes)
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json)
+    m = _machine(app_, fleet_ref, machine)
+    updated = m.update_metadata(meta.merged(m.get("metadata"), to_set, to_remove))
+    if json:
+        out.data(updated)
+        return
+    out.done(f"Labels of {m.get('id')}: {meta.show((updated.get('metadata') or {}).get('labels')) or 'none'}")
+
+
+@app.command("versions")
+def versions(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: JsonOpt = False,
+             quiet: QuietOpt = False) -> None:
+    """List a machine's versions: each configuration it has had, with the resources it was given.
+
+    Example: valyent machines versions 01jq --json | jq '.[-1].config'
+    """
+    from valyent_cli.cli.output import Column
+
+    app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    m = _machine(app_, fleet_ref, machine)
+    items = m.versions()
+    current = m.get("machine_version")
+
+    def guest(item: dict[str, Any]) -> str:
+        g = (item.get("config") or {}).get("guest") or {}
+        return f"{g.get('cpus', '-')}x{g.get('cpu_kind', '-')}/{g.get('memory_mb', '-')}MB"
+
+    out.table(
+        items,
+        [
+            Column("ID", lambda i: i.get("id")),
+            Column("CURRENT", lambda i: "*" if i.get("id") == current else ""),
+            Column("IMAGE", lambda i: (i.get("config") or {}).get("image")),
+            Column("GUEST", guest),
+            Column("CPU MHZ", lambda i: (i.get("resources") or {}).get("cpus_mhz"), justify="right"),
+            Column("MEMORY MB", lambda i: (i.get("resources") or {}).get("memory_mb"), justify="right"),
+        ],
+        empty="No versions.",
+    )

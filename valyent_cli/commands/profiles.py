@@ -126,6 +126,11 @@ def create(
         str | None, typer.Option("--initd-endpoint", metavar="URL", help="URL template of a machine's agent, with {machine_id}.")
     ] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Request timeout in seconds.")] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="Default CPU kind for new machines (one of the server's templates, e.g. eco).")] = None,
+    auth_scheme: Annotated[str | None, typer.Option("--auth-scheme", metavar="SCHEME", help="bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).", autocompletion=complete.auth_schemes)] = None,
+    ca_cert: Annotated[str | None, typer.Option("--ca-cert", metavar="FILE", help="PEM file of the CA that signed the server's certificate.")] = None,
+    client_cert: Annotated[str | None, typer.Option("--client-cert", metavar="FILE", help="PEM client certificate, for servers that require one (mTLS).")] = None,
+    client_key: Annotated[str | None, typer.Option("--client-key", metavar="FILE", help="PEM private key of the client certificate.")] = None,
     allow_http: Annotated[
         bool, typer.Option("--allow-http", help="Allow the token over plain http to a non-loopback host.")
     ] = False,
@@ -136,7 +141,11 @@ def create(
 ) -> None:
     """Create a profile. The first profile becomes the active one.
 
-    Example: valyent profiles create work --endpoint https://console.valyent.cloud/v1 --namespace acme --use
+    Examples:
+
+      valyent profiles create work --endpoint https://console.valyent.cloud/v1 --namespace acme --use
+
+      valyent profiles create ravel --endpoint https://ravel.example:3000 --namespace demo --auth-scheme raw --ca-cert ca.pem --client-cert me.pem --client-key me.key
     """
     out = _app(ctx).output()
     try:
@@ -150,6 +159,11 @@ def create(
         "region": _checked("--region", "region", region),
         "initd_endpoint": _checked("--initd-endpoint", "initd_endpoint", initd_endpoint),
         "timeout": _checked("--timeout", "timeout", timeout),
+        "cpu_kind": _checked("--cpu-kind", "cpu_kind", cpu_kind),
+        "auth_scheme": _checked("--auth-scheme", "auth_scheme", auth_scheme),
+        "ca_cert": _checked("--ca-cert", "ca_cert", ca_cert),
+        "client_cert": _checked("--client-cert", "client_cert", client_cert),
+        "client_key": _checked("--client-key", "client_key", client_key),
         "allow_http": True if allow_http else None,
         "token": _read_token_stdin() if token_stdin else None,
     }

@@ -189,7 +189,10 @@ def status(data_dir: Path | str | None = None) -> dict:
         "data_dir": str(data_dir),
         "machines": None,
         "machines_running": None,
+        "isolation": last.get("isolation") if info else None,  # namespaces, or none (then why)
     }
+    if info and last.get("isolation_problem"):
+        out["isolation_problem"] = last["isolation_problem"]
     db = data_dir / "state.db"
     if db.exists():
         import sqlite3

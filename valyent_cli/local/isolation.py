@@ -52,8 +52,15 @@ def nsenter() -> str | None:
 def exec_argv(init_pid: int, cmd: list[str]) -> list[str]:
     # --preserve-credentials: our own uid is root inside; without it nsenter calls setgroups, which a user
     # namespace made by an unprivileged user refuses
+    # setpriv inside: without CAP_SYS_ADMIN it cannot undo the machine's read-only mounts (as its workload)
     return [nsenter() or "nsenter", f"--target={init_pid}", "--user", "--mount", "--pid", "--root", "--wd",
-            "--preserve-credentials", "--", *cmd]
+            "--preserve-credentials", "--", setpriv() or "setpriv", "--bounding-set=-sys_admin", "--", *cmd]
+
+
+def setpriv() -> str | None:
+    """util-linux setpriv, when it lives where a machine sees it too (a system directory)."""
+    path = shutil.which("setpriv", path=MACHINE_PATH)
+    return path if path and any(path.startswith(d + "/") for d in SYSTEM_DIRS) else None
 
 
 def probe(work_dir: Path) -> str | None:
@@ -62,8 +69,8 @@ def probe(work_dir: Path) -> str | None:
         return "machine isolation needs Linux namespaces"
     if os.environ.get("VALYENT_LOCAL_ISOLATION", "").lower() in ("0", "off", "no", "none"):
         return "machine isolation is turned off (VALYENT_LOCAL_ISOLATION=off)"
-    if nsenter() is None:
-        return "util-linux nsenter is not installed"
+    if nsenter() is None or setpriv() is None:
+        return "util-linux nsenter and setpriv are not installed"
     true = shutil.which("true", path=MACHINE_PATH)
     if true is None:
         return "no `true` program to test namespaces with"

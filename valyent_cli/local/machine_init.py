@@ -21,10 +21,15 @@ Setup failures are written to stderr prefixed "machine init:" and exit with 125.
 
 import ctypes
 import errno
+import grp  # noqa: F401  (imported before the pivot: the standard library may not be in the machine)
 import json
 import os
+import pwd  # noqa: F401
 import signal
 import sys
+import warnings  # noqa: F401  (os.execvpe imports it)
+
+assert warnings  # the import is what matters
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -39,7 +44,10 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+PR_CAPBSET_DROP = 24
+CAP_SYS_ADMIN = 21
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203, "ppc64": 203,
+                  "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218, "armv6l": 218}
 SYS_MOUNT_SETATTR = 442
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -47,6 +55,8 @@ MOUNT_ATTR_RDONLY = 1
 LOCKED_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048 | 4096  # + noatime, nodiratime, relatime
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SETUP_FAILED = 125
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq")
+PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats")
 OLD_ROOT = ".valyent-host-root"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -145,7 +155,9 @@ def setup_root(spec, fds, dev_fds):
         os.mkdir(old, 0o700)
     os.chdir(root)
     arch = os.uname().machine
-    _check(libc.syscall(SYS_PIVOT_ROOT.get(arch, 155), b".", OLD_ROOT.encode()), "pivot_root")
+    if arch not in SYS_PIVOT_ROOT:  # the probe fails, and the sandbox says machines are not isolated
+        raise SetupError(f"pivot_root: unknown system call number on {arch}")
+    _check(libc.syscall(SYS_PIVOT_ROOT[arch], b".", OLD_ROOT.encode()), "pivot_root")
     os.chdir("/")
     ensure_dir("/dev")
     mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=1m")
@@ -162,6 +174,14 @@ def setup_root(spec, fds, dev_fds):
         mount(f"/proc/self/fd/{fd}", dst, None, MS_BIND | MS_REC)
         if ro:
             make_read_only(dst)
+    # the kernel's knobs stay out of reach even where root inside is the host's root uid (a sandbox run as root)
+    for path in PROC_READ_ONLY:
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND | MS_REC)
+            make_read_only(path)
+    for path in PROC_MASKED:
+        if os.path.isfile(path) and "null" in dev_fds:
+            mount("/dev/null", path, None, MS_BIND)
     # the binds above came from mounts of the old root: only now can it go
     _check(libc.umount2(f"/{OLD_ROOT}".encode(), MNT_DETACH), "detach the host's root")
     try:
@@ -173,12 +193,15 @@ def setup_root(spec, fds, dev_fds):
         os.chmod("/tmp", 0o1777)
 
 
+def drop_mount_capability():
+    """Root inside owns the namespaces, so it could unmount or remount read-write what init mounted read-only: drop
+    CAP_SYS_ADMIN from the bounding set (`exec` does the same through setpriv)."""
+    _check(libc.prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0), "drop CAP_SYS_ADMIN")
+
+
 def switch_user(user):
     if not user or user in ("root", "0", "0:0"):
         return
-    import grp
-    import pwd
-
     name, _, group = user.partition(":")
     try:
         pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
@@ -204,9 +227,23 @@ def switch_user(user):
     os.environ["HOME"] = home
 
 
+FORWARD = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+early_signals = []
+
+
+def hold_signals():
+    """PID 1 of a namespace gets a signal from outside only when it has a handler: keep those that arrive during
+    setup (a stop right after a start) to relay them to the workload once it runs."""
+    for s in FORWARD:
+        try:
+            signal.signal(s, lambda sig, _frame: early_signals.append(sig))
+        except (OSError, ValueError):
+            pass
+
+
 def run_workload(spec):
     """Fork the workload; forward signals to its process group; exit with its code when it exits."""
-    forward = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+    forward = FORWARD
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, forward)
     child = os.fork()
     if child == 0:
@@ -219,6 +256,7 @@ def run_workload(spec):
                     pass
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            drop_mount_capability()
             switch_user(spec.get("user"))
             os.chdir(spec.get("cwd") or "/")
             argv = spec["argv"]
@@ -229,6 +267,8 @@ def run_workload(spec):
         except OSError as exc:
             os.write(2, f"exec: {spec['argv'][0]!r}: {exc.strerror}\n".encode())
             os._exit(127 if exc.errno == errno.ENOENT else 126)
+        except BaseException as exc:  # never let the workload's child unwind into init's code
+            os.write(2, f"machine init: {exc!r}\n".encode())
         os._exit(126)
 
     def relay(sig, _frame):
@@ -245,6 +285,8 @@ def run_workload(spec):
             signal.signal(s, relay)
         except (OSError, ValueError):
             pass
+    for s in early_signals:
+        relay(s, None)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     while True:
         try:
@@ -257,6 +299,11 @@ def run_workload(spec):
 
 
 def main():
+    for s in FORWARD:  # the launcher lets init handle signals; init installs its own handlers first thing
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
     spec = json.loads(sys.argv[1])
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     try:
@@ -277,6 +324,7 @@ def main():
     ready_r, ready_w = os.pipe()
     init = os.fork()
     if init == 0:  # PID 1 of the machine
+        hold_signals()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.close(ready_r)
         try:
@@ -298,12 +346,6 @@ def main():
     os.close(ready_w)
     for fd in [*fds, *dev_fds.values(), state_fd]:
         os.close(fd)
-    for s in signal.Signals:
-        if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
-            try:
-                signal.signal(s, signal.SIG_IGN)
-            except (OSError, ValueError):
-                pass
     os.read(ready_r, 1)
     os.close(ready_r)
     while True:

@@ -195,6 +195,7 @@ RESERVED_PREFIX = "ravel."
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9._/-]+$")
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$")
 
 
 def unprocessable(message: str, location: str, value: Any = None) -> Problem:
@@ -217,7 +218,7 @@ def check_metadata(meta: Any, location: str = "body.metadata") -> dict | None:
         if items is None:
             continue
         if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
-            raise unprocessable(f"expected object of strings", f"{location}.{kind}", items)
+            raise unprocessable("expected object of strings", f"{location}.{kind}", items)
         loc = f"metadata.{kind}"
         one = kind[:-1]
         if len(items) > max_n:
@@ -289,9 +290,9 @@ def _check_workload_extras(workload: dict) -> None:
             name, path = vol.get("name"), vol.get("path")
             if not isinstance(name, str) or not name:
                 raise invalid("Volume name cannot be empty")
-            if not _NAME.match(name):  # it names a directory of the sandbox
-                raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits and '-'",
-                              f"{base}.volumes[{i}].name", name)
+            if not _VOLUME_NAME.match(name):  # it names a directory of the sandbox
+                raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
+                              "'.', not starting with '.'", f"{base}.volumes[{i}].name", name)
             if name in names:
                 raise invalid("Duplicate volume name: " + name)
             names.add(name)

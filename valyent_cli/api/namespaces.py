@@ -1,0 +1,45 @@
+"""Namespaces: the tenants of a Ravel server (`POST/GET /namespaces`, `GET/DELETE /namespaces/{name}`).
+
+Every fleet, machine, gateway and secret lives in one; a stock Ravel requires ``?namespace=`` on those routes
+and answers 404 "namespace not found" until the namespace is created.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from valyent_cli.api.client import parse_json
+from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api.types import ApiObject
+
+if TYPE_CHECKING:
+    from valyent_cli.api.client import Client
+
+
+class Namespace(ApiObject):
+    """A namespace: ``name``, ``created_at``."""
+
+    __slots__ = ()
+
+    def delete(self) -> None:
+        self._client.namespaces.delete(self["name"])
+
+
+class Namespaces:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[Namespace]:
+        data = self._client.get_json(self._client.url("namespaces"))
+        return [Namespace(item, self._client) for item in _array(data, "namespaces")]
+
+    def create(self, name: str) -> Namespace:
+        response = self._client.request("POST", self._client.url("namespaces"), json={"name": name})
+        return Namespace(_object(parse_json(response), "namespace"), self._client)
+
+    def get(self, name: str) -> Namespace:
+        return Namespace(_object(self._client.get_json(self._client.url("namespaces", name)), "namespace"),
+                         self._client)
+
+    def delete(self, name: str) -> None:
+        self._client.request("DELETE", self._client.url("namespaces", name))
