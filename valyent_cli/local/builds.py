@@ -310,7 +310,17 @@ def _extract(fileobj, dest: Path) -> None:
             total += max(member.size, 0)
             if total > MAX_CONTEXT:
                 raise ValueError("the build context is larger than 2 GiB")
-        tar.extractall(dest, filter="data")  # no absolute paths, no links out of dest, no devices
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")  # no absolute paths, no links out of dest, no devices
+            return
+        # Python before 3.11.4: only plain files and directories, with relative paths that stay inside
+        members = []
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                raise ValueError(f"refusing {member.name!r} in the build context (absolute, .., a link or a device)")
+            members.append(member)
+        tar.extractall(dest, members=members)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------------------
