@@ -190,6 +190,9 @@ def test_gateway_url_answers_from_the_containers_round_robin(podman_env, podman_
                 else:
                     time.sleep(0.1)
         assert seen == {"hello from the web image\n", "second machine\n"}
+        # a gateway created after the containers: their port is not published, the proxy reaches their address
+        late = json.loads(run_cli("gateways", "create", "--name", "late", "--port", "8080", "--json", env=env).stdout)
+        assert httpx.get(late["url"], timeout=5).text in seen
     finally:
         delete(env, a)
         delete(env, b)
