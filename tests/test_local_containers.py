@@ -114,6 +114,9 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
     assert r.returncode == 1
     assert "machine.prepare_failed" in r.stderr and "valyent-no-such-image" in r.stderr
     mid = r.stderr.split("Created machine ")[1].split()[0]
+    progress = [e["payload"]["prepare"]["progress"] for e in events(podman_env, mid)
+                if e["type"] == "machine.prepare" and e["payload"].get("prepare")]
+    assert progress and progress[0] == "pulling image localhost/valyent-no-such-image:1"  # the engine's lines follow
     # once the image exists, a start pulls (prepares) again, and runs it
     subprocess.run(["podman", "tag", engine_images["hello"], "localhost/valyent-no-such-image:1"], check=True)
     try:
