@@ -187,8 +187,18 @@ class ContainerDriver(Driver):
         guest = config.get("guest") or {}
         args = ["create", "--name", container_name(machine_id),
                 "--label", f"{MACHINE_LABEL}={machine_id}", "--label", f"{SANDBOX_LABEL}={self.sandbox_id}"]
+        plain = {k: v for k, v in env.items() if "\n" not in v and "\r" not in v}
+        if plain:
+            # in a 0600 file, not on a command line any local user can read (/proc/*/cmdline): secrets are in it
+            env_file = self.data_dir / "machines" / machine_id / "create.env"
+            env_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("".join(f"{k}={v}\n" for k, v in plain.items()))
+            args += ["--env-file", str(env_file)]
         for key, value in env.items():
-            args += ["--env", f"{key}={value}"]
+            if key not in plain:  # an env file cannot hold a line break
+                args += ["--env", f"{key}={value}"]
         if init.get("user"):
             args += ["--user", str(init["user"])]
         if limits and isinstance(guest.get("memory_mb"), int) and guest["memory_mb"] > 0:
@@ -222,11 +232,15 @@ class ContainerDriver(Driver):
         if not image:
             raise PrepareFailed("the machine has no image")
         config = {**config, "image": await self._pull(image, progress)}
-        code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
-        if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
-            progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
-                     f"({_error_text(err, 'error')}): the container runs without them")
-            code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace, limits=False))
+        try:
+            code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
+            if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
+                progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
+                         f"({_error_text(err, 'error')}): the container runs without them")
+                code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace,
+                                                                limits=False))
+        finally:
+            (self.data_dir / "machines" / machine_id / "create.env").unlink(missing_ok=True)
         if code != 0:
             raise PrepareFailed(f"creating the container: {_error_text(err, f'exit {code}')}")
 
