@@ -76,12 +76,12 @@ class GatewayProxy:
             await asyncio.wait(list(self.conns), timeout=2)
 
     # -- one connection -----------------------------------------------------------------------------------
-    def _serve(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        task = asyncio.current_task()
+    async def _serve(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()  # kept, so that shutdown ends open (kept-alive) connections
         if task is not None:
             self.conns.add(task)
             task.add_done_callback(self.conns.discard)
-        return self._proxy(gateway_id, reader, writer)
+        await self._proxy(gateway_id, reader, writer)
 
     async def _proxy(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h11
