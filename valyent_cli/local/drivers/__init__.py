@@ -38,22 +38,26 @@ def requested_is_bad(name: str | None) -> bool:
     return False
 
 
-def _docker_answers(path: str) -> bool:
+def _answers(args: list[str]) -> bool:
     try:
-        return subprocess.run([path, "version", "--format", "{{.Server.Version}}"], capture_output=True,
-                              timeout=5).returncode == 0
+        return subprocess.run(args, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
 
+def _docker_answers(path: str) -> bool:
+    return _answers([path, "version", "--format", "{{.Server.Version}}"])
+
+
 def choose(name: str | None) -> tuple[str, str | None]:
-    """(kind, engine executable). auto: podman if installed, else docker if its daemon answers, else process."""
+    """(kind, engine executable). auto: podman if it answers, else docker if its daemon answers, else process."""
     want = requested(name)
     if want == "process":
         return "process", None
     if want in ("auto", "podman"):
         podman = shutil.which("podman")
-        if podman:
+        # auto takes podman only when it answers (`podman info`: its storage and runtime are set up)
+        if podman and (want == "podman" or _answers([podman, "info", "--format", "{{.Host.OCIRuntime.Name}}"])):
             return "podman", podman
         if want == "podman":
             raise DriverError("the podman driver needs podman, which is not installed (or not on PATH)")
