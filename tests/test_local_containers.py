@@ -85,6 +85,12 @@ def test_fs_put_then_exec_cat_inside_the_container(podman_env, engine_images, tm
         assert read.returncode == 0 and read.stdout == "made inside\n"
         ls = run_cli("fs", "ls", mid, "/", env=podman_env)
         assert "www/" in ls.stdout.split()
+        assert run_cli("fs", "mkdir", mid, "/made/by/fs", env=podman_env).returncode == 0
+        assert run_cli("machines", "exec", mid, "--", "test", "-d", "/made/by/fs", env=podman_env).returncode == 0
+        stat = run_cli("fs", "stat", "--json", mid, "/data/note.txt", env=podman_env)
+        assert json.loads(stat.stdout)["size"] == len("written through fs put\n")
+        assert run_cli("fs", "rm", "-r", mid, "/made", env=podman_env).returncode == 0
+        assert run_cli("machines", "exec", mid, "--", "test", "-e", "/made", env=podman_env).returncode == 1
         limit = run_cli("machines", "exec", mid, "--", "sh", "-c",
                         "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
                         env=podman_env)
