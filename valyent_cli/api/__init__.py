@@ -25,6 +25,7 @@ from valyent_cli.api.errors import (
     TransportError,
     ValyentError,
 )
+from valyent_cli.api.builds import Build
 from valyent_cli.api.fleets import Fleet
 from valyent_cli.api.gateways import Gateway
 from valyent_cli.api.initd import FileSystem
@@ -59,7 +60,7 @@ __all__ = [
     "DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "Client", "Exchange", "ApiError", "AuthError", "BadRequest",
     "Conflict", "ConnectError", "DeadlineExceeded", "InvalidArgument", "NotFound", "PaymentRequired", "RateLimited", "ResponseError",
     "ServerError", "StreamError", "TimeoutError", "TransportError", "ValyentError", "FetchErrorWithPayload", "Fleet",
-    "Gateway", "FileSystem", "Machine", "entry_time", "CreateFleetPayload", "CreateGatewayPayload",
+    "Build", "Gateway", "FileSystem", "Machine", "entry_time", "CreateFleetPayload", "CreateGatewayPayload",
     "CreateMachinePayload", "ExecPayload", "ExecResult", "FSEntry", "GuestConfig", "HealthStatus", "InitConfig",
     "LogEntry", "MachineConfig", "MachineEvent", "MachineEventType", "MachineStatus", "Origin", "RestartConfig",
     "RestartPolicy", "StopConfig", "Workload",
