@@ -174,6 +174,9 @@ def test_local_status_shows_the_driver(podman_sandbox, tmp_path):
                 env=sandbox_env(tmp_path, podman_sandbox))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["driver"] == "podman"
+    human = run_cli("local", "status", "--data-dir", str(podman_sandbox.data_dir),
+                    env=sandbox_env(tmp_path, podman_sandbox))
+    assert "Driver:   podman" in human.stdout and "a container of its image per machine" in human.stdout
 
 
 def test_gateway_url_answers_from_the_containers_round_robin(podman_env, podman_sandbox, engine_images):

@@ -147,6 +147,7 @@ def status(data_dir: DataDirOpt = None,
     if st["machines"] is not None:
         rows.append(("Machines", f"{st['machines']} ({st['machines_running']} running)"))
     if st["running"] and st.get("isolation"):
-        rows.append(("Isolated", "yes, a root of its own per machine" if st["isolation"] == "namespaces"
-                     else f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
+        isolated = {"namespaces": "yes, a root of its own per machine",
+                    "container": "yes, a container of its image per machine"}.get(st["isolation"])
+        rows.append(("Isolated", isolated or f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
     out.fields(st, rows)
