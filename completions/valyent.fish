@@ -45,13 +45,15 @@ end
 function __valyent_subcommands
     switch $argv[1]
         case ''
-        printf '%s\n' fleets machines gateways fs logs namespaces secrets nodes auth profiles local completion
+        printf '%s\n' fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion
         case 'fleets'
         printf '%s\n' list create show delete label use
         case 'machines'
         printf '%s\n' create list show start stop restart delete wait events exec enable-gateway disable-gateway label versions run
         case 'gateways'
         printf '%s\n' list create show delete
+        case 'builds'
+        printf '%s\n' create list show logs cancel
         case 'fs'
         printf '%s\n' ls stat cat get put mkdir rm
         case 'namespaces'
@@ -114,6 +116,10 @@ function __valyent_value_options
         string split ' ' -- '--fleet'
         case 'gateways delete'
         string split ' ' -- '--fleet'
+        case 'builds create'
+        string split ' ' -- '-i --image -t --tag --registry -f --dockerfile --build-arg --target'
+        case 'builds list'
+        string split ' ' -- '--limit'
         case 'fs ls'
         string split ' ' -- '--fleet'
         case 'fs stat'
@@ -141,9 +147,9 @@ function __valyent_value_options
         case 'profiles import'
         string split ' ' -- '--path --name'
         case 'local serve'
-        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes'
+        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes --driver'
         case 'local start'
-        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes'
+        string split ' ' -- '--host --port --data-dir --log-max-lines --log-max-bytes --driver'
         case 'local stop'
         string split ' ' -- '--data-dir'
         case 'local status'
@@ -157,6 +163,7 @@ complete -c valyent -f
 complete -c valyent -n '__valyent_at \'\'' -a 'fleets' -d 'Manage fleets (groups of machines).'
 complete -c valyent -n '__valyent_at \'\'' -a 'machines' -d 'Manage machines: create, list, start, stop, wait, exec and more.'
 complete -c valyent -n '__valyent_at \'\'' -a 'gateways' -d 'Manage gateways (public access to a port of a fleet\'s machines).'
+complete -c valyent -n '__valyent_at \'\'' -a 'builds' -d 'Build container images from a directory (its Dockerfile), then run them with `machines create --image`.'
 complete -c valyent -n '__valyent_at \'\'' -a 'fs' -d 'Read and write a machine\'s files.'
 complete -c valyent -n '__valyent_at \'\'' -a 'logs' -d 'Print the logs of a machine, or of the whole fleet interleaved by time; -f follows them live.'
 complete -c valyent -n '__valyent_at \'\'' -a 'namespaces' -d 'Manage namespaces. A stock Ravel needs one before anything else: create it, then select it with --namespace, VALYENT_NAMESPACE or `valyent profiles set namespace NAME`.'
@@ -433,6 +440,45 @@ complete -c valyent -n '__valyent_at \'gateways delete\'' -l fleet -x -a '(__val
 complete -c valyent -n '__valyent_at \'gateways delete\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'gateways delete\'' -a '(__valyent_dynamic gateway)'
 
+# valyent builds
+complete -c valyent -n '__valyent_at \'builds\'' -a 'create' -d 'Build an image from DIR: the context is sent (honouring .dockerignore) and the build log followed live.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'list' -d 'List the namespace\'s builds, newest first.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'show' -d 'Show a build: its image, status, error, digest and duration.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'logs' -d 'Print a build\'s log (stdout); -f follows it live until the build ends.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'cancel' -d 'Cancel a build that has not ended.'
+complete -c valyent -n '__valyent_at \'builds\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent builds create
+complete -c valyent -n '__valyent_at \'builds create\'' -s i -l image -x -d 'Name of the image to build.'
+complete -c valyent -n '__valyent_at \'builds create\'' -s t -l tag -x -d 'Image tag (default latest).'
+complete -c valyent -n '__valyent_at \'builds create\'' -l registry -x -d 'Registry to push to (Ravel requires one; the local sandbox keeps the image without).'
+complete -c valyent -n '__valyent_at \'builds create\'' -s f -l dockerfile -r -F -d 'The Dockerfile, relative to DIR.'
+complete -c valyent -n '__valyent_at \'builds create\'' -l build-arg -x -d 'A build argument (repeatable).'
+complete -c valyent -n '__valyent_at \'builds create\'' -l target -x -d 'Build stage to stop at.'
+complete -c valyent -n '__valyent_at \'builds create\'' -l no-cache -d 'Do not use the build cache.'
+complete -c valyent -n '__valyent_at \'builds create\'' -s d -l detach -d 'Return once the build started, without following its log.'
+complete -c valyent -n '__valyent_at \'builds create\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'builds create\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'builds create\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'builds create\'' -F
+
+# valyent builds list
+complete -c valyent -n '__valyent_at \'builds list\'' -l limit -x -d 'At most N builds (server default 20).'
+complete -c valyent -n '__valyent_at \'builds list\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'builds list\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'builds list\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent builds show
+complete -c valyent -n '__valyent_at \'builds show\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'builds show\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent builds logs
+complete -c valyent -n '__valyent_at \'builds logs\'' -s f -l follow -d 'Keep printing until the build ends.'
+complete -c valyent -n '__valyent_at \'builds logs\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent builds cancel
+complete -c valyent -n '__valyent_at \'builds cancel\'' -s h -l help -d 'Show this message and exit.'
+
 # valyent fs
 complete -c valyent -n '__valyent_at \'fs\'' -a 'ls' -d 'List a directory (directories end with /).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'stat' -d 'Show a file\'s or directory\'s type, size and modification time.'
@@ -652,6 +698,7 @@ complete -c valyent -n '__valyent_at \'local serve\'' -l data-dir -r -F -d 'Wher
 complete -c valyent -n '__valyent_at \'local serve\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
+complete -c valyent -n '__valyent_at \'local serve\'' -l driver -x -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
 complete -c valyent -n '__valyent_at \'local serve\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local start
@@ -661,6 +708,7 @@ complete -c valyent -n '__valyent_at \'local start\'' -l data-dir -r -F -d 'Wher
 complete -c valyent -n '__valyent_at \'local start\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
 complete -c valyent -n '__valyent_at \'local start\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
 complete -c valyent -n '__valyent_at \'local start\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
+complete -c valyent -n '__valyent_at \'local start\'' -l driver -x -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
 complete -c valyent -n '__valyent_at \'local start\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local stop

@@ -24,6 +24,8 @@ from helpers import REPO
 
 from valyent_cli.local.procs import find_machine_processes
 
+pytest_plugins = ("engine",)  # its fixture engine_images
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,6 +35,8 @@ def free_port() -> int:
 
 def clean_environ() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
+    # the sandbox's machines are local processes unless a test asks for a container driver
+    env["VALYENT_LOCAL_DRIVER"] = "process"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return env
 
@@ -40,8 +44,9 @@ def clean_environ() -> dict:
 class Sandbox:
     """A sandbox server in a subprocess, started as a user would: `valyent local serve`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, driver: str = "process"):
         self.data_dir = Path(data_dir)
+        self.driver = driver
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = self.base + "/v1"
@@ -65,7 +70,7 @@ class Sandbox:
         log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), "--driver", self.driver],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_environ(), cwd=str(REPO),
         )
         log.close()
@@ -149,6 +154,39 @@ def fresh_sandbox(tmp_path):
         yield sb
     finally:
         sb.finish()
+
+
+@pytest.fixture(scope="session")
+def podman_sandbox(tmp_path_factory, engine_images):
+    """A sandbox whose machines are podman containers (skips, saying why, without podman and busybox)."""
+    sb = Sandbox(tmp_path_factory.mktemp("podman-sandbox") / "data", driver="podman").start()
+    try:
+        yield sb
+    finally:
+        try:
+            sb.finish()
+        finally:
+            from engine import remove_containers_of_sandbox
+
+            remove_containers_of_sandbox(sb.data_dir)
+
+
+def sandbox_env(tmp_path, sb: Sandbox) -> dict:
+    env = clean_environ()
+    env.update(
+        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
+        VALYENT_API_URL=sb.url,
+        VALYENT_API_TOKEN=sb.token,
+        VALYENT_INITD_URL=sb.initd,
+        VALYENT_FLEET="default",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@pytest.fixture()
+def podman_env(tmp_path, podman_sandbox) -> dict:
+    return sandbox_env(tmp_path, podman_sandbox)
 
 
 @pytest.fixture()

@@ -110,8 +110,8 @@ def test_mkdir_put_ls_stat(cli, machine, tmp_path):
 
 def test_cat_is_binary_safe(cli, machine):
     m, client = machine
-    client.fs(m["id"]).write("/bin/all.bin", ALL_BYTES)
-    result = ok(cli("fs", "cat", m["id"], "/bin/all.bin"))
+    client.fs(m["id"]).write("/data/all.bin", ALL_BYTES)
+    result = ok(cli("fs", "cat", m["id"], "/data/all.bin"))
     assert result.out == ALL_BYTES
     assert result.err == ""
 
@@ -119,9 +119,9 @@ def test_cat_is_binary_safe(cli, machine):
 def test_cat_into_a_closed_pipe_is_quiet(env, machine):
     """`valyent fs cat M big | head -c 10`: exit 0 and no error when the reader goes away."""
     m, client = machine
-    client.fs(m["id"]).write("/bin/big.bin", os.urandom(8 * 1024 * 1024))
+    client.fs(m["id"]).write("/data/big.bin", os.urandom(8 * 1024 * 1024))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "valyent_cli", "fs", "cat", m["id"], "/bin/big.bin"],
+        [sys.executable, "-m", "valyent_cli", "fs", "cat", m["id"], "/data/big.bin"],
         env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:

@@ -63,6 +63,13 @@ def test_start_status_stop(local_env, tmp_path):
     assert int((data / "server.pid").read_text()) == info["pid"]
     config = (tmp_path / "config" / "config.toml").read_text()
     assert f"http://127.0.0.1:{port}/v1" in config and (data / "token").read_text().strip() in config
+    # the sandbox's own namespace, so that namespace-scoped commands work without flags
+    assert 'namespace = "default"' in config
+    ok(run_cli("secrets", "set", "db-password", input="hunter2\n", env=local_env))
+    assert "db-password" in ok(run_cli("secrets", "list", env=local_env)).stdout
+    # machines get their own root, or `start` said once why not
+    assert info["isolation"] in ("namespaces", "none")
+    assert ("not isolated" in r.stderr) == (info["isolation"] == "none")
 
     again = ok(run_cli("local", "start", env=local_env))
     assert "already running" in again.stderr
@@ -72,12 +79,13 @@ def test_start_status_stop(local_env, tmp_path):
     assert st["machines"] == 0
     human = ok(run_cli("local", "status", env=local_env))
     assert info["endpoint"] in human.stdout and "Running:  yes" in human.stdout
+    assert st["isolation"] == info["isolation"] and "Isolated:" in human.stdout
 
     # the profile just made active is enough to use the sandbox
     created = ok(run_cli("machines", "create", "--image", "nginx", "-q", env=local_env))
     machine_id = created.stdout.strip()
     assert machine_id
-    assert [m for _, m in find_machine_processes(data)] == [machine_id]
+    assert {m for _, m in find_machine_processes(data)} == {machine_id}  # its launcher, init and workload
     assert json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)["machines"] == 1
 
     r = ok(run_cli("local", "stop", env=local_env))
@@ -118,3 +126,23 @@ def test_ensure_running_starts_once(tmp_path):
         assert daemon.ensure_running(data)["port"] == port
     finally:
         daemon.stop(data)
+
+
+def test_without_namespaces_start_says_so_once_and_machines_run_as_before(local_env, tmp_path):
+    """The documented fallback (forced here; it is what a kernel without user namespaces gets)."""
+    env = {**local_env, "VALYENT_LOCAL_ISOLATION": "off"}
+    port = free_port()
+    first = ok(run_cli("local", "start", "--port", str(port), env=env))
+    assert "not isolated" in first.stderr and "VALYENT_LOCAL_ISOLATION=off" in first.stderr
+    again = ok(run_cli("local", "start", env=env))
+    assert "not isolated" not in again.stderr  # once
+    assert "Isolated: no" in ok(run_cli("local", "status", env=env)).stdout
+    mid = ok(run_cli("machines", "create", "--image", "alpine", "-q", "--volume", "kept:/data", "--", "sleep", "60",
+                     env=env)).stdout.strip()
+    root = tmp_path / "sbx" / "machines" / mid / "root"
+    # a plain process in its directory, its volume a symlink there
+    assert ok(run_cli("machines", "exec", mid, "--", "pwd", env=env)).stdout.strip() == str(root)
+    ok(run_cli("machines", "exec", mid, "--", "sh", "-c", "echo v > data/f", env=env))
+    assert (tmp_path / "sbx" / "volumes" / "default" / "kept" / "f").read_text() == "v\n"
+    assert ok(run_cli("fs", "cat", mid, "/data/f", env=env)).stdout == "v\n"
+    ok(run_cli("local", "stop", env=env))

@@ -238,7 +238,10 @@ def test_env_cwd_and_argv_without_shell(api, fleet, sandbox):
                entrypoint=[sys.executable], env=["GREETING=hello world"])
     wait(api, fleet, m, "stopped")
     out = [x["message"] for x in api.get(path(fleet, m, "/logs")).json()]
-    root = str(sandbox.data_dir / "machines" / m["id"] / "root")
+    if httpx.get(sandbox.base + "/healthz").json()["isolation"] == "namespaces":
+        root = "/"  # the machine's own directory is its root
+    else:
+        root = str(sandbox.data_dir / "machines" / m["id"] / "root")
     assert os.path.realpath(out[0]) == os.path.realpath(root)
     assert out[1:] == ["hello world", root, "['a b', '$HOME']"]
 
@@ -359,7 +362,8 @@ def test_exec(api, fleet, sandbox):
                                                 "timeout_ms": 5000})
     assert r.status_code == 200
     body = r.json()
-    root = str(sandbox.data_dir / "machines" / m["id"] / "root")
+    isolated = httpx.get(sandbox.base + "/healthz").json()["isolation"] == "namespaces"
+    root = "/" if isolated else str(sandbox.data_dir / "machines" / m["id"] / "root")
     assert body == {"stdout": f"machine\n{root}\n", "stderr": "oops\n", "exit_code": 3}
     r = api.post(path(fleet, m, "/exec"), json={"cmd": ["no-such-binary-here"], "timeout_ms": 5000}).json()
     assert r["exit_code"] == 127 and "not found" in r["stderr"]

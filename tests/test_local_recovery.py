@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from helpers import machine_payload, wait_until
 
 
@@ -64,7 +66,9 @@ def test_kill9_leaves_no_orphans_and_reconciles(fresh_sandbox):
         # a child that is not the process group leader survives its parent's death unless someone cleans up
         always = _create(api, ["sh", "-c", "sleep 600 & echo started; wait"], restart={"policy": "always"})
         never = _create(api, ["sh", "-c", "sleep 600 & wait"])
-        wait_until(lambda: len(_pids(sb, always)) == 2 and len(_pids(sb, never)) == 2, message="machine processes")
+        # an isolated machine adds its launcher and its init (PID 1 of its namespace) to the shell and the sleep
+        n = 4 if httpx.get(sb.base + "/healthz").json()["isolation"] == "namespaces" else 2
+        wait_until(lambda: len(_pids(sb, always)) == n and len(_pids(sb, never)) == n, message="machine processes")
         before = _pids(sb, always) | _pids(sb, never)
     sb.kill9()
     # the direct children (the shells) die with the server, by their parent-death signal; what they started
@@ -85,7 +89,7 @@ def test_kill9_leaves_no_orphans_and_reconciles(fresh_sandbox):
         types = [e["type"] for e in evs]
         assert types[-3:] == ["machine.exited", "machine.start", "machine.started"]
         assert evs[-2]["payload"] == {"start": {"is_restart": True}} and evs[-2]["origin"] == "ravel"
-        wait_until(lambda: len(_pids(sb, always)) == 2, message="the restarted machine's processes")
+        wait_until(lambda: len(_pids(sb, always)) == n, message="the restarted machine's processes")
         assert not _pids(sb, always) & before
         # the store is consistent and usable
         assert api.post(f"/fleets/default/machines/{never}/start").status_code == 200

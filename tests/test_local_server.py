@@ -45,7 +45,7 @@ def fleet(api):
 
 def test_healthz_needs_no_token(sandbox):
     r = httpx.get(sandbox.base + "/healthz")
-    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["isolation"] in ("namespaces", "none")
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "token x"}])
@@ -126,7 +126,9 @@ def test_gateways(api, fleet):
     r = api.post(base, json={"name": "web", "target_port": 8080})
     assert r.status_code == 201
     gw = r.json()
-    assert set(gw) == {"id", "name", "namespace", "fleet_id", "protocol", "target_port"}
+    # the contract's keys, plus the sandbox's loopback url (docs/sandbox.md)
+    assert set(gw) == {"id", "name", "namespace", "fleet_id", "protocol", "target_port", "url"}
+    assert gw["url"].startswith("http://127.0.0.1:")
     assert gw["id"].startswith("gw_") and gw["fleet_id"] == fleet["id"] and gw["protocol"] == "https"
     assert gw["target_port"] == 8080 and gw["namespace"] == "default"
     assert api.get(base).json() == [gw]

@@ -750,6 +750,7 @@ def save_login(profile: str, token: str, **values: Any) -> bool:
 def save_local_profile(
     endpoint: str, token: str, initd_endpoint: str, fleet: str = "default", activate: bool = True,
     data_dir: str | None = None,
+    namespace: str | None = None,
 ) -> str | None:
     """Write (or refresh) the ``local`` profile for the sandbox. Returns the profile that was active before, so
     that ``valyent local stop`` can switch back to it. Other keys of an existing local profile are kept."""
@@ -763,6 +764,8 @@ def save_local_profile(
         }
         if data_dir is not None:
             clean["data_dir"] = check_profile_value("data_dir", data_dir)
+        if namespace:  # the sandbox's own: namespace-scoped commands (secrets) work without flags
+            clean["namespace"] = check_profile_value("namespace", namespace)
     except ValueError as exc:
         raise _usage(exc) from None
     store = ConfigStore()

@@ -75,8 +75,8 @@ def root(
                          no_color=no_color)
 
 
-GROUPS = ("fleets", "machines", "gateways", "fs", "logs", "namespaces", "secrets", "nodes", "auth", "profiles", "local",
-          "completion")
+GROUPS = ("fleets", "machines", "gateways", "builds", "fs", "logs", "namespaces", "secrets", "nodes", "auth", "profiles",
+          "local", "completion")
 _registered: set[str] = set()
 # Global options that take a value: a group name after one of them is its value, not the group.
 _VALUE_OPTIONS = ("--profile", "-p", "--endpoint", "--namespace")

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
         "NotFound", "PaymentRequired", "RateLimited", "ResponseError", "ServerError", "StreamError", "TimeoutError",
         "TransportError", "ValyentError",
     ], "errors"),
+    "Build": "builds",
     "Fleet": "fleets",
     "Gateway": "gateways",
     "FileSystem": "initd",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
         PaymentRequired, RateLimited, ResponseError, ServerError, StreamError, TimeoutError, TransportError,
         ValyentError,
     )
+    from valyent_cli.api.builds import Build  # noqa: F401
     from valyent_cli.api.fleets import Fleet  # noqa: F401
     from valyent_cli.api.gateways import Gateway  # noqa: F401
     from valyent_cli.api.initd import FileSystem  # noqa: F401

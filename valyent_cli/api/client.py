@@ -196,6 +196,13 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(endpoint={self.endpoint!r}, namespace={self.namespace!r})"
 
+    @property
+    def builds(self) -> Any:
+        """Image builds (`valyent_cli.api.builds.Builds`), imported on first use."""
+        from valyent_cli.api.builds import Builds
+
+        return Builds(self)
+
     def fs(self, machine_id: str) -> Any:
         """The filesystem of a machine, on its initd host."""
         from valyent_cli.api.initd import FileSystem

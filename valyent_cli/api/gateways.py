@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class Gateway(ApiObject):
-    """A gateway: ``id``, ``name``, ``namespace``, ``fleet_id``, ``protocol``, ``target_port``."""
+    """A gateway: ``id``, ``name``, ``namespace``, ``fleet_id``, ``protocol``, ``target_port``, and on the local
+    sandbox ``url`` (where it answers, on loopback)."""
 
     __slots__ = ()
 

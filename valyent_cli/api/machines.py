@@ -38,12 +38,14 @@ class Machine(ApiObject):
     ``config``, ``created_at``, ``updated_at``, ``events``, ``state``, and maybe ``health``, ``gateway_enabled``.
     """
 
-    __slots__ = ("_fleet_ref",)
+    __slots__ = ("_fleet_ref", "notices")
 
     def __init__(self, data: dict[str, Any] | None = None, client: Any = None, fleet: str | None = None) -> None:
         super().__init__(data, client)
         # The fleet the machine was fetched through: used when the answer lacks its `fleet` key.
         self._fleet_ref = fleet
+        #: what the server said about the request beside the object (the sandbox's `Valyent-Notice` header)
+        self.notices: list[str] = []
 
     @property
     def _m(self) -> Machines:
@@ -125,7 +127,9 @@ class Machines:
         API reads it.
         """
         response = self._client.request("POST", self._url(fleet), json=_wire_payload(payload))
-        return Machine(_object(parse_json(response), "machine"), self._client, fleet)
+        machine = Machine(_object(parse_json(response), "machine"), self._client, fleet)
+        machine.notices = response.headers.get_list("valyent-notice")
+        return machine
 
     def list(self, fleet: str, destroyed: bool = False, labels: dict[str, str] | None = None) -> list[Machine]:
         """The fleet's machines; with ``labels``, only those carrying all of them (Ravel has no label filter on

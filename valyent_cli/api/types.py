@@ -176,6 +176,25 @@ class GatewayData(TypedDict, total=False):
     fleet_id: str
     protocol: str
     target_port: int
+    url: str  # the local sandbox only: where the gateway answers, on loopback
+
+
+class BuildData(TypedDict, total=False):
+    """An image build (Ravel's `api/builds.go`)."""
+
+    id: str
+    namespace: str
+    node_id: str
+    image_name: str
+    tag: str
+    registry: str
+    full_image: str
+    status: str  # pending, building, pushing, completed, failed
+    digest: str
+    error: str
+    duration_ms: int
+    created_at: str
+    completed_at: str
 
 
 class LogEntry(TypedDict, total=False):

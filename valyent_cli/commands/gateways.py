@@ -20,16 +20,19 @@ app = typer.Typer(
 GatewayArg = Annotated[str, typer.Argument(metavar="GATEWAY", help="Gateway id or name.", show_default=False, autocompletion=complete.gateways)]
 
 
-def _columns(fleet_label: str | None = None):
+def _columns(gateways=(), fleet_label: str | None = None):
     from valyent_cli.cli.output import Column
 
-    return [
+    columns = [
         Column("ID", lambda g: g.get("id")),
         Column("NAME", lambda g: g.get("name")),
         Column("PROTOCOL", lambda g: g.get("protocol")),
         Column("TARGET PORT", lambda g: g.get("target_port"), justify="right"),
         Column("FLEET", lambda g: fleet_label or g.get("fleet_id")),
     ]
+    if any(g.get("url") for g in gateways):  # the local sandbox's gateways answer on a loopback URL
+        columns.append(Column("URL", lambda g: g.get("url") or "-"))
+    return columns
 
 
 def _setup(ctx: typer.Context, fleet: str | None, **kwargs):
@@ -46,7 +49,7 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     items = app_.client.gateways.list(fleet_ref)
     label = resolve.fleet_label(app_, fleet_ref, with_id=False) if items and not (json or quiet) else None
-    out.table(items, _columns(label), empty=f"No gateways in fleet {fleet_ref}.")
+    out.table(items, _columns(items, label), empty=f"No gateways in fleet {fleet_ref}.")
 
 
 @app.command("create")
@@ -74,7 +77,8 @@ def create(
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)
     if not (json or quiet):
-        out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}")
+        url = f": {gateway['url']}" if gateway.get("url") else ""
+        out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}{url}")
     _show(out, gateway)
 
 
@@ -89,8 +93,11 @@ def show(ctx: typer.Context, gateway: GatewayArg, fleet: FleetOpt = None, json: 
 
 
 def _show(out, g) -> None:
-    out.fields(g, [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
-                   ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))])
+    rows = [("ID", g.get("id")), ("Name", g.get("name")), ("Protocol", g.get("protocol")),
+            ("Target port", g.get("target_port")), ("Fleet", g.get("fleet_id")), ("Namespace", g.get("namespace"))]
+    if g.get("url"):
+        rows.append(("URL", g.get("url")))
+    out.fields(g, rows)
 
 
 @app.command("delete")

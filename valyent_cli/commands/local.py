@@ -23,6 +23,12 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", metavar="DIR", help="Where the sandbox keeps its state and machines (env VALYENT_LOCAL_DIR).",
                  show_default=False),
 ]
+DriverOpt = Annotated[
+    Optional[str],
+    typer.Option("--driver", metavar="DRIVER",
+                 help="How machines run: auto (podman, else docker if its daemon answers, else process), process, "
+                      "podman or docker (env VALYENT_LOCAL_DRIVER).", show_default=False),
+]
 AllowRemoteOpt = Annotated[
     bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (anyone with the token can run commands).")
 ]
@@ -106,10 +112,10 @@ def _set_retention(lines: int | None, size: str | None) -> bool:
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False, log_max_lines: LogLinesOpt = None,
-          log_max_bytes: LogBytesOpt = None) -> None:
+          log_max_bytes: LogBytesOpt = None, driver: DriverOpt = None) -> None:
     """Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.
 
-    Example: valyent local serve --port 9000 --data-dir ./sandbox
+    Example: valyent local serve --port 9000 --data-dir ./sandbox --driver podman
     """
     _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
@@ -121,7 +127,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     data = resolve_data_dir(data_dir)
     _err(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
     try:
-        run_server(host, port, data, allow_remote)
+        run_server(host, port, data, allow_remote, driver)
     except ServeError as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(2 if exc.usage else 1) from None
@@ -130,20 +136,26 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 @app.command()
 def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False, log_max_lines: LogLinesOpt = None,
-          log_max_bytes: LogBytesOpt = None) -> None:
+          log_max_bytes: LogBytesOpt = None, driver: DriverOpt = None) -> None:
     """Start the sandbox in the background and make the `local` profile active.
 
-    Each machine's log is kept within --log-max-lines and --log-max-bytes (the oldest lines go first); the log
-    of a destroyed machine is removed.
+    Machines are containers of their image with podman or docker when one is there (--driver auto), else local
+    processes that run the machine's command but not its image (--driver process). Each machine's log is kept
+    within --log-max-lines and --log-max-bytes (the oldest lines go first); the log of a destroyed machine is
+    removed.
 
-    Example: valyent local start --log-max-lines 100000 && valyent machines create --image nginx
+    Examples:
+
+      valyent local start --driver podman && valyent machines create --image nginx
+
+      valyent local start --log-max-lines 100000
     """
     retention = _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local import daemon
     from valyent_cli.local.runner import ServeError
 
     try:
-        info, started = daemon.start(_data_dir(data_dir), host, port, allow_remote)
+        info, started = daemon.start(_data_dir(data_dir), host, port, allow_remote, driver)
     except ServeError as exc:
         _err(f"Error: {exc}")
         raise typer.Exit(2 if exc.usage else 1) from None
@@ -151,9 +163,16 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         _err(f"Error: {exc}")
         raise typer.Exit(1) from None
     if started:
-        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}).")
+        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}, "
+             f"driver {info.get('driver', 'process')}).")
+        if info.get("isolation") == "none":
+            _err(f"Warning: machines run as plain processes, not isolated from each other or from this computer: "
+                 f"{info.get('isolation_problem') or 'namespaces are unavailable'} (see the README, Sandbox isolation).")
     else:
-        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}).")
+        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
+             f"driver {info.get('driver', 'process')}).")
+        if driver and info.get("driver") and info["driver"] != driver and driver != "auto":
+            _err(f"It keeps its driver {info['driver']}: `valyent local stop` first to change it.")
         if retention:
             _err("Its log retention is unchanged: `valyent local stop` first to start it with a new one.")
 
@@ -166,6 +185,7 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         fleet=_fleet_to_keep(info),
         activate=True,
         data_dir=str(info["data_dir"]),
+        namespace=info.get("namespace") or "default",
     )
     if previous and previous != "local":
         _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
@@ -204,10 +224,14 @@ def status(data_dir: DataDirOpt = None,
     out = Output(json=as_json)
     rows = [("Running", f"yes (pid {st['pid']})" if st["running"] else "no (start it with `valyent local start`)")]
     if st["running"]:
-        rows += [("Endpoint", st["endpoint"]), ("Initd", st["initd_endpoint"])]
+        rows += [("Endpoint", st["endpoint"]), ("Initd", st["initd_endpoint"]), ("Driver", st["driver"] or "process")]
     elif st["endpoint"]:
         rows.append(("Endpoint", f"{st['endpoint']} (last used)"))
     rows.append(("Data dir", st["data_dir"]))
     if st["machines"] is not None:
         rows.append(("Machines", f"{st['machines']} ({st['machines_running']} running)"))
+    if st["running"] and st.get("isolation"):
+        isolated = {"namespaces": "yes, a root of its own per machine",
+                    "container": "yes, a container of its image per machine"}.get(st["isolation"])
+        rows.append(("Isolated", isolated or f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
     out.fields(st, rows)

@@ -168,6 +168,8 @@ def create(
         out.warn("interrupted before the server answered: the machine may have been created; "
                  f"look with `valyent machines list --fleet {fleet_ref}`")
         raise
+    for notice in machine.notices:  # the sandbox's process driver: the image is not run
+        out.warn(notice)
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
     if not detach and not body.get("skip_start"):
@@ -197,7 +199,7 @@ def _describe_event(event: dict[str, Any]) -> str:
             inner.update(payload[key])
     if "exit_code" in inner:
         parts.append(f"exit code {inner['exit_code']}")
-    for key in ("error", "reason"):
+    for key in ("error", "reason", "progress"):
         if inner.get(key):
             parts.append(f"{key}: {inner[key]}")
     if kind.endswith(".start") and inner.get("is_restart"):

@@ -91,7 +91,7 @@ def log_tail(data_dir: Path, lines: int = 20, since: int = 0) -> str:
 
 
 def start(data_dir: Path | str | None = None, host: str | None = None, port: int | None = None,
-          allow_remote: bool = False) -> tuple[dict, bool]:
+          allow_remote: bool = False, driver: str | None = None) -> tuple[dict, bool]:
     """Start the server in the background unless it runs. Returns (info, started_now); info has the token.
 
     Starters of one data dir take turns under a lock (`start.lock`): when several commands find the sandbox down
@@ -106,7 +106,7 @@ def start(data_dir: Path | str | None = None, host: str | None = None, port: int
         info = running_info(data_dir)
         if info:  # another starter got there first
             return {**info, "data_dir": str(data_dir), "token": read_token(data_dir)}, False
-        return _spawn(data_dir, host, port, allow_remote)
+        return _spawn(data_dir, host, port, allow_remote, driver)
 
 
 @contextlib.contextmanager
@@ -134,7 +134,8 @@ def _start_lock(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: bool) -> tuple[dict, bool]:
+def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: bool,
+           driver: str | None = None) -> tuple[dict, bool]:
     last = read_info(data_dir) or {}
     host = host or last.get("host") or DEFAULT_HOST
     port = port or last.get("port") or DEFAULT_PORT
@@ -145,6 +146,8 @@ def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: boo
            "--data-dir", str(data_dir)]
     if allow_remote:
         cmd.append("--allow-remote")
+    if driver:
+        cmd += ["--driver", driver]
     from valyent_cli.local.runner import rotate_server_log
 
     rotate_server_log(data_dir)  # before this start's lines, which its error message shows
@@ -204,6 +207,7 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
     pid = _pid(data_dir)
     if not pid or not _is_our_server(pid):
         procs.kill_machine_processes(data_dir)
+        _kill_containers(data_dir)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -214,11 +218,21 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
         while _alive(pid):
             time.sleep(0.05)
     procs.kill_machine_processes(data_dir)  # the server does this itself; this covers a SIGKILL
+    _kill_containers(data_dir)
     try:
         (data_dir / "server.pid").unlink()
     except OSError:
         pass
     return pid
+
+
+def _kill_containers(data_dir: Path) -> None:
+    """Containers of a server that died without stopping them (the server stops its own)."""
+    info = read_info(data_dir) or {}
+    if info.get("driver") in ("podman", "docker"):
+        from valyent_cli.local.drivers import kill_leftover_containers
+
+        kill_leftover_containers(data_dir)
 
 
 def _alive(pid: int) -> bool:
@@ -246,10 +260,14 @@ def status(data_dir: Path | str | None = None) -> dict:
         "host": last.get("host"),
         "port": last.get("port"),
         "pid": info.get("pid") if info else None,
+        "driver": info.get("driver") if info else None,
         "data_dir": str(data_dir),
         "machines": None,
         "machines_running": None,
+        "isolation": last.get("isolation") if info else None,  # namespaces, or none (then why)
     }
+    if info and last.get("isolation_problem"):
+        out["isolation_problem"] = last["isolation_problem"]
     db = data_dir / "state.db"
     if db.exists():
         import sqlite3

@@ -166,6 +166,8 @@ def check_create_machine(body: Any) -> dict:
         if v is not None and not isinstance(v, bool):
             raise invalid(f"{loc} must be a boolean", f"body.config.{loc}", v)
     check_stop_config(config.get("stop_config"), "body.config.stop_config")
+    _check_workload_extras(workload)
+    check_metadata(body.get("metadata"))
     for key in ("skip_start", "enable_machine_gateway"):
         if body.get(key) is not None and not isinstance(body[key], bool):
             raise invalid(f"{key} must be a boolean", f"body.{key}", body[key])
@@ -183,3 +185,159 @@ def check_exec(body: Any) -> tuple[list[str], int]:
     if not _is_int(timeout) or timeout < 0 or timeout > 3_600_000:
         raise invalid("timeout_ms must be an integer from 1 to 3600000", "body.timeout_ms", timeout)
     return cmd, timeout
+
+
+# -- Ravel's limits (api/metadata.go, ravel/validation.go, ravel/machines.go, api/secrets.go) -------------------------
+MAX_LABELS, MAX_ANNOTATIONS = 64, 32
+MAX_LABEL_KEY, MAX_LABEL_VALUE = 63, 255
+MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE = 253, 65536
+RESERVED_PREFIX = "ravel."
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9._/-]+$")
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$")
+
+
+def unprocessable(message: str, location: str, value: Any = None) -> Problem:
+    """huma's own validation failure (a field against its declared schema): 422."""
+    err: dict[str, Any] = {"message": message, "location": location}
+    if value is not None:
+        err["value"] = value
+    return Problem("INVALID_ARGUMENT", "validation failed", [err], status=422)
+
+
+def check_metadata(meta: Any, location: str = "body.metadata") -> dict | None:
+    """Labels and annotations, with Ravel's limits and messages; returns the metadata (None when empty)."""
+    if meta is None:
+        return None
+    meta = _obj(meta, location)
+    out = {}
+    for kind, max_n, max_k, max_v in (("labels", MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE),
+                                      ("annotations", MAX_ANNOTATIONS, MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE)):
+        items = meta.get(kind)
+        if items is None:
+            continue
+        if not isinstance(items, dict) or not all(isinstance(v, str) for v in items.values()):
+            raise unprocessable("expected object of strings", f"{location}.{kind}", items)
+        loc = f"metadata.{kind}"
+        one = kind[:-1]
+        if len(items) > max_n:
+            raise Problem("INVALID_ARGUMENT", f"too many {kind}: maximum {max_n} allowed, got {len(items)}",
+                          [{"message": f"maximum {max_n} {kind} allowed", "location": loc,
+                            "value": f"{len(items)} {kind}"}])
+        for key, value in items.items():
+            if not key:
+                raise invalid(f"{one} key cannot be empty", loc)
+            if len(key) > max_k:
+                raise Problem("INVALID_ARGUMENT",
+                              f"{one} key exceeds maximum length: {max_k} characters allowed, got {len(key)}",
+                              [{"message": f"{one} key exceeds maximum length of {max_k} characters",
+                                "location": loc, "value": key}])
+            if key.startswith(RESERVED_PREFIX):
+                raise Problem("INVALID_ARGUMENT", f"{one} key uses reserved prefix '{RESERVED_PREFIX}'",
+                              [{"message": f"{one} keys cannot start with reserved prefix '{RESERVED_PREFIX}'",
+                                "location": loc, "value": key}])
+            if kind == "labels" and not _LABEL_KEY.match(key):
+                raise Problem("INVALID_ARGUMENT", f"invalid label key: {key}",
+                              [{"message": "label keys can only contain alphanumeric characters, hyphens, "
+                                           "underscores, dots, and forward slashes", "location": loc, "value": key}])
+            if len(value) > max_v:
+                raise Problem("INVALID_ARGUMENT",
+                              f"{one} value exceeds maximum length: {max_v} characters allowed, got {len(value)}",
+                              [{"message": f"{one} value exceeds maximum length of {max_v} characters",
+                                "location": loc, "value": key}])
+        if items:
+            out[kind] = dict(items)
+    return out or None
+
+
+def check_secret_payload(body: Any, *, create: bool) -> tuple[str | None, str]:
+    body = _obj(body, "body", required=True)
+    name = None
+    if create:
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 63 or not SECRET_NAME.match(name):
+            raise unprocessable("expected string to match pattern ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$, 1-63 characters",
+                                "body.name", name)
+    value = body.get("value")
+    if not isinstance(value, str) or not value:
+        raise unprocessable("expected length >= 1", "body.value", None)
+    return name, value
+
+
+def _check_workload_extras(workload: dict) -> None:
+    base = "body.config.workload"
+    secrets = workload.get("secrets")
+    if secrets is not None:
+        if not isinstance(secrets, list):
+            raise invalid("secrets must be an array", f"{base}.secrets", None)
+        for i, ref in enumerate(secrets):
+            ref = _obj(ref, f"{base}.secrets[{i}]", required=True)
+            if not isinstance(ref.get("name"), str) or not ref["name"]:
+                raise invalid("secret name is required", f"{base}.secrets[{i}].name", ref.get("name"))
+            env_var = ref.get("env_var")
+            if not isinstance(env_var, str) or not ENV_NAME.match(env_var):
+                raise invalid("env_var must be an environment variable name", f"{base}.secrets[{i}].env_var", env_var)
+    volumes = workload.get("volumes")
+    if volumes is not None:
+        if not isinstance(volumes, list):
+            raise invalid("volumes must be an array", f"{base}.volumes", None)
+        if len(volumes) > 10:
+            raise invalid("Too many volumes: maximum 10 allowed")
+        names, paths = set(), set()
+        for i, vol in enumerate(volumes):
+            vol = _obj(vol, f"{base}.volumes[{i}]", required=True)
+            name, path = vol.get("name"), vol.get("path")
+            if not isinstance(name, str) or not name:
+                raise invalid("Volume name cannot be empty")
+            if not _VOLUME_NAME.match(name):  # it names a directory of the sandbox
+                raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
+                              "'.', not starting with '.'", f"{base}.volumes[{i}].name", name)
+            if name in names:
+                raise invalid("Duplicate volume name: " + name)
+            names.add(name)
+            if not isinstance(path, str) or not path:
+                raise invalid("Volume path cannot be empty")
+            if path[0] != "/":
+                raise invalid("Volume path must be absolute: " + path)
+            norm = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+            if ".." in norm.split("/") or norm == "/" or "\0" in path:
+                raise invalid(f"Volume path {path!r} must name a directory below /", f"{base}.volumes[{i}].path", path)
+            if path in paths:
+                raise invalid("Duplicate volume path: " + path)
+            paths.add(path)
+    networks = workload.get("private_networks")
+    if networks is not None:
+        if not isinstance(networks, list):
+            raise invalid("private_networks must be an array", f"{base}.private_networks", None)
+        if len(networks) > 5:
+            raise invalid("Too many private networks: maximum 5 allowed")
+        seen = set()
+        for i, net in enumerate(networks):
+            net = _obj(net, f"{base}.private_networks[{i}]", required=True)
+            name, ip = net.get("name"), net.get("ip")
+            if not isinstance(name, str) or not name:
+                raise invalid("Private network name cannot be empty")
+            if name in seen:
+                raise invalid("Duplicate private network name: " + name)
+            seen.add(name)
+            if not isinstance(ip, str) or not ip:
+                raise invalid("Private network IP cannot be empty")
+            if "/" not in ip:
+                raise invalid("Private network IP must be in CIDR notation (e.g., 10.0.1.2/24): " + ip)
+            import ipaddress
+
+            try:
+                ipaddress.ip_interface(ip)
+            except ValueError:
+                raise invalid("Invalid IP address in private network: " + ip) from None
+    hc = workload.get("health_check")
+    if hc is not None:
+        hc = _obj(hc, f"{base}.health_check")
+        cmd = hc.get("exec")
+        if not isinstance(cmd, list) or not cmd or not all(isinstance(x, str) for x in cmd) or not cmd[0]:
+            raise invalid("health_check.exec must be a non-empty array of strings", f"{base}.health_check.exec", cmd)
+        for key in ("interval", "timeout", "retries"):
+            v = hc.get(key)
+            if v is not None and (not _is_int(v) or v < 0):
+                raise unprocessable("expected integer >= 0", f"{base}.health_check.{key}", v)

@@ -139,8 +139,9 @@ def _lock(data_dir: Path):
     return fh
 
 
-def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> None:
-    """Run until SIGINT/SIGTERM; every machine is stopped before this returns."""
+def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driver: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM; every machine is stopped before this returns. `driver`: auto (default, or
+    VALYENT_LOCAL_DRIVER), process, podman or docker."""
     if not is_loopback(host) and not allow_remote:
         raise ServeError(
             f"refusing to listen on {host}, which is not a loopback address: the sandbox runs commands for whoever "
@@ -149,6 +150,12 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         )
     if not 0 < port < 65536:
         raise ServeError(f"invalid port {port}", usage=True)
+    from valyent_cli.local import drivers
+
+    try:
+        kind, engine = drivers.choose(driver)
+    except drivers.DriverError as exc:
+        raise ServeError(str(exc), usage=drivers.requested_is_bad(driver)) from None
     data_dir = ensure_data_dir(Path(data_dir))
     lock = _lock(data_dir)
     from valyent_cli.local import preflight
@@ -168,7 +175,12 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
 
     from valyent_cli.local.server import create_app
 
-    app = create_app(data_dir, token)
+    from valyent_cli.local import isolation
+    from valyent_cli.local.server import OWN_NAMESPACE
+
+    # the process driver isolates machines with namespaces where it can; a container engine isolates its own
+    isolation_problem = isolation.probe(data_dir / "machines") if kind == "process" else None
+    app = create_app(data_dir, token, isolation_problem, driver=kind, engine=engine)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
@@ -185,7 +197,11 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False) -> N
         timeout_graceful_shutdown=5, server_header=False,
     )
     server = Server(config)
-    info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port)}
+    info = {"host": host, "port": sock.getsockname()[1], "pid": os.getpid(), **server_urls(host, port),
+            "driver": kind, "namespace": OWN_NAMESPACE,
+            "isolation": "container" if kind != "process" else ("none" if isolation_problem else "namespaces")}
+    if isolation_problem:
+        info["isolation_problem"] = isolation_problem
     info.pop("base")
     _write_json(data_dir / "server.json", info)
     (data_dir / "server.pid").write_text(f"{os.getpid()}\n")
@@ -237,9 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--allow-remote", action="store_true")
+    p.add_argument("--driver", default=None)
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port, resolve_data_dir(args.data_dir), args.allow_remote)
+        serve(args.host, args.port, resolve_data_dir(args.data_dir), args.allow_remote, args.driver)
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2 if exc.usage else 1)

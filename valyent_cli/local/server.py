@@ -26,7 +26,9 @@ from valyent_cli.local.problems import (
     Problem,
     check_create_machine,
     check_exec,
+    check_metadata,
     check_name,
+    check_secret_payload,
     check_stop_config,
     invalid,
     not_found,
@@ -36,6 +38,7 @@ from valyent_cli.local.store import Store
 from valyent_cli.local.supervisor import ShuttingDown, Supervisor
 
 WAIT_STATES = ("running", "stopped", "destroyed")
+OWN_NAMESPACE = "default"  # what a request without ?namespace= uses; `local start` writes it into the profile
 LOG_BATCH = 5000
 #: log entries read, encoded and written at once when serving history (~3 MB a write at 160 bytes a line)
 LOG_HISTORY_BATCH = 20000
@@ -74,7 +77,20 @@ def _store(request: Request) -> Store:
 
 
 def _ns(request: Request) -> str:
-    return request.query_params.get("namespace") or "default"
+    return request.query_params.get("namespace") or OWN_NAMESPACE
+
+
+def _labels(request: Request) -> dict[str, str]:
+    """The `labels` filter: `labels[K]=V` (huma's deepObject map), or `labels=K=V,K2=V2`."""
+    wanted = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("labels[") and key.endswith("]"):
+            wanted[key[7:-1]] = value
+        elif key == "labels":
+            for item in filter(None, value.split(",")):
+                k, _, v = item.partition("=")
+                wanted[k] = v
+    return wanted
 
 
 #: the largest JSON body the API accepts (an upload, `fs write`, streams and has no such limit)
@@ -150,12 +166,19 @@ def _flag(request: Request, name: str) -> bool:
 
 # -- health --------------------------------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"ok": True})
+    sup = getattr(request.app.state, "supervisor", None)
+    body: dict[str, Any] = {"ok": True}
+    if sup is not None:
+        body["driver"] = sup.driver.name
+        body["isolation"] = sup.isolation
+        if sup.isolation == "none":
+            body["isolation_problem"] = sup.isolation_problem
+    return JSONResponse(body)
 
 
 # -- fleets --------------------------------------------------------------------------------------------------
 async def list_fleets(request: Request) -> Response:
-    return JSONResponse(_store(request).list_fleets(_ns(request)))
+    return JSONResponse(_store(request).list_fleets(_ns(request), _labels(request)))
 
 
 async def create_fleet(request: Request) -> Response:
@@ -163,11 +186,27 @@ async def create_fleet(request: Request) -> Response:
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
     name = check_name(body.get("name"), "fleet")
+    metadata = check_metadata(body.get("metadata"))
+    store = _store(request)
+    store.ensure_namespace(_ns(request))  # created on first use (Ravel answers 404 for an unknown namespace)
     try:
-        fleet = _store(request).create_fleet(_ns(request), name)
+        fleet = store.create_fleet(_ns(request), name)
     except sqlite3.IntegrityError:
         raise Problem("ALREADY_EXISTS", f"fleet {name!r} already exists") from None
+    if metadata:
+        store.set_fleet_metadata(fleet["id"], metadata)
+        fleet = store.get_fleet(_ns(request), fleet["id"])
     return JSONResponse(fleet, 201)
+
+
+async def update_fleet_metadata(request: Request) -> Response:
+    fleet = _fleet(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    metadata = check_metadata(body.get("metadata") or {}, "body.metadata")
+    _store(request).set_fleet_metadata(fleet["id"], metadata)
+    return JSONResponse(_store(request).get_fleet(_ns(request), fleet["id"]))
 
 
 async def get_fleet(request: Request) -> Response:
@@ -183,6 +222,7 @@ async def delete_fleet(request: Request) -> Response:
             f"fleet {fleet['name']!r} still has {live} machine(s) that are not destroyed: destroy them first"
         )
     store.destroy_fleet(fleet["id"])
+    await request.app.state.proxy.sync()
     return JSONResponse({**fleet, "status": "destroyed"})
 
 
@@ -191,21 +231,140 @@ async def create_machine(request: Request) -> Response:
     fleet = _fleet(request)
     body = check_create_machine(await _json_body(request))
     store = _store(request)
+    sup = _sup(request)
+    config = body["config"]
+    problem = sup.check_user(config)
+    if problem:
+        raise invalid(problem, "body.config.workload.init.user", (config.get("workload") or {})["init"]["user"])
+    secret_env = {}
+    for ref in (config.get("workload") or {}).get("secrets") or []:  # resolved now, as Ravel does
+        value = store.secret_value(_ns(request), ref["name"])
+        if value is None:
+            raise invalid("Secret not found: " + ref["name"])
+        secret_env[ref["env_var"]] = value
+    guest = config["guest"]
     mid = store.insert_machine(namespace=_ns(request), fleet_id=fleet["id"], region=body["region"],
-                               config=body["config"])
+                               config=config, metadata=check_metadata(body.get("metadata")),
+                               secret_env=secret_env, health=sup.initial_health(config),
+                               resources={"cpus_mhz": guest["cpus"] * 1000, "memory_mb": guest["memory_mb"]})
     if body.get("enable_machine_gateway"):
         store.update_machine(mid, gateway_enabled=1)
     await _sup(request).create(mid, bool(body.get("skip_start")))
-    return JSONResponse(_machine(request, mid), 201)
+    notice = _sup(request).driver.create_notice(body["config"])
+    # the CLI says it once on stderr; ASCII only, as a header must be
+    headers = {"Valyent-Notice": notice.encode("ascii", "replace").decode()} if notice else None
+    return JSONResponse(_machine(request, mid), 201, headers=headers)
 
 
 async def list_machines(request: Request) -> Response:
     fleet = _fleet(request)
     store = _store(request)
     destroyed = _flag(request, "destroyed")
+    labels = _labels(request)
     # Built as text from the stored JSON, in a worker thread: a big fleet never holds up the event loop.
-    body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader()))
+    body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader(), labels))
     return Response(body, media_type="application/json")
+
+
+async def update_machine_metadata(request: Request) -> Response:
+    mid = _machine_row(request)["id"]
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    _store(request).set_machine_metadata(mid, check_metadata(body.get("metadata") or {}, "body.metadata"))
+    return JSONResponse(_machine(request, mid))
+
+
+async def machine_versions(request: Request) -> Response:
+    return JSONResponse(_store(request).list_versions(_machine_row(request)["id"]))
+
+
+# -- namespaces, secrets, nodes --------------------------------------------------------------------------------
+def _namespace_name(request: Request) -> str:
+    name = request.path_params["namespace"]
+    store = _store(request)
+    if store.get_namespace(name) is None and not store.namespace_in_use(name):
+        raise not_found("namespace")
+    store.ensure_namespace(name)
+    return name
+
+
+async def list_namespaces(request: Request) -> Response:
+    return JSONResponse(_store(request).list_namespaces())
+
+
+async def create_namespace(request: Request) -> Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the body must be an object", "body")
+    name = check_name(body.get("name"), "namespace")
+    try:
+        return JSONResponse(_store(request).create_namespace(name))
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"namespace {name!r} already exists") from None
+
+
+async def get_namespace(request: Request) -> Response:
+    return JSONResponse(_store(request).get_namespace(_namespace_name(request)))
+
+
+async def delete_namespace(request: Request) -> Response:
+    name = _namespace_name(request)
+    store = _store(request)
+    if name == OWN_NAMESPACE:
+        raise precondition(f"namespace {name!r} is the sandbox's own")
+    if store.namespace_in_use(name):
+        raise precondition(f"namespace {name!r} still has fleets: delete them first")
+    store.delete_namespace(name)
+    return Response(status_code=204)
+
+
+async def list_secrets(request: Request) -> Response:
+    return JSONResponse(_store(request).list_secrets(_namespace_name(request)))
+
+
+async def create_secret(request: Request) -> Response:
+    ns = _namespace_name(request)
+    name, value = check_secret_payload(await _json_body(request), create=True)
+    try:
+        return JSONResponse(_store(request).create_secret(ns, name, value))
+    except sqlite3.IntegrityError:
+        raise Problem("ALREADY_EXISTS", f"secret {name!r} already exists") from None
+
+
+def _secret(request: Request) -> tuple[str, dict]:
+    ns = _namespace_name(request)
+    secret = _store(request).get_secret(ns, request.path_params["secret"])
+    if secret is None:
+        raise not_found("secret")
+    return ns, secret
+
+
+async def get_secret(request: Request) -> Response:
+    return JSONResponse(_secret(request)[1])
+
+
+async def update_secret(request: Request) -> Response:
+    ns, secret = _secret(request)
+    _, value = check_secret_payload(await _json_body(request), create=False)
+    _store(request).update_secret(ns, secret["name"], value)
+    return JSONResponse(_store(request).get_secret(ns, secret["name"]))
+
+
+async def delete_secret(request: Request) -> Response:
+    ns, secret = _secret(request)
+    _store(request).delete_secret(ns, secret["name"])
+    return Response(status_code=204)
+
+
+async def list_nodes(request: Request) -> Response:
+    import socket
+
+    from valyent_cli.local.store import now_rfc3339
+
+    return JSONResponse([{"id": "local", "address": request.url.hostname or "127.0.0.1",
+                          "agent_port": request.url.port or 0, "region": "local",
+                          "heartbeated_at": now_rfc3339(), "name": socket.gethostname()}])
 
 
 async def get_machine(request: Request) -> Response:
@@ -360,7 +519,8 @@ async def create_gateway(request: Request) -> Response:
         gw = _store(request).create_gateway(_ns(request), fleet["id"], name, port)
     except sqlite3.IntegrityError:
         raise Problem("ALREADY_EXISTS", f"gateway {name!r} already exists in fleet {fleet['name']!r}") from None
-    return JSONResponse(gw, 201)
+    await request.app.state.proxy.open(gw["id"])
+    return JSONResponse(_store(request).gateway_by_id(gw["id"]), 201)
 
 
 async def list_gateways(request: Request) -> Response:
@@ -381,6 +541,7 @@ async def get_gateway(request: Request) -> Response:
 async def delete_gateway(request: Request) -> Response:
     gw = _gateway(request)
     _store(request).delete_gateway(gw["id"])
+    await request.app.state.proxy.close(gw["id"])
     return JSONResponse(gw)
 
 
@@ -398,8 +559,32 @@ def _initd_machine(request: Request) -> str:
     return mid
 
 
-def _root(request: Request, mid: str) -> Path:
-    return _sup(request).root(mid)
+async def _root(request: Request, mid: str) -> Path:
+    return await _sup(request).fs_root(mid)
+
+
+async def _fs_at(request: Request, mid: str, path: object, *, write: bool = False,
+                 location: str = "query.path") -> tuple[Path, object, str]:
+    """Where the fs API finds a machine path: (host directory, path inside it, its mount point). A path under a
+    volume or a host system directory is served from it, so `fs` sees what the machine's processes see."""
+    root = await _root(request, mid)
+    if not isinstance(path, str) or not path:
+        return root, path, "/"
+    from valyent_cli.local import isolation
+
+    sup = _sup(request)
+    row = _store(request).machine_row(mid)
+    base, rest, mount_point, read_only = isolation.view(root, await sup.fs_mounts(row, json.loads(row["config"])), path)
+    if write and read_only:
+        raise invalid(f"{path}: read-only file system (the host's {mount_point}, shared read-only)", location, path)
+    return base, rest, mount_point
+
+
+def _fix_entry(entry: dict, mount_point: str) -> dict:
+    if mount_point != "/":
+        entry["path"] = mount_point.rstrip("/") + entry["path"] if entry["path"] != "/" else mount_point
+        entry["name"] = entry["path"].rsplit("/", 1)[-1]
+    return entry
 
 
 async def initd_status(request: Request) -> Response:
@@ -415,12 +600,14 @@ async def initd_exec(request: Request) -> Response:
 
 async def fs_ls(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.ls(_root(request, mid), request.query_params.get("path")))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse([_fix_entry(e, mp) for e in fs.ls(base, path)])
 
 
 async def fs_stat(request: Request) -> Response:
     mid = _initd_machine(request)
-    return JSONResponse(fs.stat(_root(request, mid), request.query_params.get("path")))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"))
+    return JSONResponse(_fix_entry(fs.stat(base, path), mp))
 
 
 async def fs_mkdir(request: Request) -> Response:
@@ -428,26 +615,31 @@ async def fs_mkdir(request: Request) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
-    fs.mkdir(_root(request, mid), body.get("dir"))
+    base, path, _ = await _fs_at(request, mid, body.get("dir"), write=True, location="body.dir")
+    fs.mkdir(base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_rm(request: Request) -> Response:
     mid = _initd_machine(request)
-    await asyncio.to_thread(fs.rm, _root(request, mid), request.query_params.get("path"))
+    base, path, mp = await _fs_at(request, mid, request.query_params.get("path"), write=True)
+    if mp != "/" and path == "/":
+        raise invalid(f"{mp} is a mount point: it cannot be removed", "query.path", mp)
+    await asyncio.to_thread(fs.rm, base, path)
     return JSONResponse({"ok": True})
 
 
 async def fs_read(request: Request) -> Response:
     mid = _initd_machine(request)
-    host, _ = fs.open_for_read(_root(request, mid), request.query_params.get("path"))
+    base, path, _ = await _fs_at(request, mid, request.query_params.get("path"))
+    host, _ = fs.open_for_read(base, path)
     return FileResponse(host, media_type="application/octet-stream")
 
 
 async def fs_write(request: Request) -> Response:
     mid = _initd_machine(request)
-    root = _root(request, mid)
-    upload = fs.UploadParser(request.headers.get("content-type", ""), root.parent / "uploads")
+    root = await _root(request, mid)
+    upload = fs.UploadParser(request.headers.get("content-type", ""), _sup(request).driver.upload_dir(mid, root))
     try:
         try:
             async for chunk in request.stream():
@@ -459,6 +651,13 @@ async def fs_write(request: Request) -> Response:
             if type(exc).__module__.startswith("python_multipart"):
                 raise invalid(f"invalid multipart body: {exc}", "body") from None
             raise
+        raw = upload.fields.get("path")
+        if raw is not None:
+            base, path, _ = await _fs_at(request, mid, raw.decode("utf-8", errors="replace"), write=True,
+                                         location="body.path")
+            if isinstance(path, str):
+                upload.fields["path"] = path.encode()
+            root = base
         fs.commit_upload(root, upload)
     finally:
         upload.discard()
@@ -488,7 +687,14 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return JSONResponse(problem.body(), problem.status)
 
 
-def create_app(data_dir: Path, token: str) -> Starlette:
+_PROBE = object()
+
+
+def create_app(data_dir: Path, token: str, isolation_problem: str | None | object = _PROBE, driver: str = "process",
+               engine: str | None = None) -> Starlette:
+    """isolation_problem: what `isolation.probe()` said (None: machines get their own root); probed at start when
+    not given (process driver only). `driver`: process, podman or docker (`drivers.choose` picks one); `engine`:
+    the engine's executable."""
     data_dir = Path(data_dir)
 
     m = "/fleets/{fleet}/machines/{machine}"
@@ -509,11 +715,27 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         Route(m + "/exec", exec_machine, methods=["POST"]),
         Route(m + "/gateway/enable", enable_gateway, methods=["POST"]),
         Route(m + "/gateway/disable", disable_gateway, methods=["POST"]),
+        Route(m + "/metadata", update_machine_metadata, methods=["PATCH"]),
+        Route(m + "/versions", machine_versions, methods=["GET"]),
+        Route("/fleets/{fleet}/metadata", update_fleet_metadata, methods=["PATCH"]),
+        Route("/namespaces", list_namespaces, methods=["GET"]),
+        Route("/namespaces", create_namespace, methods=["POST"]),
+        Route("/namespaces/{namespace}", get_namespace, methods=["GET"]),
+        Route("/namespaces/{namespace}", delete_namespace, methods=["DELETE"]),
+        Route("/namespaces/{namespace}/secrets", list_secrets, methods=["GET"]),
+        Route("/namespaces/{namespace}/secrets", create_secret, methods=["POST"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", get_secret, methods=["GET"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", update_secret, methods=["PATCH"]),
+        Route("/namespaces/{namespace}/secrets/{secret}", delete_secret, methods=["DELETE"]),
+        Route("/nodes", list_nodes, methods=["GET"]),
         Route("/fleets/{fleet}/gateways", list_gateways, methods=["GET"]),
         Route("/fleets/{fleet}/gateways", create_gateway, methods=["POST"]),
         Route("/fleets/{fleet}/gateways/{gateway}", get_gateway, methods=["GET"]),
         Route("/fleets/{fleet}/gateways/{gateway}", delete_gateway, methods=["DELETE"]),
     ]
+    from valyent_cli.local import builds
+
+    v1 += builds.routes()
     initd = [
         Route("/status", initd_status, methods=["GET"]),
         Route("/exec", initd_exec, methods=["POST"]),
@@ -528,6 +750,7 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/v1", routes=v1),
         Mount("/initd/{machine_id}", routes=initd),
+        *v1,  # Ravel serves the same routes at its root
     ]
 
     from contextlib import asynccontextmanager
@@ -537,22 +760,38 @@ def create_app(data_dir: Path, token: str) -> Starlette:
         _use_pidfd_child_watcher()
         (data_dir / "machines").mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "state.db")
+        from valyent_cli.local import drivers, isolation
+
+        problem = isolation_problem if driver == "process" else None
+        if problem is _PROBE:
+            problem = await asyncio.to_thread(isolation.probe, data_dir / "machines")
+        if problem:
+            print(f"warning: machines are not isolated from each other or from the host: {problem}", file=sys.stderr)
         repaired = store.repair()  # rows a server before input checks stored, which no answer could carry
         if repaired:
             print(f"repaired {repaired} stored JSON document(s) that could not be sent (lone surrogates, NaN, "
                   "invalid JSON)", file=sys.stderr, flush=True)
-        supervisor = Supervisor(store, data_dir)
+        supervisor = Supervisor(store, data_dir, drivers.make(driver, engine, data_dir, problem))
         app.state.store = store
         app.state.supervisor = supervisor
+        store.ensure_namespace(OWN_NAMESPACE)
         if store.get_fleet("default", "default") is None:
             try:
                 store.create_fleet("default", "default")
             except sqlite3.IntegrityError:
                 pass
         await supervisor.reconcile()
+        from valyent_cli.local.proxy import GatewayProxy
+
+        proxy = app.state.proxy = GatewayProxy(store, supervisor)
+        await proxy.start_all()
+        app.state.builds = builds.BuildService(store, data_dir, supervisor.driver)
+        app.state.builds.reconcile()
         try:
             yield
         finally:
+            await app.state.builds.shutdown()
+            await proxy.shutdown()
             await supervisor.shutdown()
             store.close()
 

@@ -8,6 +8,7 @@ consistent database. Rows come back as API-shaped dicts.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -54,7 +55,27 @@ CREATE TABLE IF NOT EXISTS gateways (
     protocol TEXT NOT NULL, target_port INTEGER NOT NULL, created_at TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS gateways_name ON gateways(fleet_id, name);
+CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (
+    id TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS secrets_name ON secrets(namespace, name);
+CREATE TABLE IF NOT EXISTS versions (
+    id TEXT PRIMARY KEY, machine_id TEXT NOT NULL, namespace TEXT NOT NULL, config TEXT NOT NULL,
+    resources TEXT NOT NULL, seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS versions_machine ON versions(machine_id, seq);
 """
+
+# Columns added after the first release: (table, column, declaration), added to an older database at open.
+ADDED_COLUMNS = (
+    ("fleets", "metadata", "TEXT"),
+    ("machines", "metadata", "TEXT"),
+    ("machines", "health", "TEXT"),
+    ("machines", "secret_env", "TEXT"),  # secrets resolved at create: never part of an API answer
+    ("gateways", "local_port", "INTEGER"),  # the gateway's loopback listener (its `url`)
+)
 
 LIVE_STATES = ("created", "preparing", "starting", "running", "stopping", "stopped", "destroying")
 EMBEDDED_EVENTS = 20  # a Machine carries its latest events; /events has them all
@@ -116,6 +137,16 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        for table, column, decl in ADDED_COLUMNS:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        # it holds the secrets' values: owner only (the WAL and shared-memory files too)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(f"{path}{suffix}", 0o600)
+            except OSError:
+                pass
         if "line" not in {r[1] for r in self.db.execute("PRAGMA table_info(logs)")}:  # a database from before it
             self.db.execute("ALTER TABLE logs ADD COLUMN line TEXT")
         # Log lines are written on a connection of their own: a batch that fails (a full disk) is rolled back
@@ -175,7 +206,14 @@ class Store:
     # -- fleets -------------------------------------------------------------------------------------------
     @staticmethod
     def fleet_json(row: sqlite3.Row) -> dict:
-        return {k: row[k] for k in ("id", "namespace", "name", "created_at", "status")}
+        out = {k: row[k] for k in ("id", "namespace", "name", "created_at", "status")}
+        if row["metadata"]:
+            out["metadata"] = json.loads(row["metadata"])
+        return out
+
+    def set_fleet_metadata(self, fleet_id: str, metadata: dict | None) -> None:
+        self.db.execute("UPDATE fleets SET metadata = ? WHERE id = ?",
+                        (json.dumps(metadata) if metadata else None, fleet_id))
 
     def create_fleet(self, namespace: str, name: str) -> dict:
         """Raises sqlite3.IntegrityError when the name is taken in the namespace."""
@@ -194,11 +232,14 @@ class Store:
         ).fetchone()
         return self.fleet_json(row) if row else None
 
-    def list_fleets(self, namespace: str) -> list[dict]:
+    def list_fleets(self, namespace: str, labels: dict[str, str] | None = None) -> list[dict]:
         rows = self.db.execute(
             "SELECT * FROM fleets WHERE namespace = ? AND status = 'active' ORDER BY created_at, id", (namespace,)
         )
-        return [self.fleet_json(r) for r in rows]
+        fleets = [self.fleet_json(r) for r in rows]
+        if labels:
+            fleets = [f for f in fleets if _has_labels(f, labels)]
+        return fleets
 
     def destroy_fleet(self, fleet_id: str) -> None:
         self.db.execute("BEGIN")
@@ -212,15 +253,41 @@ class Store:
         ).fetchone()[0]
 
     # -- machines -----------------------------------------------------------------------------------------
-    def insert_machine(self, *, namespace: str, fleet_id: str, region: str, config: dict) -> str:
+    def insert_machine(self, *, namespace: str, fleet_id: str, region: str, config: dict,
+                       metadata: dict | None = None, secret_env: dict | None = None, health: str | None = None,
+                       resources: dict | None = None) -> str:
+        """The machine and its first version, in one transaction."""
         mid = ids.machine_id()
+        version = ids.ulid()
         now = now_rfc3339()
-        self.db.execute(
-            "INSERT INTO machines (id, namespace, fleet_id, instance_id, machine_version, region, config, "
-            "created_at, updated_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created')",
-            (mid, namespace, fleet_id, ids.ulid(), ids.ulid(), region, json.dumps(config), now, now),
-        )
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute(
+                "INSERT INTO machines (id, namespace, fleet_id, instance_id, machine_version, region, config, "
+                "created_at, updated_at, state, metadata, secret_env, health) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)",
+                (mid, namespace, fleet_id, ids.ulid(), version, region, json.dumps(config), now, now,
+                 json.dumps(metadata) if metadata else None, json.dumps(secret_env) if secret_env else None, health),
+            )
+            self.db.execute(
+                "INSERT INTO versions (id, machine_id, namespace, config, resources, seq) VALUES (?, ?, ?, ?, ?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE machine_id = ?))",
+                (version, mid, namespace, json.dumps(config), json.dumps(resources or {}), mid),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return mid
+
+    def list_versions(self, machine_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM versions WHERE machine_id = ? ORDER BY seq", (machine_id,))
+        return [{"id": r["id"], "machine_id": r["machine_id"], "namespace": r["namespace"],
+                 "config": json.loads(r["config"]), "resources": json.loads(r["resources"])} for r in rows]
+
+    def set_machine_metadata(self, machine_id: str, metadata: dict | None) -> None:
+        self.db.execute("UPDATE machines SET metadata = ?, updated_at = ? WHERE id = ?",
+                        (json.dumps(metadata) if metadata else None, now_rfc3339(), machine_id))
 
     def machine_row(self, machine_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
@@ -241,17 +308,22 @@ class Store:
             "events": events,
             "state": row["state"],
             "gateway_enabled": bool(row["gateway_enabled"]),
+            **({"health": row["health"]} if row["health"] else {}),
+            **({"metadata": json.loads(row["metadata"])} if row["metadata"] else {}),
         }
 
     def get_machine(self, machine_id: str) -> dict | None:
         row = self.machine_row(machine_id)
         return self.machine_json(row) if row else None
 
-    def list_machines(self, fleet_id: str, include_destroyed: bool = False) -> list[dict]:
+    def list_machines(self, fleet_id: str, include_destroyed: bool = False,
+                      labels: dict[str, str] | None = None) -> list[dict]:
         sql = "SELECT * FROM machines WHERE fleet_id = ?"
         if not include_destroyed:
             sql += " AND state != 'destroyed'"
         rows = self.db.execute(sql + " ORDER BY id", (fleet_id,)).fetchall()
+        if labels:
+            rows = [r for r in rows if _has_labels({"metadata": json.loads(r["metadata"] or "{}")}, labels)]
         if not rows:
             return []
         # The latest events of every machine in one query, not one query per machine.
@@ -266,7 +338,7 @@ class Store:
         return [self.machine_json(r, events[r["id"]]) for r in rows]
 
     def list_machines_body(self, fleet_id: str, include_destroyed: bool = False,
-                           db: sqlite3.Connection | None = None) -> bytes:
+                           db: sqlite3.Connection | None = None, labels: dict[str, str] | None = None) -> bytes:
         """The JSON array of :meth:`list_machines`, built as text by SQLite: the stored config and event payloads
         are JSON already and go in as they are, never decoded and re-encoded (5,000 machines: ~4x faster).
 
@@ -275,6 +347,10 @@ class Store:
         order. Run it in a worker thread with ``db=self.reader()``."""
         db = db or self.db
         live = "" if include_destroyed else " AND m.state != 'destroyed'"
+        selected, params = "", []
+        for key, value in (labels or {}).items():  # Ravel's label filter: every label must match
+            selected += " AND json_extract(m.metadata, ?) = ?"
+            params += ['$.labels."' + key.replace('"', '\\"') + '"', value]
         cur = db.execute(
             """SELECT CAST('{"id":' || json_quote(m.id) || ',"namespace":' || json_quote(m.namespace)
                 || ',"fleet":' || json_quote(m.fleet_id) || ',"instance_id":' || json_quote(m.instance_id)
@@ -288,9 +364,12 @@ class Store:
                             || ',"payload":' || e.payload || ',"timestamp":' || json_quote(e.timestamp) || '}' AS ej
                         FROM events e WHERE e.machine_id = m.id ORDER BY e.seq DESC LIMIT ?) ORDER BY seq)), '')
                 || '],"state":' || json_quote(m.state) || ',"gateway_enabled":'
-                || CASE WHEN m.gateway_enabled THEN 'true' ELSE 'false' END || '}' AS BLOB)
-            FROM machines m WHERE m.fleet_id = ?""" + live + " ORDER BY m.id",
-            (EMBEDDED_EVENTS, fleet_id),
+                || CASE WHEN m.gateway_enabled THEN 'true' ELSE 'false' END
+                || CASE WHEN coalesce(m.health, '') != '' THEN ',"health":' || json_quote(m.health) ELSE '' END
+                || CASE WHEN coalesce(m.metadata, '') != '' THEN ',"metadata":' || m.metadata ELSE '' END
+                || '}' AS BLOB)
+            FROM machines m WHERE m.fleet_id = ?""" + live + selected + " ORDER BY m.id",
+            (EMBEDDED_EVENTS, fleet_id, *params),
         )
         cur.row_factory = None
         return b"[" + b",".join([row[0] for row in cur]) + b"]"
@@ -449,7 +528,28 @@ class Store:
     # -- gateways -----------------------------------------------------------------------------------------
     @staticmethod
     def gateway_json(row: sqlite3.Row) -> dict:
-        return {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+        gw = {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+        if row["local_port"]:  # the sandbox's addition: where the gateway answers, on loopback
+            gw["url"] = f"http://127.0.0.1:{row['local_port']}"
+        return gw
+
+    def all_gateways(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM gateways ORDER BY id")
+        return [{**self.gateway_json(r), "local_port": r["local_port"]} for r in rows]
+
+    def gateway_by_id(self, gateway_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
+        return self.gateway_json(row) if row else None
+
+    def set_gateway_port(self, gateway_id: str, port: int) -> None:
+        self.db.execute("UPDATE gateways SET local_port = ? WHERE id = ?", (port, gateway_id))
+
+    def gateway_backends(self, fleet_id: str) -> list[str]:
+        """The ids of the fleet's running machines whose gateway is enabled."""
+        rows = self.db.execute(
+            "SELECT id FROM machines WHERE fleet_id = ? AND state = 'running' AND gateway_enabled = 1 ORDER BY id",
+            (fleet_id,))
+        return [r[0] for r in rows]
 
     def create_gateway(self, namespace: str, fleet_id: str, name: str, target_port: int) -> dict:
         gid = ids.gateway_id()
@@ -473,3 +573,66 @@ class Store:
 
     def delete_gateway(self, gateway_id: str) -> None:
         self.db.execute("DELETE FROM gateways WHERE id = ?", (gateway_id,))
+
+    # -- namespaces and secrets ----------------------------------------------------------------------------
+    def ensure_namespace(self, name: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)", (name, now_rfc3339()))
+
+    def create_namespace(self, name: str) -> dict:
+        """Raises sqlite3.IntegrityError when it exists."""
+        self.db.execute("INSERT INTO namespaces (name, created_at) VALUES (?, ?)", (name, now_rfc3339()))
+        return self.get_namespace(name)
+
+    def get_namespace(self, name: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM namespaces WHERE name = ?", (name,)).fetchone()
+        return {"name": row["name"], "created_at": row["created_at"]} if row else None
+
+    def list_namespaces(self) -> list[dict]:
+        return [{"name": r["name"], "created_at": r["created_at"]}
+                for r in self.db.execute("SELECT * FROM namespaces ORDER BY created_at, name")]
+
+    def namespace_in_use(self, name: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM fleets WHERE namespace = ? AND status = 'active' LIMIT 1", (name,)).fetchone() is not None
+
+    def delete_namespace(self, name: str) -> None:
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM secrets WHERE namespace = ?", (name,))
+        self.db.execute("DELETE FROM namespaces WHERE name = ?", (name,))
+        self.db.execute("COMMIT")
+
+    @staticmethod
+    def secret_json(row: sqlite3.Row) -> dict:
+        return {k: row[k] for k in ("id", "name", "namespace", "created_at", "updated_at")}  # never the value
+
+    def create_secret(self, namespace: str, name: str, value: str) -> dict:
+        now = now_rfc3339()
+        self.db.execute(
+            "INSERT INTO secrets (id, namespace, name, value, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (ids.ulid(), namespace, name, value, now, now),
+        )
+        return self.get_secret(namespace, name)
+
+    def get_secret(self, namespace: str, name: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM secrets WHERE namespace = ? AND name = ?", (namespace, name)).fetchone()
+        return self.secret_json(row) if row else None
+
+    def secret_value(self, namespace: str, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM secrets WHERE namespace = ? AND name = ?", (namespace, name)).fetchone()
+        return row[0] if row else None
+
+    def list_secrets(self, namespace: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM secrets WHERE namespace = ? ORDER BY name", (namespace,))
+        return [self.secret_json(r) for r in rows]
+
+    def update_secret(self, namespace: str, name: str, value: str) -> None:
+        self.db.execute("UPDATE secrets SET value = ?, updated_at = ? WHERE namespace = ? AND name = ?",
+                        (value, now_rfc3339(), namespace, name))
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        self.db.execute("DELETE FROM secrets WHERE namespace = ? AND name = ?", (namespace, name))
+
+
+def _has_labels(obj: dict, wanted: dict[str, str]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())

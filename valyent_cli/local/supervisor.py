@@ -1,7 +1,7 @@
-"""Machines as local processes: their lifecycle, events, restart policies, logs and exec.
+"""Machines: their lifecycle, events, restart policies, logs and exec, whatever runs them.
 
-Every machine process runs `entrypoint + cmd` without a shell, in its own session (so a signal reaches
-everything it started), in `<data_dir>/machines/<id>/root`, and dies with the server (PR_SET_PDEATHSIG).
+How a machine runs is its driver's business (`local/drivers/`: local processes, or containers of its image with
+podman or docker); the supervisor calls it to prepare, spawn, signal, exec and remove, and keeps the state.
 All of this runs on the server's event loop; the database is touched only from there.
 
 Choices the contract leaves open, documented in the CLI's docs:
@@ -21,27 +21,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from valyent_cli.local import procs
+# EXEC_OUTPUT_LIMIT: what `exec` keeps of each of stdout and stderr (drivers/base.py applies it to every driver)
+from valyent_cli.local.drivers.base import EXEC_OUTPUT_LIMIT, Driver, Instance, PrepareFailed, StartFailed  # noqa: F401
+from valyent_cli.local.drivers.process import ProcessDriver
 from valyent_cli.local.problems import Problem, precondition, signal_number
-from valyent_cli.local.store import Store, is_disk_full, now_rfc3339
+from valyent_cli.local.store import LIVE_STATES, Store, is_disk_full, now_rfc3339
 
 ALIVE = ("starting", "running", "stopping")
 DEFAULT_STOP_TIMEOUT = 5
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 DEFAULT_MAX_RETRIES = 3
-MAX_LINE = 64 * 1024
-#: what `exec` keeps of each of stdout and stderr; the rest is read and dropped, and the answer says so
-EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024
-IDLE_SECONDS = "2147483647"
 #: log retention per machine (`local start --log-max-lines/--log-max-bytes`, env VALYENT_LOCAL_LOG_MAX_LINES and
 #: VALYENT_LOCAL_LOG_MAX_BYTES): the oldest entries go once a log is 10 % over either
 DEFAULT_LOG_MAX_LINES = 1_000_000
@@ -94,73 +90,13 @@ def stop_config(config: dict, override: dict | None = None) -> tuple[str, int]:
     return name, DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
 
 
-class _Protocol(asyncio.SubprocessProtocol):
-    """Receives a process's output and exit. `on_lines(source, [bytes])` gets whole lines as they come."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, piped: int, on_lines=None):
-        self.on_lines = on_lines
-        self.transport: asyncio.SubprocessTransport | None = None
-        self.exited: asyncio.Future = loop.create_future()
-        self.pipes_closed: asyncio.Future = loop.create_future()
-        self.open_pipes = piped
-        self.partial = {1: b"", 2: b""}
-        self.chunks: dict[int, list[bytes]] = {1: [], 2: []}
-        self.kept = {1: 0, 2: 0}
-        self.dropped = {1: 0, 2: 0}
-        if not piped:
-            self.pipes_closed.set_result(None)
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if self.on_lines is None:
-            room = EXEC_OUTPUT_LIMIT - self.kept[fd]
-            if len(data) > room:
-                self.dropped[fd] += len(data) - max(room, 0)
-                data = data[:max(room, 0)]
-            if data:
-                self.chunks[fd].append(data)
-                self.kept[fd] += len(data)
-            return
-        buf = self.partial[fd] + data if self.partial[fd] else data
-        lines = buf.split(b"\n")
-        rest = lines.pop()
-        while len(rest) > MAX_LINE:  # a line without end must not grow without bound
-            lines.append(rest[:MAX_LINE])
-            rest = rest[MAX_LINE:]
-        self.partial[fd] = rest
-        if lines:
-            self.on_lines(fd, lines)
-
-    def flush(self) -> None:
-        for fd in (1, 2):
-            if self.partial[fd] and self.on_lines is not None:
-                self.on_lines(fd, [self.partial[fd]])
-            self.partial[fd] = b""
-
-    def pipe_connection_lost(self, fd: int, exc) -> None:
-        if fd in (1, 2):
-            if self.partial[fd] and self.on_lines is not None:
-                self.on_lines(fd, [self.partial[fd]])
-                self.partial[fd] = b""
-            self.open_pipes -= 1
-            if self.open_pipes <= 0 and not self.pipes_closed.done():
-                self.pipes_closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(self.transport.get_returncode())
-
-
 class Runtime:
     """What the server knows about one machine beyond its row: the live process and who waits on it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.lock = asyncio.Lock()
-        self.transport: asyncio.SubprocessTransport | None = None
-        self.pgid: int | None = None
+        self.instance: Instance | None = None
         self.exit_done: asyncio.Future | None = None
         self.user_stopped = False
         self.destroying = False
@@ -171,10 +107,11 @@ class Runtime:
         self.waiters: list[tuple[str, asyncio.Future]] = []
         self.log_event = asyncio.Event()
         self.log_usage: tuple[int, int] | None = None  # (entries, characters) kept; counted on first use
+        self.health_task: asyncio.Task | None = None
 
     @property
     def alive(self) -> bool:
-        return self.transport is not None
+        return self.instance is not None
 
     def wake_followers(self) -> None:
         self.log_event.set()
@@ -182,15 +119,19 @@ class Runtime:
 
 
 class Supervisor:
-    def __init__(self, store: Store, data_dir: Path):
+    def __init__(self, store: Store, data_dir: Path, driver: Driver | None = None):
         self.store = store
         self.data_dir = data_dir
         self.loop = asyncio.get_running_loop()
+        self.driver: Driver = driver or ProcessDriver(data_dir)
+        # the process driver isolates machines with namespaces where it can ("namespaces"), else not at all
+        # ("none", and isolation_problem says why); container drivers: "container"
+        self.isolation = self.driver.isolation
+        self.isolation_problem = self.driver.isolation_problem
+        self.isolated = self.isolation != "none"
         self.runtimes: dict[str, Runtime] = {}
         self.tasks: set[asyncio.Task] = set()
         self.shutting_down = False
-        self.sandbox_id = procs.sandbox_id(data_dir)
-        self.sleep = shutil.which("sleep")
         self.log_max_lines, self.log_max_bytes = log_retention()
         self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
         self.reserve = data_dir / "reserve"
@@ -232,6 +173,23 @@ class Supervisor:
     def root(self, machine_id: str) -> Path:
         return self.data_dir / "machines" / machine_id / "root"
 
+    async def fs_mounts(self, row, config: dict) -> list:
+        """Mounts the fs API resolves itself (volumes, and the process driver's system dirs)."""
+        return await self.driver.fs_mounts(row["namespace"], config)
+
+    @staticmethod
+    def secret_env(row, config: dict) -> dict[str, str]:
+        """The secrets resolved when the machine was created (kept apart from its config: never shown)."""
+        return json.loads(row["secret_env"] or "{}")
+
+    @staticmethod
+    def initial_health(config: dict) -> str | None:
+        return "starting" if workload(config).get("health_check") else None
+
+    def check_user(self, config: dict) -> str | None:
+        """Why init.user cannot be honoured here (None when it can): it is never silently ignored."""
+        return self.driver.check_user(config)
+
     def spawn_task(self, coro) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
@@ -257,19 +215,19 @@ class Supervisor:
             rt.wake_followers()
         return event
 
-    def env(self, machine_id: str, config: dict) -> dict[str, str]:
-        root = self.root(machine_id)
-        env = {
-            "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(root),
-            "LANG": os.environ.get("LANG") or "C.UTF-8",
-        }
+    def env(self, machine_id: str, config: dict, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The machine's own environment (workload env, then `extra`: its secrets); the driver adds what its way of
+        running needs (PATH, HOME for processes)."""
+        # a pipe makes Python block-buffer stdout: its lines would reach `logs` only when it stops
+        env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
         for item in workload(config).get("env") or []:
             key, _, value = item.partition("=")
             env[key] = value
-        env[procs.MACHINE_MARKER] = machine_id
-        env[procs.SANDBOX_MARKER] = self.sandbox_id
+        env.update(extra or {})
         return env
+
+    def gateway_ports(self, row) -> list[int]:
+        return [gw["target_port"] for gw in self.store.list_gateways(row["fleet_id"])]
 
     def add_log(self, machine_id: str, instance_id: str, fd: int, lines: list[bytes]) -> None:
         source, level = ("stdout", "info") if fd == 1 else ("stderr", "error")
@@ -367,72 +325,85 @@ class Supervisor:
         row = self.store.machine_row(machine_id)
         config = json.loads(row["config"])
         rt = self.rt(machine_id)
-        root = self.root(machine_id)
-        if row["state"] == "created":
+        env = self.env(machine_id, config, self.secret_env(row, config))
+        ns = row["namespace"]
+        # Every start prepares (the driver does nothing when all is there), so that a start after a failed
+        # pull pulls again; the prepare events are recorded for the first one and whenever there is progress.
+        first = row["state"] == "created"
+        if first:
             self.record(machine_id, "machine.prepare", "preparing")
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                self.record(machine_id, "machine.prepare_failed", "stopped", payload={"prepare_failed": {"error": str(exc)}})
-                return
+
+        def progress(line: str) -> None:
+            self.record(machine_id, "machine.prepare", "preparing", payload={"prepare": {"progress": line}})
+
+        try:
+            await self.driver.prepare(machine_id, config, env, self.gateway_ports(row), progress, namespace=ns)
+        except PrepareFailed as exc:
+            self.add_log(machine_id, row["instance_id"], 2, [str(exc).encode()])
+            self.record(machine_id, "machine.prepare_failed", "stopped",
+                        payload={"prepare_failed": {"error": str(exc)}})
+            return
+        if first:
             self.record(machine_id, "machine.prepared", "preparing")
         self.record(machine_id, "machine.start", "starting", origin, {"start": {"is_restart": is_restart}}, resume=0)
-        init = workload(config).get("init") or {}
-        argv = list(init.get("entrypoint") or []) + list(init.get("cmd") or [])
-        piped = 2
-        if not argv:
-            self.add_log(machine_id, row["instance_id"], 1, [
-                f"image {config.get('image')}: its own entrypoint is not run by the local sandbox; "
-                "this machine idles".encode()
-            ])
-            argv = [self.sleep or "sleep", IDLE_SECONDS]
-            piped = 0
-        proto = _Protocol(self.loop, piped, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines))
-        out = subprocess.PIPE if piped else subprocess.DEVNULL
-        env = self.env(machine_id, config)
         try:
-            if not root.is_dir():
-                root.mkdir(parents=True, exist_ok=True)
-            procs.check_executable(argv[0], env["PATH"], str(root))
-            args, preexec = procs.spawn_args(argv)
-            transport, _ = await self.loop.subprocess_exec(
-                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(root),
-                env=env, start_new_session=True, preexec_fn=preexec,
-            )
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                error = f"exec: {argv[0]!r}: executable file not found in $PATH"
-            elif isinstance(exc, PermissionError):
-                error = f"exec: {argv[0]!r}: permission denied"
-            else:
-                error = f"exec: {argv[0]!r}: {exc}"
+            instance = await self.driver.spawn(
+                machine_id, config, env, lambda fd, lines: self.add_log(machine_id, row["instance_id"], fd, lines),
+                namespace=ns)
+        except StartFailed as exc:
+            error = str(exc)
             self.add_log(machine_id, row["instance_id"], 2, [error.encode()])
             self.record(machine_id, "machine.start_failed", "stopped", payload={"start_failed": {"error": error}},
                         pid=None)
             return
-        rt.transport = transport
-        rt.pgid = transport.get_pid()
+        rt.instance = instance
         rt.user_stopped = False
         rt.exit_done = self.loop.create_future()
         rt.started_at = time.monotonic()
         self.record(machine_id, "machine.started", "running", payload={"started": {"started_at": now_rfc3339()}},
-                    pid=rt.pgid)
-        self.spawn_task(self._watch(machine_id, rt, proto))
+                    pid=instance.pid)
+        self.spawn_task(self._watch(machine_id, rt, instance))
+        check = workload(config).get("health_check")
+        if check:
+            self.store.update_machine(machine_id, health="starting")
+            rt.health_task = self.spawn_task(self._health(machine_id, rt, check))
 
-    async def _watch(self, machine_id: str, rt: Runtime, proto: _Protocol) -> None:
-        returncode = await proto.exited
-        procs.killpg(rt.pgid, signal.SIGKILL)  # what it left behind in its group: a stopped VM runs nothing
-        try:
-            await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-        except asyncio.TimeoutError:
-            pass
-        proto.flush()
-        rt.transport.close()
-        self._on_exit(machine_id, rt, procs.exit_code_of(returncode))
+    async def _health(self, machine_id: str, rt: Runtime, check: dict) -> None:
+        """Ravel's agent loop (agent/machinerunner/healthcheck.go): every `interval` seconds run `exec` in the
+        machine (inside its container with a container driver); `retries` failures in a row make it unhealthy,
+        one success healthy; an event on each change."""
+        interval = check.get("interval") or 30
+        timeout = check.get("timeout") or 5
+        retries = check.get("retries") or 3
+        failures = 0
+        health = "starting"
+        instance = rt.instance
+        while True:
+            await asyncio.sleep(interval)
+            if rt.instance is not instance or self.shutting_down:
+                return
+            try:
+                result = await self.exec(machine_id, list(check["exec"]), timeout * 1000)
+                ok = result["exit_code"] == 0
+            except Problem:
+                return  # no longer running
+            failures = 0 if ok else failures + 1
+            new = "healthy" if ok else ("unhealthy" if failures >= retries else health)
+            if new != health and rt.instance is instance:
+                health = new
+                row = self.store.machine_row(machine_id)
+                self.record(machine_id, "machine.health", row["state"], payload={
+                    "health": {"status": health, "consecutive_failures": failures}}, health=health)
+
+    async def _watch(self, machine_id: str, rt: Runtime, instance: Instance) -> None:
+        code = await instance.exited
+        self._on_exit(machine_id, rt, code)
 
     def _on_exit(self, machine_id: str, rt: Runtime, code: int) -> None:
-        rt.transport = None
-        rt.pgid = None
+        rt.instance = None
+        if rt.health_task:
+            rt.health_task.cancel()
+            rt.health_task = None
         if rt.kill_handle:
             rt.kill_handle.cancel()
             rt.kill_handle = None
@@ -503,9 +474,8 @@ class Supervisor:
             rt.user_stopped = True
             self.record(machine_id, "machine.stop", "stopping", "user",
                         {"stop": {"config": {"timeout": timeout, "signal": sig_name}}})
-            procs.killpg(rt.pgid, signal.Signals[sig_name])
-            pgid = rt.pgid
-            rt.kill_handle = self.loop.call_later(timeout, procs.killpg, pgid, signal.SIGKILL)
+            rt.instance.signal(signal.Signals[sig_name])
+            rt.kill_handle = self.loop.call_later(timeout, rt.instance.kill)
 
     async def destroy(self, machine_id: str, force: bool, auto: bool = False) -> None:
         rt = self.rt(machine_id)
@@ -528,7 +498,7 @@ class Supervisor:
             if rt.alive:
                 rt.destroying = True
                 done = rt.exit_done
-                procs.killpg(rt.pgid, signal.SIGKILL)
+                rt.instance.kill()
                 try:
                     await asyncio.wait_for(asyncio.shield(done), 10)
                 except asyncio.TimeoutError:
@@ -539,9 +509,7 @@ class Supervisor:
             self._spawn_log_removal(machine_id, DESTROYED_LOG_GRACE)
 
     async def _remove_files(self, machine_id: str) -> None:
-        path = self.data_dir / "machines" / machine_id
-        if path.exists():
-            await asyncio.to_thread(shutil.rmtree, path, True)
+        await self.driver.remove(machine_id)
 
     # -- waiting and reading ------------------------------------------------------------------------------
     async def wait_for(self, machine_id: str, status: str, timeout: float) -> bool:
@@ -566,55 +534,17 @@ class Supervisor:
         if row["state"] != "running" or not self.rt(machine_id).alive:
             raise precondition(f"machine is not running (state: {row['state']})")
         config = json.loads(row["config"])
-        proto = _Protocol(self.loop, 2)
-        env = self.env(machine_id, config)
-        root = str(self.root(machine_id))
-        try:
-            procs.check_executable(cmd[0], env["PATH"], root)
-            args, preexec = procs.spawn_args(cmd)
-            transport, _ = await self.loop.subprocess_exec(
-                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=root, env=env, start_new_session=True, preexec_fn=preexec,
-            )
-        except FileNotFoundError:
-            return {"stdout": "", "stderr": f"{cmd[0]}: command not found\n", "exit_code": 127}
-        except PermissionError:
-            return {"stdout": "", "stderr": f"{cmd[0]}: permission denied\n", "exit_code": 126}
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            return {"stdout": "", "stderr": f"{cmd[0]}: {exc}\n", "exit_code": 126}
-        pgid = transport.get_pid()
-        timed_out = False
-        try:
-            try:
-                returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
-            except asyncio.TimeoutError:
-                timed_out = True
-                procs.killpg(pgid, signal.SIGKILL)
-                returncode = await proto.exited
-            procs.killpg(pgid, signal.SIGKILL)
-            try:
-                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-            except asyncio.TimeoutError:
-                pass
-        finally:
-            if not proto.exited.done():  # the request was cancelled: leave nothing running
-                procs.killpg(pgid, signal.SIGKILL)
-            transport.close()
-        stdout = b"".join(proto.chunks[1]).decode("utf-8", errors="surrogateescape")
-        stderr = b"".join(proto.chunks[2]).decode("utf-8", errors="surrogateescape")
-        for fd, stream in ((1, "stdout"), (2, "stderr")):
-            if proto.dropped[fd]:
-                stderr += (f"exec: {stream} cut at {EXEC_OUTPUT_LIMIT} bytes by the sandbox; "
-                           f"{proto.dropped[fd]} more bytes were dropped\n")
-        if timed_out:
-            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
-            return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
-        return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+        env = self.env(machine_id, config, self.secret_env(row, config))
+        return await self.driver.exec(machine_id, config, env, cmd, timeout_ms, namespace=row["namespace"])
+
+    async def fs_root(self, machine_id: str) -> Path:
+        return await self.driver.fs_root(machine_id)
 
     # -- server start and stop ----------------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Bring the database in line with reality after the previous server stopped or died."""
-        procs.kill_machine_processes(self.data_dir)  # survivors of the previous server, found by their marker
+        keep = {row["id"] for row in self.store.machines_in_states(LIVE_STATES)}
+        await self.driver.reconcile(keep)  # what the previous server left running, found by its marker or label
         for row in self.store.machines_in_states(("preparing", "starting", "running", "stopping")):
             user_stopped = row["state"] == "stopping"
             self.record(row["id"], "machine.exited", "stopped",
@@ -654,14 +584,14 @@ class Supervisor:
                 continue
             row = self.store.machine_row(mid)
             sig_name, timeout = stop_config(json.loads(row["config"]))
-            procs.killpg(rt.pgid, signal.Signals[sig_name])
-            rt.kill_handle = self.loop.call_later(min(timeout, grace), procs.killpg, rt.pgid, signal.SIGKILL)
+            rt.instance.signal(signal.Signals[sig_name])
+            rt.kill_handle = self.loop.call_later(min(timeout, grace), rt.instance.kill)
             pending.append(rt.exit_done)
         if pending:
             await asyncio.wait(pending, timeout=grace + 2)
         for rt in self.runtimes.values():
             if rt.alive:
-                procs.killpg(rt.pgid, signal.SIGKILL)
-        procs.kill_machine_processes(self.data_dir)
+                rt.instance.kill()
+        await self.driver.shutdown()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)

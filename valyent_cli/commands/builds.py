@@ -1,0 +1,175 @@
+"""`valyent builds`: build container images from a directory, on Ravel or on the local sandbox."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from valyent_cli.cli.options import JsonOpt, QuietOpt
+
+app = typer.Typer(
+    name="builds",
+    short_help="Build container images from a directory.",
+    help="Build container images from a directory (its Dockerfile), then run them with `machines create --image`.\n\n"
+    "Example: valyent builds create . --image myapp --tag v1 && valyent machines create --image myapp:v1",
+    no_args_is_help=True,
+)
+
+BuildArg = Annotated[str, typer.Argument(metavar="BUILD", help="Build id.", show_default=False)]
+
+
+def _columns():
+    from valyent_cli.cli.output import Column
+
+    return [
+        Column("ID", lambda b: b.get("id")),
+        Column("IMAGE", lambda b: b.get("full_image")),
+        Column("STATUS", lambda b: b.get("status")),
+        Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-"),
+        Column("CREATED", lambda b: b.get("created_at")),
+    ]
+
+
+def _rows(b):
+    rows = [("ID", b.get("id")), ("Image", b.get("full_image")), ("Status", b.get("status"))]
+    for label, key in (("Error", "error"), ("Digest", "digest"), ("Created", "created_at"),
+                       ("Completed", "completed_at")):
+        if b.get(key):
+            rows.append((label, b.get(key)))
+    if b.get("duration_ms"):
+        rows.append(("Duration", f"{b['duration_ms'] / 1000:.1f}s"))
+    return rows
+
+
+def _context(directory: Path, dockerfile: str):
+    """The build context: a gzipped tar of `directory` without what its .dockerignore excludes (docker's own rules,
+    from docker-py), spooled to a temporary file."""
+    from docker.utils.build import tar
+
+    patterns = None
+    ignore = directory / ".dockerignore"
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text(errors="replace").splitlines())
+        patterns = [line for line in lines if line and not line.startswith("#")]
+    return tar(str(directory), exclude=patterns, dockerfile=(dockerfile, None), gzip=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="The build context: a directory with a Dockerfile.", show_default=False)],
+    image: Annotated[str, typer.Option("--image", "-i", metavar="NAME", help="Name of the image to build.", show_default=False)],
+    tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="TAG", help="Image tag (default latest).", show_default=False)] = None,
+    registry: Annotated[str | None, typer.Option("--registry", metavar="REGISTRY", help="Registry to push to (Ravel requires one; the local sandbox keeps the image without).", show_default=False)] = None,
+    dockerfile: Annotated[str, typer.Option("--dockerfile", "-f", metavar="PATH", help="The Dockerfile, relative to DIR.")] = "Dockerfile",
+    build_arg: Annotated[list[str] | None, typer.Option("--build-arg", metavar="KEY=VALUE", help="A build argument (repeatable).", show_default=False)] = None,
+    target: Annotated[str | None, typer.Option("--target", metavar="STAGE", help="Build stage to stop at.", show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once the build started, without following its log.")] = False,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build an image from DIR: the context is sent (honouring .dockerignore) and the build log followed live.
+
+    Exits 1 when the build fails. The build goes to stdout (`-q`: its id; `--json`: the object).
+
+    Example: valyent builds create . --image myapp --tag v1 --build-arg VERSION=1.2
+    """
+    from valyent_cli.cli.errors import CliError, UsageError
+
+    args = {}
+    for item in build_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--build-arg expects KEY=VALUE, got {item!r}")
+        args[key] = value
+    if not directory.is_dir():
+        raise UsageError(f"DIR {str(directory)!r} is not a directory")
+    if not (directory / dockerfile).is_file():
+        raise UsageError(f"no {dockerfile} in {directory} (use --dockerfile PATH, relative to DIR)")
+    if not image.strip():
+        raise UsageError("--image must not be empty")
+    app_ = ctx.obj
+    out = app_.output(json=json, quiet=quiet)
+    context = _context(directory, dockerfile)
+    size = context.seek(0, os.SEEK_END)
+    context.seek(0)
+    if not quiet:
+        out.info(f"Sending the build context ({size / 1024:.0f} KiB)...")
+    with context:
+        build = app_.client.builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
+                                          target=target, no_cache=no_cache, build_args=args)
+    if not quiet:
+        out.info(f"Build {build.get('id')} of {build.get('full_image')} started")
+    if not detach:
+        build = _follow(app_, out, build)
+    out.fields(build, _rows(build))
+    if not detach and build.get("status") == "failed":
+        raise CliError(f"build {build.get('id')} failed: {build.get('error') or 'see valyent builds logs'}")
+
+
+def _follow(app_, out, build):
+    """Print the build log live on stderr until the build ends; the build as it ended."""
+    client = app_.client
+    for line in client.builds.iter_logs(build["id"], follow=True):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    build = client.builds.get(build["id"])
+    while not build.done:  # the stream ended early (a proxy, a restart): wait for the end
+        time.sleep(1)
+        build = client.builds.get(build["id"])
+    return build
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          limit: Annotated[int | None, typer.Option("--limit", metavar="N", help="At most N builds (server default 20).", show_default=False)] = None,
+          json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """List the namespace's builds, newest first.
+
+    Example: valyent builds list --limit 5
+    """
+    app_ = ctx.obj
+    out = app_.output(json=json, quiet=quiet)
+    out.table(app_.client.builds.list(limit=limit), _columns(), empty="No builds.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, build: BuildArg, json: JsonOpt = False) -> None:
+    """Show a build: its image, status, error, digest and duration.
+
+    Example: valyent builds show build_01jq...
+    """
+    app_ = ctx.obj
+    b = app_.client.builds.get(build)
+    app_.output(json=json).fields(b, _rows(b))
+
+
+@app.command("logs")
+def logs(ctx: typer.Context, build: BuildArg,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the build ends.")] = False) -> None:
+    """Print a build's log (stdout); -f follows it live until the build ends.
+
+    Example: valyent builds logs build_01jq... -f
+    """
+    app_ = ctx.obj
+    for line in app_.client.builds.iter_logs(build, follow=follow):
+        sys.stdout.write(line + "\n")
+        if follow:
+            sys.stdout.flush()
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, build: BuildArg) -> None:
+    """Cancel a build that has not ended.
+
+    Example: valyent builds cancel build_01jq...
+    """
+    app_ = ctx.obj
+    app_.client.builds.cancel(build)
+    app_.output().done(f"Canceled build {build}")

@@ -1,0 +1,417 @@
+"""Machines as containers of their image, through the podman or docker command line.
+
+Each machine is one container named `valyent-<machine id>`, labelled `valyent.machine=<id>` and
+`valyent.sandbox=<hash of the data dir>`. It is created once (pulling its image first when missing, the engine's
+progress lines going to the machine's events) and kept while the machine lives, so its files survive a stop and
+a start, as a VM's disk does; a delete removes it. A run is `<engine> start --attach`: the container's stdout
+and stderr are the machine's log, live, and its exit code is the engine's (`inspect`). Stop signals go through
+`<engine> kill --signal`. exec is `<engine> exec`; the filesystem calls work on the container's merged root
+(the engine's `GraphDriver.Data.MergedDir`, reachable when the engine runs as the same user as the sandbox).
+Gateway target ports are published on 127.0.0.1 only, on ports the engine picks.
+
+Written against the command lines podman and docker share; only podman is tested here (docker needs a daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+from pathlib import Path
+
+from valyent_cli.local import procs
+from valyent_cli.local.drivers.base import Driver, Instance, LineSink, Pipes, PrepareFailed, StartFailed
+from valyent_cli.local.problems import Problem
+
+log = logging.getLogger("valyent.local")
+
+MACHINE_LABEL = "valyent.machine"
+SANDBOX_LABEL = "valyent.sandbox"
+MAX_PULL_EVENTS = 40
+EXEC_MARKER = "VALYENT_EXEC_ID"
+
+
+def container_name(machine_id: str) -> str:
+    return f"valyent-{machine_id}"
+
+
+def _error_text(stderr: str, fallback: str) -> str:
+    """The engine's own message: its last `Error: ...` line, else its last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if line.lower().startswith("error"):
+            return line.split(":", 1)[1].strip() if line.lower().startswith("error:") else line
+    return lines[-1] if lines else fallback
+
+
+def _kill_marked(mark: str) -> None:
+    """SIGKILL the processes whose environment carries EXEC_MARKER=mark (an exec and what it started)."""
+    want = f"{EXEC_MARKER}={mark}".encode()
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if want not in fh.read().split(b"\0"):
+                    continue
+            os.kill(int(name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
+def _started(state: dict) -> bool:
+    """Whether the container's process ever started (a failed start leaves StartedAt at Go's zero time)."""
+    st = state.get("State") or {}
+    return bool(st.get("Running")) or not str(st.get("StartedAt") or "0001-").startswith("0001-")
+
+
+def qualify(image: str) -> str:
+    """A short name (`nginx`, `user/app:1`) as docker reads it (`docker.io/library/nginx`), since podman refuses
+    short names it has no search registry for."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if sep else f"docker.io/library/{image}"
+
+
+class ContainerInstance(Instance):
+    def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes):
+        self.driver = driver
+        self.name = name
+        self.transport = transport
+        self.proto = proto
+        self.pid = transport.get_pid()
+        self.exited = driver.loop.create_task(self._wait())
+
+    async def _wait(self) -> int:
+        returncode = await self.proto.exited
+        try:
+            await asyncio.wait_for(asyncio.shield(self.proto.pipes_closed), 2.0)
+        except asyncio.TimeoutError:
+            pass
+        self.proto.flush()
+        self.transport.close()
+        state = await self.driver.inspect(self.name)
+        if state and state.get("State", {}).get("Running"):
+            # the attached client ended but the container did not: a stopped machine runs nothing
+            await self.driver.run("kill", self.name)
+            state = await self.driver.inspect(self.name)
+        if state and isinstance(state.get("State", {}).get("ExitCode"), int):
+            return state["State"]["ExitCode"]
+        return procs.exit_code_of(returncode)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.driver.spawn_task(self.driver.run("kill", "--signal", signal.Signals(sig).name, self.name))
+
+
+class ContainerDriver(Driver):
+    def __init__(self, kind: str, engine: str, data_dir: Path):
+        self.name = kind
+        self.engine = engine
+        self.data_dir = data_dir
+        self.loop = asyncio.get_running_loop()
+        self.sandbox_id = procs.sandbox_id(data_dir)
+        self.tasks: set[asyncio.Task] = set()
+
+    def describe(self) -> dict:
+        return {"driver": self.name, "engine": self.engine}
+
+    def spawn_task(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def run(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+        """Run `<engine> args...`: (exit code, stdout, stderr)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.engine, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            return 127, "", f"{self.engine}: {exc}"
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+            return 124, out.decode(errors="replace"), err.decode(errors="replace") + f"\ntimed out after {timeout} s"
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def inspect(self, name: str) -> dict | None:
+        code, out, _ = await self.run("container", "inspect", name)
+        if code != 0:
+            return None
+        try:
+            data = json.loads(out)
+        except ValueError:
+            return None
+        return data[0] if isinstance(data, list) and data else None
+
+    # -- prepare: image and container -------------------------------------------------------------------------
+    async def _pull(self, image: str, progress) -> str:
+        """The image's name to create the container from, pulled first when the engine does not have it."""
+        code, _, _ = await self.run("image", "inspect", image)
+        if code == 0:
+            return image
+        image = qualify(image)
+        progress(f"pulling image {image}")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.engine, "pull", image, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT)
+        except OSError as exc:
+            raise PrepareFailed(f"cannot run {self.engine}: {exc}") from None
+        lines: list[str] = []
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if not line:
+                continue
+            lines.append(line)
+            if len(lines) <= MAX_PULL_EVENTS:
+                progress(line)
+        await proc.wait()
+        if proc.returncode != 0:
+            raise PrepareFailed(f"pulling image {image}: " + _error_text("\n".join(lines), f"exit {proc.returncode}"))
+        progress(f"pulled image {image}")
+        return image
+
+    def create_args(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int],
+                    namespace: str = "default", limits: bool = True) -> list[str]:
+        workload = config.get("workload") or {}
+        init = workload.get("init") or {}
+        guest = config.get("guest") or {}
+        args = ["create", "--name", container_name(machine_id),
+                "--label", f"{MACHINE_LABEL}={machine_id}", "--label", f"{SANDBOX_LABEL}={self.sandbox_id}"]
+        plain = {k: v for k, v in env.items() if "\n" not in v and "\r" not in v}
+        if plain:
+            # in a 0600 file, not on a command line any local user can read (/proc/*/cmdline): secrets are in it
+            env_file = self.data_dir / "machines" / machine_id / "create.env"
+            env_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("".join(f"{k}={v}\n" for k, v in plain.items()))
+            args += ["--env-file", str(env_file)]
+        for key, value in env.items():
+            if key not in plain:  # an env file cannot hold a line break
+                args += ["--env", f"{key}={value}"]
+        if init.get("user"):
+            args += ["--user", str(init["user"])]
+        if limits and isinstance(guest.get("memory_mb"), int) and guest["memory_mb"] > 0:
+            args += ["--memory", f"{guest['memory_mb']}m"]
+        if limits and isinstance(guest.get("cpus"), int) and guest["cpus"] > 0:
+            args += ["--cpus", str(guest["cpus"])]
+        for port in sorted(set(ports)):
+            args += ["--publish", f"127.0.0.1::{port}"]
+        for vol in workload.get("volumes") or []:
+            if isinstance(vol, dict) and vol.get("name") and vol.get("path"):
+                args += ["--volume", f"{self.volume_name(namespace, str(vol['name']))}:{vol['path']}"]
+        entrypoint = list(init.get("entrypoint") or [])
+        cmd = list(init.get("cmd") or [])
+        if entrypoint:
+            # docker's --entrypoint takes one executable: the rest of the entrypoint goes before the command
+            args += ["--entrypoint", entrypoint[0]]
+            cmd = entrypoint[1:] + cmd
+        args.append(str(config.get("image")))
+        args += cmd
+        return args
+
+    def volume_name(self, namespace: str, name: str) -> str:
+        return f"valyent-{self.sandbox_id[:12]}-{namespace}-{name}"
+
+    async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress,
+                      namespace: str = "default") -> None:
+        name = container_name(machine_id)
+        if await self.inspect(name) is not None:
+            return  # prepared before (a start after a stop)
+        image = str(config.get("image") or "")
+        if not image:
+            raise PrepareFailed("the machine has no image")
+        config = {**config, "image": await self._pull(image, progress)}
+        try:
+            code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
+            if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
+                progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
+                         f"({_error_text(err, 'error')}): the container runs without them")
+                code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace,
+                                                                limits=False))
+        finally:
+            (self.data_dir / "machines" / machine_id / "create.env").unlink(missing_ok=True)
+        if code != 0:
+            raise PrepareFailed(f"creating the container: {_error_text(err, f'exit {code}')}")
+
+    # -- run --------------------------------------------------------------------------------------------------
+    async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink,
+                    namespace: str = "default") -> Instance:
+        name = container_name(machine_id)
+        if await self.inspect(name) is None:
+            raise StartFailed(f"container {name} is gone (removed outside the sandbox): delete this machine and "
+                              "create it again")
+        # Until the container is seen started, its output is held back: if it never starts, what the engine
+        # said is the start_failed error (and the log gets it once, from the supervisor).
+        early: list[tuple[int, list[bytes]]] | None = []
+
+        def sink(fd: int, lines: list[bytes]) -> None:
+            if early is not None:
+                early.append((fd, lines))
+            else:
+                on_lines(fd, lines)
+
+        proto = Pipes(self.loop, 2, sink)
+        try:
+            args, preexec = procs.spawn_args([self.engine, "start", "--attach", name])
+            transport, _ = await self.loop.subprocess_exec(
+                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, preexec_fn=preexec,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StartFailed(f"cannot run {self.engine}: {exc}") from None
+        deadline = self.loop.time() + 30
+        state: dict | None = None
+        while self.loop.time() < deadline:
+            if proto.exited.done():
+                break
+            state = await self.inspect(name)
+            if state and _started(state):
+                break
+            await asyncio.sleep(0.05)
+        if proto.exited.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            state = await self.inspect(name)
+            if not state or not _started(state):
+                transport.close()
+                said = b"\n".join(line for fd, lines in early if fd == 2 for line in lines).decode(errors="replace")
+                error = ((state or {}).get("State") or {}).get("Error") or _error_text(said, f"{self.engine} start failed")
+                raise StartFailed(error)
+        held, early = early, None
+        for fd, lines in held:
+            on_lines(fd, lines)
+        return ContainerInstance(self, name, transport, proto)
+
+    async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int,
+                   namespace: str = "default") -> dict:
+        proto = Pipes(self.loop, 2)
+        # a mark in the command's environment: on a timeout its processes are found (the host sees a rootful
+        # engine's container processes) and killed, not just the engine's client
+        mark = secrets.token_hex(8)
+        try:
+            args, preexec = procs.spawn_args([self.engine, "exec", "--env", f"{EXEC_MARKER}={mark}",
+                                              container_name(machine_id), *cmd])
+            transport, _ = await self.loop.subprocess_exec(
+                lambda: proto, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, preexec_fn=preexec,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return {"stdout": "", "stderr": f"cannot run {self.engine}: {exc}\n", "exit_code": 255}
+        timed_out = False
+        try:
+            try:
+                returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                timed_out = True
+                _kill_marked(mark)
+                transport.kill()
+                returncode = await proto.exited
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            if not proto.exited.done():  # the request was cancelled: leave nothing running
+                _kill_marked(mark)
+                transport.kill()
+            transport.close()
+        stdout, stderr = proto.output()
+        if timed_out:
+            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
+            return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
+        return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+    # -- files and ports --------------------------------------------------------------------------------------
+    async def fs_root(self, machine_id: str) -> Path:
+        state = await self.inspect(container_name(machine_id))
+        merged = ((state or {}).get("GraphDriver") or {}).get("Data", {}).get("MergedDir")
+        if not merged or not Path(merged).is_dir():
+            raise Problem("NOT_IMPLEMENTED", f"the {self.name} driver cannot reach this container's files from the "
+                          "sandbox (its root is not mounted where the sandbox runs, as with a rootless engine or a "
+                          "remote daemon)", status=501)
+        return Path(merged)
+
+    async def fs_mounts(self, namespace: str, config: dict) -> list:
+        """The machine's engine volumes, where the engine keeps them on this host (the merged root does not show
+        what is mounted over it)."""
+        from valyent_cli.local.isolation import Mount
+
+        mounts = []
+        for vol in (config.get("workload") or {}).get("volumes") or []:
+            if not (isinstance(vol, dict) and vol.get("name") and vol.get("path")):
+                continue
+            code, out, _ = await self.run("volume", "inspect", "--format", "{{.Mountpoint}}",
+                                          self.volume_name(namespace, str(vol["name"])))
+            if code == 0 and out.strip() and Path(out.strip()).is_dir():
+                mounts.append(Mount(str(vol["path"]), Path(out.strip()), False))
+        return mounts
+
+    def upload_dir(self, machine_id: str, root: Path) -> Path:
+        tmp = root / "tmp"
+        return tmp if tmp.is_dir() and not tmp.is_symlink() else root
+
+    async def endpoint(self, machine_id: str, port: int) -> tuple[str, int] | None:
+        state = await self.inspect(container_name(machine_id))
+        if not state or not state.get("State", {}).get("Running"):
+            return None
+        settings = state.get("NetworkSettings") or {}
+        for binding in (settings.get("Ports") or {}).get(f"{port}/tcp") or []:
+            if binding.get("HostPort"):
+                return ("127.0.0.1", int(binding["HostPort"]))
+        ip = settings.get("IPAddress")  # a port the container did not publish (the gateway came later)
+        return (ip, port) if ip else None
+
+    # -- cleanup ----------------------------------------------------------------------------------------------
+    async def remove(self, machine_id: str) -> None:
+        name = container_name(machine_id)
+        await self.run("kill", name)
+        code, _, err = await self.run("rm", "--force", name)
+        if code != 0 and await self.inspect(name) is not None:
+            log.warning("cannot remove container %s: %s", name, _error_text(err, f"exit {code}"))
+        path = self.data_dir / "machines" / machine_id
+        if path.exists():
+            import shutil
+
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def ours(self) -> list[dict]:
+        code, out, _ = await self.run("ps", "--all", "--quiet", "--filter", f"label={SANDBOX_LABEL}={self.sandbox_id}")
+        ids = out.split()
+        if code != 0 or not ids:
+            return []
+        code, out, _ = await self.run("container", "inspect", *ids)
+        try:
+            return json.loads(out) or []
+        except ValueError:
+            return []
+
+    async def reconcile(self, keep: set[str]) -> None:
+        for c in await self.ours():
+            mid = ((c.get("Config") or {}).get("Labels") or {}).get(MACHINE_LABEL)
+            cid = c.get("Id") or c.get("ID")
+            if not cid:
+                continue
+            if c.get("State", {}).get("Running"):
+                await self.run("kill", cid)
+            if mid not in keep:
+                await self.run("rm", "--force", cid)
+
+    async def shutdown(self) -> None:
+        for c in await self.ours():
+            if c.get("State", {}).get("Running"):
+                await self.run("kill", c.get("Id") or c.get("ID"))
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5)
