@@ -200,3 +200,21 @@ def cli_env(tmp_path, sandbox) -> dict:
         NO_COLOR="1",
     )
     return env
+
+
+@pytest.fixture()
+def fleet_env(cli_env, sandbox):
+    """A fresh fleet on the session's sandbox, selected through VALYENT_FLEET: (env, client, name); its machines
+    are force-deleted and the fleet removed afterwards."""
+    import secrets
+
+    from valyent_cli.api import Client
+
+    name = f"t-{secrets.token_hex(4)}"
+    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
+    client.fleets.create(name)
+    yield {**cli_env, "VALYENT_FLEET": name}, client, name
+    for m in client.machines.list(name):
+        client.machines.delete(name, m["id"], force=True)
+    client.fleets.delete(name)
+    client.close()

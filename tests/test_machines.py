@@ -6,23 +6,7 @@ import json
 import secrets
 import sys
 
-import pytest
 from helpers import run_cli
-
-from valyent_cli.api import Client
-
-
-@pytest.fixture()
-def fleet_env(cli_env, sandbox):
-    """A fresh fleet, selected through VALYENT_FLEET; its machines are force-deleted afterwards."""
-    name = f"t-{secrets.token_hex(4)}"
-    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
-    client.fleets.create(name)
-    yield {**cli_env, "VALYENT_FLEET": name}, client, name
-    for m in client.machines.list(name):
-        client.machines.delete(name, m["id"], force=True)
-    client.fleets.delete(name)
-    client.close()
 
 
 def ok(result):

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 
-import pytest
 from clitools import Proc
 from helpers import run_cli
-
-from valyent_cli.api import Client
-
-
-@pytest.fixture()
-def fleet_env(cli_env, sandbox):
-    name = f"r-{secrets.token_hex(4)}"
-    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
-    client.fleets.create(name)
-    yield {**cli_env, "VALYENT_FLEET": name}, client, name
-    for m in client.machines.list(name):
-        client.machines.delete(name, m["id"], force=True)
-    client.fleets.delete(name)
-    client.close()
 
 
 def test_rm_exit_code_and_streams(fleet_env):

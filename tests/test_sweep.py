@@ -17,18 +17,6 @@ from helpers import run_cli
 from valyent_cli.api import Client
 
 
-@pytest.fixture()
-def fleet_env(cli_env, sandbox):
-    name = f"s-{secrets.token_hex(4)}"
-    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
-    client.fleets.create(name)
-    yield {**cli_env, "VALYENT_FLEET": name}, client, name
-    for m in client.machines.list(name):
-        client.machines.delete(name, m["id"], force=True)
-    client.fleets.delete(name)
-    client.close()
-
-
 def ok(result):
     assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     assert "Traceback" not in result.stderr
