@@ -271,3 +271,31 @@ def test_secrets_volumes_and_health_checks_inside_the_container(podman_sandbox, 
 
     subprocess.run(["podman", "volume", "rm", "--force",
                     f"valyent-{sandbox_id(podman_sandbox.data_dir)[:12]}-default-{volume}"], capture_output=True)
+
+
+def test_machines_run_with_the_container_driver(podman_env, engine_images):
+    """Issue 18 on the container driver: the image's command runs, its streams and exit code come back, `--rm`
+    leaves neither machine nor container, and `--timeout` stops it with 124."""
+    def machine_containers() -> set[str]:
+        return set(subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", "label=valyent.machine"],
+                                  capture_output=True, text=True, check=True, timeout=30).stdout.split())
+
+    before = machine_containers()
+    live_before = {m["id"] for m in json.loads(run_cli("machines", "list", "--json", env=podman_env).stdout)}
+    result = run_cli("machines", "run", "--rm", "--image", engine_images["base"], "--",
+                     "sh", "-c", "echo out; echo err >&2; exit 4", env=podman_env, timeout=120)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == "out\n"
+    assert "err" in result.stderr and "out" not in result.stderr
+    live_after = {m["id"] for m in json.loads(run_cli("machines", "list", "--json", env=podman_env).stdout)}
+    assert live_after == live_before  # --rm: the machine is gone...
+    assert machine_containers() <= before  # ...and so is its container
+    started = time.monotonic()
+    timed = run_cli("machines", "run", "--timeout", "1s", "--image", engine_images["base"], "--json", "--",
+                    "sleep", "60", env=podman_env, timeout=120)
+    assert timed.returncode == 124, timed.stderr
+    assert time.monotonic() - started < 60
+    machine = json.loads(timed.stdout)
+    assert machine["state"] in ("stopped", "stopping", "destroyed")
+    delete(podman_env, machine["id"])
+    assert containers_of(machine["id"]) == []
