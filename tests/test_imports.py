@@ -143,3 +143,88 @@ def test_states_signals_and_policies_have_one_source():
     assert validate.RESTART_POLICIES is types.RESTART_POLICIES is problems.RESTART_POLICIES
     assert complete.STATES is types.STATES is validate.STATES
     assert [v for v, _ in complete.signals("")] == list(types.SIGNALS)
+
+
+# -- the import graph -------------------------------------------------------------------------------------------
+# Built from the source (the AST of every module), not from what one run happens to load: every `import` and
+# `from ... import` counts, at the top of a module, inside a function or under `if TYPE_CHECKING:` alike, so a circle
+# held apart by an import inside a function is still a circle.
+
+PACKAGE = REPO / "valyent_cli"
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """valyent_cli's modules -> the valyent_cli modules each one imports."""
+    import ast
+
+    files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # a relative import
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                # `from pkg import mod` imports the module pkg.mod; `from mod import name` imports mod
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            graph[name].update(t for t in targets if t in files and t != name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (its modules in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_circle_through_a_function_level_import(tmp_path):
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_graph_sees_every_kind_of_import():
+    graph = import_graph()
+    assert "valyent_cli.api._transport" in graph["valyent_cli.api.client"]  # a top-level `from x import y`
+    assert "valyent_cli.api.errors" in graph["valyent_cli.api._transport"]  # `from pkg import module`
+    assert "valyent_cli.api.client" in graph["valyent_cli.api"]  # under `if TYPE_CHECKING:`
+
+
+def test_no_import_circle_in_the_api():
+    """The transport imports no resource, no resource imports the client; `Client` imports them all."""
+    graph = import_graph()
+    api = {name: {t for t in targets if t.startswith("valyent_cli.api")}
+           for name, targets in graph.items() if name.startswith("valyent_cli.api")}
+    assert find_cycle(api) is None
+    resources = {"fleets", "gateways", "machines", "namespaces", "nodes", "secrets", "builds", "initd", "logs"}
+    for resource in resources:
+        assert "valyent_cli.api.client" not in graph[f"valyent_cli.api.{resource}"], resource
+    assert not {f"valyent_cli.api.{r}" for r in resources} & graph["valyent_cli.api._transport"]

@@ -105,7 +105,7 @@ def plausible(path: tuple[str, ...], work) -> list[str]:
 @pytest.fixture()
 def sweep_env(tmp_path, monkeypatch):
     """A private HOME, config dir and sandbox dir; retry backoffs recorded, not slept."""
-    import valyent_cli.api.client as client_module
+    import valyent_cli.api._transport as client_module  # the request loop, which sleeps between retries
 
     class Clock:
         monotonic = staticmethod(time.monotonic)

@@ -197,7 +197,7 @@ def test_429_retry_after_is_waited(outcome):
 
 def test_429_retry_after_is_capped(tmp_path, fault_server, monkeypatch):
     """A server asking for a day: the CLI waits the cap (30 s), not a day. Sleeps are recorded, not slept."""
-    import valyent_cli.api.client as client_module
+    import valyent_cli.api._transport as client_module  # the request loop, which sleeps between retries
     from valyent_cli.api.client import MAX_RETRY_AFTER
 
     slept: list[float] = []

@@ -83,7 +83,7 @@ def test_a_wrong_token_is_refused_and_not_echoed(cli_env):
 def test_debug_traces_against_a_failing_server(fault_server, tmp_path, monkeypatch, answers):
     import time as real_time
 
-    import valyent_cli.api.client as client_module
+    import valyent_cli.api._transport as client_module  # the request loop, which sleeps between retries
 
     class Clock:  # backoffs recorded, not slept
         monotonic = staticmethod(real_time.monotonic)

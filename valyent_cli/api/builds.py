@@ -9,16 +9,12 @@ sandbox reads and Ravel ignores. A build's log is plain text (`GET .../logs?foll
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from valyent_cli.api._http import httpx
 from valyent_cli.api import errors
-from valyent_cli.api.client import parse_json
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api._resource import Resource
 from valyent_cli.api.types import ApiObject
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 #: states after which a build changes no more
 FINAL_STATES = ("completed", "failed")
@@ -49,10 +45,7 @@ class Build(ApiObject):
         self._client.builds.cancel(self["id"])
 
 
-class Builds:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Builds(Resource):
     def _url(self, *rest: Any) -> str:
         return self._client.url("namespaces", self._client.namespace or DEFAULT_NAMESPACE, "builds", *rest)
 
@@ -71,16 +64,15 @@ class Builds:
             files={"context": ("context.tar.gz", context, "application/gzip")},
             timeout=httpx.Timeout(self._client.timeout, write=None),
         )
-        return Build(_object(parse_json(response), "build"), self._client)
+        return Build(self._object(self._json(response), "build"), self._client)
 
     def list(self, limit: int | None = None) -> list[Build]:
         data = self._client.get_json(self._url(), params={"limit": limit} if limit else None)
-        return [Build(item, self._client) for item in _array(data, "builds")]
+        return [Build(item, self._client) for item in self._array(data, "builds")]
 
     def get(self, build_id: str) -> Build:
-        if not build_id:
-            raise errors.InvalidArgument("a build id is required")
-        return Build(_object(self._client.get_json(self._url(build_id)), "build"), self._client)
+        self._require(build_id, "build id")
+        return Build(self._object(self._client.get_json(self._url(build_id)), "build"), self._client)
 
     def logs(self, build_id: str) -> str:
         return self._client.request("GET", self._url(build_id, "logs"), headers={"Accept": "text/plain"}).text

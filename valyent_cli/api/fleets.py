@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from valyent_cli.api.client import parse_json
+from valyent_cli.api._resource import Resource, has_labels, metadata
 from valyent_cli.api.types import ApiObject
 
 if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
     from valyent_cli.api.machines import Machine
 
 
@@ -24,10 +23,7 @@ class Fleet(ApiObject):
         return self._client.machines.list(self["id"], destroyed=destroyed)
 
 
-class Fleets:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Fleets(Resource):
     def list(self, labels: dict[str, str] | None = None) -> list[Fleet]:
         """The fleets; with ``labels``, only those that carry every one of them.
 
@@ -37,22 +33,22 @@ class Fleets:
         """
         params = {f"labels[{key}]": value for key, value in (labels or {}).items()}
         data = self._client.get_json(self._client.url("fleets"), params=params or None)
-        return [Fleet(item, self._client) for item in _array(data, "fleets") if has_labels(item, labels)]
+        return [Fleet(item, self._client) for item in self._array(data, "fleets") if has_labels(item, labels)]
 
     def create(self, name: str | dict[str, Any], *, labels: dict[str, str] | None = None,
                annotations: dict[str, str] | None = None) -> Fleet:
         """Create a fleet: ``create("my-fleet")`` or, as the seed SDK, ``create({"name": "my-fleet"})``;
         ``labels`` and ``annotations`` become its ``metadata``."""
         payload = dict(name) if isinstance(name, dict) else {"name": name}
-        metadata = _metadata(labels, annotations)
-        if metadata:
-            payload["metadata"] = metadata
+        meta = metadata(labels, annotations)
+        if meta:
+            payload["metadata"] = meta
         response = self._client.request("POST", self._client.url("fleets"), json=payload)
-        return Fleet(_object(parse_json(response), "fleet"), self._client)
+        return Fleet(self._object(self._json(response), "fleet"), self._client)
 
     def get(self, fleet: str) -> Fleet:
         """A fleet by id or name."""
-        return Fleet(_object(self._client.get_json(self._client.url("fleets", fleet)), "fleet"), self._client)
+        return Fleet(self._object(self._client.get_json(self._client.url("fleets", fleet)), "fleet"), self._client)
 
     def delete(self, fleet: str) -> None:
         self._client.request("DELETE", self._client.url("fleets", fleet))
@@ -61,33 +57,5 @@ class Fleets:
         """Replace the fleet's metadata (``{"labels": {...}, "annotations": {...}}``); returns the fleet."""
         data = self._client.send_json("PATCH", self._client.url("fleets", fleet, "metadata"),
                                       json={"metadata": metadata}, idempotent=True)
-        return Fleet(_object(data, "fleet"), self._client)
+        return Fleet(self._object(data, "fleet"), self._client)
 
-
-def _metadata(labels: dict[str, str] | None, annotations: dict[str, str] | None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
-    if labels:
-        metadata["labels"] = dict(labels)
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return metadata
-
-
-def has_labels(item: Any, labels: dict[str, str] | None) -> bool:
-    """Whether an object's ``metadata.labels`` hold every key and value of ``labels``."""
-    if not labels:
-        return True
-    have = ((item.get("metadata") or {}).get("labels") or {}) if isinstance(item, dict) else {}
-    return isinstance(have, dict) and all(have.get(k) == v for k, v in labels.items())
-
-
-def _array(data: Any, what: str) -> list[dict[str, Any]]:
-    from valyent_cli.api._shapes import expect_array
-
-    return expect_array(data, what)
-
-
-def _object(data: Any, what: str) -> dict[str, Any]:
-    from valyent_cli.api._shapes import expect_object
-
-    return expect_object(data, what)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api._resource import Resource
 from valyent_cli.api.types import ApiObject
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 
 class Gateway(ApiObject):
@@ -21,10 +18,7 @@ class Gateway(ApiObject):
         self._client.gateways.delete(self["fleet_id"], self["id"])
 
 
-class Gateways:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Gateways(Resource):
     def create(self, fleet: str, payload: dict[str, Any] | None = None, *, name: str | None = None,
                target_port: int | None = None) -> Gateway:
         """``create(fleet, {"name": "web", "target_port": 8080})`` or ``create(fleet, name=..., target_port=...)``."""
@@ -34,15 +28,15 @@ class Gateways:
         if target_port is not None:
             body["target_port"] = target_port
         data = self._client.send_json("POST", self._client.url("fleets", fleet, "gateways"), json=body)
-        return Gateway(_object(data, "gateway"), self._client)
+        return Gateway(self._object(data, "gateway"), self._client)
 
     def list(self, fleet: str) -> list[Gateway]:
         data = self._client.get_json(self._client.url("fleets", fleet, "gateways"))
-        return [Gateway(item, self._client) for item in _array(data, "gateways")]
+        return [Gateway(item, self._client) for item in self._array(data, "gateways")]
 
     def get(self, fleet: str, gateway: str) -> Gateway:
         data = self._client.get_json(self._client.url("fleets", fleet, "gateways", gateway))
-        return Gateway(_object(data, "gateway"), self._client)
+        return Gateway(self._object(data, "gateway"), self._client)
 
     def delete(self, fleet: str, gateway: str) -> None:
         self._client.request("DELETE", self._client.url("fleets", fleet, "gateways", gateway))

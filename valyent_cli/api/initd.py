@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from valyent_cli.api._http import httpx
 
-from valyent_cli.api.client import parse_json
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api import _upload
+from valyent_cli.api._resource import Resource
+from valyent_cli.api._transport import Transport
 from valyent_cli.api.types import ExecResult, FSEntry
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 CHUNK = 64 * 1024
 
@@ -33,21 +31,21 @@ def _mode_for(target: str) -> int:
         return 0o666 & ~_umask()
 
 
-class FileSystem:
+class FileSystem(Resource):
     """``machine.fs``: ls, mkdir, read, write, rm, stat; reads and writes are streamed, so size does not matter."""
 
-    def __init__(self, client: Client, machine_id: str) -> None:
-        self._client = client
+    def __init__(self, client: Transport, machine_id: str) -> None:
+        super().__init__(client)
         self.machine_id = machine_id
 
     def _url(self, *segments: str) -> str:
         return self._client.initd_url(self.machine_id, *segments)
 
     def ls(self, path: str) -> list[FSEntry]:
-        return _array(self._client.get_json(self._url("fs", "ls"), params={"path": path}), "entries")  # type: ignore[return-value]
+        return self._array(self._client.get_json(self._url("fs", "ls"), params={"path": path}), "entries")  # type: ignore[return-value]
 
     def stat(self, path: str) -> FSEntry:
-        return _object(self._client.get_json(self._url("fs", "stat"), params={"path": path}), "entry")  # type: ignore[return-value]
+        return self._object(self._client.get_json(self._url("fs", "stat"), params={"path": path}), "entry")  # type: ignore[return-value]
 
     def mkdir(self, path: str) -> None:
         """Create a directory and its parents."""
@@ -117,8 +115,6 @@ class FileSystem:
         cannot be known ahead (a pipe, a /proc file): see ``api/_upload.py``. Returns a note when the caller should
         know which (the file grew meanwhile, or was sent chunked), else None.
         """
-        from valyent_cli.api import _upload
-
         if isinstance(data, str):
             data = data.encode()
         name = filename or os.path.basename(path.rstrip("/")) or "file"
@@ -139,10 +135,10 @@ class FileSystem:
             "POST", self._url("exec"), json={"cmd": list(cmd), "timeout_ms": timeout_ms},
             timeout=httpx.Timeout(self._client.timeout, read=read),
         )
-        return _object(data, "exec result")  # type: ignore[return-value]
+        return self._object(data, "exec result")  # type: ignore[return-value]
 
     def status(self) -> Any:
-        return parse_json(self._client.request("GET", self._url("status")))
+        return self._json(self._client.request("GET", self._url("status")))
 
     # The seed SDK's names.
     read_file = read

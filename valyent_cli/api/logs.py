@@ -15,7 +15,7 @@ from valyent_cli.api import errors
 from valyent_cli.api._deadline import progressing
 
 if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
+    from valyent_cli.api._transport import Transport
 
 NDJSON = "application/x-ndjson"
 #: what we ask for: NDJSON streams, so a long log never sits whole in memory; a JSON array is accepted too
@@ -432,7 +432,7 @@ class _Live(dict):
     __slots__ = ()
 
 
-def open_log_stream(client: Client, fleet: str, machine: str) -> Callable[[float | None], Any]:
+def open_log_stream(client: Transport, fleet: str, machine: str) -> Callable[[float | None], Any]:
     """A function that opens the live log stream of a machine, with a given idle timeout."""
 
     def open_stream(idle_timeout: float | None) -> Any:

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 from valyent_cli.api._http import httpx
 
 from valyent_cli.api import errors
-from valyent_cli.api.client import RETRY_STATUSES, parse_json
-from valyent_cli.api.fleets import _array, _object, has_labels
-from valyent_cli.api.logs import LOGS_ACCEPT, LogFollower, decode_response, iter_entry_lines, open_log_stream
+from valyent_cli.api._resource import Resource, has_labels
+from valyent_cli.api._transport import RETRY_STATUSES
+from valyent_cli.api.logs import (
+    LOGS_ACCEPT, LogFollower, decode_response, iter_entry_batches, iter_entry_lines, open_log_stream,
+)
 from valyent_cli.api.types import (
     WAITABLE_STATES,
     ApiObject,
@@ -24,7 +26,6 @@ from valyent_cli.api.types import (
 )
 
 if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
     from valyent_cli.api.initd import FileSystem
 
 #: the longest wait the server holds one long poll for
@@ -113,10 +114,7 @@ class Machine(ApiObject):
     list_events = events
 
 
-class Machines:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Machines(Resource):
     def _url(self, fleet: str, *rest: Any) -> str:
         return self._client.url("fleets", fleet, "machines", *rest)
 
@@ -127,7 +125,7 @@ class Machines:
         API reads it.
         """
         response = self._client.request("POST", self._url(fleet), json=_wire_payload(payload))
-        machine = Machine(_object(parse_json(response), "machine"), self._client, fleet)
+        machine = Machine(self._object(self._json(response), "machine"), self._client, fleet)
         machine.notices = response.headers.get_list("valyent-notice")
         return machine
 
@@ -135,20 +133,21 @@ class Machines:
         """The fleet's machines; with ``labels``, only those carrying all of them (Ravel has no label filter on
         this route: the answer is filtered here)."""
         data = self._client.get_json(self._url(fleet), params={"destroyed": True} if destroyed else None)
-        return [Machine(item, self._client, fleet) for item in _array(data, "machines") if has_labels(item, labels)]
+        items = self._array(data, "machines")
+        return [Machine(item, self._client, fleet) for item in items if has_labels(item, labels)]
 
     def versions(self, fleet: str, machine: str) -> list[dict[str, Any]]:
         """The machine's versions: ``[{id, machine_id, namespace, config, resources{cpus_mhz, memory_mb}}]``."""
-        return _array(self._client.get_json(self._url(fleet, machine, "versions")), "machine versions")
+        return self._array(self._client.get_json(self._url(fleet, machine, "versions")), "machine versions")
 
     def update_metadata(self, fleet: str, machine: str, metadata: dict[str, Any]) -> Machine:
         """Replace the machine's metadata (``{"labels": {...}, "annotations": {...}}``); returns the machine."""
         data = self._client.send_json("PATCH", self._url(fleet, machine, "metadata"), json={"metadata": metadata},
                                       idempotent=True)
-        return Machine(_object(data, "machine"), self._client, fleet)
+        return Machine(self._object(data, "machine"), self._client, fleet)
 
     def get(self, fleet: str, machine: str) -> Machine:
-        return Machine(_object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client, fleet)
+        return Machine(self._object(self._client.get_json(self._url(fleet, machine)), "machine"), self._client, fleet)
 
     def start(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "start"), idempotent=True)
@@ -235,7 +234,7 @@ class Machines:
             delay = min(delay * 2, interval)
 
     def events(self, fleet: str, machine: str) -> list[MachineEvent]:
-        return _array(self._client.get_json(self._url(fleet, machine, "events")), "events")  # type: ignore[return-value]
+        return self._array(self._client.get_json(self._url(fleet, machine, "events")), "events")  # type: ignore[return-value]
 
     def iter_logs(self, fleet: str, machine: str) -> Iterator[LogEntry]:
         """The log so far, streamed entry by entry (NDJSON or a JSON array, whichever the server sends)."""
@@ -253,8 +252,6 @@ class Machines:
 
     def iter_log_line_batches(self, fleet: str, machine: str) -> Iterator[list[bytes]]:
         """``iter_log_lines`` a network read at a time (see ``logs.iter_entry_batches``)."""
-        from valyent_cli.api.logs import iter_entry_batches
-
         with self._client.stream(
             "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
         ) as response:
@@ -310,7 +307,7 @@ class Machines:
         )
         if not response.content.strip():
             return exec_result_from_headers(response.headers)  # type: ignore[return-value]
-        return ExecOutput(_object(parse_json(response), "exec result"))  # type: ignore[return-value]
+        return ExecOutput(self._object(self._json(response), "exec result"))  # type: ignore[return-value]
 
     def enable_gateway(self, fleet: str, machine: str) -> None:
         self._client.request("POST", self._url(fleet, machine, "gateway", "enable"), idempotent=True)

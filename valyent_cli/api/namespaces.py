@@ -6,14 +6,8 @@ and answers 404 "namespace not found" until the namespace is created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from valyent_cli.api.client import parse_json
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api._resource import Resource
 from valyent_cli.api.types import ApiObject
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 
 class Namespace(ApiObject):
@@ -25,20 +19,17 @@ class Namespace(ApiObject):
         self._client.namespaces.delete(self["name"])
 
 
-class Namespaces:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Namespaces(Resource):
     def list(self) -> list[Namespace]:
         data = self._client.get_json(self._client.url("namespaces"))
-        return [Namespace(item, self._client) for item in _array(data, "namespaces")]
+        return [Namespace(item, self._client) for item in self._array(data, "namespaces")]
 
     def create(self, name: str) -> Namespace:
         response = self._client.request("POST", self._client.url("namespaces"), json={"name": name})
-        return Namespace(_object(parse_json(response), "namespace"), self._client)
+        return Namespace(self._object(self._json(response), "namespace"), self._client)
 
     def get(self, name: str) -> Namespace:
-        return Namespace(_object(self._client.get_json(self._client.url("namespaces", name)), "namespace"),
+        return Namespace(self._object(self._client.get_json(self._client.url("namespaces", name)), "namespace"),
                          self._client)
 
     def delete(self, name: str) -> None:

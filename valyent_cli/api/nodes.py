@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from valyent_cli.api.fleets import _array
+from valyent_cli.api._resource import Resource
 from valyent_cli.api.types import ApiObject
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 
 class Node(ApiObject):
@@ -17,9 +12,7 @@ class Node(ApiObject):
     __slots__ = ()
 
 
-class Nodes:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Nodes(Resource):
     def list(self) -> list[Node]:
-        return [Node(item, self._client) for item in _array(self._client.get_json(self._client.url("nodes")), "nodes")]
+        data = self._client.get_json(self._client.url("nodes"))
+        return [Node(item, self._client) for item in self._array(data, "nodes")]

@@ -6,15 +6,9 @@ value in the machine's environment when the machine is created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from valyent_cli.api import errors
-from valyent_cli.api.client import parse_json
-from valyent_cli.api.fleets import _array, _object
+from valyent_cli.api._resource import Resource
 from valyent_cli.api.types import ApiObject
-
-if TYPE_CHECKING:
-    from valyent_cli.api.client import Client
 
 
 class Secret(ApiObject):
@@ -23,10 +17,7 @@ class Secret(ApiObject):
     __slots__ = ()
 
 
-class Secrets:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Secrets(Resource):
     def _url(self, namespace: str | None, *rest: str) -> str:
         ns = namespace or self._client.namespace
         if not ns:
@@ -34,18 +25,19 @@ class Secrets:
         return self._client.url("namespaces", ns, "secrets", *rest)
 
     def list(self, namespace: str | None = None) -> list[Secret]:
-        return [Secret(item, self._client) for item in _array(self._client.get_json(self._url(namespace)), "secrets")]
+        data = self._client.get_json(self._url(namespace))
+        return [Secret(item, self._client) for item in self._array(data, "secrets")]
 
     def get(self, name: str, namespace: str | None = None) -> Secret:
-        return Secret(_object(self._client.get_json(self._url(namespace, name)), "secret"), self._client)
+        return Secret(self._object(self._client.get_json(self._url(namespace, name)), "secret"), self._client)
 
     def create(self, name: str, value: str, namespace: str | None = None) -> Secret:
         response = self._client.request("POST", self._url(namespace), json={"name": name, "value": value})
-        return Secret(_object(parse_json(response), "secret"), self._client)
+        return Secret(self._object(self._json(response), "secret"), self._client)
 
     def update(self, name: str, value: str, namespace: str | None = None) -> Secret:
         data = self._client.send_json("PATCH", self._url(namespace, name), json={"value": value}, idempotent=True)
-        return Secret(_object(data, "secret"), self._client)
+        return Secret(self._object(data, "secret"), self._client)
 
     def set(self, name: str, value: str, namespace: str | None = None) -> tuple[Secret, bool]:
         """Create the secret, or update its value when it exists. Returns (the secret, whether it was created)."""
