@@ -38,10 +38,10 @@ def fleet(app: AppContext, flag: str | None) -> str:
         errors.fleet_origin = _origin(app, app.settings.fleet)
         return app.settings.fleet
     if not app.settings.token:
-        app.client  # noqa: B018 - with nothing configured, "not logged in" (and how to start) comes first
+        app.connect()  # with nothing configured, "not logged in" (and how to start) comes first
     if not interactive():
         raise UsageError(NO_FLEET)
-    fleets = app.client.fleets.list()
+    fleets = app.connect().fleets.list()
     if not fleets:
         raise UsageError("there is no fleet yet: create one with `valyent fleets create NAME`")
     import typer
@@ -65,7 +65,7 @@ def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, wit
 
     fleet_id = str(fleet_id or fleet_ref)
     try:
-        found = app.client.fleets.get(fleet_ref)
+        found = app.connect().fleets.get(fleet_ref)
     except ValyentError:
         return fleet_id
     name, ident = found.get("name"), found.get("id") or fleet_id
@@ -80,12 +80,12 @@ def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | Non
     import typer
 
     if kind == "fleet":
-        items = app.client.fleets.list()
+        items = app.connect().fleets.list()
         rows = [(str(f.get("name") or f.get("id")), str(f.get("id"))) for f in items]
         label = "Fleet"
     else:
         fleet_ref = fleet(app, fleet_flag)
-        items = [m for m in app.client.machines.list(fleet_ref) if m.get("state") != "destroyed"]
+        items = [m for m in app.connect().machines.list(fleet_ref) if m.get("state") != "destroyed"]
         rows = [(str(m.get("id")), f"{m.get('state')}  {(m.get('config') or {}).get('image') or ''}".rstrip())
                 for m in items]
         label = "Machine"
@@ -124,7 +124,7 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     ref = name(ref, "MACHINE").strip()
     if not ref:
         raise UsageError("the machine id must not be empty")
-    client = app.client
+    client = app.connect()
     try:
         return client.machines.get(fleet_ref, ref)
     except NotFound:
@@ -149,10 +149,10 @@ def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
     from valyent_cli.api import NotFound
 
     try:
-        return app.client.gateways.get(fleet_ref, ref)
+        return app.connect().gateways.get(fleet_ref, ref)
     except NotFound:
         pass
-    for item in app.client.gateways.list(fleet_ref):
+    for item in app.connect().gateways.list(fleet_ref):
         if item.get("name") == ref or str(item.get("id", "")).startswith(ref):
             return item
     raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")

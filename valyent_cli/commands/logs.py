@@ -156,7 +156,7 @@ def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, k
 
     writer = LineWriter()
     formatter = LogFormatter(color=out.color, prefix=machine is None and not no_prefix)
-    run = _Run(app_.client, fleet_ref, writer, formatter, keep, json=json, note_color=out.err_color)
+    run = _Run(app_.connect(), fleet_ref, writer, formatter, keep, json=json, note_color=out.err_color)
 
     if machine is not None:
         machine_id = str(resolve.machine(app_, fleet_ref, machine)["id"])
@@ -166,7 +166,7 @@ def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, k
             run.history_one(machine_id)
         return
 
-    machine_ids = [str(m["id"]) for m in app_.client.machines.list(fleet_ref)]
+    machine_ids = [str(m["id"]) for m in app_.connect().machines.list(fleet_ref)]
     formatter.set_machines(machine_ids)
     if not follow:
         if not machine_ids:

@@ -163,7 +163,7 @@ def create(
 
     fleet_ref = resolve.fleet(app_, fleet)
     try:
-        machine = app_.client.machines.create(fleet_ref, body)
+        machine = app_.connect().machines.create(fleet_ref, body)
     except KeyboardInterrupt:
         out.warn("interrupted before the server answered: the machine may have been created; "
                  f"look with `valyent machines list --fleet {fleet_ref}`")
@@ -245,7 +245,7 @@ def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, li
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exits import Exit
 
-    client = app_.client
+    client = app_.connect()
     machine_id = str(machine.get("id"))
     deadline = time.monotonic() + limit
     seen: set[str] = set()
@@ -330,7 +330,7 @@ def list_(
 
     wanted = pairs(label, "--label")
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    machines = app_.client.machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
+    machines = app_.connect().machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
     columns = _columns()
     if any(m.get("health") not in (None, "", "unknown") or ((m.get("config") or {}).get("workload") or {}).get("health_check")
            for m in machines):

@@ -232,7 +232,7 @@ def engine(
         out.data(body)
         return
     fleet_ref = resolve.fleet(app_, fleet)
-    client = app_.client
+    client = app_.connect()
     if detach:
         machine = client.machines.create(fleet_ref, body)
         quiet = out.quiet
