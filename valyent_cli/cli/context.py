@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -101,12 +100,13 @@ class AppContext:
         from valyent_cli.local.autostart import AutostartError, ensure_sandbox
 
         try:
-            return ensure_sandbox(settings, data_dir=_data_dir(None), note=self.output().info)
+            return ensure_sandbox(settings, data_dir=_data_dir(None), note=self.output().note)
         except AutostartError as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None
 
 
 def _debug_hook(exchange: Any) -> None:
-    sys.stderr.write(f"[debug] {exchange}\n")
-    sys.stderr.flush()
+    from valyent_cli.cli.output import Output
+
+    Output().debug(str(exchange))

@@ -46,13 +46,14 @@ def fleet(app: AppContext, flag: str | None) -> str:
         raise UsageError("there is no fleet yet: create one with `valyent fleets create NAME`")
     import typer
 
+    out = app.output()
     for number, item in enumerate(fleets, 1):
-        sys.stderr.write(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})") + "\n")
+        out.note(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})"))
     while True:
         answer = typer.prompt("Fleet", default="1", err=True)
         if answer.isdigit() and 1 <= int(answer) <= len(fleets):
             chosen = fleets[int(answer) - 1]
-            sys.stderr.write(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.\n")
+            out.note(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.")
             return str(chosen.get("id"))
         names = {str(f.get("name")): str(f.get("id")) for f in fleets}
         if answer in names:
@@ -91,8 +92,9 @@ def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | Non
         label = "Machine"
     if not rows:
         return None
+    out = app.output()
     for number, (ident, detail) in enumerate(rows, 1):
-        sys.stderr.write(f"  {number}) {ident}  {detail}\n")
+        out.note(f"  {number}) {ident}  {detail}")
     while True:
         answer = typer.prompt(label, default="1", err=True).strip()
         if answer.isdigit() and 1 <= int(answer) <= len(rows):

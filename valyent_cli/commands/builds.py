@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -117,8 +116,7 @@ def _follow(app_, out, build):
     """Print the build log live on stderr until the build ends; the build as it ended."""
     client = app_.connect()
     for line in client.builds.iter_logs(build["id"], follow=True):
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        out.raw_stderr(line + "\n")
     build = client.builds.get(build["id"])
     while not build.done:  # the stream ended early (a proxy, a restart): wait for the end
         time.sleep(1)
@@ -158,10 +156,9 @@ def logs(ctx: typer.Context, build: BuildArg,
     Example: valyent builds logs build_01jq... -f
     """
     app_ = ctx.obj
+    out = app_.output()
     for line in app_.connect().builds.iter_logs(build, follow=follow):
-        sys.stdout.write(line + "\n")
-        if follow:
-            sys.stdout.flush()
+        out.raw_stdout(line + "\n", flush=follow)
 
 
 @app.command("cancel")
