@@ -96,11 +96,10 @@ class AppContext:
             )
 
     def _start_sandbox(self, settings: Settings) -> Settings:
-        from valyent_cli.commands.local import _data_dir
-        from valyent_cli.local.autostart import AutostartError, ensure_sandbox
+        from valyent_cli.local.autostart import AutostartError, ensure_sandbox, sandbox_data_dir
 
         try:
-            return ensure_sandbox(settings, data_dir=_data_dir(None), note=self.output().note)
+            return ensure_sandbox(settings, data_dir=sandbox_data_dir(None), note=self.output().note)
         except AutostartError as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None

@@ -61,24 +61,16 @@ def _failed(exc: Exception, *, usage: bool = False) -> Exception:
 
 
 def _local_profile() -> dict:
-    """The `local` profile as stored, or {} (none yet, or an unreadable config: start rewrites it)."""
-    from valyent_cli import config
+    from valyent_cli.local.autostart import local_profile
 
-    try:
-        return config.list_profiles()[1].get(config.LOCAL_PROFILE) or {}
-    except config.ConfigError:
-        return {}
+    return local_profile()
 
 
 def _data_dir(flag: Path | None) -> Path | None:
-    """The sandbox a command means: --data-dir, else VALYENT_LOCAL_DIR, else the one the `local` profile points at
-    (where `local start` last ran it), else the default (None)."""
-    import os
+    """Which sandbox a command means (shared with the auto-start in AppContext.connect())."""
+    from valyent_cli.local.autostart import sandbox_data_dir
 
-    if flag is not None or os.environ.get("VALYENT_LOCAL_DIR"):
-        return flag
-    data_dir = _local_profile().get("data_dir")
-    return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+    return sandbox_data_dir(flag)
 
 
 def _fleet_to_keep(info: dict) -> str:

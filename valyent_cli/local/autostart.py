@@ -7,12 +7,9 @@ never changes the settings it is given. It is called by ``AppContext.connect()``
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from valyent_cli.config import Settings
@@ -22,13 +19,38 @@ class AutostartError(Exception):
     """The sandbox was down and could not be started."""
 
 
+def local_profile() -> dict:
+    """The `local` profile as stored, or {} (none yet, or an unreadable config: start rewrites it)."""
+    from valyent_cli import config
+
+    try:
+        return config.list_profiles()[1].get(config.LOCAL_PROFILE) or {}
+    except config.ConfigError:
+        return {}
+
+
+def sandbox_data_dir(flag: Path | None) -> Path | None:
+    """The sandbox a command means: --data-dir, else VALYENT_LOCAL_DIR, else the one the `local` profile points at
+    (where `local start` last ran it), else the default (None)."""
+    import os
+
+    if flag is not None or os.environ.get("VALYENT_LOCAL_DIR"):
+        return flag
+    data_dir = local_profile().get("data_dir")
+    return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+
+
 def sandbox_address(settings: Settings) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(settings.endpoint)
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def is_listening(host: str, port: int) -> bool:
     """Whether something accepts connections there (a refused connect costs ~0.1 ms)."""
+    import socket
+
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
@@ -60,5 +82,7 @@ def ensure_sandbox(settings: Settings, *, data_dir: Path | None, note: Callable[
 
         if settings.profile:
             set_profile_value(settings.profile, "token", token)
+        import dataclasses
+
         return dataclasses.replace(settings, token=token)
     return settings
