@@ -197,7 +197,7 @@ def test_fleet_interleaved_by_time_with_prefixes(cli, fleet, sandbox):
 
 def test_fleet_history_spools_machines_beyond_the_stream_limit(cli, monkeypatch):
     """Past MAX_STREAMS machines, logs are read into temporary files first: the same lines, the same order."""
-    from valyent_cli.commands import logs
+    from valyent_cli.cli import logmerge as logs
 
     streamed = ok(cli("logs")).out
     monkeypatch.setattr(logs, "MAX_STREAMS", 1)

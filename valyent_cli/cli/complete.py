@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -141,8 +140,9 @@ def serve_if_asked() -> None:
         from valyent_cli.cli.sanitize import has_control
 
         # A name from the server with a control character (a newline, an escape) is never offered to the shell.
-        sys.stdout.write("".join(f"{v}\t{h}\n" if h else f"{v}\n" for v, h in items if not has_control(v + h)))
-        sys.stdout.flush()
+        from valyent_cli.cli.output import Output
+
+        Output().raw_stdout("".join(f"{v}\t{h}\n" if h else f"{v}\n" for v, h in items if not has_control(v + h)))
     except BaseException:  # noqa: BLE001
         pass
     os._exit(0)  # nothing else of the program must run, nor print at exit

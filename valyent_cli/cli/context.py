@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ class AppContext:
         self.allow_http = allow_http
         self.debug = debug
         self.no_color = no_color
+        self._client: Client | None = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -55,8 +55,15 @@ class AppContext:
         """What reports each HTTP exchange on stderr with --debug (an Exchange never holds the token), else None."""
         return _debug_hook if self.debug else None
 
-    @cached_property
-    def client(self) -> Client:
+    def connect(self) -> Client:
+        """The API client for this run, made on the first call and kept for the next ones.
+
+        This is the one step with effects: with the `local` profile and the sandbox down, it starts the sandbox
+        (:func:`valyent_cli.local.autostart.ensure_sandbox`), which may save the profile's new token; the settings
+        it returns replace :attr:`settings`. Reading :attr:`settings` or any other attribute starts nothing.
+        """
+        if self._client is not None:
+            return self._client
         settings = self.settings
         from valyent_cli.config import check_transport_safety
 
@@ -69,8 +76,10 @@ class AppContext:
                 hint="run `valyent auth login`, set VALYENT_API_TOKEN, or use the sandbox: `valyent local start`",
             )
         if settings.is_local:
-            self._ensure_local(settings)
-        return settings.client(debug_hook=self.debug_hook)
+            settings = self._start_sandbox(settings)
+            self.settings = settings
+        self._client = settings.client(debug_hook=self.debug_hook)
+        return self._client
 
     def require_initd(self) -> None:
         """`fs` talks to a machine's agent (initd). Only Valyent Cloud has a default host for it: elsewhere the
@@ -86,39 +95,17 @@ class AppContext:
                      "(or VALYENT_INITD_URL)",
             )
 
-    def _ensure_local(self, settings: Settings) -> None:
-        """Start the sandbox when the local profile is used while it is down (a refused connect costs ~0.1 ms)."""
-        import socket
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(settings.endpoint)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            pass
-        from valyent_cli.local.daemon import DaemonError, ensure_running
-        from valyent_cli.local.runner import ServeError
-
-        sys.stderr.write(f"Starting the local sandbox on {host}:{port}...\n")
-        from valyent_cli.commands.local import _data_dir
+    def _start_sandbox(self, settings: Settings) -> Settings:
+        from valyent_cli.local.autostart import AutostartError, ensure_sandbox, sandbox_data_dir
 
         try:
-            info = ensure_running(_data_dir(None), port=port, host=host)
-        except (DaemonError, ServeError) as exc:
+            return ensure_sandbox(settings, data_dir=sandbox_data_dir(None), note=self.output().note)
+        except AutostartError as exc:
             raise CliError(f"could not start the local sandbox: {exc}", Exit.ERROR,
                            hint="see `valyent local status`, or run it in the foreground: valyent local serve") from None
-        token = info.get("token")
-        if token and token != settings.token and settings.sources.get("token") == "profile":
-            # A new data dir means a new token: keep the local profile in step rather than fail with 401.
-            from valyent_cli.config import set_profile_value
-
-            if settings.profile:
-                set_profile_value(settings.profile, "token", token)
-            settings.token = token
 
 
 def _debug_hook(exchange: Any) -> None:
-    sys.stderr.write(f"[debug] {exchange}\n")
-    sys.stderr.flush()
+    from valyent_cli.cli.output import Output
+
+    Output().debug(str(exchange))

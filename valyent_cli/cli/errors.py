@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-import traceback
+from typing import Any
 
 from valyent_cli.cli.exits import Exit
 
@@ -35,13 +35,17 @@ def _err(message: str, hint: str | None = None) -> None:
     from valyent_cli.cli.sanitize import block
 
     # Server text (an error detail, a name) reaches the terminal here: control sequences are made inert.
-    message, hint = block(message), (block(hint) if hint else hint)
+    message = block(message)
     if len(message) > MAX_MESSAGE:
         message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
-    sys.stderr.write(f"Error: {message}\n")
-    if hint:
-        sys.stderr.write(f"Hint: {hint}\n")
-    sys.stderr.flush()
+    _out().error(message, hint)
+
+
+def _out() -> Any:
+    """The one printer (errors print before any command made its own, so with the defaults)."""
+    from valyent_cli.cli.output import Output
+
+    return Output()
 
 
 def _where(exc: Exception) -> str:
@@ -105,19 +109,19 @@ def _not_found_hint(exc: Exception) -> str | None:
 def handle(exc: BaseException, *, debug: bool = False) -> int:
     """Print what happened and what to run next; return the exit code."""
     if debug and not isinstance(exc, SystemExit):
-        traceback.print_exception(exc, file=sys.stderr)
+        _out().traceback(exc)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if isinstance(exc, KeyboardInterrupt):
-        sys.stderr.write("\nInterrupted.\n")
+        _out().note("\nInterrupted.")
         return Exit.INTERRUPTED
     from valyent_cli.cli.signals import Terminated
 
     if isinstance(exc, Terminated):
-        sys.stderr.write("\nTerminated.\n")
+        _out().note("\nTerminated.")
         return exc.exit_code
     if isinstance(exc, EOFError):
-        sys.stderr.write("\nAborted: the input ended.\n")
+        _out().note("\nAborted: the input ended.")
         return Exit.ERROR
     if isinstance(exc, BrokenPipeError):
         # The reader of our stdout went away (`| head`): not an error worth a message.
@@ -129,7 +133,7 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if kind == "Exit" and hasattr(exc, "exit_code"):
         return int(exc.exit_code)
     if kind == "Abort":
-        sys.stderr.write("\nInterrupted.\n")
+        _out().note("\nInterrupted.")
         return Exit.INTERRUPTED
     if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__module__.startswith(("typer", "click")):
         if isinstance(getattr(exc, "message", None), str):

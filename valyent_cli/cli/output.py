@@ -302,6 +302,62 @@ class Output:
 
             yield update
 
+    def note(self, message: str) -> None:
+        """A line of the CLI's own text on stderr, as it is (no prefix, no colour, nothing made inert)."""
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        """``Error: message`` (and ``Hint: hint``) on stderr; server text in them is made inert."""
+        message, hint = sanitize.block(message), (sanitize.block(hint) if hint else hint)
+        sys.stderr.write(f"Error: {message}\n")
+        if hint:
+            sys.stderr.write(f"Hint: {hint}\n")
+        sys.stderr.flush()
+
+    def traceback(self, exc: BaseException) -> None:
+        """The traceback of ``exc`` on stderr (--debug)."""
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+
+    def debug(self, message: str) -> None:
+        """A --debug line on stderr."""
+        sys.stderr.write(f"[debug] {message}\n")
+        sys.stderr.flush()
+
+    def raw_stdout(self, text: str, *, flush: bool = True) -> None:
+        """Text on stdout exactly as given (a completion script, a build's log, completion candidates)."""
+        sys.stdout.write(text)
+        if flush:
+            sys.stdout.flush()
+
+    def raw_stderr(self, text: str) -> None:
+        """Text on stderr exactly as given (a build's progress)."""
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def log_message(self, message: str, *, to_stderr: bool) -> None:
+        """A machine's log line as it arrives (`valyent run`): its stderr on stderr, the rest on stdout."""
+        stream = sys.stderr if to_stderr else sys.stdout
+        stream.write(message + "\n")
+        stream.flush()
+
+    def command_output(self, stdout: str, stderr: str) -> None:
+        """What a command run in a machine wrote (`machines exec`), each on its stream, as the bytes it wrote:
+        bytes that were not UTF-8 arrive as lone surrogates (the sandbox sends them so) and are written back as
+        those bytes, never as U+FFFD. On a terminal, :func:`sanitize.output` applies."""
+        for stream, text in ((sys.stdout, stdout), (sys.stderr, stderr)):
+            if stream.isatty():
+                text = sanitize.output(text)
+            try:
+                data = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a surrogate that stands for no byte (a JSON "\ud800"): shown escaped
+                data = text.encode("utf-8", "backslashreplace")
+            stream.flush()
+            stream.buffer.write(data)
+            stream.buffer.flush()
+
     def event_line(self, message: str) -> None:
         """A line of a live progress account (a machine's states and events) on stderr."""
         if not self.quiet:

@@ -38,21 +38,22 @@ def fleet(app: AppContext, flag: str | None) -> str:
         errors.fleet_origin = _origin(app, app.settings.fleet)
         return app.settings.fleet
     if not app.settings.token:
-        app.client  # noqa: B018 - with nothing configured, "not logged in" (and how to start) comes first
+        app.connect()  # with nothing configured, "not logged in" (and how to start) comes first
     if not interactive():
         raise UsageError(NO_FLEET)
-    fleets = app.client.fleets.list()
+    fleets = app.connect().fleets.list()
     if not fleets:
         raise UsageError("there is no fleet yet: create one with `valyent fleets create NAME`")
     import typer
 
+    out = app.output()
     for number, item in enumerate(fleets, 1):
-        sys.stderr.write(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})") + "\n")
+        out.note(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})"))
     while True:
         answer = typer.prompt("Fleet", default="1", err=True)
         if answer.isdigit() and 1 <= int(answer) <= len(fleets):
             chosen = fleets[int(answer) - 1]
-            sys.stderr.write(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.\n")
+            out.note(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.")
             return str(chosen.get("id"))
         names = {str(f.get("name")): str(f.get("id")) for f in fleets}
         if answer in names:
@@ -65,7 +66,7 @@ def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, wit
 
     fleet_id = str(fleet_id or fleet_ref)
     try:
-        found = app.client.fleets.get(fleet_ref)
+        found = app.connect().fleets.get(fleet_ref)
     except ValyentError:
         return fleet_id
     name, ident = found.get("name"), found.get("id") or fleet_id
@@ -80,19 +81,20 @@ def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | Non
     import typer
 
     if kind == "fleet":
-        items = app.client.fleets.list()
+        items = app.connect().fleets.list()
         rows = [(str(f.get("name") or f.get("id")), str(f.get("id"))) for f in items]
         label = "Fleet"
     else:
         fleet_ref = fleet(app, fleet_flag)
-        items = [m for m in app.client.machines.list(fleet_ref) if m.get("state") != "destroyed"]
+        items = [m for m in app.connect().machines.list(fleet_ref) if m.get("state") != "destroyed"]
         rows = [(str(m.get("id")), f"{m.get('state')}  {(m.get('config') or {}).get('image') or ''}".rstrip())
                 for m in items]
         label = "Machine"
     if not rows:
         return None
+    out = app.output()
     for number, (ident, detail) in enumerate(rows, 1):
-        sys.stderr.write(f"  {number}) {ident}  {detail}\n")
+        out.note(f"  {number}) {ident}  {detail}")
     while True:
         answer = typer.prompt(label, default="1", err=True).strip()
         if answer.isdigit() and 1 <= int(answer) <= len(rows):
@@ -124,7 +126,7 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     ref = name(ref, "MACHINE").strip()
     if not ref:
         raise UsageError("the machine id must not be empty")
-    client = app.client
+    client = app.connect()
     try:
         return client.machines.get(fleet_ref, ref)
     except NotFound:
@@ -149,10 +151,10 @@ def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
     from valyent_cli.api import NotFound
 
     try:
-        return app.client.gateways.get(fleet_ref, ref)
+        return app.connect().gateways.get(fleet_ref, ref)
     except NotFound:
         pass
-    for item in app.client.gateways.list(fleet_ref):
+    for item in app.connect().gateways.list(fleet_ref):
         if item.get("name") == ref or str(item.get("id", "")).startswith(ref):
             return item
     raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")

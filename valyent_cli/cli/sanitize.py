@@ -57,17 +57,3 @@ def output(text: str) -> str:
 def has_control(text: str) -> bool:
     """Whether a value the CLI would send holds a control (or bidi format) character."""
     return _ANY.search(text) is not None
-
-
-def write_output(stream, text: str) -> None:  # noqa: ANN001 - sys.stdout or sys.stderr
-    """A command's output, as the bytes it wrote: bytes that were not UTF-8 arrive as lone surrogates (the sandbox
-    sends them so) and are written back as those bytes, never as U+FFFD. On a terminal, ``output`` applies."""
-    if stream.isatty():
-        text = output(text)
-    try:
-        data = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte (a JSON "\ud800"): shown escaped
-        data = text.encode("utf-8", "backslashreplace")
-    stream.flush()
-    stream.buffer.write(data)
-    stream.buffer.flush()

@@ -37,7 +37,9 @@ def _read_token(token_stdin: bool) -> str:
         raw = sys.stdin.read()
         flag = "--token-stdin"
     elif sys.stdin.isatty():
-        sys.stderr.write(f"{TOKEN_SOURCES}\n")
+        from valyent_cli.cli.output import Output
+
+        Output().note(TOKEN_SOURCES)
         raw = typer.prompt("API token", hide_input=True, err=True)
         flag = "the token"
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -102,7 +101,7 @@ def create(
     if not quiet:
         out.info(f"Sending the build context ({size / 1024:.0f} KiB)...")
     with context:
-        build = app_.client.builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
+        build = app_.connect().builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
                                           target=target, no_cache=no_cache, build_args=args)
     if not quiet:
         out.info(f"Build {build.get('id')} of {build.get('full_image')} started")
@@ -115,10 +114,9 @@ def create(
 
 def _follow(app_, out, build):
     """Print the build log live on stderr until the build ends; the build as it ended."""
-    client = app_.client
+    client = app_.connect()
     for line in client.builds.iter_logs(build["id"], follow=True):
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        out.raw_stderr(line + "\n")
     build = client.builds.get(build["id"])
     while not build.done:  # the stream ended early (a proxy, a restart): wait for the end
         time.sleep(1)
@@ -136,7 +134,7 @@ def list_(ctx: typer.Context,
     """
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    out.table(app_.client.builds.list(limit=limit), _columns(), empty="No builds.")
+    out.table(app_.connect().builds.list(limit=limit), _columns(), empty="No builds.")
 
 
 @app.command("show")
@@ -146,7 +144,7 @@ def show(ctx: typer.Context, build: BuildArg, json: JsonOpt = False) -> None:
     Example: valyent builds show build_01jq...
     """
     app_ = ctx.obj
-    b = app_.client.builds.get(build)
+    b = app_.connect().builds.get(build)
     app_.output(json=json).fields(b, _rows(b))
 
 
@@ -158,10 +156,9 @@ def logs(ctx: typer.Context, build: BuildArg,
     Example: valyent builds logs build_01jq... -f
     """
     app_ = ctx.obj
-    for line in app_.client.builds.iter_logs(build, follow=follow):
-        sys.stdout.write(line + "\n")
-        if follow:
-            sys.stdout.flush()
+    out = app_.output()
+    for line in app_.connect().builds.iter_logs(build, follow=follow):
+        out.raw_stdout(line + "\n", flush=follow)
 
 
 @app.command("cancel")
@@ -171,5 +168,5 @@ def cancel(ctx: typer.Context, build: BuildArg) -> None:
     Example: valyent builds cancel build_01jq...
     """
     app_ = ctx.obj
-    app_.client.builds.cancel(build)
+    app_.connect().builds.cancel(build)
     app_.output().done(f"Canceled build {build}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Annotated
 
@@ -43,4 +42,6 @@ def completion(shell: Annotated[Shell, typer.Argument(metavar="SHELL", help="bas
     # The help is HELP, on the Typer app: Typer shows it for the group this callback makes.
     from valyent_cli.cli.completion_scripts import completion_script
 
-    sys.stdout.write(completion_script(shell.value))
+    from valyent_cli.cli.output import Output
+
+    Output().raw_stdout(completion_script(shell.value))

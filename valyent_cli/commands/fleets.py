@@ -49,7 +49,7 @@ def list_(
     wanted = pairs(label, "--label")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    fleets = app_.client.fleets.list(labels=wanted or None)
+    fleets = app_.connect().fleets.list(labels=wanted or None)
     out.table(fleets, _columns(), empty="No fleets. Create one: valyent fleets create NAME")
 
 
@@ -79,7 +79,7 @@ def create(
     annotations = pairs(annotation, "--annotation", "annotation")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    fleet = app_.client.fleets.create(name, labels=labels or None, annotations=annotations or None)
+    fleet = app_.connect().fleets.create(name, labels=labels or None, annotations=annotations or None)
     if not (json or quiet):
         out.done(f"Created fleet {fleet.get('name')} ({fleet.get('id')})")
     if use:
@@ -95,7 +95,7 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
     """
     app_ = ctx.obj
     out = app_.output(json=json)
-    _show(out, app_.client.fleets.get(fleet))
+    _show(out, app_.connect().fleets.get(fleet))
 
 
 def _show(out, item) -> None:
@@ -138,11 +138,11 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metav
             from valyent_cli.api import ValyentError
 
             try:
-                item = app_.client.fleets.get(fleet)
+                item = app_.connect().fleets.get(fleet)
                 known |= {str(item.get("id")), str(item.get("name"))}
             except ValyentError:
                 pass  # the delete says what is wrong
-        app_.client.fleets.delete(fleet)
+        app_.connect().fleets.delete(fleet)
         out.done(f"Deleted fleet {fleet}")
         if saved and saved in known:
             # The profile's default fleet is gone: forget it, rather than fail every later command with "not found".
@@ -169,8 +169,8 @@ def label(
     to_set, to_remove = meta.edits(changes)
     app_ = ctx.obj
     out = app_.output(json=json)
-    item = app_.client.fleets.get(fleet)
-    updated = app_.client.fleets.update_metadata(str(item.get("id") or fleet), meta.merged(item.get("metadata"), to_set, to_remove))
+    item = app_.connect().fleets.get(fleet)
+    updated = app_.connect().fleets.update_metadata(str(item.get("id") or fleet), meta.merged(item.get("metadata"), to_set, to_remove))
     if json:
         out.data(updated)
         return
@@ -185,7 +185,7 @@ def use(ctx: typer.Context, fleet: FleetArg) -> None:
     """
     app_ = ctx.obj
     out = app_.output()
-    item = app_.client.fleets.get(fleet)
+    item = app_.connect().fleets.get(fleet)
     _use(app_, out, str(item.get("name") or fleet))
 
 

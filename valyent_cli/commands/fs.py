@@ -31,7 +31,7 @@ def _fs(ctx: typer.Context, fleet: str | None, machine: str) -> tuple[FileSystem
     app_.require_initd()
     found = resolve.machine(app_, resolve.fleet(app_, fleet), machine)
     machine_id = str(found["id"])
-    return app_.client.fs(machine_id), machine_id
+    return app_.connect().fs(machine_id), machine_id
 
 
 def _check_path(path: str, what: str = "PATH") -> str:

@@ -47,7 +47,7 @@ def list_(ctx: typer.Context, fleet: FleetOpt = None, json: JsonOpt = False, qui
     Example: valyent gateways list --fleet web
     """
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    items = app_.client.gateways.list(fleet_ref)
+    items = app_.connect().gateways.list(fleet_ref)
     label = resolve.fleet_label(app_, fleet_ref, with_id=False) if items and not (json or quiet) else None
     out.table(items, _columns(items, label), empty=f"No gateways in fleet {fleet_ref}.")
 
@@ -75,7 +75,7 @@ def create(
         v.fleet_name(name, "--name")
     v.positive_int(port, "--port", minimum=1, maximum=65535)
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    gateway = app_.client.gateways.create(fleet_ref, name=name, target_port=port)
+    gateway = app_.connect().gateways.create(fleet_ref, name=name, target_port=port)
     if not (json or quiet):
         url = f": {gateway['url']}" if gateway.get("url") else ""
         out.done(f"Created gateway {gateway.get('name')} ({gateway.get('id')}) to port {gateway.get('target_port')}{url}")
@@ -114,5 +114,5 @@ def delete(ctx: typer.Context, gateways: Annotated[list[str], typer.Argument(met
     found = [resolve.gateway(app_, fleet_ref, g) for g in gateways]
     resolve.confirm(out, f"Delete gateway{'s' if len(found) > 1 else ''} {', '.join(str(g.get('name')) for g in found)}?", yes)
     for g in found:
-        app_.client.gateways.delete(fleet_ref, str(g.get("id")))
+        app_.connect().gateways.delete(fleet_ref, str(g.get("id")))
         out.done(f"Deleted gateway {g.get('name')} ({g.get('id')})")

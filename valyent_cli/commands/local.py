@@ -46,29 +46,31 @@ LogBytesOpt = Annotated[
 ]
 
 
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
+def _say(message: str) -> None:
+    from valyent_cli.cli.output import Output
+
+    Output().note(message)
+
+
+def _failed(exc: Exception, *, usage: bool = False) -> Exception:
+    """A sandbox failure for the one error handler (cli/errors.py): exit 2 for bad usage, else 1."""
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    return CliError(str(exc), Exit.USAGE if usage else Exit.ERROR)
 
 
 def _local_profile() -> dict:
-    """The `local` profile as stored, or {} (none yet, or an unreadable config: start rewrites it)."""
-    from valyent_cli import config
+    from valyent_cli.local.autostart import local_profile
 
-    try:
-        return config.list_profiles()[1].get(config.LOCAL_PROFILE) or {}
-    except config.ConfigError:
-        return {}
+    return local_profile()
 
 
 def _data_dir(flag: Path | None) -> Path | None:
-    """The sandbox a command means: --data-dir, else VALYENT_LOCAL_DIR, else the one the `local` profile points at
-    (where `local start` last ran it), else the default (None)."""
-    import os
+    """Which sandbox a command means (shared with the auto-start in AppContext.connect())."""
+    from valyent_cli.local.autostart import sandbox_data_dir
 
-    if flag is not None or os.environ.get("VALYENT_LOCAL_DIR"):
-        return flag
-    data_dir = _local_profile().get("data_dir")
-    return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+    return sandbox_data_dir(flag)
 
 
 def _fleet_to_keep(info: dict) -> str:
@@ -85,7 +87,7 @@ def _fleet_to_keep(info: dict) -> str:
         return "default"
     if fleet in names:
         return fleet
-    _err(f"Fleet `{fleet}` does not exist on this sandbox: profile `local` uses fleet `default` again.")
+    _say(f"Fleet `{fleet}` does not exist on this sandbox: profile `local` uses fleet `default` again.")
     return "default"
 
 
@@ -125,12 +127,11 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     host = host or DEFAULT_HOST
     port = port or DEFAULT_PORT
     data = resolve_data_dir(data_dir)
-    _err(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
+    _say(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
     try:
         run_server(host, port, data, allow_remote, driver)
     except ServeError as exc:
-        _err(f"Error: {exc}")
-        raise typer.Exit(2 if exc.usage else 1) from None
+        raise _failed(exc, usage=exc.usage) from None
 
 
 @app.command()
@@ -157,24 +158,22 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     try:
         info, started = daemon.start(_data_dir(data_dir), host, port, allow_remote, driver)
     except ServeError as exc:
-        _err(f"Error: {exc}")
-        raise typer.Exit(2 if exc.usage else 1) from None
+        raise _failed(exc, usage=exc.usage) from None
     except daemon.DaemonError as exc:
-        _err(f"Error: {exc}")
-        raise typer.Exit(1) from None
+        raise _failed(exc) from None
     if started:
-        _err(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}, "
+        _say(f"Started the local sandbox on {info['endpoint']} (pid {info['pid']}, data in {info['data_dir']}, "
              f"driver {info.get('driver', 'process')}).")
         if info.get("isolation") == "none":
-            _err(f"Warning: machines run as plain processes, not isolated from each other or from this computer: "
+            _say(f"Warning: machines run as plain processes, not isolated from each other or from this computer: "
                  f"{info.get('isolation_problem') or 'namespaces are unavailable'} (see the README, Sandbox isolation).")
     else:
-        _err(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
+        _say(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
              f"driver {info.get('driver', 'process')}).")
         if driver and info.get("driver") and info["driver"] != driver and driver != "auto":
-            _err(f"It keeps its driver {info['driver']}: `valyent local stop` first to change it.")
+            _say(f"It keeps its driver {info['driver']}: `valyent local stop` first to change it.")
         if retention:
-            _err("Its log retention is unchanged: `valyent local stop` first to start it with a new one.")
+            _say("Its log retention is unchanged: `valyent local stop` first to start it with a new one.")
 
     from valyent_cli import config
 
@@ -188,10 +187,10 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         namespace=info.get("namespace") or "default",
     )
     if previous and previous != "local":
-        _err(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
+        _say(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
     else:
-        _err("Profile `local` is now active (`valyent profiles list` shows the others).")
-    _err("Try: valyent machines create --image nginx")
+        _say("Profile `local` is now active (`valyent profiles list` shows the others).")
+    _say("Try: valyent machines create --image nginx")
 
 
 @app.command()
@@ -204,9 +203,9 @@ def stop(data_dir: DataDirOpt = None) -> None:
 
     pid = daemon.stop(_data_dir(data_dir))
     if pid is None:
-        _err("The local sandbox is not running.")
+        _say("The local sandbox is not running.")
     else:
-        _err(f"Stopped the local sandbox (pid {pid}) and its machines.")
+        _say(f"Stopped the local sandbox (pid {pid}) and its machines.")
 
 
 @app.command()

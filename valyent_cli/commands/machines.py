@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from valyent_cli.cli import complete
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
+from valyent_cli.commands import machine_views as views
 
 if TYPE_CHECKING:
     from valyent_cli.api import Machine
@@ -35,23 +34,6 @@ RUN_ENGINE = "valyent.machines.run"
 TimeoutOpt = Annotated[
     str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long to wait: seconds, or 30s, 5m, 1h.")
 ]
-
-
-def _columns() -> list[Any]:
-    from valyent_cli.cli.output import Column, ago, state_style
-
-    def guest(m: dict[str, Any]) -> str:
-        g = (m.get("config") or {}).get("guest") or {}
-        return f"{g.get('cpus', '-')}x{g.get('cpu_kind', '-')}/{g.get('memory_mb', '-')}MB"
-
-    return [
-        Column("ID", lambda m: m.get("id")),
-        Column("STATE", lambda m: m.get("state"), style=state_style),
-        Column("IMAGE", lambda m: (m.get("config") or {}).get("image")),
-        Column("REGION", lambda m: m.get("region"), drop=3),
-        Column("GUEST", guest, drop=2),
-        Column("CREATED", lambda m: ago(m.get("created_at")), drop=1),
-    ]
 
 
 def _setup(ctx: typer.Context, fleet: str | None, *, json: bool = False, quiet: bool = False) -> tuple[AppContext, Output, str]:
@@ -163,7 +145,7 @@ def create(
 
     fleet_ref = resolve.fleet(app_, fleet)
     try:
-        machine = app_.client.machines.create(fleet_ref, body)
+        machine = app_.connect().machines.create(fleet_ref, body)
     except KeyboardInterrupt:
         out.warn("interrupted before the server answered: the machine may have been created; "
                  f"look with `valyent machines list --fleet {fleet_ref}`")
@@ -174,7 +156,7 @@ def create(
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
     if not detach and not body.get("skip_start"):
         try:
-            machine = _watch_start(app_, out, fleet_ref, machine, limit)
+            machine = views.watch_start(app_, out, fleet_ref, machine, limit)
         except KeyboardInterrupt:
             out.warn(f"machine {machine.get('id')} was created and keeps starting; "
                      f"see it with `valyent machines show {machine.get('id')} --fleet {fleet_ref}`")
@@ -182,130 +164,7 @@ def create(
     if json or quiet:
         out.fields(machine, [])
     else:
-        _show(out, machine, resolve.fleet_label(app_, fleet_ref, machine.get("fleet")))
-
-
-def _describe_event(event: dict[str, Any]) -> str:
-    """An event's meaning in words: exit code, error, reason."""
-    payload = event.get("payload") or {}
-    kind = str(event.get("type", ""))
-    parts: list[str] = []
-    if not isinstance(payload, dict):
-        return ""
-    # Ravel nests the payload under one key per event kind ({"stopped": {"exit_code": 0, ...}}); accept it flat too.
-    inner: dict[str, Any] = dict(payload)
-    for key in ("prepare_failed", "start", "start_failed", "started", "stop", "stopped", "destroy"):
-        if isinstance(payload.get(key), dict):
-            inner.update(payload[key])
-    if "exit_code" in inner:
-        parts.append(f"exit code {inner['exit_code']}")
-    for key in ("error", "reason", "progress"):
-        if inner.get(key):
-            parts.append(f"{key}: {inner[key]}")
-    if kind.endswith(".start") and inner.get("is_restart"):
-        parts.append("restart")
-    if kind.endswith(".destroy"):
-        if inner.get("force"):
-            parts.append("forced")
-        if inner.get("auto_destroy"):
-            parts.append("auto-destroy")
-    config = inner.get("config")
-    if kind.endswith(".stop") and isinstance(config, dict):
-        sig = config.get("signal")
-        to = config.get("timeout")
-        parts.append(" ".join(x for x in (sig and str(sig), to is not None and f"timeout {to}s" or "") if x))
-    return ", ".join(p for p in parts if p)
-
-
-#: seconds a new machine must keep running before create calls it started (one long poll; the server's minimum)
-START_SETTLE = 1
-#: log lines shown when a machine fails to start
-LAST_LINES = 10
-
-
-def _print_last_lines(client: Any, out: Output, fleet: str, machine_id: str) -> None:
-    """The end of a machine's log on stderr: what it said before it died."""
-    from collections import deque
-
-    from valyent_cli.api import ValyentError
-
-    try:
-        last = deque(client.machines.iter_logs(fleet, machine_id), maxlen=LAST_LINES)
-    except ValyentError:
-        return
-    if last:
-        out.info("Last lines of its log:")
-        for entry in last:
-            out.info(f"  {entry.get('message', '')}")
-
-
-def _watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
-    """Show each state and event live on stderr until the machine runs; fail with its own error if it does not."""
-    from valyent_cli.api import NotFound, ValyentError
-    from valyent_cli.cli.errors import CliError
-    from valyent_cli.cli.exits import Exit
-
-    client = app_.client
-    machine_id = str(machine.get("id"))
-    deadline = time.monotonic() + limit
-    seen: set[str] = set()
-    failure: str | None = None
-    settled = False
-    delay = 0.05
-    with out.progress(f"Waiting for {machine_id} to run...") as update:
-        while True:
-            try:
-                events = client.machines.events(fleet, machine_id)
-            except NotFound:
-                events = []
-            for event in events:
-                key = str(event.get("id") or (event.get("type"), event.get("timestamp")))
-                if key in seen:
-                    continue
-                seen.add(key)
-                detail = _describe_event(event)
-                line = f"  {event.get('type')} -> {event.get('status')}" + (f" ({detail})" if detail else "")
-                out.event_line(line)
-                update(f"Waiting for {machine_id} to run: {event.get('status')}...")
-                kind = str(event.get("type"))
-                if kind in ("machine.start_failed", "machine.prepare_failed"):
-                    failure = detail or kind
-                elif kind == "machine.exited" and failure is None:
-                    failure = f"it exited ({detail})" if detail else "it exited"
-            state = str(events[-1].get("status")) if events else str(machine.get("state"))
-            if state == "running" and not settled:
-                # Running is not started yet: a command that fails at once (a taken port, `false`) exits within
-                # moments. Hold on for the settle window (the long poll returns as soon as it stops), then look
-                # again: any exit by then, whatever the restart policy does next, is a failed start.
-                settled = True
-                update(f"Waiting for {machine_id} to settle...")
-                try:
-                    client.machines.wait(fleet, machine_id, "stopped", START_SETTLE)
-                except ValyentError:
-                    pass  # still running at the end of the window (the usual case), or gone: the events say
-                continue
-            if state == "running" and failure is None:
-                break
-            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2) or failure and settled:
-                _print_last_lines(client, out, fleet, machine_id)
-                raise CliError(
-                    f"machine {machine_id} did not start: {failure or state}",
-                    Exit.ERROR,
-                    hint=f"see its logs: valyent logs {machine_id} --fleet {fleet}",
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CliError(
-                    f"machine {machine_id} is not running after {limit:g} s (state: {state})",
-                    Exit.TIMEOUT,
-                    hint=f"wait longer: valyent machines wait {machine_id} --timeout 5m",
-                )
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 0.5)
-    machine = client.machines.get(fleet, machine_id)
-    if not out.quiet:
-        out.done(f"Machine {machine_id} is running")
-    return machine
+        views.show_machine(out, machine, resolve.fleet_label(app_, fleet_ref, machine.get("fleet")))
 
 
 # -- list, show -----------------------------------------------------------------------------------------------------
@@ -330,75 +189,14 @@ def list_(
 
     wanted = pairs(label, "--label")
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
-    machines = app_.client.machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
-    columns = _columns()
+    machines = app_.connect().machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
+    columns = views.columns()
     if any(m.get("health") not in (None, "", "unknown") or ((m.get("config") or {}).get("workload") or {}).get("health_check")
            for m in machines):
         from valyent_cli.cli.output import Column, state_style
 
         columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
     out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
-
-
-def _show(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
-    from valyent_cli.cli.output import clock, state_style
-
-    config = m.get("config") or {}
-    guest = config.get("guest") or {}
-    workload = config.get("workload") or {}
-    init = workload.get("init") or {}
-    restart = workload.get("restart") or {}
-    rows: list[tuple[str, Any]] = [
-        ("ID", m.get("id")),
-        ("State", m.get("state")),
-        ("Fleet", fleet_label or m.get("fleet")),
-        ("Region", m.get("region")),
-        ("Image", config.get("image")),
-        ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
-        ("Command", shlex.join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
-        ("Env", ", ".join(workload.get("env") or []) or None),
-        ("Restart", (restart.get("policy") or "-") + (f" (max {restart['max_retries']})" if "max_retries" in restart else "")),
-        ("Gateway", m.get("gateway_enabled")),
-        ("Instance", m.get("instance_id")),
-        ("Created", clock(m.get("created_at"))),
-        ("Updated", clock(m.get("updated_at"))),
-    ]
-    if m.get("health"):
-        rows.insert(2, ("Health", m.get("health")))
-    rows[rows.index(("Env", ", ".join(workload.get("env") or []) or None))] = ("Env", _env_shown(workload))
-    rows[-3:-3] = _ravel_rows(m, workload)
-    out.fields(m, rows, styles={"State": state_style, "Health": state_style})
-
-
-def _env_shown(workload: dict[str, Any]) -> str | None:
-    """The environment, with the values of secret variables hidden (a server may return them resolved)."""
-    hidden = {str(r.get("env_var")) for r in workload.get("secrets") or [] if isinstance(r, dict)}
-    shown = []
-    for item in workload.get("env") or []:
-        key, sep, _ = str(item).partition("=")
-        shown.append(f"{key}=<secret>" if sep and key in hidden else str(item))
-    return ", ".join(shown) or None
-
-
-def _ravel_rows(m: dict[str, Any], workload: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Labels, annotations, secret references, health check, volumes and private networks, when there are any."""
-    from valyent_cli.cli.metadata import show as show_pairs
-
-    metadata = m.get("metadata") or {}
-    health = workload.get("health_check") or {}
-    check = None
-    if health:
-        settings = ", ".join(f"{k} {health[k]}{'s' if k != 'retries' else ''}" for k in ("interval", "timeout", "retries") if health.get(k))
-        check = " ".join(health.get("exec") or []) + (f" ({settings})" if settings else "")
-    rows: list[tuple[str, Any]] = [
-        ("Labels", show_pairs(metadata.get("labels"))),
-        ("Annotations", show_pairs(metadata.get("annotations"))),
-        ("Secrets", ", ".join(f"{r.get('name')} as {r.get('env_var')}" for r in workload.get("secrets") or []) or None),
-        ("Health check", check),
-        ("Volumes", ", ".join(f"{v.get('name')} at {v.get('path')}" for v in workload.get("volumes") or []) or None),
-        ("Networks", ", ".join(f"{n.get('name')} {n.get('ip')}" for n in workload.get("private_networks") or []) or None),
-    ]
-    return [row for row in rows if row[1]]
 
 
 @app.command("show")
@@ -411,7 +209,7 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     found = _machine(app_, fleet_ref, machine)
-    _show(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
+    views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
@@ -635,7 +433,7 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
             Column("TYPE", lambda e: e.get("type")),
             Column("STATE", lambda e: e.get("status"), style=state_style),
             Column("ORIGIN", lambda e: e.get("origin")),
-            Column("DETAILS", _describe_event),
+            Column("DETAILS", views.describe_event),
         ],
         empty="No events.",
     )
@@ -691,10 +489,7 @@ def exec_(
     if json:
         out.data(result)
         raise typer.Exit(code)
-    from valyent_cli.cli.sanitize import write_output
-
-    write_output(sys.stdout, result.get("stdout") or "")
-    write_output(sys.stderr, result.get("stderr") or "")
+    out.command_output(result.get("stdout") or "", result.get("stderr") or "")
     raise typer.Exit(code)
 
 
@@ -775,30 +570,9 @@ def versions(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, js
 
     Example: valyent machines versions 01jqb7x4c9ts --json | jq '.[-1].config'
     """
-    from valyent_cli.cli.output import Column
-
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     m = _machine(app_, fleet_ref, machine)
-    items = m.versions()
-    current = m.get("machine_version")
-
-    def guest(item: dict[str, Any]) -> str:
-        g = (item.get("config") or {}).get("guest") or {}
-        return f"{g.get('cpus', '-')}x{g.get('cpu_kind', '-')}/{g.get('memory_mb', '-')}MB"
-
-    out.table(
-        items,
-        [
-            Column("ID", lambda i: i.get("id")),
-            Column("CURRENT", lambda i: "*" if i.get("id") == current else ""),
-            Column("IMAGE", lambda i: (i.get("config") or {}).get("image")),
-            Column("GUEST", guest),
-            Column("CPU MHZ", lambda i: (i.get("resources") or {}).get("cpus_mhz"), justify="right"),
-            Column("MEMORY MB", lambda i: (i.get("resources") or {}).get("memory_mb"), justify="right"),
-        ],
-        empty="No versions.",
-    )
-
+    out.table(m.versions(), views.version_columns(m.get("machine_version")), empty="No versions.")
 
 # `machines run` takes every flag of `create`: its command is built from create's signature (commands/run.py).
 from valyent_cli.commands import run as _run  # noqa: E402,F401 - registers `machines run`

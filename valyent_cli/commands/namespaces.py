@@ -41,7 +41,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
     """
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    out.table(app_.client.namespaces.list(), _columns(), id_key="name",
+    out.table(app_.connect().namespaces.list(), _columns(), id_key="name",
               empty="No namespaces. Create one: valyent namespaces create NAME")
 
 
@@ -55,7 +55,7 @@ def create(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME
     _check(name)
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
-    item = app_.client.namespaces.create(name)
+    item = app_.connect().namespaces.create(name)
     if json or quiet:
         out.fields(item, [])
         return
@@ -74,7 +74,7 @@ def show(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
 
     app_ = ctx.obj
     out = app_.output(json=json)
-    item = app_.client.namespaces.get(name)
+    item = app_.connect().namespaces.get(name)
     out.fields(item, [("Name", item.get("name")), ("Created", clock(item.get("created_at")))])
 
 
@@ -90,5 +90,5 @@ def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False) -> None:
     app_ = ctx.obj
     out = app_.output()
     confirm(out, f"Delete namespace {name}?", yes)
-    app_.client.namespaces.delete(name)
+    app_.connect().namespaces.delete(name)
     out.done(f"Deleted namespace {name}")

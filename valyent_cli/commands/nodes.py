@@ -25,7 +25,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     out.table(
-        app_.client.nodes.list(),
+        app_.connect().nodes.list(),
         [
             Column("ID", lambda n: n.get("id")),
             Column("ADDRESS", lambda n: f"{n.get('address')}:{n.get('agent_port')}" if n.get("agent_port") else n.get("address")),

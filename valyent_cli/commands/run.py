@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 import time
 import typing
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from valyent_cli.commands import machines as _machines
+from valyent_cli.commands import machine_views as _views
 
 if TYPE_CHECKING:
     from valyent_cli.api import Client, Machine
@@ -81,8 +81,9 @@ class _LogPump:
     """The machine's live log, printed from a thread: stdout entries to stdout, stderr entries to stderr, each as
     it arrives. ``finish`` stops it and prints what the full log holds beyond what was printed."""
 
-    def __init__(self, client: Client, fleet: str, machine_id: str) -> None:
+    def __init__(self, client: Client, fleet: str, machine_id: str, out: Output) -> None:
         self._client = client
+        self.out = out
         self._fleet = fleet
         self._id = machine_id
         self._lock = threading.Lock()
@@ -95,10 +96,9 @@ class _LogPump:
         self._thread.start()
 
     def _emit(self, entry: dict[str, Any]) -> None:
-        stream = sys.stderr if str(entry.get("source", "")).lower() == "stderr" else sys.stdout
         message = entry.get("message")
-        stream.write(("" if message is None else str(message)) + "\n")
-        stream.flush()
+        self.out.log_message("" if message is None else str(message),
+                             to_stderr=str(entry.get("source", "")).lower() == "stderr")
 
     def _follow(self) -> None:
         try:
@@ -145,7 +145,7 @@ def _outcome(events: list[dict[str, Any]]) -> tuple[str, Any] | None:
     """What ended the run, from the events so far: ("failed", reason), ("exited", code), or None (still going).
 
     An exit ends the run only when no start follows it (a restart policy may start the machine again)."""
-    from valyent_cli.commands.machines import _describe_event
+    from valyent_cli.commands.machine_views import describe_event as _describe_event
 
     for event in reversed(events):
         kind = str(event.get("type"))
@@ -232,12 +232,12 @@ def engine(
         out.data(body)
         return
     fleet_ref = resolve.fleet(app_, fleet)
-    client = app_.client
+    client = app_.connect()
     if detach:
         machine = client.machines.create(fleet_ref, body)
         quiet = out.quiet
         out.quiet = True
-        machine = _machines._watch_start(app_, out, fleet_ref, machine, limit)
+        machine = _views.watch_start(app_, out, fleet_ref, machine, limit)
         out.quiet = quiet
         if out.json:
             out.data(machine)
@@ -255,7 +255,7 @@ def engine(
         if not out.quiet and not out.json:
             out.info(f"Running machine {machine_id} in fleet {fleet_ref}")
         if not out.json:
-            pump = _LogPump(app_.settings.client(debug_hook=app_.debug_hook), fleet_ref, machine_id)
+            pump = _LogPump(app_.settings.client(debug_hook=app_.debug_hook), fleet_ref, machine_id, out)
             pump.start()
         outcome = _wait_for_end(client, fleet_ref, machine_id, deadline)
         if outcome is None:
@@ -278,7 +278,7 @@ def engine(
                 out.warn(f"machine {machine_id} exited without a usable exit code ({value}): exiting {code}")
     except KeyboardInterrupt:
         if machine is not None:
-            sys.stderr.write(f"Stopping machine {machine.get('id')}...\n")
+            out.note(f"Stopping machine {machine.get('id')}...")
             try:
                 _stop(client, fleet_ref, str(machine.get("id")))
             except KeyboardInterrupt:

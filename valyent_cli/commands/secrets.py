@@ -57,7 +57,7 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
     namespace = _namespace(app_)
     out = app_.output(json=json, quiet=quiet)
     out.table(
-        app_.client.secrets.list(namespace),
+        app_.connect().secrets.list(namespace),
         [Column("NAME", lambda s: s.get("name")), Column("CREATED", lambda s: ago(s.get("created_at"))),
          Column("UPDATED", lambda s: ago(s.get("updated_at")))],
         id_key="name",
@@ -113,7 +113,7 @@ def set_(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
     _refuse_plain_http(app_.settings)
     value = _read_value(name)
     out = app_.output(json=json)
-    secret, created = app_.client.secrets.set(name, value, namespace)
+    secret, created = app_.connect().secrets.set(name, value, namespace)
     del value
     if json:
         out.data(secret)
@@ -135,5 +135,5 @@ def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False) -> None:
     namespace = _namespace(app_)
     out = app_.output()
     confirm(out, f"Delete secret {name} from namespace {namespace}?", yes)
-    app_.client.secrets.delete(name, namespace)
+    app_.connect().secrets.delete(name, namespace)
     out.done(f"Deleted secret {name}")
