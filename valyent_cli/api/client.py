@@ -15,11 +15,8 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli import __version__
 from valyent_cli.api import _deadline, errors
+from valyent_cli.defaults import DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 
-DEFAULT_ENDPOINT = "https://console.valyent.cloud/v1"
-DEFAULT_INITD_ENDPOINT = "https://{machine_id}-initd.valyent.dev"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 2
 #: the longest a `Retry-After` header may make us wait before one retry, in seconds
 MAX_RETRY_AFTER = 30.0
 #: retry n waits min(BACKOFF_BASE * 2**n, BACKOFF_MAX) seconds, times a random factor in [0.75, 1]
