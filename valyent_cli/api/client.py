@@ -15,7 +15,9 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli import __version__
 from valyent_cli.api import _deadline, errors
-from valyent_cli.defaults import DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from valyent_cli.defaults import (
+    DEFAULT_AUTH_SCHEME, DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT,
+)
 
 #: the longest a `Retry-After` header may make us wait before one retry, in seconds
 MAX_RETRY_AFTER = 30.0
@@ -131,7 +133,7 @@ class Client:
         backoff_max: float = BACKOFF_MAX,
         debug_hook: Callable[[Exchange], None] | None = None,
         transport: httpx.BaseTransport | None = None,
-        auth_scheme: str = "bearer",
+        auth_scheme: str = DEFAULT_AUTH_SCHEME,
         ca_cert: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,
