@@ -251,7 +251,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(cfg: Path, mo
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(config.os, "fsync", disk_full)
+    monkeypatch.setattr(config.toml.os, "fsync", disk_full)  # the module that writes config.toml
     with pytest.raises(ConfigError, match="No space left on device.*previous file is unchanged") as info:
         config.set_profile_value("a", "namespace", "two")
     assert info.value.path == path

@@ -91,7 +91,7 @@ def test_an_unreadable_file(env, monkeypatch):
 
 
 def test_a_full_disk_on_save_keeps_the_old_file(env, monkeypatch):
-    import valyent_cli.config as config_module
+    import valyent_cli.config.toml as config_module  # the module that writes config.toml
 
     assert run_main(["profiles", "create", "a", "--namespace", "one"], env).code == 0
     path = Path(env["VALYENT_CONFIG_DIR"]) / "config.toml"

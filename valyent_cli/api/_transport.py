@@ -21,11 +21,10 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli import __version__
 from valyent_cli.api import _deadline, errors
+from valyent_cli.defaults import (  # every default in one place
+    DEFAULT_AUTH_SCHEME, DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT,
+)
 
-DEFAULT_ENDPOINT = "https://console.valyent.cloud/v1"
-DEFAULT_INITD_ENDPOINT = "https://{machine_id}-initd.valyent.dev"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 2
 #: the longest a `Retry-After` header may make us wait before one retry, in seconds
 MAX_RETRY_AFTER = 30.0
 #: retry n waits min(BACKOFF_BASE * 2**n, BACKOFF_MAX) seconds, times a random factor in [0.75, 1]
@@ -118,7 +117,7 @@ class Transport:
         backoff_max: float = BACKOFF_MAX,
         debug_hook: Callable[[Exchange], None] | None = None,
         transport: httpx.BaseTransport | None = None,
-        auth_scheme: str = "bearer",
+        auth_scheme: str = DEFAULT_AUTH_SCHEME,
         ca_cert: str | None = None,
         client_cert: str | None = None,
         client_key: str | None = None,

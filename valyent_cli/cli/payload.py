@@ -12,14 +12,10 @@ from typing import Any
 from valyent_cli.cli import metadata as _meta
 from valyent_cli.cli import validate as v
 from valyent_cli.cli.errors import UsageError
+from valyent_cli.defaults import DEFAULT_CPU_KIND, DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_REGION
 
 _SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-DEFAULT_REGION = "gra-1"
-DEFAULT_CPU_KIND = "shared"
-DEFAULT_CPUS = 1
-DEFAULT_MEMORY_MB = 512
 
 #: the payload's shape, as the contract has it: key -> nested shape, or None for a leaf
 SCHEMA: dict[str, Any] = {
