@@ -12,6 +12,7 @@ import typer
 from valyent_cli import config
 from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
+from valyent_cli.defaults import DEFAULT_CPU_KIND
 
 if TYPE_CHECKING:
     from valyent_cli.cli.context import AppContext
@@ -238,7 +239,7 @@ def status(
         ("Namespace", value("namespace", settings.namespace)),
         ("Fleet", value("fleet", settings.fleet)),
         ("Region", value("region", settings.region or config.DEFAULT_REGION)),
-        ("CPU kind", value("cpu_kind", settings.cpu_kind or "shared")),
+        ("CPU kind", value("cpu_kind", settings.cpu_kind or DEFAULT_CPU_KIND)),
         ("Token", value("token", f"sha256:{obj['token_fingerprint']}" if settings.token else "none")),
         ("Auth scheme", value("auth_scheme", settings.auth_scheme)),
         ("Config file", obj["config_file"]),

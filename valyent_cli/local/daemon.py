@@ -152,16 +152,25 @@ def _spawn(data_dir: Path, host: str | None, port: int | None, allow_remote: boo
 
     rotate_server_log(data_dir)  # before this start's lines, which its error message shows
     log_path = data_dir / "server.log"
+    # Ctrl-C, SIGTERM or SIGHUP between the spawn and the `try` below would leave a server nobody stops: they
+    # are held back until `proc` exists (the child unblocks them before it runs), then delivered inside the try.
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         with open(log_path, "ab") as log:
             since = log.tell()  # what this start writes: earlier runs' lines are not this start's error
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
             log.flush()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                    close_fds=True, cwd=str(data_dir))
-    except OSError as exc:
-        raise DaemonError(describe_os_error(exc, log_path)) from None
+                                    close_fds=True, cwd=str(data_dir),
+                                    preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, held))
+    except BaseException as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        if isinstance(exc, OSError):
+            raise DaemonError(describe_os_error(exc, log_path)) from None
+        raise
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)  # a signal that came meanwhile is raised here
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
