@@ -216,3 +216,16 @@ def test_init_user_is_honoured_or_refused(isolated, env):
         wait_until(logs, message="the workload's uid")
         assert logs() == ["65534"]
         assert api.delete(f"/fleets/default/machines/{m['id']}", params={"force": "true"}).status_code == 200
+
+
+def test_the_sandboxs_python_and_its_venv_are_visible_in_a_machine():
+    """A machine can run the sandbox's own interpreter by its path, also when the sandbox runs from a venv (as the
+    README's commands and CI install it): the installation and the venv are both mounted read-only."""
+    import os
+    import sys
+
+    from valyent_cli.local import isolation
+
+    mounted = [src for src, _, ro in isolation.system_mounts() if ro]
+    for prefix in (os.path.realpath(sys.base_prefix), os.path.abspath(sys.prefix)):
+        assert any(prefix == m or prefix.startswith(m.rstrip("/") + "/") for m in mounted), (prefix, mounted)

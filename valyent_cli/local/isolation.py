@@ -26,11 +26,13 @@ MACHINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def system_mounts() -> list[tuple[str, str, bool]]:
     """(host source, machine path, read-only): the host's system directories, and the sandbox's own Python
-    when it lives elsewhere (pyenv, a venv's base), so that `python3` works inside a machine."""
+    when it lives elsewhere (pyenv, a venv and its base), so that `python3` works inside a machine."""
     mounts = [(d, d, True) for d in SYSTEM_DIRS if os.path.isdir(d)]
-    prefix = os.path.realpath(sys.base_prefix)
-    if not any(prefix == d or prefix.startswith(os.path.realpath(d) + "/") for d, _, _ in mounts):
-        mounts.append((prefix, prefix, True))
+    # the Python installation, and the virtual environment the sandbox runs from (a venv's `bin/python3` is a
+    # link into the installation: a machine given the sandbox's interpreter by its path needs both)
+    for prefix in dict.fromkeys([os.path.realpath(sys.base_prefix), os.path.abspath(sys.prefix)]):
+        if not any(prefix == d or prefix.startswith(os.path.realpath(d) + "/") for d, _, _ in mounts):
+            mounts.append((prefix, prefix, True))
     return mounts
 
 
