@@ -87,6 +87,14 @@ class Pipes(asyncio.SubprocessProtocol):
         if not self.exited.done():
             self.exited.set_result(self.transport.get_returncode())
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the output pipes to close (a child that outlives the process keeps them
+        open: its output is not waited for past that)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.pipes_closed), timeout)
+        except asyncio.TimeoutError:
+            pass
+
     def output(self) -> tuple[str, str]:
         """(stdout, stderr) of an exec: bytes that are not UTF-8 kept as lone surrogates (the JSON answer carries
         them as `\\udcXX`, which the CLI writes back as those bytes); a stream cut at the limit is said on stderr."""
@@ -110,6 +118,53 @@ class Instance:
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
+
+
+class PipedInstance(Instance):
+    """An instance that is a process whose output `proto` receives; `_wait` (a driver's) resolves `exited`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport, proto: Pipes):
+        self.transport = transport
+        self.proto = proto
+        self.pid = transport.get_pid()
+        self.exited = loop.create_task(self._wait())
+
+    async def _wait(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def _collect(self, settle: float) -> None:
+        """The process ended: take what its pipes still hold, then let them go."""
+        await self.proto.settle(settle)
+        self.proto.flush()
+        self.transport.close()
+
+
+async def finish_exec(proto: Pipes, transport, timeout_ms: int, kill: Callable[[], None],
+                      after_exit: Callable[[], None] | None = None) -> dict:
+    """Wait for an exec's command (killed with `kill` after `timeout_ms`, or when the request is cancelled), then
+    its output; the exec result, with exit code 124 when it timed out."""
+    timed_out = False
+    try:
+        try:
+            returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            timed_out = True
+            kill()
+            returncode = await proto.exited
+        if after_exit is not None:
+            after_exit()
+        await proto.settle(1.0)
+    finally:
+        if not proto.exited.done():  # the request was cancelled: leave nothing running
+            kill()
+        transport.close()
+    stdout, stderr = proto.output()
+    if timed_out:
+        stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
+        return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
+    from valyent_cli.local.procs import exit_code_of
+
+    return {"stdout": stdout, "stderr": stderr, "exit_code": exit_code_of(returncode)}
 
 
 class Driver:

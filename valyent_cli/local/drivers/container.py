@@ -24,7 +24,9 @@ import subprocess
 from pathlib import Path
 
 from valyent_cli.local import procs
-from valyent_cli.local.drivers.base import Driver, Instance, LineSink, Pipes, PrepareFailed, StartFailed
+from valyent_cli.local.drivers.base import (
+    Driver, Instance, LineSink, PipedInstance, Pipes, PrepareFailed, StartFailed, finish_exec,
+)
 from valyent_cli.local.problems import Problem
 
 log = logging.getLogger("valyent.local")
@@ -78,23 +80,15 @@ def qualify(image: str) -> str:
     return f"docker.io/{image}" if sep else f"docker.io/library/{image}"
 
 
-class ContainerInstance(Instance):
+class ContainerInstance(PipedInstance):
     def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes):
         self.driver = driver
         self.name = name
-        self.transport = transport
-        self.proto = proto
-        self.pid = transport.get_pid()
-        self.exited = driver.loop.create_task(self._wait())
+        super().__init__(driver.loop, transport, proto)
 
     async def _wait(self) -> int:
         returncode = await self.proto.exited
-        try:
-            await asyncio.wait_for(asyncio.shield(self.proto.pipes_closed), 2.0)
-        except asyncio.TimeoutError:
-            pass
-        self.proto.flush()
-        self.transport.close()
+        await self._collect(2.0)
         state = await self.driver.inspect(self.name)
         if state and state.get("State", {}).get("Running"):
             # the attached client ended but the container did not: a stopped machine runs nothing
@@ -280,10 +274,7 @@ class ContainerDriver(Driver):
                 break
             await asyncio.sleep(0.05)
         if proto.exited.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-            except asyncio.TimeoutError:
-                pass
+            await proto.settle(1.0)
             state = await self.inspect(name)
             if not state or not _started(state):
                 transport.close()
@@ -310,29 +301,12 @@ class ContainerDriver(Driver):
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return {"stdout": "", "stderr": f"cannot run {self.engine}: {exc}\n", "exit_code": 255}
-        timed_out = False
-        try:
-            try:
-                returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
-            except asyncio.TimeoutError:
-                timed_out = True
-                _kill_marked(mark)
-                transport.kill()
-                returncode = await proto.exited
-            try:
-                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-            except asyncio.TimeoutError:
-                pass
-        finally:
-            if not proto.exited.done():  # the request was cancelled: leave nothing running
-                _kill_marked(mark)
-                transport.kill()
-            transport.close()
-        stdout, stderr = proto.output()
-        if timed_out:
-            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
-            return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
-        return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+        def kill() -> None:
+            _kill_marked(mark)
+            transport.kill()
+
+        return await finish_exec(proto, transport, timeout_ms, kill)
 
     # -- files and ports --------------------------------------------------------------------------------------
     async def fs_root(self, machine_id: str) -> Path:

@@ -19,20 +19,19 @@ import time
 from pathlib import Path
 
 from valyent_cli.local import isolation, procs
-from valyent_cli.local.drivers.base import Driver, Instance, LineSink, Pipes, PrepareFailed, StartFailed
+from valyent_cli.local.drivers.base import (
+    Driver, Instance, LineSink, PipedInstance, Pipes, PrepareFailed, StartFailed, finish_exec,
+)
 from valyent_cli.local.problems import Problem, precondition
 
 IDLE_SECONDS = "2147483647"
 
 
-class ProcessInstance(Instance):
+class ProcessInstance(PipedInstance):
     def __init__(self, driver: ProcessDriver, machine_id: str, transport, proto: Pipes):
         self.driver = driver
         self.machine_id = machine_id
-        self.transport = transport
-        self.proto = proto
-        self.pid = transport.get_pid()
-        self.exited = driver.loop.create_task(self._wait())
+        super().__init__(driver.loop, transport, proto)
 
     async def _wait(self) -> int:
         returncode = await self.proto.exited
@@ -41,12 +40,7 @@ class ProcessInstance(Instance):
             procs.kill_machine_processes(self.driver.data_dir, self.machine_id)
         if self.driver.instances.get(self.machine_id) is self:
             del self.driver.instances[self.machine_id]
-        try:
-            await asyncio.wait_for(asyncio.shield(self.proto.pipes_closed), 1.0)
-        except asyncio.TimeoutError:
-            pass
-        self.proto.flush()
-        self.transport.close()
+        await self._collect(1.0)
         return procs.exit_code_of(returncode)
 
     def signal(self, sig: signal.Signals) -> None:
@@ -218,28 +212,12 @@ class ProcessDriver(Driver):
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             return {"stdout": "", "stderr": f"{cmd[0]}: {exc}\n", "exit_code": 126}
         pgid = transport.get_pid()
-        timed_out = False
-        try:
-            try:
-                returncode = await asyncio.wait_for(asyncio.shield(proto.exited), timeout_ms / 1000)
-            except asyncio.TimeoutError:
-                timed_out = True
-                procs.killpg(pgid, signal.SIGKILL)
-                returncode = await proto.exited
+
+        def kill() -> None:
             procs.killpg(pgid, signal.SIGKILL)
-            try:
-                await asyncio.wait_for(asyncio.shield(proto.pipes_closed), 1.0)
-            except asyncio.TimeoutError:
-                pass
-        finally:
-            if not proto.exited.done():  # the request was cancelled: leave nothing running
-                procs.killpg(pgid, signal.SIGKILL)
-            transport.close()
-        stdout, stderr = proto.output()
-        if timed_out:
-            stderr += f"exec: timed out after {timeout_ms} ms, killed\n"
-            return {"stdout": stdout, "stderr": stderr, "exit_code": 124}
-        return {"stdout": stdout, "stderr": stderr, "exit_code": procs.exit_code_of(returncode)}
+
+        # after the command exits, what it left behind in its group goes too
+        return await finish_exec(proto, transport, timeout_ms, kill, after_exit=kill)
 
     async def fs_root(self, machine_id: str) -> Path:
         return self.root(machine_id)
