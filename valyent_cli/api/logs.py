@@ -43,12 +43,9 @@ def entry_time(entry: dict[str, Any]) -> float | None:
     return value / 1000.0 if value > 1e11 else float(value)
 
 
-def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Complete lines from a byte stream: lines split across chunks are joined, blank lines skipped.
-
-    A last line without a newline is yielded at the end of the stream. A line spread over many chunks is joined
-    once, not re-copied at each chunk.
-    """
+def line_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """The complete lines of a byte stream, a list per chunk that ended at least one: lines split across chunks
+    are joined (once, not re-copied at each chunk), and a last line without a newline comes at the end."""
     pending: list[bytes] = []  # the pieces of the line not yet ended
     for chunk in chunks:
         if not chunk:
@@ -61,15 +58,19 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
             chunk = b"".join(pending)
             pending = []
         *lines, rest = chunk.split(b"\n")
+        if rest:
+            pending.append(rest)
+        yield lines
+    if pending:
+        yield [b"".join(pending)]
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Complete lines from a byte stream (see ``line_batches``), blank lines skipped."""
+    for lines in line_batches(chunks):
         for line in lines:
             if line.strip():
                 yield line
-        if rest:
-            pending.append(rest)
-    if pending:
-        last = b"".join(pending)
-        if last.strip():
-            yield last
 
 
 def decode_ndjson(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
@@ -155,26 +156,10 @@ def iter_entry_batches(response: httpx.Response) -> Iterator[list[bytes]]:
         if batch:
             yield batch
         return
-    pending: list[bytes] = []  # the pieces of a line not yet ended
-    for chunk in response.iter_bytes():
-        if b"\n" not in chunk:
-            if chunk:
-                pending.append(chunk)
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-            pending = []
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            pending.append(rest)
+    for lines in line_batches(response.iter_bytes()):
         batch = _objects(lines)
         if batch:
             yield batch
-    last = _objects([b"".join(pending)])
-    if last:
-        yield last
 
 
 def _objects(lines: list[bytes]) -> list[bytes]:
