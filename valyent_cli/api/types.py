@@ -30,23 +30,10 @@ class MachineStatus(StrEnum):
 #: the states ``wait`` accepts
 WAITABLE_STATES = (MachineStatus.RUNNING, MachineStatus.STOPPED, MachineStatus.DESTROYED)
 
-# The one source of these lists (plain strings): the CLI's validation and completion and the sandbox's checks use
-# them. Importing this module loads no HTTP library (``valyent_cli.api`` imports its heavy parts lazily).
-#: the states ``wait`` accepts, as strings
-STATES: tuple[str, ...] = tuple(s.value for s in WAITABLE_STATES)
-#: the restart policies, as strings
-RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
-#: stop signals: completion offers them all, validation accepts them all (a signal name the server may know
-#: beyond these is still refused by the CLI, as it cannot be checked)
-SIGNALS: tuple[str, ...] = (
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
-    "SIGWINCH", "SIGSTOP", "SIGCONT",
+# the fixed lists as plain strings (STATES: the values of WAITABLE_STATES), defined once in constants.py
+from valyent_cli.api.constants import (  # noqa: E402,F401
+    DEFAULT_STOP_SIGNAL, LOG_SOURCES, RESTART_POLICIES, SIGNALS, STATES,
 )
-#: the default stop signal and the bounds of a stop timeout (seconds), as Ravel has them
-DEFAULT_STOP_SIGNAL = "SIGTERM"
-MAX_STOP_TIMEOUT = 30
-#: log sources
-LOG_SOURCES: tuple[str, ...] = ("stdout", "stderr")
 
 
 class RestartPolicy(StrEnum):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from valyent_cli.api.types import LOG_SOURCES, RESTART_POLICIES, SIGNALS, STATES  # noqa: E402 - the one source
+from valyent_cli.api.constants import LOG_SOURCES, RESTART_POLICIES, SIGNALS, STATES  # noqa: E402 - the one source
 
 CPU_KINDS = ("shared", "eco", "std", "performance")
 AUTH_SCHEMES = ("bearer", "raw")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from valyent_cli.api.types import RESTART_POLICIES, SIGNALS, STATES  # noqa: F401 - the one source of these lists
+from valyent_cli.api.constants import RESTART_POLICIES, SIGNALS, STATES  # noqa: F401 - the one source of these lists
 from valyent_cli.cli.errors import UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")

@@ -116,7 +116,7 @@ def check_stop_config(sc: Any, location: str) -> dict:
     return sc
 
 
-from valyent_cli.api.types import RESTART_POLICIES  # noqa: E402 - the one source
+from valyent_cli.api.constants import RESTART_POLICIES  # noqa: E402 - the one source
 
 
 def check_create_machine(body: Any) -> dict:

@@ -31,12 +31,12 @@ from typing import Any
 # EXEC_OUTPUT_LIMIT: what `exec` keeps of each of stdout and stderr (drivers/base.py applies it to every driver)
 from valyent_cli.local.drivers.base import EXEC_OUTPUT_LIMIT, Driver, Instance, PrepareFailed, StartFailed  # noqa: F401
 from valyent_cli.local.drivers.process import ProcessDriver
+from valyent_cli.api.constants import DEFAULT_STOP_SIGNAL
 from valyent_cli.local.problems import Problem, precondition, signal_number
 from valyent_cli.local.store import LIVE_STATES, Store, is_disk_full, now_rfc3339
 
 ALIVE = ("starting", "running", "stopping")
 DEFAULT_STOP_TIMEOUT = 5
-DEFAULT_STOP_SIGNAL = "SIGTERM"
 DEFAULT_MAX_RETRIES = 3
 #: log retention per machine (`local start --log-max-lines/--log-max-bytes`, env VALYENT_LOCAL_LOG_MAX_LINES and
 #: VALYENT_LOCAL_LOG_MAX_BYTES): the oldest entries go once a log is 10 % over either

@@ -1,0 +1,18 @@
+"""The one source of the API's fixed lists, as plain strings: the CLI's validation and completion and the
+sandbox's checks use them. No imports: the completion path (imported on every run) loads it for nothing.
+``valyent_cli.api.types`` re-exports them beside the typed enums."""
+
+#: the states ``wait`` accepts
+STATES: tuple[str, ...] = ("running", "stopped", "destroyed")
+#: the restart policies
+RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
+#: stop signals: completion offers them all, validation accepts them all (a signal name the server may know
+#: beyond these is still refused by the CLI, as it cannot be checked)
+SIGNALS: tuple[str, ...] = (
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
+    "SIGWINCH", "SIGSTOP", "SIGCONT",
+)
+#: the stop signal when a machine names none, as Ravel has it
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+#: log sources
+LOG_SOURCES: tuple[str, ...] = ("stdout", "stderr")
