@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete, fastparams, helpstyle  # noqa: F401 - helpstyle: plain argument names in help
+from valyent_cli.cli import complete, fastparams, helpstyle
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 
 HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
@@ -101,6 +101,7 @@ def register(only: str | None = None) -> typer.Typer:
 
 def full_app() -> typer.Typer:
     """The root app with every group: for the docs generator and tests that walk the command tree."""
+    helpstyle.install()
     return register()
 
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
+    helpstyle.install()
     group = _group_named(args)
     root_app = register(group) if group else _overview()
     from valyent_cli.cli.signals import ended_as_exceptions
