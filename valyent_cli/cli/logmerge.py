@@ -285,7 +285,7 @@ class MergedLogPrinter:
                         continue
                     self._rest(machine_id, received)
                     writer.note(f"Machine {machine_id} exited (exit code {code})", color=self.note_color)
-                    from valyent_cli.commands.run import shell_code
+                    from valyent_cli.cli.exitstatus import shell_code
 
                     raise typer.Exit(shell_code(payload))
                 elif kind == "end":
@@ -323,7 +323,7 @@ class MergedLogPrinter:
 def _exit_code(client: Client, fleet: str, machine_id: str) -> int | None:
     """The exit code of the machine's last exit, from its `machine.exited` event."""
     from valyent_cli.api import ValyentError
-    from valyent_cli.commands.run import exit_code_of, ordered
+    from valyent_cli.cli.exitstatus import exit_code_of, ordered
 
     try:
         events = ordered(client.machines.events(fleet, machine_id))

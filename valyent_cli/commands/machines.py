@@ -10,6 +10,8 @@ import typer
 from valyent_cli.cli import complete
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 from valyent_cli.commands import machine_views as views
+from valyent_cli.commands import run as _run
+from valyent_cli.commands.run import RUN_ENGINE
 
 if TYPE_CHECKING:
     from valyent_cli.api import Machine
@@ -29,8 +31,6 @@ MachinesArg = Annotated[list[str], typer.Argument(metavar="MACHINE", help="Machi
 StateOpt = Annotated[
     str, typer.Option("--state", "-s", metavar="STATE", help="State to wait for: running, stopped or destroyed.", autocompletion=complete.states)
 ]
-#: ctx.meta key under which `machines run` hands create's flags and payload to its engine
-RUN_ENGINE = "valyent.machines.run"
 TimeoutOpt = Annotated[
     str, typer.Option("--timeout", "-t", metavar="DURATION", help="How long to wait: seconds, or 30s, 5m, 1h.")
 ]
@@ -575,4 +575,4 @@ def versions(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, js
     out.table(m.versions(), views.version_columns(m.get("machine_version")), empty="No versions.")
 
 # `machines run` takes every flag of `create`: its command is built from create's signature (commands/run.py).
-from valyent_cli.commands import run as _run  # noqa: E402,F401 - registers `machines run`
+run = app.command("run", context_settings={"allow_interspersed_args": False})(_run.build(create))

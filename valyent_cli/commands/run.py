@@ -1,7 +1,7 @@
 """`valyent machines run`: a one-shot machine, for CI: its logs live, its exit code as ours, gone with --rm.
 
 The command takes every flag of `machines create`: its parameters are create's own (read from create's signature
-when this module is imported), plus --rm and --timeout, and it runs through create itself, so the flags are parsed
+by :func:`build`, which commands/machines.py calls to register the command), plus --rm and --timeout, and it runs through create itself, so the flags are parsed
 and the payload is built (valyent.toml defaults, --config, checks) in one place. Create hands the finished payload
 to :func:`engine` through the click context instead of sending it.
 
@@ -18,11 +18,12 @@ import inspect
 import threading
 import time
 import typing
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from valyent_cli.commands import machines as _machines
+from valyent_cli.cli.exitstatus import exit_code_of, ordered, shell_code
 from valyent_cli.commands import machine_views as _views
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from valyent_cli.cli.context import AppContext
     from valyent_cli.cli.output import Output
 
+#: the key under which `machines run` hands its engine to `machines create`, in the click context's meta
+RUN_ENGINE = "valyent.machines.run"
 #: exit code after --timeout stopped the machine (as coreutils' timeout)
 TIMED_OUT = 124
 #: how long one long poll for the machine's stop lasts (seconds); the server caps it at 60
@@ -51,30 +54,6 @@ Examples:
 
   valyent machines run --rm --timeout 10m --image python:3.12 -e CI=1 -- python -m pytest
 """
-
-
-def exit_code_of(event: dict[str, Any]) -> int | None:
-    """The exit code an exit event carries: Ravel nests it (`{"stopped": {"exit_code": N}}`); flat is accepted."""
-    payload = event.get("payload")
-    if not isinstance(payload, dict):
-        return None
-    inner = payload.get("stopped") if isinstance(payload.get("stopped"), dict) else payload
-    code = inner.get("exit_code")
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def shell_code(code: int | None) -> int:
-    """The exit status a shell would give: 0-255 as is; a negative -N (killed by signal N, as Python reports it)
-    is 128+N; anything else (Go's -1 for "killed by a signal", unknown) is 1, an error."""
-    from valyent_cli.cli.exits import Exit
-
-    if code is None:
-        return Exit.ERROR
-    if 0 <= code <= 255:
-        return code
-    if -64 <= code <= -2:
-        return 128 - code
-    return Exit.ERROR
 
 
 class _LogPump:
@@ -123,13 +102,6 @@ class _LogPump:
                     self._emit(entry)
             self._printed = max(index, self._printed)
         self._client.close()
-
-
-def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Events oldest first, by their time: Ravel's listing has no ORDER BY (the sandbox's is ordered already)."""
-    from valyent_cli.cli.output import parse_time
-
-    return sorted(events, key=lambda e: parse_time(e.get("timestamp")) or 0.0)
 
 
 def _events(client: Client, fleet: str, machine_id: str) -> list[dict[str, Any]]:
@@ -320,8 +292,9 @@ def _option(annotation: Any, **changes: Any) -> Any:
     return Annotated[base, info]
 
 
-def _build() -> Any:
-    create = _machines.create
+def build(create: Callable[..., Any]) -> Callable[..., Any]:
+    """The `machines run` command: ``create``'s parameters (minus --skip-start) plus --rm and --timeout; it hands
+    :func:`engine` to ``create`` (under :data:`RUN_ENGINE`) and calls it. commands/machines.py registers it."""
     hints = typing.get_type_hints(create, include_extras=True)
     params: list[inspect.Parameter] = []
     for p in inspect.signature(create).parameters.values():
@@ -359,12 +332,10 @@ def _build() -> Any:
             raise UsageError("--detach returns once the machine runs: it cannot be combined with --rm or --timeout")
         if kwargs.get("json") and kwargs.get("quiet"):
             raise UsageError("choose one of --json and -q/--quiet")
-        ctx.meta[_machines.RUN_ENGINE] = functools.partial(engine, rm=rm, timeout=seconds)
+        ctx.meta[RUN_ENGINE] = functools.partial(engine, rm=rm, timeout=seconds)
         create(**kwargs)
 
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run.__doc__ = HELP
     return run
 
-
-run = _machines.app.command("run", context_settings={"allow_interspersed_args": False})(_build())

@@ -71,14 +71,13 @@ from valyent_cli.config.profiles import (
     use_profile,
 )
 from valyent_cli.config.project import load_project, machine_defaults
-from valyent_cli.config.settings import Settings, load_settings, login_settings
+from valyent_cli.config.settings import Settings, check_transport_safety, load_settings, login_settings
 from valyent_cli.config.store import ConfigStore
 from valyent_cli.config.values import (
     check_key,
     check_profile_name,
     check_profile_value,
     check_token,
-    check_transport_safety,
     fingerprint,
     is_loopback_host,
     mask_token,

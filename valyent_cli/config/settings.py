@@ -1,5 +1,6 @@
 """Precedence: the settings a command runs with, each resolved as flag > environment > project file > active
-profile > default, in exactly one place (:func:`load_settings`)."""
+profile > default, in exactly one place (:func:`load_settings`); and the plain-http rule they must pass before a
+client is built (:func:`check_transport_safety`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from valyent_cli.config.errors import ConfigError
+from valyent_cli.config.errors import ConfigError, InsecureTransportError
 from valyent_cli.config.keys import (
     DEFAULT, ENV_ALLOW_HTTP, ENV_AUTH_SCHEME, ENV_CA_CERT, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_CPU_KIND, ENV_ENDPOINT,
     ENV_FLEET, ENV_INITD, ENV_NAMESPACE, ENV_PROFILE, ENV_REGION, ENV_TOKEN, ENVIRONMENT, FLAG, PROFILE, PROJECT, _env,
@@ -17,7 +18,7 @@ from valyent_cli.config.profiles import _usage, selected_profile_from
 from valyent_cli.config.project import load_project, machine_defaults
 from valyent_cli.config.store import ConfigStore
 from valyent_cli.config.toml import _key_line
-from valyent_cli.config.values import check_profile_name, check_profile_value, fingerprint
+from valyent_cli.config.values import check_profile_name, check_profile_value, fingerprint, is_loopback_host
 from valyent_cli.defaults import (
     DEFAULT_AUTH_SCHEME, DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, DEFAULT_PROFILE, DEFAULT_TIMEOUT, LOCAL_PROFILE,
 )
@@ -219,3 +220,25 @@ def _bad_setting(
     if source == PROJECT and project_path is not None:
         return ConfigError(project_path, _key_line(project_path, key), str(exc))
     return ConfigError(config, _key_line(config, key, f"profiles.{profile}"), f"profile {profile!r}: {exc}")
+
+
+def check_transport_safety(settings: Settings) -> None:
+    """Refuse to send the token over plain http to a host that is not loopback, unless allow_http says so.
+
+    The CLI calls this before it builds a client. Checks the API endpoint and the machine agent template, since
+    both receive the token.
+    """
+    if not settings.token or settings.allow_http:
+        return
+    from urllib.parse import urlsplit
+
+    for name, url in (("endpoint", settings.endpoint), ("initd_endpoint", settings.initd_endpoint)):
+        if not url:
+            continue
+        parts = urlsplit(url.replace("{machine_id}", "machine"))
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            source = settings.sources.get(name, DEFAULT)
+            raise InsecureTransportError(
+                f"refusing to send the API token over plain http to {parts.hostname} ({name} from {source}: {url}). "
+                f"Use https, or allow it explicitly: --allow-http, `valyent profiles set allow_http true` or {ENV_ALLOW_HTTP}=1"
+            )

@@ -1,18 +1,15 @@
 """Checks of single values (URLs, words, files, booleans, timeouts, tokens, profile names and keys), the token's
-safe forms (fingerprint, mask), and the plain-http rule (:func:`check_transport_safety`)."""
+safe forms (fingerprint, mask), and what counts as a loopback host (the plain-http rule that uses it,
+:func:`~valyent_cli.config.settings.check_transport_safety`, checks resolved settings)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from valyent_cli.config.errors import InsecureTransportError
-from valyent_cli.config.keys import AUTH_SCHEMES, DEFAULT, ENV_ALLOW_HTTP, PROFILE_KEYS, SETTABLE_KEYS
+from valyent_cli.config.keys import AUTH_SCHEMES, PROFILE_KEYS, SETTABLE_KEYS
 from valyent_cli.defaults import DEFAULT_INITD_ENDPOINT
-
-if TYPE_CHECKING:
-    from valyent_cli.config.settings import Settings
 
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -169,25 +166,3 @@ def check_profile_name(name: str) -> str:
             f"invalid profile name {name!r}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return name
-
-
-def check_transport_safety(settings: Settings) -> None:
-    """Refuse to send the token over plain http to a host that is not loopback, unless allow_http says so.
-
-    The CLI calls this before it builds a client. Checks the API endpoint and the machine agent template, since
-    both receive the token.
-    """
-    if not settings.token or settings.allow_http:
-        return
-    from urllib.parse import urlsplit
-
-    for name, url in (("endpoint", settings.endpoint), ("initd_endpoint", settings.initd_endpoint)):
-        if not url:
-            continue
-        parts = urlsplit(url.replace("{machine_id}", "machine"))
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            source = settings.sources.get(name, DEFAULT)
-            raise InsecureTransportError(
-                f"refusing to send the API token over plain http to {parts.hostname} ({name} from {source}: {url}). "
-                f"Use https, or allow it explicitly: --allow-http, `valyent profiles set allow_http true` or {ENV_ALLOW_HTTP}=1"
-            )

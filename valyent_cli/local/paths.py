@@ -25,7 +25,7 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path:
 
 
 def _refuse(message: str) -> Exception:
-    from valyent_cli.local.runner import ServeError
+    from valyent_cli.local.errors import ServeError
 
     return ServeError(message)
 

@@ -27,7 +27,7 @@ def check_state(data_dir: Path) -> None:
     here, plainly, rather than as a traceback from the server's start-up."""
     import sqlite3
 
-    from valyent_cli.local.runner import ServeError
+    from valyent_cli.local.errors import ServeError
     from valyent_cli.local.store import Store
 
     db = data_dir / "state.db"

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from valyent_cli.local.errors import ServeError
 from valyent_cli.local.paths import ensure_data_dir, load_or_create_token
 
 
@@ -76,14 +77,6 @@ def _check_space(data_dir: Path) -> None:
     if left < MIN_FREE_TO_START:
         raise ServeError(f"no space left on the disk that holds {data_dir} ({left // 1024} KiB free): free some "
                          "space (machine logs and files are the usual cause), then start the sandbox again")
-
-
-class ServeError(Exception):
-    """A reason the server cannot start, for a one-line message (exit 2 for bad usage, 1 otherwise)."""
-
-    def __init__(self, message: str, usage: bool = False):
-        super().__init__(message)
-        self.usage = usage
 
 
 def is_loopback(host: str) -> bool:
