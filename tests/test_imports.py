@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from helpers import REPO
+from valyent_cli.groups import GROUPS
 
 PROBE = """
 import json, sys
@@ -68,8 +69,7 @@ def test_root_help_loads_no_http_no_sandbox(args, tmp_path):
     assert result["loaded"] == []
 
 
-@pytest.mark.parametrize("group", ["fleets", "machines", "gateways", "fs", "logs", "namespaces", "secrets", "nodes",
-                                   "auth", "profiles", "local"])
+@pytest.mark.parametrize("group", GROUPS)
 def test_group_help_loads_no_http_no_sandbox(group, tmp_path):
     result = probe([group, "--help"], HTTP + SANDBOX, tmp_path)
     assert result["code"] in (0, None)

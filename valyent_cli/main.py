@@ -11,6 +11,7 @@ import typer
 from valyent_cli import __version__
 from valyent_cli.cli import complete, fastparams, helpstyle
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
+from valyent_cli.groups import GROUPS  # the one list of groups (re-exported here for the tools that read it)
 
 HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
 logs and commands.
@@ -75,8 +76,6 @@ def root(
                          no_color=no_color)
 
 
-GROUPS = ("fleets", "machines", "gateways", "builds", "fs", "logs", "namespaces", "secrets", "nodes", "auth", "profiles",
-          "local", "completion")
 _registered: set[str] = set()
 # Global options that take a value: a group name after one of them is its value, not the group.
 _VALUE_OPTIONS = ("--profile", "-p", "--endpoint", "--namespace")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from valyent_cli.api.constants import LOG_SOURCES, RESTART_POLICIES, SIGNALS, STATES  # noqa: E402 - the one source
+from valyent_cli.groups import RESOURCES
 
 CPU_KINDS = ("shared", "eco", "std", "performance")
 AUTH_SCHEMES = ("bearer", "raw")
@@ -308,11 +309,8 @@ def _fetch_secrets(settings: Any, _fleet: str) -> list[Candidate]:
         return [(str(s.get("name")), "secret") for s in client.secrets.list(settings.namespace) if s.get("name")]
 
 
-_FLEETLESS = frozenset({"fleet", "namespace", "secret"})
+# From the one list of resources (valyent_cli/groups.py): each that completes has its `_fetch_<group>` above.
 _FETCH: dict[str, Callable[[Any, str], list[Candidate]]] = {
-    "namespace": _fetch_namespaces,
-    "secret": _fetch_secrets,
-    "fleet": _fetch_fleets,
-    "machine": _fetch_machines,
-    "gateway": _fetch_gateways,
+    kind: globals()[f"_fetch_{resource['group']}"] for kind, resource in RESOURCES.items() if resource["complete"]
 }
+_FLEETLESS = frozenset(kind for kind in _FETCH if RESOURCES[kind]["within"] != "fleet")

@@ -95,14 +95,11 @@ def _not_found_hint(exc: Exception) -> str | None:
     message = str(exc).lower()
     if "namespace not found" in message:
         return f"create it: valyent namespaces create {_query(exc, 'namespace') or 'NAME'}"
-    for kind, command in (("namespace", "valyent namespaces list"), ("secret", "valyent secrets list"),
-                          ("node", "valyent nodes list")):
+    from valyent_cli.groups import RESOURCES
+
+    for kind, resource in RESOURCES.items():
         if kind in message:
-            return f"list them: {command}"
-    for kind, command in (("fleet", "valyent fleets list"), ("gateway", "valyent gateways list"),
-                          ("machine", "valyent machines list --all")):
-        if kind in message:
-            return f"list them: {command}"
+            return f"list them: valyent {resource['list']}"
     return None
 
 
