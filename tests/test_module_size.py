@@ -3,10 +3,12 @@ responsibility and is split by them (as local/server.py into local/routes/, loca
 
 from __future__ import annotations
 
-from helpers import REPO
+from pathlib import Path
+
+import valyent_cli
 
 LIMIT = 600
-PACKAGE = REPO / "valyent_cli"
+PACKAGE = Path(valyent_cli.__file__).resolve().parent
 
 
 def too_long(limit: int = LIMIT) -> dict[str, int]:
