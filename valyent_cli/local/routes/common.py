@@ -13,7 +13,6 @@ from valyent_cli.local.problems import Problem, invalid, not_found
 from valyent_cli.local.store import Store
 from valyent_cli.local.supervisor import Supervisor
 
-
 OWN_NAMESPACE = "default"  # what a request without ?namespace= uses; `local start` writes it into the profile
 
 

@@ -108,7 +108,8 @@ async def fs_read(request: Request) -> Response:
 async def fs_write(request: Request) -> Response:
     mid = _initd_machine(request)
     root = await _root(request, mid)
-    upload = fs.UploadParser(request.headers.get("content-type", ""), supervisor_of(request).driver.upload_dir(mid, root))
+    upload_dir = supervisor_of(request).driver.upload_dir(mid, root)
+    upload = fs.UploadParser(request.headers.get("content-type", ""), upload_dir)
     try:
         try:
             async for chunk in request.stream():

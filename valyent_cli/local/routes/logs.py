@@ -11,7 +11,6 @@ from starlette.responses import Response, StreamingResponse
 
 from valyent_cli.local.routes.common import machine_row_of, query_flag, store_of, supervisor_of
 
-
 LOG_BATCH = 5000
 #: log entries read, encoded and written at once when serving history (~3 MB a write at 160 bytes a line)
 LOG_HISTORY_BATCH = 20000

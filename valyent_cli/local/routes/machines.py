@@ -32,7 +32,6 @@ from valyent_cli.local.routes.common import (
 )
 from valyent_cli.local.supervisor import ShuttingDown
 
-
 WAIT_STATES = ("running", "stopped", "destroyed")
 
 
