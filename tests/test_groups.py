@@ -50,9 +50,11 @@ def test_every_resource_has_its_group_and_each_that_completes_its_fetcher():
     (["fleets", "show", "no-such-fleet"], "list them: valyent fleets list"),
     (["gateways", "show", "no-such-gateway"], "list them: valyent gateways list"),
     (["--namespace", "default", "secrets", "delete", "no-such-secret", "--yes"], "list them: valyent secrets list"),
-], ids=["fleet", "gateway", "secret"])
+    (["machines", "show", "01jzzzzzzzzzzzzzzzzzzzzzzz"], "list them with `valyent machines list --all`"),
+], ids=["fleet", "gateway", "secret", "machine"])
 def test_a_resource_not_found_names_the_command_that_lists_them(fleet_env, args, hint):
-    """The hint for a 404 comes from the one list: the resource's own `list` command."""
+    """The hint for a 404 (the API's, cli/errors.py; or the name resolver's, cli/resolve.py) comes from the one
+    list: the resource's own `list` command."""
     env, _, _ = fleet_env
     result = run_cli(*args, env=env)
     assert result.returncode == 4, result.stderr

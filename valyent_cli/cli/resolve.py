@@ -113,8 +113,10 @@ def _origin(app: AppContext, name: str) -> tuple[str, str]:
     if source == "project file":
         where = settings.project_path or "valyent.toml"
         return name, f"{where} sets it (`fleet = ...`): change it there, or pass --fleet"
+    from valyent_cli.groups import RESOURCES
+
     return name, (f"it is profile {settings.profile}'s default fleet: choose another with `valyent fleets use NAME` "
-                  "(`valyent fleets list` shows them), or pass --fleet")
+                  f"(`valyent {RESOURCES['fleet']['list']}` shows them), or pass --fleet")
 
 
 def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:
@@ -139,8 +141,10 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        from valyent_cli.groups import RESOURCES
+
         raise CliError(f"no machine {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND,
-                       hint="list them with `valyent machines list --all`")
+                       hint=f"list them with `valyent {RESOURCES['machine']['list']}`")
     listing = "\n".join(f"  {m.get('id')}  {m.get('state')}" for m in matches[:20])
     raise UsageError(f"machine id prefix {ref!r} is ambiguous; it matches:\n{listing}\n"
                      "(ids made the same minute share their first characters: type more of the id)")
@@ -157,7 +161,10 @@ def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
     for item in app.connect().gateways.list(fleet_ref):
         if item.get("name") == ref or str(item.get("id", "")).startswith(ref):
             return item
-    raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND, hint="list them: valyent gateways list")
+    from valyent_cli.groups import RESOURCES
+
+    raise CliError(f"no gateway {ref!r} in fleet {fleet_ref!r}", Exit.NOT_FOUND,
+                   hint=f"list them: valyent {RESOURCES['gateway']['list']}")
 
 
 def require_yes(yes: bool, action: str) -> None:
