@@ -15,18 +15,12 @@ from valyent_cli.api._transport import RETRY_STATUSES
 from valyent_cli.api.logs import (
     LOGS_ACCEPT, LogFollower, decode_response, iter_entry_batches, iter_entry_lines, open_log_stream,
 )
-from valyent_cli.api.types import (
-    WAITABLE_STATES,
-    ApiObject,
-    CreateMachinePayload,
-    ExecResult,
-    LogEntry,
-    MachineEvent,
-    StopConfig,
-)
+from valyent_cli.api._object import ApiObject
+from valyent_cli.api.constants import STATES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: building the TypedDicts of api/types.py costs start-up time
     from valyent_cli.api.initd import FileSystem
+    from valyent_cli.api.types import CreateMachinePayload, ExecResult, LogEntry, MachineEvent, StopConfig
 
 #: the longest wait the server holds one long poll for
 MAX_WAIT_POLL = 60
@@ -180,7 +174,7 @@ class Machines(Resource):
         Raises :class:`~valyent_cli.api.errors.TimeoutError` when the state is not reached in time.
         """
         status = str(status)
-        if status not in {str(s) for s in WAITABLE_STATES}:
+        if status not in STATES:  # the values of types.WAITABLE_STATES
             raise errors.InvalidArgument(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
         if timeout <= 0:
             raise errors.InvalidArgument("the wait timeout must be positive")

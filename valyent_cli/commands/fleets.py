@@ -44,9 +44,11 @@ def list_(
 
       valyent fleets list --label team=payments
     """
-    from valyent_cli.cli.metadata import pairs
+    wanted: dict[str, str] = {}
+    if label:  # the checks' module only when there is something to check
+        from valyent_cli.cli.metadata import pairs
 
-    wanted = pairs(label, "--label")
+        wanted = pairs(label, "--label")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     fleets = app_.connect().fleets.list(labels=wanted or None)

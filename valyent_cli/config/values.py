@@ -14,7 +14,7 @@ from valyent_cli.defaults import DEFAULT_INITD_ENDPOINT
 if TYPE_CHECKING:
     from valyent_cli.config.settings import Settings
 
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # compiled by `re` on first use
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -164,7 +164,7 @@ def check_key(key: str, *, settable: bool = False) -> str:
 
 
 def check_profile_name(name: str) -> str:
-    if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+    if not isinstance(name, str) or not re.match(_PROFILE_NAME, name):
         raise ValueError(
             f"invalid profile name {name!r}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         )
