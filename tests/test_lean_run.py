@@ -134,3 +134,15 @@ def test_the_sdk_names_are_where_they_were():
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["True", "Fleets", "Machines", "FileSystem", "True", "CreateMachinePayload",
                                    "True"], proc.stderr
+
+
+@pytest.mark.parametrize("module, function", [("valyent_cli.main", "root"), ("valyent_cli.commands.fleets", "list_"),
+                                              ("valyent_cli.commands.logs", "logs")])
+def test_the_commands_built_on_every_run_have_no_string_annotations(module, function):
+    """typer evaluates a command's annotations each time it builds it: a string (`from __future__ import
+    annotations`) costs a compile() per parameter, on every run of the root, `fleets` and `logs` commands."""
+    import importlib
+    import inspect
+
+    signature = inspect.signature(getattr(importlib.import_module(module), function))
+    assert [name for name, p in signature.parameters.items() if isinstance(p.annotation, str)] == []

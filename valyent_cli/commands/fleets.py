@@ -1,7 +1,7 @@
 """`valyent fleets`: groups of machines."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads the annotations of the commands it builds on every
+# run, and each string annotation costs a compile() (~50 µs); real ones cost nothing then (issue 16).
 from typing import Annotated
 
 import typer
