@@ -251,7 +251,7 @@ class Sandbox:
             [PY, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=clean_env(self.root, self.code), cwd=str(self.root),
+            env=self.server_env(), cwd=str(self.root),
         )
         import httpx
 
@@ -268,6 +268,12 @@ class Sandbox:
                 pass
             time.sleep(0.1)
         raise BenchError(f"the sandbox did not answer on {self.base}/healthz within 30 s: {self.log_tail()}")
+
+    def server_env(self) -> dict[str, str]:
+        # The process driver, whatever engine is installed: the cases run this interpreter inside machines (log
+        # machines) and measure the sandbox itself, not podman's start-up. (A sandbox older than the drivers
+        # ignores the variable: it has only that one.)
+        return {**clean_env(self.root, self.code), "VALYENT_LOCAL_DRIVER": "process"}
 
     def log_tail(self) -> str:
         try:
@@ -467,11 +473,62 @@ with urllib.request.urlopen(req, timeout=60) as r:
 """
 
 
+# The floors: what any CLI built on typer and httpx pays before it does anything, added to the urllib scripts. The
+# two libraries are imported as lean as the CLI imports them (api/_http.py: without httpx's own command-line tool,
+# which loads click, rich and pygments, and without trio); a plain `import typer, httpx` costs ~30 ms more. When a
+# floor alone is above a target's ratio, that target is out of reach with these libraries, and the row
+# "valyent vs floor" is the CLI's own cost.
+TYPER_HTTPX = """\
+import sys
+for _name in ("httpx._main", "trio"):
+    sys.modules[_name] = None
+import typer, httpcore, httpx
+for _name in ("httpx._main", "trio"):
+    del sys.modules[_name]
+"""
+FLOOR_JSON = TYPER_HTTPX + URLLIB_JSON
+FLOOR_STREAM = TYPER_HTTPX + URLLIB_STREAM
+
+# What any Python formatter of the log pays: the body read as the urllib stream reads it, each NDJSON line decoded
+# with json.loads and printed as `TIME message` with the stdlib (the time string made once per distinct
+# millisecond, as the CLI does), a read's lines written at once. Standard library only.
+URLLIB_FORMAT = """\
+import json, sys, time, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, "Accept": "application/x-ndjson"})
+out, loads, last, stamp, rest = sys.stdout.buffer, json.loads, None, "", b""
+with urllib.request.urlopen(req, timeout=60) as r:
+    while chunk := r.read1(1 << 16):
+        *lines, rest = (rest + chunk).split(b"\\n")
+        text = []
+        for line in lines:
+            entry = loads(line)
+            ms = entry["timestamp"]
+            if ms != last:
+                last, stamp = ms, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+            text.append(f"{stamp} {entry['message']}\\n")
+        out.write("".join(text).encode())
+"""
+
+
 def curl(url: str, token: str, accept: str = "application/json") -> list[str]:
     exe = shutil.which("curl")
     if exe is None:
         raise BenchError("no curl on this machine")
     return [exe, "-sSf", "-H", f"Authorization: Bearer {token}", "-H", f"Accept: {accept}", url]
+
+
+def floor_rows(ctx: Ctx, case: str, cmd: list[str], floor: list[str], baseline: list[str], baseline_name: str,
+               target: float, env: dict[str, str], base_env: dict[str, str], runs: int, *, stdout: str = "devnull",
+               floor_name: str = "floor (urllib + typer, httpx)") -> None:
+    """Two rows: the floor against the target's baseline (above the target's ratio: out of reach with what the
+    floor holds), and the CLI against the floor (its own cost)."""
+    f, b = alternate(floor, baseline, env, runs, stdout=stdout, b_env=base_env)
+    ctx.results.add(ratio_row(f"{case}: {floor_name}  vs  {baseline_name}", f, b, None,
+                              note=f"the target is <= {target} of the {baseline_name}; "
+                                   f"{'out of reach: the floor alone is above it' if median(f) / median(b) > target else 'the floor is within it'}"))
+    a, f2 = alternate(cmd, floor, env, runs, stdout=stdout, b_env=base_env)
+    ctx.results.add(ratio_row(f"{case}  vs  {floor_name}", a, f2, None))
 
 
 def case_startup(ctx: Ctx) -> None:
@@ -512,6 +569,8 @@ def case_fleets(ctx: Ctx) -> None:
     runs = ctx.runs * 2 + 1
     a, b = alternate(cmd, [PY, "-c", URLLIB_JSON, url, token], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("fleets list --json  vs  urllib+json script", a, b, 2.2))
+    floor_rows(ctx, "fleets list --json", cmd, [PY, "-c", FLOOR_JSON, url, token],
+               [PY, "-c", URLLIB_JSON, url, token], "urllib+json script", 2.2, env, base_env, runs)
     a, b = alternate(cmd, [PY, "-c", HTTPX_JSON, url, token], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("fleets list --json  vs  httpx+json script", a, b, None))
     a, b = alternate(cmd, curl(url, token), env, runs, b_env=base_env)
@@ -541,6 +600,8 @@ def case_machines(ctx: Ctx) -> None:
     cmd = ctx.valyent + ["machines", "list", "--json"]
     js, bl = alternate(cmd, [PY, "-c", URLLIB_JSON, url, ctx.sb.token], env, ctx.runs, b_env=base_env)
     ctx.results.add(ratio_row(f"machines list --json ({n})  vs  urllib+json script", js, bl, 1.2))
+    floor_rows(ctx, f"machines list --json ({n})", cmd, [PY, "-c", FLOOR_JSON, url, ctx.sb.token],
+               [PY, "-c", URLLIB_JSON, url, ctx.sb.token], "urllib+json script", 1.2, env, base_env, ctx.runs)
     js, bl = alternate(cmd, [PY, "-c", HTTPX_JSON, url, ctx.sb.token], env, ctx.runs, b_env=base_env)
     ctx.results.add(ratio_row(f"machines list --json ({n})  vs  httpx+json script", js, bl, None))
     js, bl = alternate(cmd, curl(url, ctx.sb.token), env, ctx.runs, b_env=base_env)
@@ -565,9 +626,15 @@ def case_logs(ctx: Ctx) -> None:
     stream = [PY, "-c", URLLIB_STREAM, url, ctx.sb.token]
     js, bl = alternate(ctx.valyent + ["logs", mid_big, "--json"], stream, env, ctx.runs, b_env=base_env)
     ctx.results.add(ratio_row(f"logs M --json > /dev/null ({big} lines)  vs  urllib stream", js, bl, 1.15))
+    floor_rows(ctx, f"logs M --json > /dev/null ({big} lines)", ctx.valyent + ["logs", mid_big, "--json"],
+               [PY, "-c", FLOOR_STREAM, url, ctx.sb.token], stream, "urllib stream", 1.15, env, base_env, ctx.runs)
     plain, bl2 = alternate(ctx.valyent + ["logs", mid_big], stream, env, ctx.runs, stdout="pipe", warmup=False,
                            b_env=base_env)
     ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  urllib stream", plain, bl2, 1.5))
+    formatter = [PY, "-c", URLLIB_FORMAT, url, ctx.sb.token]
+    floor_rows(ctx, f"logs M, plain lines to a pipe ({big} lines)", ctx.valyent + ["logs", mid_big], formatter,
+               stream, "urllib stream", 1.5, env, base_env, ctx.runs, stdout="pipe",
+               floor_name="json.loads + strftime formatter")
     plain2, cu = alternate(ctx.valyent + ["logs", mid_big], curl(url, ctx.sb.token, "application/x-ndjson"), env,
                            ctx.runs, stdout="pipe", warmup=False, b_env=base_env)
     ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  curl", plain2, cu, None))

@@ -14,7 +14,7 @@ from typing import IO, Any
 from valyent_cli.api._http import httpx
 from valyent_cli.api import errors
 from valyent_cli.api._resource import Resource
-from valyent_cli.api.types import ApiObject
+from valyent_cli.api._object import ApiObject
 
 #: states after which a build changes no more
 FINAL_STATES = ("completed", "failed")

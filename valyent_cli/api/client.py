@@ -1,13 +1,15 @@
 """``Client``: the Valyent API's resources over one transport (``api/_transport.py``).
 
 ``Client`` is a ``Transport`` (the request loop, retries, deadlines, the debug hook) that exposes each resource as
-a property made on first use. This module imports the resources; none of them imports it (they are given the
-transport they send with, ``api/_resource.py``). The transport's names are re-exported here, where they always were.
+a property made on first use, which imports the resource's module then (a command uses one or two of them). None
+of them imports this module (they are given the transport they send with, ``api/_resource.py``). The transport's
+names are re-exported here, where they always were.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from valyent_cli.api._transport import (  # noqa: F401 - re-exported: their import path since the first release
     AUTH_SCHEMES,
@@ -26,14 +28,16 @@ from valyent_cli.api._transport import (  # noqa: F401 - re-exported: their impo
     encode,
     parse_json,
 )
-from valyent_cli.api.builds import Builds
-from valyent_cli.api.fleets import Fleets
-from valyent_cli.api.gateways import Gateways
-from valyent_cli.api.initd import FileSystem
-from valyent_cli.api.machines import Machines
-from valyent_cli.api.namespaces import Namespaces
-from valyent_cli.api.nodes import Nodes
-from valyent_cli.api.secrets import Secrets
+
+if TYPE_CHECKING:  # each resource module is imported by its property, on first use (a command uses one or two)
+    from valyent_cli.api.builds import Builds
+    from valyent_cli.api.fleets import Fleets
+    from valyent_cli.api.gateways import Gateways
+    from valyent_cli.api.initd import FileSystem
+    from valyent_cli.api.machines import Machines
+    from valyent_cli.api.namespaces import Namespaces
+    from valyent_cli.api.nodes import Nodes
+    from valyent_cli.api.secrets import Secrets
 
 __all__ = [
     "AUTH_SCHEMES", "BACKOFF_BASE", "BACKOFF_MAX", "DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "DEFAULT_MAX_RETRIES",
@@ -77,33 +81,49 @@ class Client(Transport):
     # The resources, each made on first use (its constructor only stores the client).
     @cached_property
     def fleets(self) -> Fleets:
+        from valyent_cli.api.fleets import Fleets
+
         return Fleets(self)
 
     @cached_property
     def machines(self) -> Machines:
+        from valyent_cli.api.machines import Machines
+
         return Machines(self)
 
     @cached_property
     def gateways(self) -> Gateways:
+        from valyent_cli.api.gateways import Gateways
+
         return Gateways(self)
 
     @cached_property
     def namespaces(self) -> Namespaces:
+        from valyent_cli.api.namespaces import Namespaces
+
         return Namespaces(self)
 
     @cached_property
     def secrets(self) -> Secrets:
+        from valyent_cli.api.secrets import Secrets
+
         return Secrets(self)
 
     @cached_property
     def nodes(self) -> Nodes:
+        from valyent_cli.api.nodes import Nodes
+
         return Nodes(self)
 
     @cached_property
     def builds(self) -> Builds:
         """Image builds."""
+        from valyent_cli.api.builds import Builds
+
         return Builds(self)
 
     def fs(self, machine_id: str) -> FileSystem:
         """The filesystem of a machine, on its initd host."""
+        from valyent_cli.api.initd import FileSystem
+
         return FileSystem(self, machine_id)

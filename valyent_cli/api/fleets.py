@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from valyent_cli.api._resource import Resource, has_labels, metadata
-from valyent_cli.api.types import ApiObject
+from valyent_cli.api._object import ApiObject
 
 if TYPE_CHECKING:
     from valyent_cli.api.machines import Machine

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from valyent_cli.api._resource import Resource
-from valyent_cli.api.types import ApiObject
+from valyent_cli.api._object import ApiObject
 
 
 class Gateway(ApiObject):

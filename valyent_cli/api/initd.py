@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from valyent_cli.api._http import httpx
 
 from valyent_cli.api import _upload
 from valyent_cli.api._resource import Resource
 from valyent_cli.api._transport import Transport
-from valyent_cli.api.types import ExecResult, FSEntry
+
+if TYPE_CHECKING:  # annotations only
+    from valyent_cli.api.types import ExecResult, FSEntry
 
 CHUNK = 64 * 1024
 

@@ -13,20 +13,15 @@ from valyent_cli.api import errors
 from valyent_cli.api._resource import Resource, has_labels
 from valyent_cli.api._transport import RETRY_STATUSES
 from valyent_cli.api.logs import (
-    LOGS_ACCEPT, LogFollower, decode_response, iter_entry_batches, iter_entry_lines, open_log_stream,
+    LOGS_ACCEPT, LogFollower, decode_response, iter_entry_batches, iter_entry_blocks, iter_entry_lines,
+    open_log_stream,
 )
-from valyent_cli.api.types import (
-    WAITABLE_STATES,
-    ApiObject,
-    CreateMachinePayload,
-    ExecResult,
-    LogEntry,
-    MachineEvent,
-    StopConfig,
-)
+from valyent_cli.api._object import ApiObject
+from valyent_cli.api.constants import STATES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: building the TypedDicts of api/types.py costs start-up time
     from valyent_cli.api.initd import FileSystem
+    from valyent_cli.api.types import CreateMachinePayload, ExecResult, LogEntry, MachineEvent, StopConfig
 
 #: the longest wait the server holds one long poll for
 MAX_WAIT_POLL = 60
@@ -132,9 +127,15 @@ class Machines(Resource):
     def list(self, fleet: str, destroyed: bool = False, labels: dict[str, str] | None = None) -> list[Machine]:
         """The fleet's machines; with ``labels``, only those carrying all of them (Ravel has no label filter on
         this route: the answer is filtered here)."""
+        return [Machine(item, self._client, fleet) for item in self.list_data(fleet, destroyed, labels)]
+
+    def list_data(self, fleet: str, destroyed: bool = False, labels: dict[str, str] | None = None
+                  ) -> list[dict[str, Any]]:
+        """What ``list`` returns, as the plain dicts the API sent (checked and filtered the same way, not wrapped
+        in ``Machine`` objects): for printing them verbatim, as ``machines list --json`` does, thousands at a time."""
         data = self._client.get_json(self._url(fleet), params={"destroyed": True} if destroyed else None)
         items = self._array(data, "machines")
-        return [Machine(item, self._client, fleet) for item in items if has_labels(item, labels)]
+        return [item for item in items if has_labels(item, labels)] if labels else items
 
     def versions(self, fleet: str, machine: str) -> list[dict[str, Any]]:
         """The machine's versions: ``[{id, machine_id, namespace, config, resources{cpus_mhz, memory_mb}}]``."""
@@ -180,7 +181,7 @@ class Machines(Resource):
         Raises :class:`~valyent_cli.api.errors.TimeoutError` when the state is not reached in time.
         """
         status = str(status)
-        if status not in {str(s) for s in WAITABLE_STATES}:
+        if status not in STATES:  # the values of types.WAITABLE_STATES
             raise errors.InvalidArgument(f"cannot wait for {status!r}: choose one of running, stopped, destroyed")
         if timeout <= 0:
             raise errors.InvalidArgument("the wait timeout must be positive")
@@ -256,6 +257,14 @@ class Machines(Resource):
             "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
         ) as response:
             yield from iter_entry_batches(response)
+
+    def iter_log_blocks(self, fleet: str, machine: str) -> Iterator[bytes]:
+        """The lines of ``iter_log_lines`` as NDJSON blocks, a network read at a time, each line ending with a
+        newline (see ``logs.iter_entry_blocks``): for passing a long history on or decoding it a block at once."""
+        with self._client.stream(
+            "GET", self._url(fleet, machine, "logs"), headers={"Accept": LOGS_ACCEPT}
+        ) as response:
+            yield from iter_entry_blocks(response)
 
     def logs(self, fleet: str, machine: str) -> list[LogEntry]:
         return list(self.iter_logs(fleet, machine))

@@ -7,7 +7,7 @@ and answers 404 "namespace not found" until the namespace is created.
 from __future__ import annotations
 
 from valyent_cli.api._resource import Resource
-from valyent_cli.api.types import ApiObject
+from valyent_cli.api._object import ApiObject
 
 
 class Namespace(ApiObject):

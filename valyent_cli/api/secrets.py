@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from valyent_cli.api import errors
 from valyent_cli.api._resource import Resource
-from valyent_cli.api.types import ApiObject
+from valyent_cli.api._object import ApiObject
 
 
 class Secret(ApiObject):

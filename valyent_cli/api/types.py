@@ -211,23 +211,5 @@ class FSEntry(TypedDict):
     mod_time: int
 
 
-class ApiObject(dict):  # type: ignore[type-arg]
-    """An API object: the JSON the server sent, every key kept, with attribute access to its keys.
-
-    ``json.dumps(obj)`` gives back exactly what the API returned, so ``--json`` output is stable.
-    """
-
-    __slots__ = ("_client",)
-
-    def __init__(self, data: dict[str, Any] | None = None, client: Any = None) -> None:
-        super().__init__(data or {})
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self.get(name)
-
-    def __repr__(self) -> str:
-        ident = self.get("id")
-        return f"{type(self).__name__}({ident!r})"
+# the base of every response object, in a module of its own (api/_object.py); re-exported here
+from valyent_cli.api._object import ApiObject  # noqa: E402,F401

@@ -66,11 +66,20 @@ class MergedLogPrinter:
     def history_one(self, machine_id: str) -> None:
         writer = self.writer
         keep = self.keep
+        if keep is None:  # every entry printed: the NDJSON a network read at a time, never split into lines
+            blocks = self.client.machines.iter_log_blocks(self.fleet, machine_id)
+            if self.json:
+                for block in blocks:
+                    writer.block(block)
+            else:
+                lines_of = self.formatter.lines
+                for block in blocks:
+                    writer.text(lines_of(_block_entries(block)))
+            writer.flush()
+            return
         if self.json:
             for batch in self.client.machines.iter_log_line_batches(self.fleet, machine_id):
-                if keep is not None:
-                    batch = [raw for raw, entry in _decode(batch) if keep(entry, _time(entry))]
-                writer.raw(batch)
+                writer.raw([raw for raw, entry in _decode(batch) if keep(entry, _time(entry))])
             writer.flush()
             return
         line_of = self.formatter.line
@@ -372,6 +381,21 @@ def _decode(batch: list[bytes]) -> list[tuple[bytes, dict[str, Any]]]:
         if isinstance(entry, dict):
             pairs.append((line, entry))
     return pairs
+
+
+def _block_entries(block: bytes) -> list[dict[str, Any]]:
+    """The entries of a block of NDJSON lines (``iter_log_blocks``), as ``_decode`` gives them for its lines: one
+    json.loads for the whole block as an array (its newlines made commas), else line by line."""
+    from json import loads
+
+    try:
+        entries = loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+    except (ValueError, RecursionError):
+        pass
+    else:
+        if len(entries) == block.count(b"\n") and all(type(e) is dict for e in entries):
+            return entries
+    return [entry for _, entry in _decode(block[:-1].split(b"\n"))]
 
 
 def _time(entry: dict[str, Any]) -> float | None:

@@ -16,7 +16,7 @@ MAX_LABEL_VALUE = 255
 MAX_ANNOTATION_KEY = 253
 MAX_ANNOTATION_VALUE = 64 * 1024
 RESERVED_PREFIX = "ravel."
-_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
+_KEY = r"^[A-Za-z0-9_./-]+$"  # compiled by `re` on first use: most runs check no key
 
 
 def _key(key: str, flag: str, kind: str, limit: int) -> str:
@@ -26,7 +26,7 @@ def _key(key: str, flag: str, kind: str, limit: int) -> str:
         raise UsageError(f"{flag}: {kind} key {key[:80]!r} is longer than {limit} characters")
     if key.startswith(RESERVED_PREFIX):
         raise UsageError(f"{flag}: {kind} key {key!r}: the prefix {RESERVED_PREFIX!r} is reserved for the server")
-    if not _KEY.match(key):
+    if not re.match(_KEY, key):
         raise UsageError(f"{flag}: {kind} key {key!r} may only hold letters, digits, '-', '_', '.' and '/'")
     return key
 

@@ -4,8 +4,8 @@ This module is the command: options, filters, finding the machines. The engine t
 follows the logs is :class:`valyent_cli.cli.logmerge.MergedLogPrinter`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads the annotations of the commands it builds on every
+# run, and each string annotation costs a compile() (~50 µs); real ones cost nothing then (issue 16).
 import os
 import re
 from collections.abc import Callable
@@ -137,7 +137,7 @@ def logs(
                idle_timeout=idle_timeout, exit_with=exit_with_machine)
 
 
-def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, keep: Keep | None, *, json: bool,
+def _print(app_: "AppContext", fleet_ref: str, machine: str | None, out: "Output", keep: "Keep | None", *, json: bool,
            follow: bool, no_prefix: bool, idle_timeout: float | None, exit_with: bool = False) -> None:
     """Find the machines, then print their history, follow them, or both."""
     from valyent_cli.cli.logmerge import MergedLogPrinter
@@ -169,7 +169,7 @@ def _print(app_: AppContext, fleet_ref: str, machine: str | None, out: Output, k
     run.follow(machine_ids, idle_timeout, watch_fleet=True, seen=seen)
 
 
-def _filter(cutoff: float | None, source: str | None) -> Keep | None:
+def _filter(cutoff: float | None, source: str | None) -> "Keep | None":
     """A predicate on (entry, its time), or None when every entry is kept (the fast path)."""
     if cutoff is None and source is None:
         return None

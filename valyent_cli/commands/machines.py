@@ -185,10 +185,15 @@ def list_(
 
       valyent machines list --label app=web
     """
-    from valyent_cli.cli.metadata import pairs
+    wanted: dict[str, str] = {}
+    if label:  # the checks' module only when there is something to check
+        from valyent_cli.cli.metadata import pairs
 
-    wanted = pairs(label, "--label")
+        wanted = pairs(label, "--label")
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
+    if json:  # printed verbatim: no Machine objects, columns or health scan for thousands of machines
+        out.data(app_.connect().machines.list_data(fleet_ref, destroyed=all_, labels=wanted or None))
+        return
     machines = app_.connect().machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
     columns = views.columns()
     if any(m.get("health") not in (None, "", "unknown") or ((m.get("config") or {}).get("workload") or {}).get("health_check")

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from valyent_cli.config.errors import ConfigError
 
-_TOML_POSITION = re.compile(r"at line (\d+), column (\d+)")
+_TOML_POSITION = r"at line (\d+), column (\d+)"  # compiled by `re` on first use
 
 
 def _decode_error(path: Path, exc: Exception, data: bytes | None = None) -> ConfigError:
@@ -19,7 +19,7 @@ def _decode_error(path: Path, exc: Exception, data: bytes | None = None) -> Conf
         line = data[: exc.start].count(b"\n") + 1
         return ConfigError(path, line, "the file is not valid UTF-8 text; fix or remove it")
     text = str(exc)
-    match = _TOML_POSITION.search(text)
+    match = re.search(_TOML_POSITION, text)
     line = int(match.group(1)) if match else None
     return ConfigError(path, line, f"invalid TOML: {text}; fix or remove the file (valyent never overwrites a file it cannot read)")
 

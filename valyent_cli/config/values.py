@@ -11,7 +11,7 @@ from typing import Any
 from valyent_cli.config.keys import AUTH_SCHEMES, PROFILE_KEYS, SETTABLE_KEYS
 from valyent_cli.defaults import DEFAULT_INITD_ENDPOINT
 
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # compiled by `re` on first use
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -161,7 +161,7 @@ def check_key(key: str, *, settable: bool = False) -> str:
 
 
 def check_profile_name(name: str) -> str:
-    if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+    if not isinstance(name, str) or not re.match(_PROFILE_NAME, name):
         raise ValueError(
             f"invalid profile name {name!r}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         )
