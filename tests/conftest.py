@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import REPO
+from support.helpers import REPO
 
 from valyent_cli.local.procs import find_machine_processes
 
-pytest_plugins = ("engine",)  # its fixture engine_images
+pytest_plugins = ("support.engine",)  # its fixture engine_images
 
 
 def free_port() -> int:
@@ -166,7 +166,7 @@ def podman_sandbox(tmp_path_factory, engine_images):
         try:
             sb.finish()
         finally:
-            from engine import remove_containers_of_sandbox
+            from support.engine import remove_containers_of_sandbox
 
             remove_containers_of_sandbox(sb.data_dir)
 

@@ -1,0 +1,210 @@
+"""Issue 7, the "no traceback" sweep: every command of the live command tree, run (a) with bad arguments, (b) with
+plausible arguments against an endpoint that refuses connections, (c) with plausible arguments, an empty config
+dir and no token. Each exits with a message and a documented code, never a Python traceback.
+
+The runs go through the real entry point, `valyent_cli.main.main(argv)`, in this process (a subprocess each would
+cost ~0.3 s of start-up, times ~150 runs). Retry backoffs are recorded instead of slept: the sweep is about what
+is printed, test_network_errors.py about the timing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import typer.main
+from conftest import clean_environ
+from support.faultserver import free_port
+from support.inproc import run_main
+
+import valyent_cli.main as main_module
+
+DOCUMENTED = {0, 1, 2, 3, 4, 5}
+TOKEN = "tok-sweep-0123456789abcdef"
+
+
+def command_tree() -> list[tuple[str, ...]]:
+    app = main_module.full_app() if hasattr(main_module, "full_app") else main_module.app
+    root = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in sorted(subs.items()):
+                yield from walk(sub, (*path, name))
+        else:
+            yield path, cmd
+
+    return [(path, cmd) for path, cmd in walk(root, ())]
+
+
+TREE = command_tree()
+COMMANDS = [path for path, _ in TREE]
+GROUPS = sorted({path[0] for path in COMMANDS if len(path) > 1})
+REQUIRED = {path: any(p.required for p in cmd.params) for path, cmd in TREE}
+
+# Commands that would start a server or a daemon: only their bad-argument run is swept.
+STARTS_A_SERVER = {("local", "serve"), ("local", "start")}
+
+
+def test_the_tree_is_the_one_we_expect():
+    """A guard: the sweep found the groups and their commands (and not an empty tree)."""
+    assert {"fleets", "machines", "gateways", "fs", "auth", "profiles", "local", "namespaces", "secrets",
+            "nodes"} <= set(GROUPS)
+    assert ("logs",) in COMMANDS and ("machines", "exec") in COMMANDS and len(COMMANDS) >= 40
+
+
+def plausible(path: tuple[str, ...], work) -> list[str]:
+    """Arguments that pass the command's own checks, so that it goes as far as it can."""
+    local_file = work / "upload.txt"
+    local_file.write_text("hello")
+    values = {
+        ("completion",): ["bash"],
+        ("fleets", "create"): ["web"],
+        ("fleets", "delete"): ["web", "--yes"],
+        ("fleets", "show"): ["web"],
+        ("fleets", "use"): ["web"],
+        ("fs", "cat"): ["01jxyz", "/etc/hosts"],
+        ("fs", "get"): ["01jxyz", "/etc/hosts", str(work / "hosts")],
+        ("fs", "ls"): ["01jxyz", "/etc"],
+        ("fs", "mkdir"): ["01jxyz", "/tmp/d"],
+        ("fs", "put"): ["01jxyz", str(local_file), "/tmp/upload.txt"],
+        ("fs", "rm"): ["01jxyz", "/tmp/upload.txt"],
+        ("fs", "stat"): ["01jxyz", "/etc/hosts"],
+        ("gateways", "create"): ["--name", "web", "--port", "80"],
+        ("gateways", "delete"): ["gw1", "--yes"],
+        ("gateways", "show"): ["gw1"],
+        ("fleets", "label"): ["web", "a=b"],
+        ("machines", "label"): ["01jxyz", "a=b"],
+        ("namespaces", "create"): ["demo"],
+        ("namespaces", "delete"): ["demo", "--yes"],
+        ("namespaces", "show"): ["demo"],
+        ("secrets", "delete"): ["db-password", "--yes"],
+        ("secrets", "set"): ["db-password"],
+        ("logs",): ["01jxyz"],
+        ("machines", "create"): ["--image", "nginx"],
+        ("machines", "delete"): ["01jxyz", "--yes"],
+        ("machines", "exec"): ["01jxyz", "--", "true"],
+        ("machines", "wait"): ["01jxyz", "--timeout", "2s"],
+        ("auth", "login"): ["--token-stdin"],
+        ("profiles", "create"): ["p1"],
+        ("profiles", "delete"): ["p1", "--yes"],
+        ("profiles", "set"): ["namespace", "acme"],
+        ("profiles", "show"): ["p1"],
+        ("profiles", "unset"): ["namespace"],
+        ("profiles", "use"): ["p1"],
+    }
+    if path in values:
+        return [*path, *values[path]]
+    if path[0] == "machines" and REQUIRED[path]:
+        return [*path, "01jxyz"]
+    return list(path)
+
+
+@pytest.fixture()
+def sweep_env(tmp_path, monkeypatch):
+    """A private HOME, config dir and sandbox dir; retry backoffs recorded, not slept."""
+    import valyent_cli.api._transport as client_module  # the request loop, which sleeps between retries
+
+    class Clock:
+        monotonic = staticmethod(time.monotonic)
+        time = staticmethod(time.time)
+        sleep = staticmethod(lambda seconds: None)
+
+    monkeypatch.setattr(client_module, "time", Clock)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # no valyent.toml above it: tmp_path is outside the repository
+    env = clean_environ()
+    env.update(HOME=str(tmp_path / "home"), VALYENT_CONFIG_DIR=str(tmp_path / "config"),
+               VALYENT_LOCAL_DIR=str(tmp_path / "sandbox"), VALYENT_API_URL=f"http://127.0.0.1:{free_port()}/v1",
+               NO_COLOR="1")
+    env.pop("XDG_CONFIG_HOME", None)
+    return env, work
+
+
+def check(result, argv, allowed=DOCUMENTED) -> None:
+    where = f"valyent {' '.join(argv)}"
+    assert "Traceback" not in result.err and "Traceback" not in result.out, f"{where}:\n{result.err}"
+    assert "internal error" not in result.err, f"{where}:\n{result.err}"
+    assert result.code in allowed, f"{where}: exit {result.code}\n{result.err}"
+    if result.code != 0:  # an error, or the help of a group or command run without its arguments
+        # `auth status` is a report: what is wrong is a line of it, on stdout (docs/configuration.md)
+        report = argv[:2] == ["auth", "status"] and "API:" in result.out
+        assert "Error" in result.err or result.err.startswith("Usage: ") or report, (
+            f"{where}: exit {result.code} without a message:\n{result.err}")
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_bad_arguments(sweep_env, path):
+    env, _ = sweep_env
+    env = {**env, "VALYENT_API_TOKEN": TOKEN}
+    # An option no command has: a usage error, before anything else.
+    argv = [*path, "--no-such-option"]
+    result = run_main(argv, env)
+    if path == ("machines", "exec"):
+        # exec passes unknown options to the remote command (`exec M -- ls -la`); here there is no machine
+        check(result, argv, DOCUMENTED | {255})
+    else:
+        check(result, argv, {2})
+        assert "--no-such-option" in result.err
+    # Required arguments left out.
+    if REQUIRED[path]:
+        result = run_main(list(path), env)
+        check(result, list(path), {2})
+
+
+@pytest.mark.parametrize("argv", [[], ["nosuchgroup"], ["--bogus"], *[[g] for g in GROUPS],
+                                  *[[g, "nosuchcommand"] for g in GROUPS], ["--endpoint"], ["--profile"]],
+                         ids=lambda a: " ".join(a) or "(nothing)")
+def test_groups_and_the_root(sweep_env, argv):
+    env, _ = sweep_env
+    result = run_main(argv, {**env, "VALYENT_API_TOKEN": TOKEN})
+    check(result, argv, {0, 2})
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p not in STARTS_A_SERVER], ids=" ".join)
+def test_unreachable_endpoint(sweep_env, path):
+    env, work = sweep_env
+    env = {**env, "VALYENT_API_TOKEN": TOKEN, "VALYENT_FLEET": "web"}
+    argv = plausible(path, work)
+    result = run_main(argv, env)
+    check(result, argv, DOCUMENTED | ({255} if path == ("machines", "exec") else set()))
+    if result.code == 1:  # the endpoint named (in the report, for `auth status`)
+        assert "cannot reach http://127.0.0.1:" in result.err + result.out, f"valyent {' '.join(argv)}:\n{result.err}"
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p not in STARTS_A_SERVER], ids=" ".join)
+def test_empty_config_and_no_token(sweep_env, path):
+    env, work = sweep_env
+    assert not os.path.exists(env["VALYENT_CONFIG_DIR"])
+    argv = plausible(path, work)
+    result = run_main(argv, env)
+    check(result, argv, DOCUMENTED | ({255} if path == ("machines", "exec") else set()))
+    if result.code == 3:
+        assert "valyent auth login" in result.err  # what to run next
+
+
+def value_options(cmd) -> list[str]:
+    return [p.opts[0] for p in cmd.params
+            if p.param_type_name == "option" and not getattr(p, "is_flag", False) and p.opts
+            and p.opts[0] not in ("--help",)]
+
+
+JUNK_VALUES = ["", "\udcff", "x" * 70_000]
+
+
+@pytest.mark.parametrize("path", [p for p, _ in TREE if p not in STARTS_A_SERVER], ids=" ".join)
+def test_junk_in_every_option(sweep_env, path):
+    """Each option that takes a value, given junk (empty, not UTF-8, huge): a message and a documented code,
+    whatever the option."""
+    env, work = sweep_env
+    env = {**env, "VALYENT_API_TOKEN": TOKEN, "VALYENT_FLEET": "web"}
+    cmd = dict(TREE)[path]
+    base = plausible(path, work)
+    cut = base.index("--") if "--" in base else len(base)
+    for option in value_options(cmd):
+        for junk in JUNK_VALUES:
+            argv = [*base[:cut], option, junk, *base[cut:]]
+            check(run_main(argv, env), argv, DOCUMENTED | ({255} if path == ("machines", "exec") else set()))
