@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-from support.faultserver import FaultServer, Reply, Stream, cli_env_for, client_for, fault_server, ndjson  # noqa: F401
-from support.helpers import run_cli
+from support.faultserver import FaultServer, Reply, Stream, cli_env_for, client_for, ndjson
+from support.cli import run_cli
 
 from valyent_cli.api import errors
 

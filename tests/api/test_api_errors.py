@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from support.faultserver import TOKEN, Close, FaultServer, Hang, Reply, Reset, Stream, client_for, fault_server, free_port  # noqa: F401
+from support.faultserver import TOKEN, Close, FaultServer, Hang, Reply, Reset, Stream, client_for, free_port
 
 from valyent_cli.api import errors
 from valyent_cli.api.client import Client

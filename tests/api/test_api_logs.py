@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from support.faultserver import Reply, Stream, client_for, fault_server, ndjson  # noqa: F401
+from support.faultserver import Reply, Stream, client_for, ndjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

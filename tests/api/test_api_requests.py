@@ -9,7 +9,7 @@ import os
 import threading
 
 import pytest
-from support.faultserver import TOKEN, Reply, Stream, client_for, fault_server, ndjson  # noqa: F401
+from support.faultserver import TOKEN, Reply, Stream, client_for, ndjson
 
 from valyent_cli import __version__
 from valyent_cli.api import Client, Fleet, Gateway, Machine

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from support.faultserver import TOKEN, FaultServer, Hang, Reply, Reset, client_for, fault_server, free_port  # noqa: F401
+from support.faultserver import TOKEN, FaultServer, Hang, Reply, Reset, client_for, free_port
 
 from valyent_cli.api import errors
 from valyent_cli.api.client import BACKOFF_BASE, BACKOFF_MAX, MAX_RETRY_AFTER, Client, backoff_delay

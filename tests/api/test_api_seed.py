@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from support.helpers import REPO
+from support.cli import REPO
 
 from valyent_cli.api import (
     Client,

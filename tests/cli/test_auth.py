@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support.helpers import run_cli
+from support.cli import run_cli
 
 
 @pytest.fixture()

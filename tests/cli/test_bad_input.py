@@ -11,7 +11,7 @@ import os
 import sys
 
 import pytest
-from support.helpers import run_cli
+from support.cli import run_cli
 
 UNREACHABLE = "http://127.0.0.1:9/v1"
 
@@ -137,12 +137,7 @@ def test_huge_argument_refused(env):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="surrogate-escaped argv is a POSIX thing")
 def test_non_utf8_argument_refused(env):
-    import subprocess
-
-    result = subprocess.run(
-        [sys.executable, "-m", "valyent_cli", "machines", "create", "--image", b"ngi\xffnx"],
-        env=env, capture_output=True, timeout=30,
-    )
+    result = run_cli("machines", "create", "--image", b"ngi\xffnx", env=env, text=False, timeout=30)
     assert result.returncode == 2, result.stderr
     assert b"--image" in result.stderr and b"Traceback" not in result.stderr
 

@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import time
 
-from support.helpers import run_cli
+from support.cli import run_cli
 
 
 def write_context(tmp_path, base: str, extra: str = "") -> str:

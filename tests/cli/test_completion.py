@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.helpers import REPO, run_cli
+from support.cli import REPO, run_cli
 
 from valyent_cli.cli import complete
 from valyent_cli.devtools import gendocs

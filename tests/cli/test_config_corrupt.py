@@ -12,8 +12,8 @@ import errno
 from pathlib import Path
 
 import pytest
-from conftest import clean_environ
-from support.inproc import run_main
+from support.env import clean_environ
+from support.cli import run_main
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # a request sent would be exit 1, not 2
 

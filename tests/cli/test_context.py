@@ -7,7 +7,7 @@ from functools import cached_property
 
 import pytest
 
-from conftest import free_port
+from support.env import free_port
 from valyent_cli.cli.context import AppContext
 from valyent_cli.local import daemon
 from valyent_cli.local.autostart import is_listening

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from support.helpers import REPO
+from support.cli import REPO
 
 from valyent_cli.devtools import gendocs
 
@@ -99,7 +99,7 @@ def test_packaging_metadata_uses_an_spdx_license_and_a_changelog_exists():
     """setuptools deprecates `project.license` as a table (builds stop after 2027-02-18): an SPDX string and a file."""
     import tomllib
 
-    from support.helpers import REPO
+    from support.cli import REPO
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["license"] == "MIT"

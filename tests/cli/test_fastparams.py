@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from typer.testing import CliRunner
 
-from support.helpers import REPO
+from support.cli import REPO
 from valyent_cli.cli import fastparams
 
 

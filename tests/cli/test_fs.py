@@ -12,15 +12,14 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.faultserver import fault_server  # noqa: F401 - the fixture
-from support.helpers import REPO, machine_payload, run_cli
-from support.inproc import run_main_bytes
+
+from support.cli import run_cli, run_main_bytes, spawn
+from support.util import machine_payload
 
 ALL_BYTES = bytes(range(256)) * 16
 
@@ -120,10 +119,7 @@ def test_cat_into_a_closed_pipe_is_quiet(env, machine):
     """`valyent fs cat M big | head -c 10`: exit 0 and no error when the reader goes away."""
     m, client = machine
     client.fs(m["id"]).write("/data/big.bin", os.urandom(8 * 1024 * 1024))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "valyent_cli", "fs", "cat", m["id"], "/data/big.bin"],
-        env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = spawn(["fs", "cat", m["id"], "/data/big.bin"], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert len(proc.stdout.read(10)) == 10
         proc.stdout.close()
@@ -242,10 +238,8 @@ def test_interrupted_get_leaves_no_partial_file(sandbox, env, machine, tmp_path)
         f.truncate(2 * 1024**3)  # sparse: instant to make, long to send
     try:
         target = tmp_path / "big.bin"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "valyent_cli", "fs", "get", m["id"], "/big.bin", str(target)],
-            env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        proc = spawn(["fs", "get", m["id"], "/big.bin", str(target)], env, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

@@ -8,7 +8,7 @@ import secrets
 import threading
 
 import pytest
-from support.helpers import run_cli
+from support.cli import run_cli
 
 from valyent_cli.api import Client
 

@@ -6,8 +6,8 @@ import json
 import sys
 import time
 
-from support.faultserver import Reply, cli_env_for, fault_server  # noqa: F401
-from support.helpers import run_cli
+from support.faultserver import Reply, cli_env_for
+from support.cli import run_cli
 
 from valyent_cli.api.client import backoff_delay
 

@@ -7,13 +7,11 @@ Each case runs the CLI's own `main()` in a fresh interpreter, then lists the for
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from support.helpers import REPO
+from support.cli import REPO, run_cli, run_python
+from support.env import cli_environ
 
 PROBE = """
 import json, sys
@@ -38,14 +36,9 @@ RICH = ["rich", "rich.console", "pygments"]
 
 
 def probe(args: list[str], forbidden: list[str], tmp_path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = cli_environ(tmp_path / "config", color=True)
     env.pop("PYTHONPROFILEIMPORTTIME", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(forbidden), json.dumps(args)],
-        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )
+    proc = run_python(PROBE, json.dumps(forbidden), json.dumps(args), env=env, cwd=tmp_path)
     last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
     try:
         result = json.loads(last)
@@ -78,15 +71,14 @@ def test_group_help_loads_no_http_no_sandbox(group, tmp_path):
 
 def test_version_entry_point_does_not_load_typer(tmp_path):
     """`valyent --version` is answered by the entry point before the command tree (and typer) is loaded."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = cli_environ(color=True)
     code = (
         "import sys; sys.argv = ['valyent', '--version']\n"
         "from valyent_cli.entry import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('typer', 'httpx', 'rich') if m in sys.modules), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = run_python(code, env=env)
     assert proc.stdout.startswith("valyent ")
     assert proc.stderr.strip().splitlines()[-1] == "[]"
 
@@ -101,24 +93,17 @@ def test_plain_options_are_coerced_without_pydantic(tmp_path):
 
 
 def test_a_bad_integer_still_gets_typers_message(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "valyent_cli", "machines", "create", "--image", "x", "--cpus", "two"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = run_cli("machines", "create", "--image", "x", "--cpus", "two",
+                   env=cli_environ(tmp_path / "config", color=True))
     assert proc.returncode == 2
     assert "--cpus" in proc.stderr and "integer" in proc.stderr
 
 
 def test_an_api_command_does_not_load_trio_or_pydantic(tmp_path):
     """httpcore would import trio (when installed) for an async backend a synchronous client never uses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_TOKEN="t" * 20,
-               VALYENT_API_URL="http://127.0.0.1:9/v1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = cli_environ(tmp_path / "config", token="t" * 20, url="http://127.0.0.1:9/v1", color=True)
     forbidden = ["trio", "pydantic", "rich"]
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(forbidden + ["httpx"]), json.dumps(["fleets", "list"])],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = run_python(PROBE, json.dumps(forbidden + ["httpx"]), json.dumps(["fleets", "list"]), env=env, cwd=tmp_path)
     result = json.loads(proc.stderr.strip().splitlines()[-1])
     assert result["code"] == 1 and "connection refused" in proc.stderr  # the client was built and tried
     assert result["loaded"] == ["httpx"]
@@ -129,8 +114,7 @@ def test_the_api_types_load_no_http_library():
     code = ("import sys, valyent_cli.api.types, valyent_cli.api as api\n"
             "print(sorted(m for m in ('httpx', 'httpcore', 'h11') if m in sys.modules))\n"
             "api.Client; print('httpx' in sys.modules, api.FetchErrorWithPayload is api.ApiError)")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = run_python(code, env=cli_environ(color=True))
     assert proc.stdout.split("\n")[:2] == ["[]", "True True"], proc.stderr
 
 

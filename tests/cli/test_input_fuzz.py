@@ -12,10 +12,10 @@ import json
 import re
 
 import pytest
-from conftest import clean_environ
+from support.env import clean_environ
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.inproc import run_main
+from support.cli import run_main
 
 from valyent_cli.cli.errors import UsageError
 from valyent_cli.cli.payload import CreateFlags, build

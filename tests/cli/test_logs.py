@@ -10,15 +10,14 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
 
 import pytest
-from support.faultserver import fault_server  # noqa: F401 - the fixture
-from support.helpers import REPO, machine_payload, wait_until
-from support.inproc import Result, run_main
+
+from support.util import machine_payload, wait_until
+from support.cli import Result, run_main, spawn
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 FLEET_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)$")
@@ -211,10 +210,7 @@ class Follow:
     """`valyent logs -f ...` as a process, its stdout read line by line in a thread."""
 
     def __init__(self, args: list[str], env: dict) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "valyent_cli", "logs", "-f", *args],
-            env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        self.proc = spawn(["logs", "-f", *args], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -257,11 +253,8 @@ def test_follow_prints_new_lines_live_until_ctrl_c(cli_env, live):
 
 def test_reader_going_away_ends_a_follow_quietly(cli_env, live):
     """`valyent logs -f M | head -1`: when the pipe closes, exit 0 with nothing on stderr."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "valyent_cli", "logs", "-f", live["ticker"]],
-        env={**cli_env, "VALYENT_FLEET": live["name"], "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = spawn(["logs", "-f", live["ticker"]], {**cli_env, "VALYENT_FLEET": live["name"]},
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout.readline()
         proc.stdout.close()

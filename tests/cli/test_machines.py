@@ -6,7 +6,7 @@ import json
 import secrets
 import sys
 
-from support.helpers import run_cli
+from support.cli import run_cli
 
 
 def ok(result):

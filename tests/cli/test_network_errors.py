@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import clean_environ
-from support.faultserver import TOKEN, Action, FaultServer, Hang, Reply, Reset, fault_server, free_port  # noqa: F401
-from support.helpers import run_cli
-from support.inproc import run_main
+from support.env import clean_environ
+from support.faultserver import TOKEN, Action, FaultServer, Hang, Reply, Reset, free_port
+from support.cli import run_cli
+from support.cli import run_main
 
 FLEET = {"id": "fleet_01", "namespace": "ns", "name": "web", "created_at": "2024-05-01T12:00:00Z", "status": "active"}
 HTML_502 = (

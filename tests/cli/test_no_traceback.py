@@ -14,9 +14,9 @@ import time
 
 import pytest
 import typer.main
-from conftest import clean_environ
+from support.env import clean_environ
 from support.faultserver import free_port
-from support.inproc import run_main
+from support.cli import run_main
 
 import valyent_cli.main as main_module
 

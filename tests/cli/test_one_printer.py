@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from support.helpers import run_cli
+from support.cli import run_cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "valyent_cli"
 #: the module that prints
@@ -47,7 +47,7 @@ def test_local_maps_no_exit_codes_of_its_own():
 
 def test_a_local_failure_goes_through_the_error_handler(tmp_path):
     """`local serve` refusing a remote host: exit 2 (usage), one `Error:` line from the handler, no traceback."""
-    from conftest import clean_environ, free_port
+    from support.env import clean_environ, free_port
 
     env = clean_environ()
     env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(tmp_path / "sbx"), NO_COLOR="1")

@@ -9,21 +9,16 @@ import stat
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support.cli import Result, run_cli, run_main, spawn
+from support.env import cli_environ
+
 from valyent_cli import config
 
 TOKEN = "vly_0123456789secret9876wxyz"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture()
@@ -42,35 +37,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def cli(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run `valyent ARGS` in this process through main(), the real entry point with its error handler."""
-    from valyent_cli.main import main
+def cli(home: Path):
+    """Run `valyent ARGS` in this process through main(), the real entry point with its error handler, with the
+    environment as the test has set it (``home``, then its own monkeypatching)."""
 
     def run(*args: str, input: str | None = None) -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(input or ""))
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        out, err = capsys.readouterr()
-        return Result(int(info.value.code or 0), out, err)
+        return run_main(list(args), dict(os.environ), stdin=input or "")
 
     return run
 
 
 def process_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env.update(VALYENT_CONFIG_DIR=str(home), NO_COLOR="1")
-    return env
+    return cli_environ(home)
 
 
 def run_process(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "valyent_cli", *args],
-        env=env,
-        input=input or "",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(*args, env=env, input=input or "")
 
 
 def fields(text: str) -> dict[str, str]:
@@ -314,10 +296,9 @@ def test_file_and_directory_modes(home: Path) -> None:
 def test_fifty_concurrent_creates_all_land(home: Path) -> None:
     env = process_env(home)
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "valyent_cli", "profiles", "create", f"p{i:02d}", "--fleet", f"fleet-{i}"],
-            env=env,
-            stdin=subprocess.DEVNULL,
+        spawn(
+            ["profiles", "create", f"p{i:02d}", "--fleet", f"fleet-{i}"],
+            env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

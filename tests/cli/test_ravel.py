@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from support.helpers import REPO, run_cli
+from support.cli import on_terminal, run_cli, spawn
 from support.ravelstub import RavelStub
 
 TOKEN = "ravel-token-0123456789"
@@ -170,10 +169,7 @@ def test_follow_across_cuts_without_replay_twice(env, ravel):
     second-resolution timestamp and many identical. Every line is printed once, in order."""
     machine = create_machine(env)
     ravel.add_logs(machine, [f"old {i}" for i in range(5)])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "valyent_cli", "logs", machine, "-f"],
-        env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = spawn(["logs", machine, "-f"], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     produced = [f"old {i}" for i in range(5)]
     try:
         deadline = time.monotonic() + 30
@@ -522,29 +518,11 @@ def test_auth_login_and_status_against_ravel_without_a_namespace(tmp_path, ravel
 
 
 def test_secrets_set_on_a_terminal_asks_without_echo(env, ravel):
-    import pty
-
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", "secrets", "set", "tty-secret"],
-                            env={**env, "PYTHONPATH": str(REPO)}, stdin=secondary, stdout=secondary,
-                            stderr=secondary, close_fds=True)
-    os.close(secondary)
-    screen = b""
-    while b"not shown" not in screen:
-        screen += os.read(main, 4096)
-    os.write(main, SECRET_VALUE.encode() + b"\n")
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        screen += data
-    assert proc.wait(timeout=30) == 0
-    os.close(main)
-    assert SECRET_VALUE.encode() not in screen  # not echoed
-    assert b"Created secret tty-secret" in screen
+    code, screen = on_terminal(["secrets", "set", "tty-secret"], env, columns=None,
+                               answers=((b"not shown", SECRET_VALUE.encode() + b"\n"),), color=False)
+    assert code == 0, screen
+    assert SECRET_VALUE not in screen  # not echoed
+    assert "Created secret tty-secret" in screen
     assert ravel.bodies("POST", "/namespaces/demo/secrets")[-1] == {"name": "tty-secret", "value": SECRET_VALUE}
 
 

@@ -11,8 +11,7 @@ import socket
 import sys
 
 import pytest
-from support.faultserver import fault_server  # noqa: F401 - the fixture
-from support.helpers import run_cli
+from support.cli import on_terminal, run_cli
 
 from valyent_cli.api import Client
 
@@ -55,7 +54,7 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
 # 2, 3. the local profile keeps its fleet and knows its sandbox's data dir
 @pytest.fixture()
 def local_env(tmp_path):
-    from conftest import clean_environ
+    from support.env import clean_environ
 
     from valyent_cli.local import daemon
 
@@ -68,7 +67,7 @@ def local_env(tmp_path):
 
 
 def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env, tmp_path):
-    from conftest import free_port
+    from support.env import free_port
 
     custom = tmp_path / "custom"
     ok(run_cli("local", "start", "--data-dir", str(custom), "--port", str(free_port()), env=local_env))
@@ -163,7 +162,7 @@ def test_help_examples_use_prefixes_that_would_work():
 
 # 7. Ctrl-C during create says the machine may exist (and its id once the answer came)
 def test_ctrl_c_while_create_is_in_flight(tmp_path, fault_server):
-    from support.clitools import Proc
+    from support.cli import Proc
     from support.faultserver import Hang, Reply, cli_env_for
 
     fault_server.handler = lambda r: Hang() if r.method == "POST" else None
@@ -228,7 +227,7 @@ def test_exec_refuses_piped_stdin_and_json_keeps_the_exit_code(fleet_env):
 
 # 11. fleet-wide logs --json: each entry says its machine
 def test_fleet_wide_json_logs_carry_the_machine_id(fleet_env):
-    from support.clitools import Proc
+    from support.cli import Proc
 
     env, client, fleet = fleet_env
     a = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "echo from-a; sleep 600",
@@ -252,7 +251,7 @@ def test_fleet_wide_json_logs_carry_the_machine_id(fleet_env):
 
 # 12. logs -f says when the machine exits; --exit-with-machine stops with its exit code
 def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
-    from support.clitools import Proc
+    from support.cli import Proc
 
     env, client, fleet = fleet_env
     script = "echo one; while [ ! -e go ]; do sleep 0.05; done; echo two; exit 3"
@@ -278,7 +277,7 @@ def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
 
 # 13. narrow tables, fleet names where people read them
 def test_tables_at_60_columns_and_fleet_names(fleet_env):
-    from test_terminal import ANSI, on_terminal
+    from support.cli import ANSI, on_terminal
 
     env, client, fleet = fleet_env
     for _ in range(2):
@@ -313,7 +312,7 @@ def test_help_shows_plain_placeholders(cli_env):
 
 
 def test_dry_run_is_indented_on_a_terminal(cli_env):
-    from test_terminal import ANSI, on_terminal
+    from support.cli import ANSI, on_terminal
 
     code, screen = on_terminal(["machines", "create", "--dry-run", "--image", "nginx", "--fleet", "x"], cli_env)
     assert code == 0, screen
@@ -379,7 +378,7 @@ def test_fleets_and_gateways_create_print_the_object(fleet_env):
 
 
 def test_fleets_create_use_says_created_first(tmp_path, sandbox):
-    from conftest import clean_environ
+    from support.env import clean_environ
 
     env = clean_environ()
     env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
@@ -393,37 +392,18 @@ def test_fleets_create_use_says_created_first(tmp_path, sandbox):
 
 
 def test_declining_a_delete_is_a_note_not_an_error(fleet_env):
-    import os
-    import pty
-    import subprocess
-
     env, _, _ = fleet_env
     machine = create(env)
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", "machines", "delete", machine],
-                            env={**env, "TERM": "dumb"}, stdin=secondary, stdout=secondary, stderr=secondary,
-                            close_fds=True)
-    os.close(secondary)
-    os.write(main, b"n\n")  # the terminal holds the answer until the prompt reads it
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    code = proc.wait(timeout=60)
-    os.close(main)
-    screen = b"".join(chunks).decode()
+    # the terminal holds the answer until the prompt reads it
+    code, screen = on_terminal(["machines", "delete", machine], env, columns=None, term="dumb", typed=b"n\n",
+                               color=False)
     assert code == 1, screen
     assert "Cancelled" in screen and "Error" not in screen
 
 
 # 16, 18. the README's first commands work on a fresh Debian/Ubuntu; .ci/run runs its test command; man pages
 def _readme_commands() -> tuple[str, str]:
-    from support.helpers import REPO
+    from support.cli import REPO
 
     text = (REPO / "README.md").read_text()
     blocks = [b.split("```", 1)[0].strip() for b in text.split("```bash\n")[1:3]]
@@ -431,7 +411,7 @@ def _readme_commands() -> tuple[str, str]:
 
 
 def test_readme_first_commands_use_a_venv_and_ci_runs_the_same():
-    from support.helpers import REPO
+    from support.cli import REPO
 
     try_it, tests = _readme_commands()
     for command in (try_it, tests):
@@ -443,7 +423,7 @@ def test_readme_first_commands_use_a_venv_and_ci_runs_the_same():
 
 
 def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
-    from support.helpers import REPO
+    from support.cli import REPO
 
     text = (REPO / "README.md").read_text()
     assert "man -l man/valyent.1" in text
@@ -452,7 +432,7 @@ def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
 
 # 17. a deleted fleet leaves the profile; a missing fleet says where its name came from
 def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_from(tmp_path, sandbox):
-    from conftest import clean_environ
+    from support.env import clean_environ
 
     env = clean_environ()
     env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
@@ -473,28 +453,7 @@ def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_
 
 # 19. long transfers: a progress bar on a terminal (stderr only), nothing otherwise
 def _with_stderr_on_a_terminal(args: list[str], env: dict) -> tuple[int, str, bytes]:
-    import os
-    import pty
-    import subprocess
-
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", *args],
-                            env={**env, "COLUMNS": "100", "TERM": "xterm-256color"},
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, close_fds=True)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    stdout = proc.stdout.read()
-    code = proc.wait(timeout=60)
-    os.close(main)
-    return code, b"".join(chunks).decode("utf-8", "replace"), stdout
+    return on_terminal(args, env, columns=100, stdout_piped=True, color=False)
 
 
 def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
@@ -516,27 +475,8 @@ def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
 
 # 15. where a token comes from; a picker for a missing MACHINE or FLEET on a terminal, today's error without one
 def _on_a_terminal_with_input(args: list[str], env: dict, typed: bytes) -> tuple[int, str]:
-    import os
-    import pty
-    import subprocess
-
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", *args], env={**env, "TERM": "dumb"},
-                            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
-    os.close(secondary)
-    os.write(main, typed)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    code = proc.wait(timeout=60)
-    os.close(main)
-    return code, b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
+    code, screen = on_terminal(args, env, columns=None, term="dumb", typed=typed, color=False)
+    return code, screen.replace("\r", "")
 
 
 def test_missing_machine_offers_a_picker_on_a_terminal(fleet_env):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from support.clitools import Proc
-from support.helpers import run_cli
+from support.cli import Proc
+from support.cli import run_cli
 
 
 def test_rm_exit_code_and_streams(fleet_env):

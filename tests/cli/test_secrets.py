@@ -13,10 +13,11 @@ import stat
 import traceback
 
 import pytest
-from conftest import clean_environ
-from support.faultserver import Close, Hang, Reply, Reset, fault_server  # noqa: F401 - the fixture
-from support.helpers import machine_payload, run_cli
-from support.inproc import run_main
+from support.env import clean_environ
+from support.faultserver import Close, Hang, Reply, Reset
+from support.cli import run_cli
+from support.util import machine_payload
+from support.cli import run_main
 
 SECRET = "vly_live_" + "s3cr3t" * 6  # long and unmistakable; the fault server accepts any token
 

@@ -8,9 +8,9 @@ import json
 import time
 
 import pytest
-from support.clitools import Proc
-from support.faultserver import cli_env_for, Hang, Reply, Stream, fault_server  # noqa: F401 - the fixture
-from support.helpers import wait_until
+from support.cli import Proc
+from support.faultserver import cli_env_for, Hang, Reply, Stream
+from support.util import wait_until
 
 MACHINE = "01jsignalsmachine00000000"
 

@@ -11,9 +11,9 @@ import json
 import re
 
 import pytest
-from support.clitools import Proc
-from support.faultserver import cli_env_for, Reply, Stream, fault_server  # noqa: F401 - the fixture
-from support.inproc import run_main
+from support.cli import Proc
+from support.faultserver import cli_env_for, Reply, Stream
+from support.cli import run_main
 
 MACHINE = "01jstreamsmachine00000000"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z seq (\d+)$")

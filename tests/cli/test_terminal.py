@@ -3,40 +3,14 @@ colour, the spinner), against the sandbox."""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
 import secrets
-import subprocess
-import sys
 
 import pytest
 
+from support.cli import ANSI, on_terminal
+
 from valyent_cli.api import Client
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def on_terminal(args: list[str], env: dict, columns: int = 80) -> tuple[int, str]:
-    """Run the CLI with stdin, stdout and stderr on one pseudo-terminal; return its exit code and the screen text."""
-    main, secondary = pty.openpty()
-    env = {**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "valyent_cli", *args], env=env, stdin=secondary,
-                            stdout=secondary, stderr=secondary, close_fds=True)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    code = proc.wait(timeout=60)
-    os.close(main)
-    return code, b"".join(chunks).decode("utf-8", "replace")
 
 
 @pytest.fixture()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.faultserver import FaultServer, Reply, cli_env_for, fault_server, ndjson  # noqa: F401 - fixture
-from support.helpers import run_cli
-from support.inproc import run_main
-from test_terminal import on_terminal
+from support.faultserver import FaultServer, Reply, cli_env_for, ndjson
+from support.cli import run_cli
+from support.cli import run_main
+from support.cli import on_terminal
 
 TITLE = "\x1b]0;PWNED\x07"
 CLEAR = "\x1b[2J"

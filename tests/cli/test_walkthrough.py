@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from support.helpers import run_cli
+from support.cli import run_cli, spawn
 
 WORKLOAD = (
     "import signal, sys, time\n"
@@ -70,10 +70,8 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
         assert machine_id in shown.stdout and "running" in shown.stdout
 
     # Follow its logs and see lines arrive live.
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "valyent_cli", "logs", machine_id, "-f", *as_json],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    follow = spawn(["logs", machine_id, "-f", *as_json], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
     try:
         numbers: list[int] = []
         deadline = time.monotonic() + 20
@@ -114,8 +112,7 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
         assert entry["size"] == 256 * 64 and entry["is_dir"] is False
     else:
         assert "payload.bin" in listing.stdout
-    cat = subprocess.run([sys.executable, "-m", "valyent_cli", "fs", "cat", machine_id, "/app/data/payload.bin"],
-                         env=env, capture_output=True, timeout=60)
+    cat = run_cli("fs", "cat", machine_id, "/app/data/payload.bin", env=env, text=False)
     assert cat.returncode == 0 and cat.stdout == local.read_bytes()
     stat = ok(run_cli("fs", "stat", machine_id, "/app/data/payload.bin", *as_json, env=env))
     if mode == "json":

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.faultserver import FaultServer, Reply, cli_env_for, fault_server  # noqa: F401 - fault_server is a fixture
-from support.helpers import run_cli
-from support.inproc import run_main
+from support.faultserver import FaultServer, Reply, cli_env_for
+from support.cli import run_cli
+from support.cli import run_main
 
 MACHINE = {"id": "m1", "fleet": "web", "state": "running", "config": {"image": "nginx"}}
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import clean_environ, free_port
-from support.helpers import run_cli
+from support.env import clean_environ, free_port
+from support.cli import run_cli
 from valyent_cli.local import daemon
 from valyent_cli.local.procs import find_machine_processes
 

@@ -14,9 +14,10 @@ import time
 import httpx
 import pytest
 
-from conftest import Sandbox, sandbox_env
+from support.env import cli_environ
+from support.sandbox import Sandbox
 from support.engine import containers_of, remove_containers_of_sandbox
-from support.helpers import run_cli
+from support.cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("engine_images")
 
@@ -142,7 +143,7 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
 def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
     sb = Sandbox(tmp_path / "data", driver="podman").start()
     try:
-        env = sandbox_env(tmp_path, sb)
+        env = cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
         mid = create(env, "--image", engine_images["base"], "--", "sleep", "600")
         [cid] = containers_of(mid)
         sb.kill9()
@@ -171,11 +172,11 @@ def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
 
 def test_local_status_shows_the_driver(podman_sandbox, tmp_path):
     r = run_cli("local", "status", "--json", "--data-dir", str(podman_sandbox.data_dir),
-                env=sandbox_env(tmp_path, podman_sandbox))
+                env=cli_environ(tmp_path / "config", sandbox=podman_sandbox, fleet="default"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["driver"] == "podman"
     human = run_cli("local", "status", "--data-dir", str(podman_sandbox.data_dir),
-                    env=sandbox_env(tmp_path, podman_sandbox))
+                    env=cli_environ(tmp_path / "config", sandbox=podman_sandbox, fleet="default"))
     assert "Driver:   podman" in human.stdout and "a container of its image per machine" in human.stdout
 
 

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from support.helpers import machine_payload
+from support.util import machine_payload
 
 
 @pytest.fixture(scope="module")

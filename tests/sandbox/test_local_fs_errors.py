@@ -10,7 +10,7 @@ import os
 import secrets
 
 import pytest
-from support.helpers import run_cli
+from support.cli import run_cli
 
 from valyent_cli.api import Client
 

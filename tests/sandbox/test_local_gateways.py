@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from conftest import free_port
-from support.helpers import run_cli
+from support.env import free_port
+from support.cli import run_cli
 
 
 @pytest.fixture()
@@ -88,12 +88,12 @@ def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
 
 
 def test_a_gateway_keeps_its_url_across_a_restart(fresh_sandbox, tmp_path):
-    from conftest import sandbox_env
+    from support.env import cli_environ
 
-    env = sandbox_env(tmp_path, fresh_sandbox)
+    env = cli_environ(tmp_path / "config", sandbox=fresh_sandbox, fleet="default")
     gw = json.loads(run_cli("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env).stdout)
     fresh_sandbox.restart()
-    env = sandbox_env(tmp_path, fresh_sandbox)
+    env = cli_environ(tmp_path / "config", sandbox=fresh_sandbox, fleet="default")
     again = json.loads(run_cli("gateways", "show", "web", "--json", env=env).stdout)
     assert again["url"] == gw["url"]
     assert httpx.get(gw["url"], timeout=5).status_code == 502  # listening again, nothing behind it

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from support.helpers import machine_payload, wait_until
+from support.util import machine_payload, wait_until
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from support.helpers import machine_payload, wait_until
+from support.util import machine_payload, wait_until
 
 
 def _create(api, *args, **kw):

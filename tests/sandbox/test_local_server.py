@@ -9,7 +9,7 @@ import secrets
 import httpx
 import pytest
 
-from support.helpers import machine_payload
+from support.util import machine_payload
 
 ULID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 PROBLEM_KEYS = {"Code", "status", "title", "detail", "errors"}

@@ -19,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support.clitools import Proc
-from conftest import Sandbox, clean_environ, free_port
-from support.faultserver import Reply, Stream, cli_env_for, fault_server  # noqa: F401 - the fixture
-from support.helpers import REPO, run_cli, wait_until
+from support.cli import Proc
+from support.env import clean_environ, free_port
+from support.sandbox import Sandbox
+from support.faultserver import Reply, Stream, cli_env_for
+from support.cli import REPO, run_cli
+from support.util import wait_until
 
 
 def serve_processes(data_dir: Path) -> list[int]:

@@ -10,11 +10,10 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
-from conftest import clean_environ, free_port
-from support.helpers import REPO, run_cli
+from support.env import clean_environ, free_port
+from support.cli import run_cli
 
 
 def local_env(tmp_path) -> dict:
@@ -79,10 +78,8 @@ def test_a_data_dir_that_cannot_be_made_private_is_an_error(tmp_path):
     os.chmod(data, 0o777)
     os.chown(data, 12345, 12345)
     os.chmod(tmp_path, 0o755)
-    env = {**local_env(tmp_path), "PYTHONPATH": str(REPO)}
-    result = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-m", "valyent_cli", "local",
-                             "start", "--data-dir", str(data), "--port", str(free_port())],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = run_cli("local", "start", "--data-dir", str(data), "--port", str(free_port()), env=local_env(tmp_path),
+                     wrapper=("unshare", "--user", "--map-root-user"))
     assert result.returncode == 1, result
     assert f"cannot make the sandbox data dir {data} private" in result.stderr
     assert "Traceback" not in result.stderr

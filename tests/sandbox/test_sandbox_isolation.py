@@ -11,14 +11,15 @@ import json
 import os
 import select
 import subprocess
-import sys
 import threading
 import uuid
 
 import httpx
 import pytest
 
-from support.helpers import REPO, machine_payload, run_cli, wait_until
+from support.cli import run_cli, spawn
+
+from support.util import machine_payload, wait_until
 
 
 def ok(result):
@@ -180,9 +181,7 @@ def test_python_output_reaches_logs_follow_while_it_runs(isolated, env):
     code = ("import os, time\nprint('ready and waiting')\n"
             "while not os.path.exists('/go'):\n    time.sleep(0.05)\nprint('done')\n")
     mid = _create(env, "python3", "-c", code)
-    follow = subprocess.Popen([sys.executable, "-m", "valyent_cli", "logs", mid, "-f"],
-                              env={**env, "PYTHONPATH": str(REPO)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follow = spawn(["logs", mid, "-f"], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([follow.stdout], [], [], 30)
         assert ready, "no log line"

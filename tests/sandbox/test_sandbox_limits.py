@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from conftest import clean_environ
-from support.helpers import machine_payload, run_cli
+from support.env import clean_environ
+from support.cli import run_cli
+from support.util import machine_payload
 from test_local_server import name, problem
 
 
@@ -149,8 +150,8 @@ def _log_rows(data_dir, machine_id: str) -> list[str]:
 def test_local_start_sets_a_log_retention_and_rotates_server_log(tmp_path):
     import sys
 
-    from conftest import free_port
-    from support.helpers import wait_until
+    from support.env import free_port
+    from support.util import wait_until
     from valyent_cli.local import daemon
     from valyent_cli.local.procs import find_machine_processes
     from valyent_cli.local.runner import SERVER_LOG_MAX
@@ -192,12 +193,13 @@ def test_local_start_sets_a_log_retention_and_rotates_server_log(tmp_path):
 def test_a_log_is_kept_within_its_bytes_and_a_destroyed_machines_log_is_removed(tmp_path, monkeypatch):
     import sys
 
-    import conftest
-    from support.helpers import wait_until
+    import support.sandbox
+    from support.util import wait_until
 
-    environ = conftest.clean_environ  # the server gets the retention in its environment, as `local start` passes it
-    monkeypatch.setattr(conftest, "clean_environ", lambda: {**environ(), "VALYENT_LOCAL_LOG_MAX_BYTES": "50000"})
-    sb = conftest.Sandbox(tmp_path / "data").start()
+    # the server gets the retention in its environment, as `local start` passes it
+    environ = support.sandbox.clean_environ
+    monkeypatch.setattr(support.sandbox, "clean_environ", lambda: {**environ(), "VALYENT_LOCAL_LOG_MAX_BYTES": "50000"})
+    sb = support.sandbox.Sandbox(tmp_path / "data").start()
     try:
         line = "y" * 99
         code = f"import sys, time; sys.stdout.write('{line}\\n' * 3000); sys.stdout.flush(); time.sleep(600)"
@@ -239,7 +241,7 @@ class _TmpfsSandbox:
     def __init__(self, tmp_path, size: str, prefill: bool = False):
         import secrets
 
-        from conftest import free_port
+        from support.env import free_port
 
         self.dir = tmp_path / "disk"
         self.dir.mkdir()
@@ -266,7 +268,7 @@ class _TmpfsSandbox:
     def wait_ready(self, timeout: float = 20) -> None:
         import httpx
 
-        from support.helpers import wait_until
+        from support.util import wait_until
 
         def up():
             assert self.proc.poll() is None, self.log.read_text()
@@ -293,7 +295,7 @@ class _TmpfsSandbox:
 def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp_path):
     import pytest
 
-    from support.helpers import wait_until
+    from support.util import wait_until
 
     if not _can_mount_tmpfs():
         pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
@@ -378,7 +380,7 @@ def test_a_machine_that_fills_the_disk_with_files_can_still_be_stopped_and_delet
     changes, so stop and delete --force still work."""
     import pytest
 
-    from support.helpers import wait_until
+    from support.util import wait_until
 
     if not _can_mount_tmpfs():
         pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from support.helpers import machine_payload
+from support.util import machine_payload
 from test_local_server import name
 
 

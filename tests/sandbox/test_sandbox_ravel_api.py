@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from support.helpers import machine_payload, wait_until
+from support.util import machine_payload, wait_until
 
 
 def name(prefix: str) -> str:

@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 
-from support.helpers import run_cli, wait_until
+from support.cli import run_cli
+
+from support.util import wait_until
 
 
 def ok(result):

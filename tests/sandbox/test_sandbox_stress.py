@@ -15,7 +15,8 @@ from datetime import datetime
 
 import httpx
 import pytest
-from support.helpers import machine_payload, run_cli, wait_until
+from support.cli import run_cli
+from support.util import machine_payload, wait_until
 
 STATES = {"created", "preparing", "starting", "running", "stopping", "stopped", "destroying", "destroyed"}
 SETTLED = {"created", "running", "stopped", "destroyed"}

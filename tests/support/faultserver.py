@@ -11,7 +11,7 @@ reading a request, reset a connection mid-answer, cut a chunked stream mid-line,
 
 Each connection answers one request (``Connection: close``). What it answers is, in order: ``handler(request)``
 when a handler is set and returns an action, else the next queued action, else ``default``.
-Use the ``fault_server`` fixture (``from faultserver import fault_server``) to get one that is shut down after the
+Use the ``fault_server`` fixture (registered by tests/conftest.py) to get one that is shut down after the
 test.
 """
 
@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import pytest
+
+from support.env import cli_environ, free_port  # noqa: F401 - free_port: a port nothing listens on
 
 REASONS = {
     200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
@@ -407,11 +409,6 @@ def _read_request(conn: socket.socket) -> Request | None:
     return Request(method, target, headers, body, chunked)
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound then released): connecting to it is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 TOKEN = "sk-test-9f8e7d6c5b4a-SECRET"
@@ -419,19 +416,8 @@ TOKEN = "sk-test-9f8e7d6c5b4a-SECRET"
 
 def cli_env_for(server: FaultServer, config_dir: Any, **extra: str) -> dict[str, str]:
     """The environment of a CLI run against ``server`` (fleet `web`, the test token, no colour), plus ``extra``."""
-    from conftest import clean_environ
-
-    env = clean_environ()
-    env.update(
-        VALYENT_CONFIG_DIR=str(config_dir),
-        VALYENT_API_URL=server.url + "/v1",
-        VALYENT_INITD_URL=server.url + "/initd/{machine_id}",
-        VALYENT_API_TOKEN=TOKEN,
-        VALYENT_FLEET="web",
-        NO_COLOR="1",
-        **extra,
-    )
-    return env
+    return cli_environ(config_dir, url=server.url + "/v1", initd=server.url + "/initd/{machine_id}", token=TOKEN,
+                       fleet="web", **extra)
 
 
 def client_for(server: FaultServer | str, **kwargs: Any):  # -> Client
