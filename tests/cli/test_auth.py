@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from support.cli import run_cli
+from support.env import cli_environ
 
 
 @pytest.fixture()
-def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+def env(sandbox, tmp_path: Path) -> dict[str, str]:
     """The sandbox's environment with a config dir of this test's own (not created yet)."""
-    return {**cli_env, "VALYENT_CONFIG_DIR": str(tmp_path / "cfg")}
+    return cli_environ(tmp_path / "cfg", sandbox=sandbox)
 
 
 @pytest.fixture()

@@ -7,29 +7,18 @@ refused), not 2.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import pytest
 from support.cli import run_cli
+from support.env import cli_environ
 
 UNREACHABLE = "http://127.0.0.1:9/v1"
 
 
 @pytest.fixture()
 def env(tmp_path):
-    e = dict(os.environ)
-    for key in list(e):
-        if key.startswith("VALYENT_"):
-            del e[key]
-    e.update(
-        VALYENT_CONFIG_DIR=str(tmp_path / "config"),
-        VALYENT_API_URL=UNREACHABLE,
-        VALYENT_API_TOKEN="tok-bad-input-secret",
-        VALYENT_FLEET="default",
-        NO_COLOR="1",
-    )
-    return e
+    return cli_environ(tmp_path / "config", url=UNREACHABLE, token="tok-bad-input-secret", fleet="default")
 
 
 CREATE = ["machines", "create", "--image", "nginx"]

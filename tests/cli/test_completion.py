@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import REPO, run_cli
+from support.cli import REPO, run_cli, run_python
+from support.env import cli_environ
 
 from valyent_cli.cli import complete
 from valyent_cli.devtools import gendocs
@@ -77,7 +78,6 @@ def env(cli_env, tmp_path) -> dict:
         **cli_env,
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), cli_env.get("PYTHONPATH")])),
     }
 
 
@@ -220,9 +220,6 @@ def test_the_completion_command_does_not_use_the_development_tools(tmp_path):
             "from valyent_cli import main\n"
             "try:\n    main.main()\nexcept SystemExit:\n    pass\n"
             "sys.stderr.write('DEVTOOLS=%s' % any(m.startswith('valyent_cli.devtools') for m in sys.modules))")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env["VALYENT_CONFIG_DIR"] = str(tmp_path)
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = run_python(code, env=cli_environ(tmp_path))
     assert "complete -F" in proc.stdout
     assert proc.stderr.endswith("DEVTOOLS=False"), proc.stderr

@@ -12,19 +12,16 @@ import errno
 from pathlib import Path
 
 import pytest
-from support.env import clean_environ
 from support.cli import run_main
+from support.env import cli_environ
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # a request sent would be exit 1, not 2
 
 
 @pytest.fixture()
 def env(tmp_path) -> dict:
-    e = clean_environ()
-    e.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=UNREACHABLE,
-             VALYENT_API_TOKEN="tok-config-0123456789", VALYENT_FLEET="web", NO_COLOR="1")
     (tmp_path / "config").mkdir(mode=0o700)
-    return e
+    return cli_environ(tmp_path / "config", url=UNREACHABLE, token="tok-config-0123456789", fleet="web")
 
 
 COMMANDS = [["fleets", "list"], ["machines", "create", "--image", "nginx"], ["profiles", "create", "new"],

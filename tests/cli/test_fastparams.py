@@ -4,15 +4,15 @@ leave typer's own path in place (slower start-up, never a broken command)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from typing import Annotated
 
 import typer
 from typer.testing import CliRunner
 
-from support.cli import REPO
+from support.cli import run_python
+from support.env import cli_environ
+
 from valyent_cli.cli import fastparams
 
 
@@ -50,11 +50,7 @@ finally:
 
 
 def _simulate(mode: str, *args: str, tmp_path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-c", SIMULATE, mode, *args], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    return run_python(SIMULATE, mode, *args, env=cli_environ(tmp_path / "config"), cwd=tmp_path)
 
 
 def test_typer_without_the_private_factory_still_runs_every_command(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import run_cli, run_main_bytes, spawn
+from support.cli import ok, run_cli, run_main_bytes, spawn
 from support.util import machine_payload
 
 ALL_BYTES = bytes(range(256)) * 16
@@ -69,11 +69,6 @@ def cli(env, monkeypatch, tmp_path):
         return result
 
     return run
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    return result
 
 
 def test_mkdir_put_ls_stat(cli, machine, tmp_path):

@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from support.env import clean_environ
+from support.env import cli_environ
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.cli import run_main
@@ -158,8 +158,7 @@ def test_a_lone_surrogate_in_a_config_file_is_refused_naming_the_file(tmp_path):
     """JSON can spell text that is not Unicode (`\\ud800`): refused before any request, not an internal error."""
     config = tmp_path / "machine.json"
     config.write_text('{"config": {"image": "ngi\\ud800nx"}}')
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_URL": "http://127.0.0.1:9/v1",
-           "VALYENT_API_TOKEN": "tok-input-0123456789", "VALYENT_FLEET": "web"}
+    env = cli_environ(tmp_path / "cfg", url="http://127.0.0.1:9/v1", token="tok-input-0123456789", fleet="web")
     result = run_main(["machines", "create", "--config", str(config)], env)
     assert result.code == 2, result.err
     assert str(config) in result.err and "Traceback" not in result.err
@@ -197,8 +196,7 @@ CASES = [
 def test_huge_and_non_utf8_arguments_exit_2_before_any_request(tmp_path, args, flag):
     """In-process, with argv as Python decodes it; the endpoint refuses connections, so a request sent would be
     exit 1, not 2."""
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_URL": "http://127.0.0.1:9/v1",
-           "VALYENT_API_TOKEN": "tok-input-0123456789", "VALYENT_FLEET": "web", "NO_COLOR": "1"}
+    env = cli_environ(tmp_path / "cfg", url="http://127.0.0.1:9/v1", token="tok-input-0123456789", fleet="web")
     result = run_main(args, env)
     assert "Traceback" not in result.err and "internal error" not in result.err, result.err[:500]
     assert result.code == 2, result.err[:500]

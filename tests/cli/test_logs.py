@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from support.util import machine_payload, wait_until
-from support.cli import Result, run_main, spawn
+from support.cli import Result, ok, run_main, spawn
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 FLEET_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)$")
@@ -79,11 +79,6 @@ def cli(cli_env, fleet):
         return result
 
     return run
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, f"exit {result.code}: {result.err}"
-    return result
 
 
 def raw_ndjson(sandbox, fleet: dict, mid: str) -> list[str]:

@@ -6,13 +6,7 @@ import json
 import secrets
 import sys
 
-from support.cli import run_cli
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
+from support.cli import ok, run_cli
 
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]

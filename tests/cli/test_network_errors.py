@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from support.env import clean_environ
-from support.faultserver import TOKEN, Action, FaultServer, Hang, Reply, Reset, free_port
-from support.cli import run_cli
-from support.cli import run_main
+from support.cli import run_cli, run_main
+from support.env import cli_environ, free_port
+from support.faultserver import TOKEN, Action, FaultServer, Hang, Reply, Reset
 
 FLEET = {"id": "fleet_01", "namespace": "ns", "name": "web", "created_at": "2024-05-01T12:00:00Z", "status": "active"}
 HTML_502 = (
@@ -29,9 +28,7 @@ PROBLEM_404 = {"Code": "NOT_FOUND", "status": 404, "title": "Not Found", "detail
 
 
 def base_env(config_dir) -> dict:
-    e = clean_environ()
-    e.update(VALYENT_CONFIG_DIR=str(config_dir), VALYENT_API_TOKEN=TOKEN, VALYENT_FLEET="web", NO_COLOR="1")
-    return e
+    return cli_environ(config_dir, token=TOKEN, fleet="web")
 
 
 @dataclass

@@ -14,9 +14,8 @@ import time
 
 import pytest
 import typer.main
-from support.env import clean_environ
-from support.faultserver import free_port
 from support.cli import run_main
+from support.env import cli_environ, free_port
 
 import valyent_cli.main as main_module
 
@@ -116,10 +115,8 @@ def sweep_env(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # no valyent.toml above it: tmp_path is outside the repository
-    env = clean_environ()
-    env.update(HOME=str(tmp_path / "home"), VALYENT_CONFIG_DIR=str(tmp_path / "config"),
-               VALYENT_LOCAL_DIR=str(tmp_path / "sandbox"), VALYENT_API_URL=f"http://127.0.0.1:{free_port()}/v1",
-               NO_COLOR="1")
+    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "sandbox", url=f"http://127.0.0.1:{free_port()}/v1",
+                      HOME=str(tmp_path / "home"))
     env.pop("XDG_CONFIG_HOME", None)
     return env, work
 

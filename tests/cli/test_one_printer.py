@@ -47,10 +47,9 @@ def test_local_maps_no_exit_codes_of_its_own():
 
 def test_a_local_failure_goes_through_the_error_handler(tmp_path):
     """`local serve` refusing a remote host: exit 2 (usage), one `Error:` line from the handler, no traceback."""
-    from support.env import clean_environ, free_port
+    from support.env import cli_environ, free_port
 
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(tmp_path / "sbx"), NO_COLOR="1")
+    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "sbx")
     r = run_cli("local", "serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env, timeout=30)
     assert r.returncode == 2, r.stderr
     assert r.stdout == ""

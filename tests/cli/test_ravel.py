@@ -9,24 +9,16 @@ import subprocess
 import time
 
 import pytest
-from support.cli import on_terminal, run_cli, spawn
+from support.cli import ok, on_terminal, run_cli, spawn
+from support.env import cli_environ
 from support.ravelstub import RavelStub
 
 TOKEN = "ravel-token-0123456789"
 SECRET_VALUE = "hunter2-very-secret-value"
 
 
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
-
-
 def base_env(tmp_path, url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=url, VALYENT_API_TOKEN=TOKEN,
-               NO_COLOR="1")
-    return env
+    return cli_environ(tmp_path / "config", url=url, token=TOKEN)
 
 
 @pytest.fixture

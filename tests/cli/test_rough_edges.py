@@ -1,31 +1,20 @@
-"""Issue 14, the correctness sweep: each item's test, against the real sandbox through the real CLI."""
+"""Rough edges of everyday commands (issue 14's correctness sweep, one test per item, numbered as there), against
+the real sandbox through the real CLI."""
 
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 import secrets
-import socket
 import sys
 
 import pytest
-from support.cli import on_terminal, run_cli
+
+from support.cli import ok, on_terminal, run_cli
+from support.env import cli_environ, free_port
 
 from valyent_cli.api import Client
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # 1. a machine that exits during start fails create, whatever its restart policy
@@ -54,13 +43,9 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
 # 2, 3. the local profile keeps its fleet and knows its sandbox's data dir
 @pytest.fixture()
 def local_env(tmp_path):
-    from support.env import clean_environ
-
     from valyent_cli.local import daemon
 
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "xdg"), NO_COLOR="1")
-    env.pop("VALYENT_LOCAL_DIR", None)
+    env = cli_environ(tmp_path / "config", XDG_DATA_HOME=str(tmp_path / "xdg"))
     yield env
     daemon.stop(tmp_path / "custom")  # whatever a failed test left running
     daemon.stop(tmp_path / "xdg" / "valyent" / "local")
@@ -378,10 +363,7 @@ def test_fleets_and_gateways_create_print_the_object(fleet_env):
 
 
 def test_fleets_create_use_says_created_first(tmp_path, sandbox):
-    from support.env import clean_environ
-
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
+    env = cli_environ(tmp_path / "config")
     ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
                input=sandbox.token))
     name = f"s-{secrets.token_hex(4)}"
@@ -432,10 +414,7 @@ def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
 
 # 17. a deleted fleet leaves the profile; a missing fleet says where its name came from
 def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_from(tmp_path, sandbox):
-    from support.env import clean_environ
-
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
+    env = cli_environ(tmp_path / "config")
     ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
                input=sandbox.token))
     name = f"gone-{secrets.token_hex(3)}"

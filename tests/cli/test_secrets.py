@@ -13,11 +13,10 @@ import stat
 import traceback
 
 import pytest
-from support.env import clean_environ
+from support.cli import run_cli, run_main
+from support.env import cli_environ, free_port
 from support.faultserver import Close, Hang, Reply, Reset
-from support.cli import run_cli
 from support.util import machine_payload
-from support.cli import run_main
 
 SECRET = "vly_live_" + "s3cr3t" * 6  # long and unmistakable; the fault server accepts any token
 
@@ -93,8 +92,7 @@ def test_debug_traces_against_a_failing_server(fault_server, tmp_path, monkeypat
 
     monkeypatch.setattr(client_module, "time", Clock)
     fault_server.queue(*answers)
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_TOKEN": SECRET,
-           "VALYENT_API_URL": fault_server.url + "/v1", "VALYENT_FLEET": "web"}
+    env = cli_environ(tmp_path / "cfg", token=SECRET, url=fault_server.url + "/v1", fleet="web")
     for argv in (["--debug", "machines", "list"], ["--debug", "machines", "create", "--image", "nginx"]):
         result = run_main(argv, env)
         assert result.code in (1, 3), result.err
@@ -134,11 +132,8 @@ def test_exceptions_and_reprs_hold_no_token(fault_server, tmp_path, monkeypatch)
 
 
 def test_credentials_in_the_endpoint_url_are_not_shown(tmp_path):
-    from support.faultserver import free_port
-
     url = f"http://admin:{SECRET}@127.0.0.1:{free_port()}/v1"
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_TOKEN": "tok-other-0123456789",
-           "VALYENT_API_URL": url}
+    env = cli_environ(tmp_path / "cfg", token="tok-other-0123456789", url=url)
     result = run_cli("--debug", "fleets", "list", env=env)
     assert result.returncode == 1
     no_token(SECRET, result.stdout, result.stderr)
@@ -151,9 +146,8 @@ def test_credentials_in_the_endpoint_url_are_not_shown(tmp_path):
      ("VALYENT_INITD_URL", "http://{machine_id}.machines.example.invalid")],
 )
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(fault_server, tmp_path, variable, value):
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_TOKEN": SECRET,
-           "VALYENT_API_URL": fault_server.url + "/v1", "VALYENT_INITD_URL": fault_server.url + "/initd/{machine_id}",
-           "VALYENT_FLEET": "web", variable: value}
+    env = cli_environ(tmp_path / "cfg", token=SECRET, url=fault_server.url + "/v1",
+                      initd=fault_server.url + "/initd/{machine_id}", fleet="web", **{variable: value})
     result = run_cli("fs", "ls", "01jxyz", "/", env=env)
     assert result.returncode == 2, result.stderr
     assert "refusing to send the API token over plain http" in result.stderr
@@ -164,8 +158,7 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_request(fault_server,
 
 def test_allow_http_flag_lets_plain_http_through(tmp_path):
     """The explicit opt-in: `--allow-http` (as the profile key or VALYENT_ALLOW_HTTP=1 would) lets the request go."""
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "cfg"), "VALYENT_API_TOKEN": SECRET,
-           "VALYENT_API_URL": "http://remote.example.invalid/v1"}
+    env = cli_environ(tmp_path / "cfg", token=SECRET, url="http://remote.example.invalid/v1")
     refused = run_cli("fleets", "list", env=env)
     assert refused.returncode == 2 and "--allow-http" in refused.stderr
     allowed = run_cli("--allow-http", "fleets", "list", env=env)

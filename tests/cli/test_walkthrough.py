@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from support.cli import run_cli, spawn
+from support.cli import ok, run_cli, spawn
 
 WORKLOAD = (
     "import signal, sys, time\n"
@@ -22,12 +22,6 @@ WORKLOAD = (
     "    print('line', i, flush=True)\n"
     "    time.sleep(0.2)\n"
 )
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
 
 
 @pytest.mark.parametrize("mode", ["table", "json"])

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from support.env import clean_environ, free_port
-from support.cli import run_cli
+from support.env import cli_environ, free_port
+from support.cli import ok, run_cli
 from valyent_cli.local import daemon
 from valyent_cli.local.procs import find_machine_processes
 
@@ -23,17 +23,9 @@ except ImportError:  # pragma: no cover
 
 @pytest.fixture()
 def local_env(tmp_path):
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(tmp_path / "sbx"), NO_COLOR="1")
-    yield env
+    yield cli_environ(tmp_path / "config", local_dir=tmp_path / "sbx")
     daemon.stop(tmp_path / "sbx")  # whatever a failed test left running
     assert not find_machine_processes(tmp_path / "sbx")
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def test_serve_refuses_a_remote_host_without_allow_remote(local_env):

@@ -19,11 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support.cli import Proc
-from support.env import clean_environ, free_port
+from support.env import cli_environ, free_port
 from support.sandbox import Sandbox
 from support.faultserver import Reply, Stream, cli_env_for
-from support.cli import REPO, run_cli
+from support.cli import Proc, run_cli
 from support.util import wait_until
 
 
@@ -54,8 +53,7 @@ def local(tmp_path):
     """The environment of a user of the local sandbox in tmp_path (data dir, config dir); the sandbox is stopped
     afterwards, and no server of this data dir may be left."""
     data = tmp_path / "data"
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(data))
+    env = cli_environ(tmp_path / "config", local_dir=data)
     yield env, data
     run_cli("local", "stop", env=env)
     left = serve_processes(data)
@@ -138,7 +136,7 @@ def test_a_full_disk_at_start_is_one_line_naming_the_file(tmp_path, room_kib):
     script = (f"mount -t tmpfs -o size=256k tmpfs {mnt} || exit 99; mkdir -m 700 {mnt}/d; "
               f"dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null; truncate -s -{room_kib}k {mnt}/fill; "
               f"exec {sys.executable} -m valyent_cli local start --data-dir {mnt}/d --port {free_port()}")
-    env = {**clean_environ(), "VALYENT_CONFIG_DIR": str(tmp_path / "config"), "PYTHONPATH": str(REPO)}
+    env = cli_environ(tmp_path / "config")
     result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=env,
                             capture_output=True, text=True, timeout=60)
     if result.returncode == 99:

@@ -12,14 +12,12 @@ import stat
 import subprocess
 
 import pytest
-from support.env import clean_environ, free_port
+from support.env import cli_environ, free_port
 from support.cli import run_cli
 
 
 def local_env(tmp_path) -> dict:
-    env = clean_environ()
-    env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
-    return env
+    return cli_environ(tmp_path / "config")
 
 
 def start(tmp_path, data_dir, env=None):

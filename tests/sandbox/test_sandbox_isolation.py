@@ -17,14 +17,9 @@ import uuid
 import httpx
 import pytest
 
-from support.cli import run_cli, spawn
+from support.cli import ok, run_cli, spawn
 
 from support.util import machine_payload, wait_until
-
-
-def ok(result):
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    return result
 
 
 @pytest.fixture(scope="module")

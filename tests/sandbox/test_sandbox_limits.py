@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from support.env import clean_environ
+from support.env import clean_environ, cli_environ
 from support.cli import run_cli
 from support.util import machine_payload
 from test_local_server import name, problem
 
 
 def _cli_env(sb, tmp_path) -> dict:
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=sb.url, VALYENT_API_TOKEN=sb.token,
-               VALYENT_INITD_URL=sb.initd, NO_COLOR="1")
-    return env
+    return cli_environ(tmp_path / "config", sandbox=sb)
 
 
 # -- item 5: what cannot be stored ------------------------------------------------------------------------------
@@ -134,9 +131,7 @@ def test_exec_output_is_capped_and_says_where_it_was_cut(sandbox, tmp_path):
 
 # -- item 7: log retention, logs of destroyed machines, server.log ----------------------------------------------
 def _local_env(tmp_path) -> dict:
-    env = clean_environ()
-    env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_LOCAL_DIR=str(tmp_path / "sbx"), NO_COLOR="1")
-    return env
+    return cli_environ(tmp_path / "config", local_dir=tmp_path / "sbx")
 
 
 def _log_rows(data_dir, machine_id: str) -> list[str]:
@@ -190,16 +185,14 @@ def test_local_start_sets_a_log_retention_and_rotates_server_log(tmp_path):
     assert not find_machine_processes(sbx)
 
 
-def test_a_log_is_kept_within_its_bytes_and_a_destroyed_machines_log_is_removed(tmp_path, monkeypatch):
+def test_a_log_is_kept_within_its_bytes_and_a_destroyed_machines_log_is_removed(tmp_path):
     import sys
 
-    import support.sandbox
+    from support.sandbox import Sandbox
     from support.util import wait_until
 
     # the server gets the retention in its environment, as `local start` passes it
-    environ = support.sandbox.clean_environ
-    monkeypatch.setattr(support.sandbox, "clean_environ", lambda: {**environ(), "VALYENT_LOCAL_LOG_MAX_BYTES": "50000"})
-    sb = support.sandbox.Sandbox(tmp_path / "data").start()
+    sb = Sandbox(env={"VALYENT_LOCAL_LOG_MAX_BYTES": "50000"}, data_dir=tmp_path / "data").start()
     try:
         line = "y" * 99
         code = f"import sys, time; sys.stdout.write('{line}\\n' * 3000); sys.stdout.flush(); time.sleep(600)"
@@ -302,9 +295,7 @@ def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp
     sb = _TmpfsSandbox(tmp_path, "12m").start()
     try:
         sb.wait_ready()
-        env = clean_environ()
-        env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=sb.url, VALYENT_API_TOKEN=sb.token,
-                   VALYENT_INITD_URL=sb.initd, VALYENT_FLEET="default", NO_COLOR="1")
+        env = cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
         idle = run_cli("machines", "create", "--image", "idle", "-q", env=env)
         assert idle.returncode == 0, idle.stderr
         noisy = run_cli("machines", "create", "--image", "yes", "-q", "--", "yes", "a log line to fill the disk",
@@ -387,9 +378,7 @@ def test_a_machine_that_fills_the_disk_with_files_can_still_be_stopped_and_delet
     sb = _TmpfsSandbox(tmp_path, "10m").start()
     try:
         sb.wait_ready()
-        env = clean_environ()
-        env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), VALYENT_API_URL=sb.url, VALYENT_API_TOKEN=sb.token,
-                   VALYENT_INITD_URL=sb.initd, VALYENT_FLEET="default", NO_COLOR="1")
+        env = cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
         made = run_cli("machines", "create", "--image", "fill", "-q", "--", "sh", "-c",
                        "dd if=/dev/zero of=big bs=4k; echo full; sleep 600", env=env)
         assert made.returncode == 0, made.stderr

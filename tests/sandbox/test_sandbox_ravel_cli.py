@@ -9,14 +9,9 @@ import uuid
 
 import pytest
 
-from support.cli import run_cli
+from support.cli import ok, run_cli
 
 from support.util import wait_until
-
-
-def ok(result):
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    return result
 
 
 @pytest.fixture()

@@ -27,11 +27,13 @@ from valyent_cli.local.procs import find_machine_processes
 
 
 class Sandbox:
-    """A sandbox server in a subprocess, started as a user would: `valyent local serve`."""
+    """A sandbox server in a subprocess, started as a user would: `valyent local serve`; ``env``: variables added to
+    its environment (as `local start` passes its settings)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, driver: str = "process"):
+    def __init__(self, data_dir: Path, port: int | None = None, driver: str = "process", env: dict | None = None):
         self.data_dir = Path(data_dir)
         self.driver = driver
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = self.base + "/v1"
@@ -56,7 +58,7 @@ class Sandbox:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "valyent_cli", "local", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--driver", self.driver],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_environ(), cwd=str(REPO),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**clean_environ(), **self.env}, cwd=str(REPO),
         )
         log.close()
         deadline = time.monotonic() + timeout
