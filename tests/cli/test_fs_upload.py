@@ -1,35 +1,16 @@
-"""Issue 17, item 16: `fs put` of a file that grows during the upload, or of a /proc file (size 0, content
-nonetheless), against the sandbox: a snapshot or a chunked upload, and the CLI says which."""
+"""`fs put` of a file that grows during the upload, or of a /proc file (size 0, content nonetheless), against the
+sandbox: a snapshot or a chunked upload, and the CLI says which (issue 17, item 16)."""
 
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 
-import pytest
 from support.cli import run_cli
 
-from valyent_cli.api import Client
 
-
-@pytest.fixture()
-def machine(cli_env, sandbox):
-    name = f"up-{secrets.token_hex(4)}"
-    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
-    client.fleets.create(name)
-    env = {**cli_env, "VALYENT_FLEET": name}
-    made = run_cli("machines", "create", "-q", "--image", "nginx", env=env)
-    assert made.returncode == 0, made.stderr
-    yield env, made.stdout.strip(), client
-    for m in client.machines.list(name):
-        client.machines.delete(name, m["id"], force=True)
-    client.fleets.delete(name)
-    client.close()
-
-
-def test_a_file_growing_during_the_upload_is_sent_as_a_snapshot(machine, tmp_path):
-    env, mid, client = machine
+def test_a_file_growing_during_the_upload_is_sent_as_a_snapshot(one_machine, tmp_path):
+    env, mid, client = one_machine
     path = tmp_path / "growing.log"
     block = os.urandom(1 << 20)
     path.write_bytes(block * 8)
@@ -58,8 +39,8 @@ def test_a_file_growing_during_the_upload_is_sent_as_a_snapshot(machine, tmp_pat
     assert local.startswith(sent)
 
 
-def test_a_proc_file_is_sent_chunked(machine):
-    env, mid, client = machine
+def test_a_proc_file_is_sent_chunked(one_machine):
+    env, mid, client = one_machine
     result = run_cli("fs", "put", mid, "/proc/self/status", "/tmp/status", env=env)
     assert result.returncode == 0, result.stderr
     assert "sent chunked" in result.stderr
@@ -67,8 +48,8 @@ def test_a_proc_file_is_sent_chunked(machine):
     assert sent.startswith(b"Name:") and b"Pid:" in sent
 
 
-def test_a_plain_file_says_nothing_more(machine, tmp_path):
-    env, mid, client = machine
+def test_a_plain_file_says_nothing_more(one_machine, tmp_path):
+    env, mid, client = one_machine
     path = tmp_path / "plain.txt"
     path.write_bytes(b"hello\n" * 1000)
     result = run_cli("fs", "put", mid, str(path), "/tmp/plain.txt", env=env)

@@ -5,11 +5,12 @@ file, and its connection closed (the fault server sees the client hang up)."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
 from support.cli import Proc
-from support.faultserver import cli_env_for, Hang, Reply, Stream
+from support.faultserver import Hang, Reply, Stream, cli_env_for, has_partial, serve_file
 from support.util import wait_until
 
 MACHINE = "01jsignalsmachine00000000"
@@ -110,30 +111,34 @@ def test_ctrl_c_while_create_waits_for_the_machine_to_run(env, fault_server):
 
 
 def test_ctrl_c_during_a_download_leaves_no_partial_file(env, fault_server, tmp_path):
-    chunk = b"x" * 65536
-
-    def handler(request):
-        if request.path.endswith("/fs/read"):
-            # 64 MiB announced nowhere (chunked), sent slowly: the download is still running when Ctrl-C comes
-            return Stream([chunk] * 1024, content_type="application/octet-stream", chunk_delay=0.01, end="stall")
-        if request.path.endswith(f"/machines/{MACHINE}"):
-            return machine()
-        return None
-
-    fault_server.handler = handler
+    serve_file(fault_server, MACHINE, fleet="fleet_01")  # still running when Ctrl-C comes
     work = tmp_path / "work"
     work.mkdir()
     target = work / "big.bin"
     target.write_bytes(b"the previous version")
-
-    def partial() -> bool:
-        return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in work.iterdir())
-
     proc = Proc(["fs", "get", MACHINE, "/big.bin", str(target), "--force"], env)
     try:
-        proc.wait_for(partial, what="the download to start")
+        proc.wait_for(lambda: has_partial(work), what="the download to start")
         interrupted(proc)
     finally:
         proc.kill()
     assert [p.name for p in work.iterdir()] == ["big.bin"]  # no temporary file left beside it
     assert target.read_bytes() == b"the previous version"  # and the old file untouched
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_during_a_download_leaves_no_partial_file(env, fault_server, tmp_path, sig, code):
+    """Issue 17, item 10: a download ended by SIGTERM (a service manager) or SIGHUP (the terminal went away)."""
+    serve_file(fault_server, MACHINE)
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "big.bin"
+    proc = Proc(["fs", "get", MACHINE, "/big.bin", str(target)], env)
+    try:
+        proc.wait_for(lambda: has_partial(work), what="the download to start")
+        proc.proc.send_signal(sig)
+        assert proc.finish() == code, proc.stderr
+    finally:
+        proc.kill()
+    assert list(work.iterdir()) == []
+    assert "Traceback" not in proc.stderr and "Terminated." in proc.stderr

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from support.cli import Proc
-from support.faultserver import cli_env_for, Reply, Stream
+from support.faultserver import Reply, Stream, cli_env_for, serve_file
 from support.cli import run_main
 
 MACHINE = "01jstreamsmachine00000000"
@@ -113,14 +113,7 @@ def test_gives_up_after_repeated_failures_with_a_clear_error(env, fault_server):
     ids=["reset-after-300KB", "chunked-cut"],
 )
 def test_a_download_cut_mid_file_keeps_the_old_file_and_leaves_nothing_else(env, fault_server, tmp_path, answer):
-    def handler(request):
-        if request.path.endswith("/fs/read"):
-            return answer
-        if request.path.endswith(f"/machines/{MACHINE}"):
-            return Reply(json={"id": MACHINE, "fleet": "fleet_01", "state": "running"})
-        return None
-
-    fault_server.handler = handler
+    serve_file(fault_server, MACHINE, answer, fleet="fleet_01")
     work = tmp_path / "work"
     work.mkdir()
     target = work / "data.bin"

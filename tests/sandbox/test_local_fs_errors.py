@@ -7,28 +7,17 @@ whose name is not UTF-8 never makes its directory unlistable; and no answer, 400
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 from support.cli import run_cli
 
-from valyent_cli.api import Client
 
 
 @pytest.fixture()
-def machine(cli_env, sandbox):
-    name = f"fs-{secrets.token_hex(4)}"
-    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
-    client.fleets.create(name)
-    env = {**cli_env, "VALYENT_FLEET": name}
-    made = run_cli("machines", "create", "-q", "--image", "nginx", env=env)
-    assert made.returncode == 0, made.stderr
-    mid = made.stdout.strip()
-    yield env, mid, sandbox.data_dir / "machines" / mid / "root"
-    for m in client.machines.list(name):
-        client.machines.delete(name, m["id"], force=True)
-    client.fleets.delete(name)
-    client.close()
+def machine(one_machine, sandbox):
+    """(env, machine id, the machine's root directory in the sandbox's data dir)."""
+    env, mid, _ = one_machine
+    return env, mid, sandbox.data_dir / "machines" / mid / "root"
 
 
 def initd(sandbox, mid, method, path, **kwargs):

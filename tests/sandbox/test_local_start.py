@@ -4,7 +4,7 @@
   (under `start.lock`), the others wait and use it; a failing start shows this start's log only.
 * 12: a damaged `state.db`, a full disk: one line naming the file and the way out, no traceback; an interrupted
   `local start` leaves no server behind.
-* 10: SIGTERM or SIGHUP during `fs get` leaves no partial file; uploads a killed server left are removed at start.
+* 10: uploads a killed server left are removed at start (SIGTERM or SIGHUP during `fs get`: test_signals.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from support.env import cli_environ, free_port
 from support.sandbox import Sandbox
-from support.faultserver import Reply, Stream, cli_env_for
 from support.cli import Proc, run_cli
 from support.util import wait_until
 
@@ -169,40 +168,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-# -- 10 -----------------------------------------------------------------------------------------------------------
-MACHINE = "01jsignalsmachine00000000"
-
-
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_or_sighup_during_a_download_leaves_no_partial_file(fault_server, tmp_path, sig, code):
-    chunk = b"x" * 65536
-
-    def handler(request):
-        if request.path.endswith("/fs/read"):
-            return Stream([chunk] * 1024, content_type="application/octet-stream", chunk_delay=0.01, end="stall")
-        if request.path.endswith(f"/machines/{MACHINE}"):
-            return Reply(json={"id": MACHINE, "fleet": "web", "state": "running"})
-        return None
-
-    fault_server.handler = handler
-    work = tmp_path / "work"
-    work.mkdir()
-    target = work / "big.bin"
-
-    def partial() -> bool:
-        return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in work.iterdir())
-
-    proc = Proc(["fs", "get", MACHINE, "/big.bin", str(target)], cli_env_for(fault_server, tmp_path / "config"))
-    try:
-        proc.wait_for(partial, what="the download to start")
-        proc.proc.send_signal(sig)
-        assert proc.finish() == code, proc.stderr
-    finally:
-        proc.kill()
-    assert list(work.iterdir()) == []
-    assert "Traceback" not in proc.stderr and "Terminated." in proc.stderr
-
-
+# -- 10 (SIGTERM or SIGHUP during `fs get`: tests/cli/test_signals.py) ------------------------------------------
 def test_stale_uploads_are_removed_at_start(tmp_path):
     data = tmp_path / "data"
     stale = data / "machines" / "01jstale" / "uploads"

@@ -420,6 +420,31 @@ def cli_env_for(server: FaultServer, config_dir: Any, **extra: str) -> dict[str,
                        fleet="web", **extra)
 
 
+def slow_file() -> Stream:
+    """64 MiB announced nowhere (chunked), sent slowly then stalled: a download still running when a test acts."""
+    return Stream([b"x" * 65536] * 1024, content_type="application/octet-stream", chunk_delay=0.01, end="stall")
+
+
+def serve_file(server: FaultServer, machine_id: str, answer: Action | None = None, fleet: str = "web") -> None:
+    """Answer `fs get` of any path of ``machine_id`` (running, in ``fleet``) with ``answer`` (``slow_file()`` unless
+    given); anything else, the server's queue."""
+    answer = answer or slow_file()
+
+    def handler(request):
+        if request.path.endswith("/fs/read"):
+            return answer
+        if request.path.endswith(f"/machines/{machine_id}"):
+            return Reply(json={"id": machine_id, "fleet": fleet, "state": "running", "config": {"image": "nginx"}})
+        return None
+
+    server.handler = handler
+
+
+def has_partial(directory) -> bool:
+    """A download's temporary file with something in it, in ``directory``: the download has started."""
+    return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in directory.iterdir())
+
+
 def client_for(server: FaultServer | str, **kwargs: Any):  # -> Client
     """A client of the fault server with tiny backoffs, so that retries cost milliseconds."""
     from valyent_cli.api import Client

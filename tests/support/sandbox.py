@@ -6,7 +6,7 @@ a real sandbox server on a free loopback port, and an environment to run the CLI
 - `fresh_sandbox` (function): a server of its own, with `kill9()` and `restart()` (same data dir and port).
 - `podman_sandbox` (session): one whose machines are podman containers; `podman_env` to run the CLI against it.
 - `cli_env`: support.env.cli_environ for the session's sandbox and a private config dir.
-- `fleet_env`: a fresh fleet on the session's sandbox.
+- `fleet_env`: a fresh fleet on the session's sandbox; `one_machine`: a running machine in one.
 """
 
 from __future__ import annotations
@@ -180,6 +180,29 @@ def fleet_env(cli_env, sandbox):
     client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
     client.fleets.create(name)
     yield {**cli_env, "VALYENT_FLEET": name}, client, name
+    for m in client.machines.list(name):
+        client.machines.delete(name, m["id"], force=True)
+    client.fleets.delete(name)
+    client.close()
+
+
+@pytest.fixture()
+def one_machine(cli_env, sandbox):
+    """A running machine (image nginx, its default command) in a fresh fleet of the session's sandbox, created through
+    the CLI: (env with VALYENT_FLEET set, machine id, client); the fleet and its machines are removed afterwards."""
+    import secrets
+
+    from support.cli import run_cli
+
+    from valyent_cli.api import Client
+
+    name = f"m-{secrets.token_hex(4)}"
+    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
+    client.fleets.create(name)
+    env = {**cli_env, "VALYENT_FLEET": name}
+    made = run_cli("machines", "create", "-q", "--image", "nginx", env=env)
+    assert made.returncode == 0, made.stderr
+    yield env, made.stdout.strip(), client
     for m in client.machines.list(name):
         client.machines.delete(name, m["id"], force=True)
     client.fleets.delete(name)
