@@ -18,12 +18,6 @@ from support.util import machine_payload, wait_until
 
 
 @pytest.fixture()
-def api(sandbox):
-    with sandbox.client() as c:
-        yield c
-
-
-@pytest.fixture()
 def fleet(api):
     f = api.post("/fleets", json={"name": f"m-{secrets.token_hex(4)}"}).json()
     yield f["name"]

@@ -4,36 +4,13 @@ validation and shapes, namespaces, errors."""
 from __future__ import annotations
 
 import re
-import secrets
 
 import httpx
 import pytest
 
-from support.util import machine_payload
+from support.util import machine_payload, name, problem
 
 ULID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
-PROBLEM_KEYS = {"Code", "status", "title", "detail", "errors"}
-
-
-def problem(resp: httpx.Response, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert PROBLEM_KEYS <= set(body), body
-    assert body["Code"] == code and body["status"] == status and body["detail"]
-    assert isinstance(body["errors"], list)
-    return body
-
-
-def name(prefix: str = "t") -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
-@pytest.fixture()
-def api(sandbox):
-    with sandbox.client() as c:
-        yield c
-
-
 @pytest.fixture()
 def fleet(api):
     f = api.post("/fleets", json={"name": name("fleet")}).json()

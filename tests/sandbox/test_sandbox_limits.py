@@ -9,8 +9,7 @@ import sqlite3
 
 from support.env import clean_environ, cli_environ
 from support.cli import run_cli
-from support.util import machine_payload
-from test_local_server import name, problem
+from support.util import machine_payload, name, problem
 
 
 def _cli_env(sb, tmp_path) -> dict:

@@ -8,8 +8,7 @@ import json
 import sys
 import time
 
-from support.util import machine_payload
-from test_local_server import name
+from support.util import machine_payload, name
 
 
 def _wait_lines(api, path: str, n: int, timeout: float = 60) -> list[dict]:

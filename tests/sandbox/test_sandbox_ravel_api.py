@@ -10,17 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from support.util import machine_payload, wait_until
-
-
-def name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture()
-def api(sandbox):
-    with sandbox.client() as client:
-        yield client
+from support.util import machine_payload, name, problem, wait_until
 
 
 @pytest.fixture()
@@ -28,15 +18,6 @@ def root_api(sandbox):
     """The same server without /v1, as a stock Ravel serves it."""
     with httpx.Client(base_url=sandbox.base, headers=sandbox.headers, timeout=30) as client:
         yield client
-
-
-def problem(r: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["status"] == status and "detail" in body and isinstance(body["errors"], list)
-    if code:
-        assert body["Code"] == code
-    return body
 
 
 def create(api, payload: dict, fleet: str = "default") -> dict:

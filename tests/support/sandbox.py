@@ -5,7 +5,7 @@ a real sandbox server on a free loopback port, and an environment to run the CLI
   stopped with SIGTERM and the test fails if any machine process of its data dir is still alive.
 - `fresh_sandbox` (function): a server of its own, with `kill9()` and `restart()` (same data dir and port).
 - `podman_sandbox` (session): one whose machines are podman containers; `podman_env` to run the CLI against it.
-- `cli_env`: support.env.cli_environ for the session's sandbox and a private config dir.
+- `cli_env`: support.env.cli_environ for the session's sandbox and a private config dir; `api`: an httpx client of it.
 - `fleet_env`: a fresh fleet on the session's sandbox; `one_machine`: a running machine in one.
 """
 
@@ -156,6 +156,13 @@ def podman_sandbox(tmp_path_factory, engine_images):
             from support.engine import remove_containers_of_sandbox
 
             remove_containers_of_sandbox(sb.data_dir)
+
+
+@pytest.fixture()
+def api(sandbox):
+    """An HTTP client of the session's sandbox API (/v1), with its token."""
+    with sandbox.client() as client:
+        yield client
 
 
 @pytest.fixture()

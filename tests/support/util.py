@@ -1,8 +1,30 @@
-"""Small things the tests share: a machine payload as the contract spells it, and waiting for a condition."""
+"""Small things the tests share: a machine payload as the contract spells it, a unique name, the check of an error
+answer of the sandbox, and waiting for a condition."""
 
 from __future__ import annotations
 
+import secrets
 import time
+
+PROBLEM_KEYS = {"Code", "status", "title", "detail", "errors"}
+
+
+def name(prefix: str = "t") -> str:
+    """A name no other test uses (fleets, machines, secrets of the shared sandbox)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def problem(resp, status: int, code: str | None = None) -> dict:
+    """The body of the sandbox's error answer ``resp`` (Ravel's shape), after checking its status, its keys and,
+    when given, its ``Code``."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert PROBLEM_KEYS <= set(body), body
+    assert body["status"] == status and body["detail"], body
+    assert isinstance(body["errors"], list)
+    if code is not None:
+        assert body["Code"] == code, body
+    return body
 
 
 def machine_payload(cmd: list[str] | None = None, *, entrypoint: list[str] | None = None, image: str = "alpine:3",
