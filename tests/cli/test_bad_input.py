@@ -72,51 +72,35 @@ def test_bad_input_exits_2_naming_the_flag(env, args, flag):
     assert "tok-bad-input-secret" not in result.stderr
 
 
-def test_config_file_json_syntax_error_has_line_and_column(env, tmp_path):
-    bad = tmp_path / "payload.json"
-    bad.write_text('{\n  "region": "gra-1",\n  "config": {"image": "nginx",}\n}\n')
-    result = run_cli(*CREATE, "--config", str(bad), env=env)
-    assert result.returncode == 2
-    assert "line 3" in result.stderr and "column" in result.stderr and str(bad) in result.stderr
+BAD_FILES = [
+    # (the command, the file's name and content, what the message names)
+    ([*CREATE, "--config"], "payload.json", '{\n  "region": "gra-1",\n  "config": {"image": "nginx",}\n}\n',
+     ["line 3", "column", "{path}"]),
+    ([*CREATE, "--config"], "payload.toml", 'region = "gra-1"\n[config\nimage = "nginx"\n', ["line 2", "--config"]),
+    ([*CREATE, "--config"], "payload.json",
+     json.dumps({"region": "gra-1", "config": {"image": "nginx", "guest": {"cpus": 1, "ram": 5}}}),
+     ["config.guest.ram"]),
+    (["machines", "create", "--config"], "payload.json",
+     json.dumps({"config": {"image": "nginx", "guest": {"cpus": "1", "memory_mb": 256, "cpu_kind": "shared"}}}),
+     ["config.guest.cpus"]),
+    ([*CREATE, "--env-file"], "app.env", "# comment\nGOOD=1\nthis is not a pair\n", ["line 3", "--env-file"]),
+    ([*CREATE, "--env-file"], "app.env", b"A=\xff\xfe\n", ["UTF-8"]),
+]
 
 
-def test_config_file_toml_syntax_error_has_line(env, tmp_path):
-    bad = tmp_path / "payload.toml"
-    bad.write_text('region = "gra-1"\n[config\nimage = "nginx"\n')
-    result = run_cli(*CREATE, "--config", str(bad), env=env)
-    assert result.returncode == 2
-    assert "line 2" in result.stderr and "--config" in result.stderr
-
-
-def test_config_file_unknown_key_is_named(env, tmp_path):
-    bad = tmp_path / "payload.json"
-    bad.write_text(json.dumps({"region": "gra-1", "config": {"image": "nginx", "guest": {"cpus": 1, "ram": 5}}}))
-    result = run_cli(*CREATE, "--config", str(bad), env=env)
-    assert result.returncode == 2
-    assert "config.guest.ram" in result.stderr
-
-
-def test_config_file_wrong_types(env, tmp_path):
-    bad = tmp_path / "payload.json"
-    bad.write_text(json.dumps({"config": {"image": "nginx", "guest": {"cpus": "1", "memory_mb": 256, "cpu_kind": "shared"}}}))
-    result = run_cli("machines", "create", "--config", str(bad), env=env)
-    assert result.returncode == 2
-    assert "config.guest.cpus" in result.stderr
-
-
-def test_env_file_bad_line_is_named(env, tmp_path):
-    bad = tmp_path / "app.env"
-    bad.write_text("# comment\nGOOD=1\nthis is not a pair\n")
-    result = run_cli(*CREATE, "--env-file", str(bad), env=env)
-    assert result.returncode == 2
-    assert "line 3" in result.stderr and "--env-file" in result.stderr
-
-
-def test_env_file_not_utf8(env, tmp_path):
-    bad = tmp_path / "app.env"
-    bad.write_bytes(b"A=\xff\xfe\n")
-    result = run_cli(*CREATE, "--env-file", str(bad), env=env)
-    assert result.returncode == 2 and "UTF-8" in result.stderr
+@pytest.mark.parametrize(("args", "filename", "content", "named"), BAD_FILES,
+                         ids=["json-syntax", "toml-syntax", "unknown-key", "wrong-type", "env-line", "env-not-utf8"])
+def test_a_bad_file_is_refused_naming_where(env, tmp_path, args, filename, content, named):
+    """A --config or --env-file that cannot be used: exit 2, the line (and column), the key or the encoding named."""
+    bad = tmp_path / filename
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+    result = run_cli(*args, str(bad), env=env)
+    assert result.returncode == 2, result.stderr
+    for part in named:
+        assert part.format(path=bad) in result.stderr, result.stderr
 
 
 def test_huge_argument_refused(env):
