@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import ok, run_cli, run_main_bytes, spawn
+from support.cli import ok, read_then_close, run_cli, run_main_bytes, spawn
 from support.util import machine_payload
 
 ALL_BYTES = bytes(range(256)) * 16
@@ -114,15 +114,8 @@ def test_cat_into_a_closed_pipe_is_quiet(env, machine):
     """`valyent fs cat M big | head -c 10`: exit 0 and no error when the reader goes away."""
     m, client = machine
     client.fs(m["id"]).write("/data/big.bin", os.urandom(8 * 1024 * 1024))
-    proc = spawn(["fs", "cat", m["id"], "/data/big.bin"], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert len(proc.stdout.read(10)) == 10
-        proc.stdout.close()
-        err = proc.stderr.read().decode()
-        assert proc.wait(10) == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, err = read_then_close(["fs", "cat", m["id"], "/data/big.bin"], env, lambda out: len(out.read(10)) == 10)
+    assert code == 0, err
     assert err == ""
 
 

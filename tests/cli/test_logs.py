@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from support.util import machine_payload, wait_until
-from support.cli import Result, ok, run_main, spawn
+from support.cli import Result, ok, read_then_close, run_main, spawn
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$")
 FLEET_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)$")
@@ -248,16 +248,9 @@ def test_follow_prints_new_lines_live_until_ctrl_c(cli_env, live):
 
 def test_reader_going_away_ends_a_follow_quietly(cli_env, live):
     """`valyent logs -f M | head -1`: when the pipe closes, exit 0 with nothing on stderr."""
-    proc = spawn(["logs", "-f", live["ticker"]], {**cli_env, "VALYENT_FLEET": live["name"]},
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline()
-        proc.stdout.close()
-        err = proc.stderr.read().decode()
-        assert proc.wait(10) == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, err = read_then_close(["logs", "-f", live["ticker"]], {**cli_env, "VALYENT_FLEET": live["name"]},
+                                lambda out: out.readline())
+    assert code == 0, err
     assert err == ""
 
 

@@ -4,8 +4,8 @@ environment never shows in what it printed (except through `auth token`, the one
 - ``run_cli(*args, env=...)``: a subprocess, `python -m valyent_cli ARGS`, stdout and stderr captured apart;
 - ``Proc(args, env)``: a subprocess to watch while it runs (lines read in threads; wait for one, signal it);
 - ``spawn(args, env, **popen_kwargs)``: a ``subprocess.Popen`` of the CLI, for the tests that read its pipes
-  themselves (a reader that goes away, bytes, select); what they read, and what ``communicate`` returns, is checked
-  when it exits;
+  themselves (bytes, select); what they read, and what ``communicate`` returns, is checked when it exits;
+  ``read_then_close``: a reader that goes away (`valyent ... | head`);
 - ``run_main(argv, env)`` / ``run_main_bytes``: in this process, through the real entry point ``main(argv)`` and
   its error handler (for tests that run the CLI many times: a subprocess costs ~0.3 s of start-up);
 - ``on_terminal(args, env)``: a subprocess on a pseudo-terminal (stdin, stdout and stderr; or stdout piped), for
@@ -33,8 +33,8 @@ from typing import Iterator
 from support.env import REPO, with_repo_path
 from support.util import wait_until
 
-__all__ = ["ANSI", "REPO", "CliPopen", "Proc", "Result", "assert_no_token", "ok", "on_terminal", "run_cli",
-           "run_main", "run_main_bytes", "run_python", "spawn"]
+__all__ = ["ANSI", "REPO", "CliPopen", "Proc", "Result", "assert_no_token", "ok", "on_terminal", "read_then_close",
+           "run_cli", "run_main", "run_main_bytes", "run_python", "spawn"]
 
 CLI = [sys.executable, "-m", "valyent_cli"]
 
@@ -150,6 +150,20 @@ def spawn(args: list[str | bytes], env: dict, **popen_kwargs) -> CliPopen:
     """Start `valyent ARGS` with ``env`` (stdin from /dev/null unless given); see CliPopen."""
     popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
     return CliPopen(args, env, **popen_kwargs)
+
+
+def read_then_close(args: list[str], env: dict, read) -> tuple[int, str]:
+    """`valyent ARGS | head`: ``read(stdout)`` takes what the reader wants (it must get something), then the pipe
+    closes; the exit code and stderr once it has ended (within 10 s)."""
+    proc = spawn(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert read(proc.stdout), "nothing to read before the pipe closed"
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        return proc.wait(10), err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 class Proc:
