@@ -2,4 +2,4 @@
 server, the fault server, the Ravel stand-in, the container images); this registers those that define fixtures.
 Where tests go and how to run them: docs/internals.md, "Tests"."""
 
-pytest_plugins = ("support.sandbox", "support.engine", "support.faultserver")
+pytest_plugins = ("support.sandbox", "support.engine", "support.faultserver", "support.groups")

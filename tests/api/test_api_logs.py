@@ -7,6 +7,7 @@ import time
 
 import pytest
 from support.faultserver import Reply, Stream, client_for, ndjson
+from support.util import Chunks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -306,16 +307,9 @@ def test_follower_without_http():
 
     streams = iter([[ndjson(*entries(0, 4))], [ndjson(*entries(0, 4))], [ndjson(*entries(0, 7))]])
 
-    class Response:
-        def __init__(self, chunks):
-            self.chunks = chunks
-
-        def iter_bytes(self):
-            yield from self.chunks
-
     @contextmanager
     def open_stream(idle_timeout):
-        yield Response(next(streams))
+        yield Chunks(next(streams))
 
     follower = LogFollower(open_stream, backoff_base=0.0)
     got = []

@@ -12,6 +12,7 @@ import pytest
 from support.cli import ok, on_terminal, run_cli, spawn
 from support.env import cli_environ
 from support.ravelstub import RavelStub
+from support.util import Chunks
 
 TOKEN = "ravel-token-0123456789"
 SECRET_VALUE = "hunter2-very-secret-value"
@@ -443,13 +444,6 @@ def test_follower_matches_replays_of_a_sliding_window():
     plan = [(30, 10), (45, 25), (0, 7), (80, 3), (60, 40), (79, 0), (5, 0)]
     counter = iter(range(10**6))
 
-    class Response:
-        def __init__(self, chunks):
-            self.chunks = chunks
-
-        def iter_bytes(self):
-            yield from self.chunks
-
     @contextmanager
     def open_stream(_idle):
         away, live = plan[len(connections)]
@@ -462,7 +456,7 @@ def test_follower_matches_replays_of_a_sliding_window():
             append(f"same {n // 7}", 1700000000 + n // 50)
             chunks.append(line(window[-1]))
         connections.append(len(window))
-        yield Response(chunks)
+        yield Chunks(chunks)
 
     follower = LogFollower(open_stream, is_finished=lambda: len(connections) == len(plan), backoff_base=0)
     got = list(follower)

@@ -66,3 +66,14 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.05, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+class Chunks:
+    """A streamed answer given as its chunks (what the log follower reads through ``iter_bytes``), to drive the
+    follower without HTTP."""
+
+    def __init__(self, chunks) -> None:
+        self.chunks = chunks
+
+    def iter_bytes(self):
+        yield from self.chunks
