@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
+
+import pytest
 
 from support.env import clean_environ, cli_environ
 from support.cli import run_cli
@@ -284,17 +287,24 @@ class _TmpfsSandbox:
         return self.proc.wait(30)
 
 
-def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp_path):
-    import pytest
-
-    from support.util import wait_until
-
+@contextmanager
+def _on_a_tmpfs(tmp_path, size: str):
+    """(a sandbox on a tmpfs of ``size``, the CLI's environment for it); skips where user namespaces or tmpfs
+    mounts are not available; the server must stop cleanly (exit 0) at the end."""
     if not _can_mount_tmpfs():
         pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
-    sb = _TmpfsSandbox(tmp_path, "12m").start()
+    sb = _TmpfsSandbox(tmp_path, size).start()
     try:
         sb.wait_ready()
-        env = cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
+        yield sb, cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
+    finally:
+        assert sb.stop() == 0, sb.log.read_text()
+
+
+def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp_path):
+    from support.util import wait_until
+
+    with _on_a_tmpfs(tmp_path, "12m") as (sb, env):
         idle = run_cli("machines", "create", "--image", "idle", "-q", env=env)
         assert idle.returncode == 0, idle.stderr
         noisy = run_cli("machines", "create", "--image", "yes", "-q", "--", "yes", "a log line to fill the disk",
@@ -313,8 +323,6 @@ def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp
         deleted = run_cli("machines", "delete", noisy_id, "--force", "--yes", env=env)
         assert deleted.returncode == 0, deleted.stderr
         assert "Traceback" not in sb.log.read_text() and "no transaction is active" not in sb.log.read_text()
-    finally:
-        assert sb.stop() == 0, sb.log.read_text()
 
     (tmp_path / "again").mkdir()
     full = _TmpfsSandbox(tmp_path / "again", "4m", prefill=True).start()
@@ -368,16 +376,9 @@ def test_a_big_list_is_built_off_the_event_loop(fresh_sandbox):
 def test_a_machine_that_fills_the_disk_with_files_can_still_be_stopped_and_deleted(tmp_path):
     """No free byte left (a machine wrote a file until ENOSPC): the sandbox gives up its reserve for the state
     changes, so stop and delete --force still work."""
-    import pytest
-
     from support.util import wait_until
 
-    if not _can_mount_tmpfs():
-        pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
-    sb = _TmpfsSandbox(tmp_path, "10m").start()
-    try:
-        sb.wait_ready()
-        env = cli_environ(tmp_path / "config", sandbox=sb, fleet="default")
+    with _on_a_tmpfs(tmp_path, "10m") as (sb, env):
         made = run_cli("machines", "create", "--image", "fill", "-q", "--", "sh", "-c",
                        "dd if=/dev/zero of=big bs=4k; echo full; sleep 600", env=env)
         assert made.returncode == 0, made.stderr
@@ -401,5 +402,4 @@ def test_a_machine_that_fills_the_disk_with_files_can_still_be_stopped_and_delet
         listed = run_cli("machines", "list", "--all", "--json", env=env)
         assert listed.returncode == 0 and json.loads(listed.stdout)[0]["state"] == "destroyed"
         assert "Traceback" not in sb.log.read_text()
-    finally:
-        assert sb.stop() == 0, sb.log.read_text()
+
