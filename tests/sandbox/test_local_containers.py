@@ -16,7 +16,7 @@ import pytest
 
 from support.env import cli_environ
 from support.sandbox import Sandbox
-from support.engine import containers_of, remove_containers_of_sandbox
+from support.engine import containers_of, containers_of_sandbox, remove_containers_of_sandbox
 from support.cli import run_cli
 
 pytestmark = pytest.mark.usefixtures("engine_images")
@@ -274,12 +274,11 @@ def test_secrets_volumes_and_health_checks_inside_the_container(podman_sandbox, 
                     f"valyent-{sandbox_id(podman_sandbox.data_dir)[:12]}-default-{volume}"], capture_output=True)
 
 
-def test_machines_run_with_the_container_driver(podman_env, engine_images):
+def test_machines_run_with_the_container_driver(podman_sandbox, podman_env, engine_images):
     """Issue 18 on the container driver: the image's command runs, its streams and exit code come back, `--rm`
     leaves neither machine nor container, and `--timeout` stops it with 124."""
     def machine_containers() -> set[str]:
-        return set(subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", "label=valyent.machine"],
-                                  capture_output=True, text=True, check=True, timeout=30).stdout.split())
+        return set(containers_of_sandbox(podman_sandbox.data_dir))  # not another run's, on the same machine
 
     before = machine_containers()
     live_before = {m["id"] for m in json.loads(run_cli("machines", "list", "--json", env=podman_env).stdout)}

@@ -80,12 +80,17 @@ def containers_of(machine_id: str) -> list[str]:
     return out.split()
 
 
-def remove_containers_of_sandbox(data_dir: Path) -> None:
-    """What a failed test left behind (a passing one deletes its machines, and so their containers)."""
+def containers_of_sandbox(data_dir: Path) -> list[str]:
+    """The containers of the sandbox of ``data_dir`` (only its own: other runs may use podman at the same time)."""
     from valyent_cli.local.procs import sandbox_id
 
-    ids = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter",
-                          f"label=valyent.sandbox={sandbox_id(data_dir)}"],
-                         capture_output=True, text=True, timeout=30).stdout.split()
+    return subprocess.run(["podman", "ps", "--all", "--quiet", "--filter",
+                           f"label=valyent.sandbox={sandbox_id(data_dir)}"],
+                          capture_output=True, text=True, timeout=30).stdout.split()
+
+
+def remove_containers_of_sandbox(data_dir: Path) -> None:
+    """What a failed test left behind (a passing one deletes its machines, and so their containers)."""
+    ids = containers_of_sandbox(data_dir)
     if ids:
         subprocess.run(["podman", "rm", "--force", "--time", "0", *ids], capture_output=True, timeout=60)
