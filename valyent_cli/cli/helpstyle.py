@@ -2,7 +2,7 @@
 labels such as `<str>` or `<list[str]>` after an argument's name (its metavar and help say what it is).
 
 Typer is pinned to 0.29.x (pyproject.toml); `install()`, called by main like fastparams, replaces two methods of
-its Argument class when it has them, and tests/test_sweep.py checks the help text it produces.
+its Argument class when it has them, and tests/cli/test_rough_edges.py checks the help text it produces.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""The generated man pages and completion scripts: committed, current, and clean for groff and the shells."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from support.cli import REPO
+
+from valyent_cli.devtools import gendocs
+
+REGENERATE = "run python -m valyent_cli.devtools.gendocs (and commit completions/ and man/)"
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, str]:
+    return gendocs.render()
+
+
+def test_committed_files_match_the_command_tree(generated, tmp_path):
+    """No command, option or help text changes without its man page and completions."""
+    gendocs.write(tmp_path, generated)
+    stale = []
+    for rel, text in generated.items():
+        committed = REPO / rel
+        if not committed.exists() or committed.read_text(encoding="utf-8") != (tmp_path / rel).read_text(encoding="utf-8"):
+            stale.append(rel)
+    extra = sorted(f"man/{p.name}" for p in (REPO / "man").glob("*.1") if f"man/{p.name}" not in generated)
+    assert not stale and not extra, f"out of date: {stale}; no longer generated: {extra}: {REGENERATE}"
+
+
+def test_output_is_deterministic(generated):
+    assert gendocs.render() == generated
+
+
+def test_a_page_per_group_and_command(generated):
+    pages = {rel.removeprefix("man/") for rel in generated if rel.startswith("man/")}
+    for page in ("valyent.1", "valyent-machines.1", "valyent-machines-create.1", "valyent-fleets-use.1",
+                 "valyent-completion.1", "valyent-profiles-use.1"):
+        assert page in pages
+
+
+def test_command_page_sections(generated):
+    page = generated["man/valyent-machines-create.1"]
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXAMPLES", "EXIT STATUS", "ENVIRONMENT", "FILES",
+                    "SEE ALSO"):
+        assert f".SH {section}\n" in page, section
+    assert r"\fB\-\-wait\-timeout\fR \fIDURATION\fR" in page
+    assert "default: 120s" in page
+    assert r"valyent machines create \-\-image nginx" in page  # from the docstring's examples
+    for name in ("VALYENT_API_TOKEN", "VALYENT_PROFILE", "VALYENT_API_URL", "VALYENT_NAMESPACE", "VALYENT_FLEET",
+                 "VALYENT_INITD_URL", "VALYENT_CONFIG_DIR", "NO_COLOR"):
+        assert name in page
+    assert "config.toml" in page and "valyent.toml" in page
+    assert r"\fBvalyent\-machines\fR(1)" in page
+    assert "255" in generated["man/valyent-machines-exec.1"]
+    assert '"valyent ' + __import__("valyent_cli").__version__ + '"' in page
+
+
+def test_fixed_choices_are_documented(generated):
+    assert "one of: running, stopped, destroyed" in generated["man/valyent-machines-wait.1"]
+
+
+@pytest.mark.skipif(not shutil.which("groff"), reason="groff is not installed")
+def test_man_pages_have_no_groff_warnings():
+    pages = sorted((REPO / "man").glob("*.1"))
+    assert pages
+    for page in pages:
+        result = subprocess.run(["groff", "-man", "-ww", "-z", str(page)], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == "", f"{page.name}: {result.stderr}"
+
+
+def test_roff_escapes():
+    assert gendocs.roff("a-b \\ c") == r"a\-b \e c"
+    assert gendocs.roff(".dot\n'quote") == "\\&.dot\n\\&'quote"
+    assert gendocs.roff("\u2014") == r"\(em"
+
+
+def test_examples_are_split_from_the_description():
+    blocks, examples = gendocs.split_help(
+        "Do it.\n\nMore words.\n\nExamples:\n\n\b\n  valyent a\n  valyent b\n\nExample: valyent c"
+    )
+    assert blocks == [("para", "Do it."), ("para", "More words.")]
+    assert examples == ["valyent a", "valyent b", "valyent c"]
+
+
+def test_every_command_has_an_example(generated):
+    """Every leaf command's --help (and so its man page) shows at least one example."""
+    pages = {name: text for name, text in generated.items() if name.startswith("man/valyent-") and name.count("-") >= 2}
+    from valyent_cli.groups import GROUPS
+
+    groups = {"man/valyent-" + g + ".1" for g in GROUPS}
+    missing = sorted(name for name, text in pages.items() if name not in groups and ".SH EXAMPLES\n" not in text)
+    assert missing == []
+
+
+def test_packaging_metadata_uses_an_spdx_license_and_a_changelog_exists():
+    """setuptools deprecates `project.license` as a table (builds stop after 2027-02-18): an SPDX string and a file."""
+    import tomllib
+
+    from support.cli import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"] and (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert (REPO / "CHANGELOG.md").read_text().startswith("# Changelog")

@@ -1,0 +1,151 @@
+"""Issue 18, `valyent machines run`: a one-shot machine for CI, against the real sandbox."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from support.cli import Proc
+from support.cli import run_cli
+
+
+def test_rm_exit_code_and_streams(fleet_env):
+    env, client, fleet = fleet_env
+    result = run_cli("machines", "run", "--rm", "--image", "alpine", "--", "sh", "-c", "echo out; echo err >&2; exit 4",
+                     env=env)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == "out\n"
+    assert "err" in result.stderr.splitlines()
+    assert "out" not in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    assert client.machines.list(fleet) == []  # gone
+    (machine,) = client.machines.list(fleet, destroyed=True)
+    assert machine["config"]["workload"]["restart"]["policy"] == "never"
+
+
+def test_without_rm_the_machine_stays_stopped_and_json_prints_it(fleet_env):
+    env, client, fleet = fleet_env
+    result = run_cli("machines", "run", "--json", "--image", "alpine", "--", "sh", "-c", "echo hidden; exit 3", env=env)
+    assert result.returncode == 3, result.stderr
+    machine = json.loads(result.stdout)  # the final machine object, not the log
+    assert machine["state"] == "stopped"
+    assert client.machines.get(fleet, machine["id"])["state"] == "stopped"
+
+
+def test_a_signal_death_is_128_plus_n(fleet_env):
+    env, _, _ = fleet_env
+    result = run_cli("machines", "run", "--rm", "--image", "alpine", "--", "sh", "-c", "kill -TERM $$", env=env)
+    assert result.returncode == 128 + 15, result.stderr
+
+
+def test_timeout_stops_the_machine_and_exits_124(fleet_env):
+    env, client, fleet = fleet_env
+    result = run_cli("machines", "run", "--timeout", "1s", "--image", "alpine", "--", "sleep", "60", env=env, timeout=30)
+    assert result.returncode == 124, result.stderr
+    assert "--timeout" in result.stderr
+    (machine,) = client.machines.list(fleet)
+    assert machine["state"] == "stopped"
+
+
+def test_ctrl_c_with_rm_leaves_no_machine(fleet_env):
+    env, client, fleet = fleet_env
+    proc = Proc(["machines", "run", "--rm", "--image", "alpine", "--", "sh", "-c", "echo started; exec sleep 600"], env)
+    try:
+        proc.wait_for(lambda: "started" in proc.out, what="the machine's first line")
+        assert proc.interrupt() == 130, proc.stderr
+    finally:
+        proc.kill()
+    assert "Traceback" not in proc.stderr
+    assert client.machines.list(fleet) == []
+
+
+def test_output_arrives_while_the_command_runs(fleet_env):
+    env, client, fleet = fleet_env
+    # The command writes a line, then waits for a file the test creates only after it has read that line.
+    proc = Proc(["machines", "run", "--rm", "--image", "alpine", "--", sys.executable, "-c",
+                 "import os, sys, time\nprint('first', flush=True)\n"
+                 "while not os.path.exists('go'): time.sleep(0.05)\nprint('second')"], env)
+    try:
+        proc.wait_for(lambda: "first" in proc.out, what="the first line, before the command ends")
+        assert proc.proc.poll() is None
+        (machine,) = client.machines.list(fleet)
+        assert machine["state"] == "running"
+        client.fs(machine["id"]).write("go", b"")
+        assert proc.finish() == 0, proc.stderr
+    finally:
+        proc.kill()
+    assert proc.out == ["first", "second"]
+
+
+def test_a_machine_that_cannot_start_fails_with_the_servers_reason(fleet_env):
+    env, client, fleet = fleet_env
+    result = run_cli("machines", "run", "--rm", "--image", "alpine", "--", "no-such-command-xyz", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "could not start" in result.stderr and "no-such-command-xyz" in result.stderr
+    assert client.machines.list(fleet) == []
+
+
+def test_takes_creates_flags_and_valyent_toml(fleet_env, tmp_path):
+    env, _, _ = fleet_env
+    (tmp_path / "valyent.toml").write_text('[machine]\nimage = "alpine:3"\nenv = ["FROM_TOML=yes"]\n')
+    result = run_cli("machines", "run", "--rm", "-e", "FLAG=1", "--", "sh", "-c", 'echo "$FROM_TOML $FLAG"', env=env,
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "yes 1\n"
+    dry = run_cli("machines", "run", "--dry-run", "--restart", "on-failure", "--", "true", env=env, cwd=tmp_path)
+    body = json.loads(dry.stdout)
+    assert body["config"]["workload"]["restart"] == {"policy": "on-failure"}
+    assert body["config"]["image"] == "alpine:3"
+
+
+def test_detach_prints_the_id_like_create_quiet(fleet_env):
+    env, client, fleet = fleet_env
+    result = run_cli("machines", "run", "--detach", "--image", "alpine", "--", "sleep", "60", env=env)
+    assert result.returncode == 0, result.stderr
+    machine_id = result.stdout.strip()
+    assert client.machines.get(fleet, machine_id)["state"] == "running"
+    bad = run_cli("machines", "run", "--detach", "--rm", "--image", "alpine", "--", "true", env=env)
+    assert bad.returncode == 2
+
+
+def test_ravel_shaped_answers_unordered_events_and_a_nested_exit_code(tmp_path):
+    """Ravel's shapes, from its source (api/machines.go: MachineEvent payload `{"stopped": {"exit_code": N}}`;
+    ravel/state/db/machines.go lists events without ORDER BY): a stand-in that answers them unordered."""
+    import support.faultserver as faultserver
+    from support.faultserver import Reply, Stream, cli_env_for
+
+    server = faultserver.FaultServer()
+    try:
+        mid = "01jravelrunmachine00000000"
+        machine = {"id": mid, "fleet": "fleet_01", "state": "stopped", "config": {"image": "alpine"}}
+        events = [
+            {"id": "e3", "type": "machine.exited", "status": "stopped", "timestamp": "2026-01-01T00:00:03Z",
+             "payload": {"stopped": {"exit_code": 7, "exited_at": "2026-01-01T00:00:03Z"}}},
+            {"id": "e1", "type": "machine.created", "status": "created", "timestamp": "2026-01-01T00:00:01Z",
+             "payload": {}},
+            {"id": "e2", "type": "machine.started", "status": "running", "timestamp": "2026-01-01T00:00:02Z",
+             "payload": {"started": {"started_at": "2026-01-01T00:00:02Z"}}},
+        ]
+        line = json.dumps({"timestamp": 1767225602000, "source": "stdout", "message": "ravel says hi"}).encode()
+
+        def handler(request):
+            if request.method == "POST" and request.path.endswith("/machines"):
+                return Reply(status=201, json={**machine, "state": "starting"})
+            if request.path.endswith("/events"):
+                return Reply(json=events)
+            if request.path.endswith("/wait"):
+                return Reply(json={"ok": True})
+            if request.path.endswith("/logs"):
+                return Stream([line + b"\n"], end="stall" if request.param("follow") == "true" else "close")
+            if request.method == "DELETE":
+                return Reply(json={**machine, "state": "destroyed"})
+            return Reply(json=machine)
+
+        server.handler = handler
+        result = run_cli("machines", "run", "--rm", "--image", "alpine", "--", "true",
+                         env=cli_env_for(server, tmp_path / "config"))
+        assert result.returncode == 7, result.stderr
+        assert result.stdout == "ravel says hi\n"
+        assert server.count("DELETE") == 1
+    finally:
+        server.close()

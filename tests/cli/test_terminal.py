@@ -1,0 +1,57 @@
+"""What people see on a terminal: a real pseudo-terminal, so the CLI takes its terminal paths (rich tables,
+colour, the spinner), against the sandbox."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+
+from support.cli import ANSI, on_terminal
+
+from valyent_cli.api import Client
+
+
+@pytest.fixture()
+def busy_fleet(cli_env, sandbox):
+    name = f"tty-{secrets.token_hex(3)}"
+    client = Client(sandbox.token, endpoint=sandbox.url, initd_endpoint=sandbox.initd)
+    client.fleets.create(name)
+    payload = {"region": "gra-1", "config": {"image": "registry.example.com/team/very-long-image-name:2024.11.29",
+                                             "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}},
+               "skip_start": True}
+    ids = [client.machines.create(name, payload)["id"] for _ in range(3)]
+    yield {**cli_env, "VALYENT_FLEET": name}, ids
+    for machine_id in ids:
+        client.machines.delete(name, machine_id, force=True)
+    client.fleets.delete(name)
+    client.close()
+
+
+@pytest.mark.parametrize("columns", [60, 120])
+def test_table_on_a_terminal_keeps_ids_whole_and_colours_states(busy_fleet, columns):
+    env, ids = busy_fleet
+    code, screen = on_terminal(["machines", "list"], env, columns=columns)
+    assert code == 0, screen
+    assert "\x1b[" in screen  # colour on a terminal
+    text = ANSI.sub("", screen)
+    for machine_id in ids:
+        assert machine_id in text  # never cut, never folded
+    assert "created" in text
+
+
+def test_no_color_on_a_terminal(busy_fleet):
+    env, _ = busy_fleet
+    code, screen = on_terminal(["--no-color", "machines", "list"], env)
+    assert code == 0 and "\x1b[3" not in screen
+
+
+def test_create_on_a_terminal_shows_its_events_and_the_machine(cli_env):
+    code, screen = on_terminal(["machines", "create", "--image", "nginx", "--fleet", "default"], cli_env, columns=120)
+    text = ANSI.sub("", screen)
+    assert code == 0, text
+    assert "machine.started -> running" in text and "State:" in text and "running" in text
+    machine_id = re.search(r"ID:\s+(\S+)", text).group(1)
+    code, _ = on_terminal(["machines", "delete", machine_id, "--force", "--yes", "--fleet", "default"], cli_env)
+    assert code == 0
