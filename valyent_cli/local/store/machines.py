@@ -104,7 +104,7 @@ class MachineQueries:
         """The JSON array of :meth:`list_machines`, built as text by SQLite: the stored config and event payloads
         are JSON already and go in as they are, never decoded and re-encoded (5,000 machines: ~4x faster).
 
-        The shape must stay :meth:`machine_json`'s (tests/test_sandbox_perf.py compares the two for every field).
+        The shape must stay :meth:`machine_json`'s (tests/sandbox/test_sandbox_perf.py compares the two for every field).
         A machine's latest events are concatenated from a subquery ordered by seq, which SQLite reads in that
         order. Run it in a worker thread with ``db=self.reader()``."""
         db = db or self.db

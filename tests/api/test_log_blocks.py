@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from faultserver import Reply, Stream, client_for, fault_server  # noqa: F401
+from support.faultserver import Reply, Stream, client_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

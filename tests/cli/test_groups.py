@@ -11,10 +11,7 @@ import pytest
 
 from valyent_cli import groups
 
-try:  # the test kit (tests/support/), or the module it replaces
-    from support.cli import run_cli
-except ImportError:
-    from helpers import run_cli
+from support.cli import run_cli
 
 
 def test_every_group_is_a_command_module_with_its_app():

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO, run_cli
+from support.cli import run_cli, run_python
 
 PROBE = """
 import json, sys
@@ -44,9 +42,7 @@ print(json.dumps({"code": code, "built": built, "loaded": sorted(m for m in watc
 
 
 def probe(args: list[str], watched: list[str], env: dict) -> dict:
-    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(watched), json.dumps(args)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = run_python(PROBE, json.dumps(watched), json.dumps(args), env=env)
     try:
         result = json.loads(proc.stderr.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -130,8 +126,7 @@ def test_the_sdk_names_are_where_they_were():
             "print(t.ApiObject is o.ApiObject, type(c.fleets).__name__, type(c.machines).__name__,"
             " type(c.fs('m')).__name__, api.Machine.__mro__[1] is o.ApiObject, t.CreateMachinePayload.__name__,"
             " [str(s) for s in t.WAITABLE_STATES] == list(t.STATES))")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
-                          capture_output=True, text=True, timeout=60)
+    proc = run_python(code, env=dict(os.environ))
     assert proc.stdout.split() == ["True", "Fleets", "Machines", "FileSystem", "True", "CreateMachinePayload",
                                    "True"], proc.stderr
 
