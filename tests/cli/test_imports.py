@@ -10,22 +10,8 @@ import json
 
 import pytest
 
-from support.cli import REPO, run_cli, run_python
+from support.cli import REPO, probe_main, run_cli, run_python
 from support.env import cli_environ
-
-PROBE = """
-import json, sys
-forbidden = json.loads(sys.argv[1])
-sys.argv = ["valyent", *json.loads(sys.argv[2])]
-from valyent_cli.main import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-print(json.dumps({"code": code, "loaded": sorted(m for m in forbidden if m in sys.modules)}), file=sys.stderr)
-"""
 
 # The HTTP stack: only a command that sends a request needs it.
 HTTP = ["httpx", "httpcore", "h11", "valyent_cli.api.client", "valyent_cli.api.machines"]
@@ -38,13 +24,7 @@ RICH = ["rich", "rich.console", "pygments"]
 def probe(args: list[str], forbidden: list[str], tmp_path) -> dict:
     env = cli_environ(tmp_path / "config", color=True)
     env.pop("PYTHONPROFILEIMPORTTIME", None)
-    proc = run_python(PROBE, json.dumps(forbidden), json.dumps(args), env=env, cwd=tmp_path)
-    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-    try:
-        result = json.loads(last)
-    except ValueError:
-        pytest.fail(f"the probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return {**result, "stdout": proc.stdout}
+    return probe_main(args, forbidden, env, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("args", [["--version"], ["-V"]], ids=["--version", "-V"])
@@ -105,9 +85,8 @@ def test_an_api_command_does_not_load_trio_or_pydantic(tmp_path):
     """httpcore would import trio (when installed) for an async backend a synchronous client never uses."""
     env = cli_environ(tmp_path / "config", token="t" * 20, url="http://127.0.0.1:9/v1", color=True)
     forbidden = ["trio", "pydantic", "rich"]
-    proc = run_python(PROBE, json.dumps(forbidden + ["httpx"]), json.dumps(["fleets", "list"]), env=env, cwd=tmp_path)
-    result = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert result["code"] == 1 and "connection refused" in proc.stderr  # the client was built and tried
+    result = probe_main(["fleets", "list"], forbidden + ["httpx"], env, cwd=tmp_path)
+    assert result["code"] == 1 and "connection refused" in result["stderr"]  # the client was built and tried
     assert result["loaded"] == ["httpx"]
 
 

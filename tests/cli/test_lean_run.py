@@ -15,39 +15,7 @@ import os
 
 import pytest
 
-from support.cli import run_cli, run_python
-
-PROBE = """
-import json, sys
-watched = json.loads(sys.argv[1])
-sys.argv = ["valyent", *json.loads(sys.argv[2])]
-import typer.main
-built = []
-real = typer.main.get_command
-def spy(app):  # what main() hands to typer: the names of each group's commands
-    built.extend((g.typer_instance.info.name, [c.name for c in g.typer_instance.registered_commands])
-                 for g in app.registered_groups)
-    return real(app)
-typer.main.get_command = spy
-from valyent_cli.main import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-print(json.dumps({"code": code, "built": built, "loaded": sorted(m for m in watched if m in sys.modules)}),
-      file=sys.stderr)
-"""
-
-
-def probe(args: list[str], watched: list[str], env: dict) -> dict:
-    proc = run_python(PROBE, json.dumps(watched), json.dumps(args), env=env)
-    try:
-        result = json.loads(proc.stderr.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        pytest.fail(f"the probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return {**result, "stdout": proc.stdout, "stderr": proc.stderr}
+from support.cli import probe_main as probe, run_cli, run_python
 
 
 def test_a_command_builds_only_itself_of_its_group(cli_env):

@@ -10,8 +10,9 @@ environment never shows in what it printed (except through `auth token`, the one
   its error handler (for tests that run the CLI many times: a subprocess costs ~0.3 s of start-up);
 - ``on_terminal(args, env)``: a subprocess on a pseudo-terminal (stdin, stdout and stderr; or stdout piped), for
   the terminal paths, with keys typed ahead (``typed=``) or in answer to a prompt (``answers=``);
-- ``run_python(code, *argv, env=...)``: `python -c CODE ARGV` with the same environment, for probes that run the
-  CLI's ``main()`` and then inspect the interpreter (tests/cli/test_imports.py).
+- ``run_python(code, *argv, env=...)``: `python -c CODE ARGV` with the same environment; ``probe_main(args,
+  watched, env)`` runs the CLI's ``main()`` that way and then inspects the interpreter (which modules it loaded,
+  which commands typer built: tests/cli/test_imports.py, test_lean_run.py).
 
 ``ok(result)`` asserts exit 0 and no traceback, for any of their results. Environments: support/env.py.
 """
@@ -33,7 +34,7 @@ from typing import Iterator
 from support.env import REPO, with_repo_path
 from support.util import wait_until
 
-__all__ = ["ANSI", "REPO", "CliPopen", "Proc", "Result", "assert_no_token", "ok", "on_terminal", "read_then_close",
+__all__ = ["ANSI", "REPO", "CliPopen", "Proc", "Result", "assert_no_token", "ok", "on_terminal", "probe_main", "read_then_close",
            "run_cli", "run_main", "run_main_bytes", "run_python", "spawn"]
 
 CLI = [sys.executable, "-m", "valyent_cli"]
@@ -89,6 +90,47 @@ def run_python(code: str, *argv: str, env: dict, cwd: str | os.PathLike | None =
                             text=True, timeout=timeout, cwd=cwd)
     assert_no_token(argv, env, result.stdout, result.stderr)
     return result
+
+
+# -- a probe: the CLI's main() run in a fresh interpreter that is then inspected -----------------------------------
+PROBE = """
+import json, sys
+watched = json.loads(sys.argv[1])
+sys.argv = ["valyent", *json.loads(sys.argv[2])]
+import typer.main
+built = []
+real = typer.main.get_command
+def spy(app):  # what main() hands to typer: the names of each group's commands
+    built.extend((g.typer_instance.info.name, [c.name for c in g.typer_instance.registered_commands])
+                 for g in app.registered_groups)
+    return real(app)
+typer.main.get_command = spy
+from valyent_cli.main import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({"code": code, "built": built, "loaded": sorted(m for m in watched if m in sys.modules)}),
+      file=sys.stderr)
+"""
+
+
+def probe_main(args: list[str], watched: list[str], env: dict, cwd: str | os.PathLike | None = None) -> dict:
+    """Run `valyent ARGS` through main() in a fresh interpreter (checked like run_cli); return its exit ``code``,
+    the groups typer was given with their commands (``built``), which of the ``watched`` modules it ``loaded``,
+    and its ``stdout`` and ``stderr``."""
+    import json
+
+    import pytest
+
+    proc = run_python(PROBE, json.dumps(watched), json.dumps(args), env=env, cwd=cwd)
+    try:
+        result = json.loads(proc.stderr.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        pytest.fail(f"the probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return {**result, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 # -- a subprocess to watch ---------------------------------------------------------------------------------------
