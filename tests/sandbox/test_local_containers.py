@@ -117,15 +117,17 @@ def test_stop_by_signal_records_the_engines_exit_code_and_delete_leaves_no_conta
 
 
 def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(podman_env, engine_images):
-    r = run_cli("machines", "create", "--image", "localhost/valyent-no-such-image:1", env=podman_env, timeout=120)
+    # a name of this run only: a tag left by an interrupted run (or another run at the same time) must not exist
+    missing = f"localhost/valyent-no-such-image-{secrets.token_hex(4)}:1"
+    r = run_cli("machines", "create", "--image", missing, env=podman_env, timeout=120)
     assert r.returncode == 1
-    assert "machine.prepare_failed" in r.stderr and "valyent-no-such-image" in r.stderr
+    assert "machine.prepare_failed" in r.stderr and missing.split(":")[0].split("/")[1] in r.stderr
     mid = r.stderr.split("Created machine ")[1].split()[0]
     progress = [e["payload"]["prepare"]["progress"] for e in events(podman_env, mid)
                 if e["type"] == "machine.prepare" and e["payload"].get("prepare")]
-    assert progress and progress[0] == "pulling image localhost/valyent-no-such-image:1"  # the engine's lines follow
+    assert progress and progress[0] == f"pulling image {missing}"  # the engine's lines follow
     # once the image exists, a start pulls (prepares) again, and runs it
-    subprocess.run(["podman", "tag", engine_images["hello"], "localhost/valyent-no-such-image:1"], check=True)
+    subprocess.run(["podman", "tag", engine_images["hello"], missing], check=True)
     try:
         start = run_cli("machines", "start", mid, env=podman_env, timeout=60)
         assert start.returncode == 0, start.stderr
@@ -133,7 +135,7 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
         assert wait.returncode == 0, wait.stderr
         delete(podman_env, mid)
     finally:
-        subprocess.run(["podman", "rmi", "localhost/valyent-no-such-image:1"], capture_output=True)
+        subprocess.run(["podman", "untag", engine_images["hello"], missing], capture_output=True)
     r = run_cli("machines", "create", "--image", engine_images["base"], "--", "no-such-command", env=podman_env,
                 timeout=120)
     assert r.returncode == 1
