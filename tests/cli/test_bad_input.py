@@ -10,7 +10,7 @@ import json
 import sys
 
 import pytest
-from support.cli import run_cli
+from support.cli import run_cli, run_inproc
 from support.env import cli_environ
 
 UNREACHABLE = "http://127.0.0.1:9/v1"
@@ -64,7 +64,7 @@ CASES = [
 
 @pytest.mark.parametrize(("args", "flag"), CASES, ids=[" ".join(c[0])[:60] for c in CASES])
 def test_bad_input_exits_2_naming_the_flag(env, args, flag):
-    result = run_cli(*args, env=env)
+    result = run_inproc(*args, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert flag in result.stderr
     assert "Traceback" not in result.stderr
@@ -97,14 +97,14 @@ def test_a_bad_file_is_refused_naming_where(env, tmp_path, args, filename, conte
         bad.write_bytes(content)
     else:
         bad.write_text(content)
-    result = run_cli(*args, str(bad), env=env)
+    result = run_inproc(*args, str(bad), env=env)
     assert result.returncode == 2, result.stderr
     for part in named:
         assert part.format(path=bad) in result.stderr, result.stderr
 
 
 def test_huge_argument_refused(env):
-    result = run_cli(*CREATE, "--env", "A=" + "x" * 70000, env=env)
+    result = run_inproc(*CREATE, "--env", "A=" + "x" * 70000, env=env)
     assert result.returncode == 2 and "--env" in result.stderr
 
 
@@ -116,7 +116,7 @@ def test_non_utf8_argument_refused(env):
 
 
 def test_dry_run_sends_nothing_and_prints_the_payload(env):
-    result = run_cli(*CREATE, "--dry-run", "-e", "A=1", "--memory", "1gb", "--restart", "on-failure",
+    result = run_inproc(*CREATE, "--dry-run", "-e", "A=1", "--memory", "1gb", "--restart", "on-failure",
                      "--max-retries", "3", "--", "sh", "-c", "echo hi", env=env)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -133,6 +133,6 @@ def test_dry_run_sends_nothing_and_prints_the_payload(env):
 
 @pytest.mark.parametrize("args", [["fleets", "delete", "x"], ["gateways", "delete", "x"], ["machines", "delete", "x"]])
 def test_destructive_commands_need_yes_without_a_terminal(env, args):
-    result = run_cli(*args, env=env, input="")
+    result = run_inproc(*args, env=env, input="")
     assert result.returncode == 2, result.stderr
     assert "--yes" in result.stderr

@@ -6,7 +6,7 @@ import json
 import secrets
 import sys
 
-from support.cli import ok, run_cli
+from support.cli import ok, run_inproc
 
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -14,32 +14,32 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
 def test_create_quiet_prints_only_the_id_and_list_shows_it(fleet_env):
     env, client, fleet = fleet_env
-    result = ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env))
+    result = ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env))
     machine_id = result.stdout.strip()
     assert result.stdout == machine_id + "\n"
     assert client.machines.get(fleet, machine_id)["state"] == "running"
-    table = ok(run_cli("machines", "list", env=env))
+    table = ok(run_inproc("machines", "list", env=env))
     assert machine_id in table.stdout  # never truncated
     assert table.stdout.splitlines()[0].split()[:2] == ["ID", "STATE"]
-    ids = ok(run_cli("machines", "list", "-q", env=env)).stdout.split()
+    ids = ok(run_inproc("machines", "list", "-q", env=env)).stdout.split()
     assert ids == [machine_id]
-    data = json.loads(ok(run_cli("machines", "list", "--json", env=env)).stdout)
+    data = json.loads(ok(run_inproc("machines", "list", "--json", env=env)).stdout)
     assert data == [dict(m) for m in client.machines.list(fleet)]
 
 
 def test_create_detach_and_skip_start(fleet_env):
     env, client, fleet = fleet_env
-    skipped = ok(run_cli("machines", "create", "-q", "--image", "nginx", "--skip-start", env=env)).stdout.strip()
+    skipped = ok(run_inproc("machines", "create", "-q", "--image", "nginx", "--skip-start", env=env)).stdout.strip()
     assert client.machines.get(fleet, skipped)["state"] == "created"
-    ok(run_cli("machines", "start", skipped, env=env))
+    ok(run_inproc("machines", "start", skipped, env=env))
     assert client.machines.get(fleet, skipped)["state"] == "running"
-    detached = ok(run_cli("machines", "create", "-q", "-d", "--image", "nginx", env=env)).stdout.strip()
+    detached = ok(run_inproc("machines", "create", "-q", "-d", "--image", "nginx", env=env)).stdout.strip()
     client.machines.wait(fleet, detached, "running", 10)
 
 
 def test_create_fails_with_the_machines_own_error(fleet_env):
     env, _, _ = fleet_env
-    result = run_cli("machines", "create", "--image", "x", "--restart", "never", "--", "/nonexistent/binary", env=env)
+    result = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--", "/nonexistent/binary", env=env)
     assert result.returncode == 1, result.stderr
     assert "did not start" in result.stderr
     assert "/nonexistent/binary" in result.stderr or "not found" in result.stderr.lower()
@@ -48,7 +48,7 @@ def test_create_fails_with_the_machines_own_error(fleet_env):
 
 def test_create_reports_a_command_that_exits_at_once(fleet_env):
     env, _, _ = fleet_env
-    result = run_cli("machines", "create", "--image", "x", "--restart", "never", "--",
+    result = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--",
                      sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)", env=env)
     # It may be seen running before it exits; either it started (0) or it reports the exit (1), never a hang.
     assert result.returncode in (0, 1), result.stderr
@@ -63,7 +63,7 @@ def test_config_file_and_flags_override_it(fleet_env, tmp_path):
         'region = "gra-1"\n[config]\nimage = "from-file"\n[config.guest]\ncpu_kind = "shared"\nmemory_mb = 256\ncpus = 1\n'
         '[config.workload]\nenv = ["A=file", "B=file"]\n'
     )
-    result = ok(run_cli("machines", "create", "--config", str(config), "--memory", "1gb", "-e", "A=flag", "--json",
+    result = ok(run_inproc("machines", "create", "--config", str(config), "--memory", "1gb", "-e", "A=flag", "--json",
                         "--", *SLEEPER, env=env))
     machine = json.loads(result.stdout)
     assert machine["config"]["image"] == "from-file"
@@ -80,7 +80,7 @@ def test_project_file_gives_fleet_and_machine_defaults(fleet_env, tmp_path):
     (project / "valyent.toml").write_text(
         f'fleet = "{fleet}"\n[machine]\nimage = "project-image"\nmemory = "256mb"\nenv = {{ FROM = "project" }}\n'
     )
-    result = ok(run_cli("machines", "create", "--json", "--", *SLEEPER, env=env, cwd=project / "sub"))
+    result = ok(run_inproc("machines", "create", "--json", "--", *SLEEPER, env=env, cwd=project / "sub"))
     machine = json.loads(result.stdout)
     assert machine["config"]["image"] == "project-image"
     assert machine["config"]["guest"]["memory_mb"] == 256
@@ -93,7 +93,7 @@ def test_fleet_precedence_flag_over_env(fleet_env, sandbox):
     other = f"t-{secrets.token_hex(4)}"
     client.fleets.create(other)
     try:
-        mid = ok(run_cli("machines", "create", "-q", "--skip-start", "--image", "nginx", "--fleet", other,
+        mid = ok(run_inproc("machines", "create", "-q", "--skip-start", "--image", "nginx", "--fleet", other,
                          env=env)).stdout.strip()
         assert [m["id"] for m in client.machines.list(other)] == [mid]
         assert client.machines.list(fleet) == []
@@ -104,20 +104,20 @@ def test_fleet_precedence_flag_over_env(fleet_env, sandbox):
 
 def test_no_fleet_without_terminal_is_a_usage_error(cli_env, tmp_path):
     env = {k: v for k, v in cli_env.items() if k != "VALYENT_FLEET"}
-    result = run_cli("machines", "list", env=env, cwd=tmp_path)
+    result = run_inproc("machines", "list", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "--fleet" in result.stderr and "valyent fleets use" in result.stderr
 
 
 def test_prefix_resolution_unique_ambiguous_and_missing(fleet_env):
     env, client, fleet = fleet_env
-    ids = [ok(run_cli("machines", "create", "-q", "--skip-start", "--image", "nginx", env=env)).stdout.strip()
+    ids = [ok(run_inproc("machines", "create", "-q", "--skip-start", "--image", "nginx", env=env)).stdout.strip()
            for _ in range(3)]
     # A unique prefix: the shortest prefix that only one id has.
     target = ids[0]
     prefix = next(target[:n] for n in range(1, len(target) + 1)
                   if sum(i.startswith(target[:n]) for i in ids) == 1)
-    shown = json.loads(ok(run_cli("machines", "show", prefix, "--json", env=env)).stdout)
+    shown = json.loads(ok(run_inproc("machines", "show", prefix, "--json", env=env)).stdout)
     assert shown["id"] == target
     common = ""
     for chars in zip(*ids):
@@ -125,61 +125,61 @@ def test_prefix_resolution_unique_ambiguous_and_missing(fleet_env):
             break
         common += chars[0]
     if common:
-        result = run_cli("machines", "show", common, env=env)
+        result = run_inproc("machines", "show", common, env=env)
         assert result.returncode == 2
         assert all(i in result.stderr for i in ids)
-    result = run_cli("machines", "show", "zzzz-no-such", env=env)
+    result = run_inproc("machines", "show", "zzzz-no-such", env=env)
     assert result.returncode == 4
     assert "zzzz-no-such" in result.stderr
 
 
 def test_stop_start_restart_wait_and_several_at_once(fleet_env):
     env, client, fleet = fleet_env
-    a = ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
-    b = ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
-    ok(run_cli("machines", "stop", a, b, env=env))
+    a = ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
+    b = ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
+    ok(run_inproc("machines", "stop", a, b, env=env))
     assert {client.machines.get(fleet, m)["state"] for m in (a, b)} == {"stopped"}
-    ok(run_cli("machines", "wait", a, "--state", "stopped", "--timeout", "5s", env=env))
-    timed_out = run_cli("machines", "wait", a, "--state", "running", "--timeout", "1", env=env)
+    ok(run_inproc("machines", "wait", a, "--state", "stopped", "--timeout", "5s", env=env))
+    timed_out = run_inproc("machines", "wait", a, "--state", "running", "--timeout", "1", env=env)
     assert timed_out.returncode == 5
     assert "running" in timed_out.stderr
-    ok(run_cli("machines", "start", a, env=env))
-    ok(run_cli("machines", "restart", a, env=env))
+    ok(run_inproc("machines", "start", a, env=env))
+    ok(run_inproc("machines", "restart", a, env=env))
     events = [e["type"] for e in client.machines.events(fleet, a)]
     assert events.count("machine.started") >= 3
-    refused = run_cli("machines", "delete", a, "--yes", env=env)
+    refused = run_inproc("machines", "delete", a, "--yes", env=env)
     assert refused.returncode == 1 and "force" in refused.stderr.lower()
-    ok(run_cli("machines", "delete", a, b, "--yes", "--force", env=env))
+    ok(run_inproc("machines", "delete", a, b, "--yes", "--force", env=env))
     assert client.machines.list(fleet) == []
     assert {m["id"] for m in client.machines.list(fleet, destroyed=True)} == {a, b}
-    listed_all = ok(run_cli("machines", "list", "--all", "-q", env=env)).stdout.split()
+    listed_all = ok(run_inproc("machines", "list", "--all", "-q", env=env)).stdout.split()
     assert set(listed_all) == {a, b}
 
 
 def test_exec_streams_and_exit_codes(fleet_env):
     env, client, fleet = fleet_env
-    mid = ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
-    result = run_cli("machines", "exec", mid, "--", "sh", "-c", "printf 'a\\nb\\n'; printf oops >&2; exit 42", env=env)
+    mid = ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
+    result = run_inproc("machines", "exec", mid, "--", "sh", "-c", "printf 'a\\nb\\n'; printf oops >&2; exit 42", env=env)
     assert result.returncode == 42
     assert result.stdout == "a\nb\n" and result.stderr == "oops"
-    zero = run_cli("machines", "exec", mid, "--", "true", env=env)
+    zero = run_inproc("machines", "exec", mid, "--", "true", env=env)
     assert zero.returncode == 0 and zero.stdout == ""
-    with_json = run_cli("machines", "exec", mid, "--json", "--", "sh", "-c", "echo x; exit 4", env=env)
+    with_json = run_inproc("machines", "exec", mid, "--json", "--", "sh", "-c", "echo x; exit 4", env=env)
     assert with_json.returncode == 4  # the remote code, as without --json (issue 14)
     as_json = json.loads(with_json.stdout)
     assert as_json == {"stdout": "x\n", "stderr": "", "exit_code": 4}
-    missing = run_cli("machines", "exec", "no-such-machine", "--", "true", env=env)
+    missing = run_inproc("machines", "exec", "no-such-machine", "--", "true", env=env)
     assert missing.returncode == 255 and "no-such-machine" in missing.stderr
-    ok(run_cli("machines", "stop", mid, env=env))
-    not_running = run_cli("machines", "exec", mid, "--", "true", env=env)
+    ok(run_inproc("machines", "stop", mid, env=env))
+    not_running = run_inproc("machines", "exec", mid, "--", "true", env=env)
     assert not_running.returncode == 255 and "Traceback" not in not_running.stderr
 
 
 def test_events_table_reads_the_payloads(fleet_env):
     env, client, fleet = fleet_env
-    mid = ok(run_cli("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
-    ok(run_cli("machines", "stop", mid, "--signal", "SIGKILL", env=env))
-    table = ok(run_cli("machines", "events", mid, env=env)).stdout
+    mid = ok(run_inproc("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
+    ok(run_inproc("machines", "stop", mid, "--signal", "SIGKILL", env=env))
+    table = ok(run_inproc("machines", "events", mid, env=env)).stdout
     for kind in ("machine.created", "machine.start", "machine.started", "machine.stop", "machine.exited"):
         assert kind in table
     assert "SIGKILL" in table
@@ -188,45 +188,45 @@ def test_events_table_reads_the_payloads(fleet_env):
 
 def test_gateway_enable_disable(fleet_env):
     env, client, fleet = fleet_env
-    mid = ok(run_cli("machines", "create", "-q", "--image", "nginx", "--enable-gateway", env=env)).stdout.strip()
+    mid = ok(run_inproc("machines", "create", "-q", "--image", "nginx", "--enable-gateway", env=env)).stdout.strip()
     assert client.machines.get(fleet, mid).get("gateway_enabled") is True
-    ok(run_cli("machines", "disable-gateway", mid, env=env))
+    ok(run_inproc("machines", "disable-gateway", mid, env=env))
     assert client.machines.get(fleet, mid).get("gateway_enabled") is False
-    ok(run_cli("machines", "enable-gateway", mid, env=env))
+    ok(run_inproc("machines", "enable-gateway", mid, env=env))
     assert client.machines.get(fleet, mid).get("gateway_enabled") is True
 
 
 def test_fleets_commands(cli_env, sandbox):
     env = dict(cli_env)
     name = f"f-{secrets.token_hex(4)}"
-    ok(run_cli("profiles", "create", "work", "--endpoint", sandbox.url, "--use", env=env))
-    created = json.loads(ok(run_cli("fleets", "create", name, "--json", env=env)).stdout)
+    ok(run_inproc("profiles", "create", "work", "--endpoint", sandbox.url, "--use", env=env))
+    created = json.loads(ok(run_inproc("fleets", "create", name, "--json", env=env)).stdout)
     assert created["name"] == name and created["id"].startswith("fleet_")
-    assert ok(run_cli("fleets", "create", name + "-q", "-q", env=env)).stdout.strip().startswith("fleet_")
-    dup = run_cli("fleets", "create", name, env=env)
+    assert ok(run_inproc("fleets", "create", name + "-q", "-q", env=env)).stdout.strip().startswith("fleet_")
+    dup = run_inproc("fleets", "create", name, env=env)
     assert dup.returncode == 1 and "exist" in dup.stderr.lower()
-    shown = ok(run_cli("fleets", "show", created["id"], env=env)).stdout
+    shown = ok(run_inproc("fleets", "show", created["id"], env=env)).stdout
     assert name in shown and created["id"] in shown
     env.pop("VALYENT_FLEET", None)
-    ok(run_cli("fleets", "use", name, env=env))
-    status = json.loads(ok(run_cli("auth", "status", "--json", env=env)).stdout)
+    ok(run_inproc("fleets", "use", name, env=env))
+    status = json.loads(ok(run_inproc("auth", "status", "--json", env=env)).stdout)
     assert status["fleet"] == name and status["sources"]["fleet"] == "profile"
-    ok(run_cli("fleets", "delete", name, name + "-q", "--yes", env=env))
-    missing = run_cli("fleets", "show", name, env=env)
+    ok(run_inproc("fleets", "delete", name, name + "-q", "--yes", env=env))
+    missing = run_inproc("fleets", "show", name, env=env)
     assert missing.returncode == 4
 
 
 def test_gateways_show_and_errors(fleet_env):
     env, client, fleet = fleet_env
-    gw = json.loads(ok(run_cli("gateways", "create", "--name", "api", "--port", "3000", "--json", env=env)).stdout)
+    gw = json.loads(ok(run_inproc("gateways", "create", "--name", "api", "--port", "3000", "--json", env=env)).stdout)
     assert gw["name"] == "api" and gw["target_port"] == 3000 and gw["protocol"]
-    dup = run_cli("gateways", "create", "--name", "api", "--port", "3001", env=env)
+    dup = run_inproc("gateways", "create", "--name", "api", "--port", "3001", env=env)
     assert dup.returncode == 1
-    shown = ok(run_cli("gateways", "show", "api", env=env)).stdout
+    shown = ok(run_inproc("gateways", "show", "api", env=env)).stdout
     assert gw["id"] in shown and "3000" in shown
-    assert ok(run_cli("gateways", "list", "-q", env=env)).stdout.split() == [gw["id"]]
-    ok(run_cli("gateways", "delete", gw["id"], "--yes", env=env))
-    assert run_cli("gateways", "show", "api", env=env).returncode == 4
+    assert ok(run_inproc("gateways", "list", "-q", env=env)).stdout.split() == [gw["id"]]
+    ok(run_inproc("gateways", "delete", gw["id"], "--yes", env=env))
+    assert run_inproc("gateways", "show", "api", env=env).returncode == 4
 
 
 def test_nothing_configured_says_how_to_start(tmp_path):
@@ -234,6 +234,6 @@ def test_nothing_configured_says_how_to_start(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
     env["VALYENT_CONFIG_DIR"] = str(tmp_path / "config")
-    result = run_cli("machines", "list", env=env, cwd=tmp_path)
+    result = run_inproc("machines", "list", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "not logged in" in result.stderr and "valyent local start" in result.stderr

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from support.cli import ok, on_terminal, run_cli, spawn
+from support.cli import ok, on_terminal, run_cli, run_inproc, spawn
 from support.env import cli_environ
 from support.ravelstub import RavelStub
 from support.util import Chunks
@@ -33,9 +33,9 @@ def ravel():
 def env(tmp_path, ravel) -> dict:
     """A namespace `demo` with a fleet `web`, selected by the environment."""
     env = base_env(tmp_path, ravel.url)
-    ok(run_cli("namespaces", "create", "demo", env=env))
+    ok(run_inproc("namespaces", "create", "demo", env=env))
     env["VALYENT_NAMESPACE"] = "demo"
-    ok(run_cli("fleets", "create", "web", env=env))
+    ok(run_inproc("fleets", "create", "web", env=env))
     env["VALYENT_FLEET"] = "web"
     env["VALYENT_REGION"] = "fr"
     env["VALYENT_CPU_KIND"] = "eco"
@@ -43,28 +43,28 @@ def env(tmp_path, ravel) -> dict:
 
 
 def create_machine(env, *flags: str) -> str:
-    return ok(run_cli("machines", "create", "-q", "--image", "nginx", *flags, env=env)).stdout.strip()
+    return ok(run_inproc("machines", "create", "-q", "--image", "nginx", *flags, env=env)).stdout.strip()
 
 
 # -- namespaces ---------------------------------------------------------------------------------------------------
 def test_namespace_required_and_created(tmp_path, ravel):
     env = base_env(tmp_path, ravel.url)
-    missing = run_cli("fleets", "list", env=env)
+    missing = run_inproc("fleets", "list", env=env)
     assert missing.returncode == 1
     assert "needs a namespace" in missing.stderr and "VALYENT_NAMESPACE" in missing.stderr
     env["VALYENT_NAMESPACE"] = "team-a"
-    absent = run_cli("fleets", "create", "web", env=env)
+    absent = run_inproc("fleets", "create", "web", env=env)
     assert absent.returncode == 4
     assert "valyent namespaces create team-a" in absent.stderr
-    ok(run_cli("namespaces", "create", "team-a", env=env))
+    ok(run_inproc("namespaces", "create", "team-a", env=env))
     # An empty list answered `null` is an empty list.
-    assert json.loads(ok(run_cli("fleets", "list", "--json", env=env)).stdout) == []
-    ok(run_cli("fleets", "create", "web", env=env))
-    assert ok(run_cli("namespaces", "list", "-q", env=env)).stdout.split() == ["team-a"]
-    assert "team-a" in ok(run_cli("namespaces", "show", "team-a", env=env)).stdout
-    assert run_cli("namespaces", "delete", "team-a", env=env).returncode == 2  # --yes needed off a terminal
-    ok(run_cli("namespaces", "delete", "team-a", "--yes", env=env))
-    assert json.loads(ok(run_cli("namespaces", "list", "--json", env=env)).stdout) == []
+    assert json.loads(ok(run_inproc("fleets", "list", "--json", env=env)).stdout) == []
+    ok(run_inproc("fleets", "create", "web", env=env))
+    assert ok(run_inproc("namespaces", "list", "-q", env=env)).stdout.split() == ["team-a"]
+    assert "team-a" in ok(run_inproc("namespaces", "show", "team-a", env=env)).stdout
+    assert run_inproc("namespaces", "delete", "team-a", env=env).returncode == 2  # --yes needed off a terminal
+    ok(run_inproc("namespaces", "delete", "team-a", "--yes", env=env))
+    assert json.loads(ok(run_inproc("namespaces", "list", "--json", env=env)).stdout) == []
 
 
 # -- auth ---------------------------------------------------------------------------------------------------------
@@ -72,17 +72,17 @@ def test_auth_scheme_raw_and_hint(tmp_path):
     stub = RavelStub(bearer=TOKEN)  # bearer_token configured without "Bearer "
     try:
         env = base_env(tmp_path, stub.url)
-        refused = run_cli("namespaces", "list", env=env)
+        refused = run_inproc("namespaces", "list", env=env)
         assert refused.returncode == 3
         assert "auth_scheme raw" in refused.stderr
         assert stub.requests[-1][3]["authorization"] == f"Bearer {TOKEN}"
-        ok(run_cli("namespaces", "list", env={**env, "VALYENT_AUTH_SCHEME": "raw"}))
+        ok(run_inproc("namespaces", "list", env={**env, "VALYENT_AUTH_SCHEME": "raw"}))
         assert stub.requests[-1][3]["authorization"] == TOKEN
-        ok(run_cli("profiles", "create", "ravel", "--endpoint", stub.url, "--auth-scheme", "raw", "--use", env=env))
+        ok(run_inproc("profiles", "create", "ravel", "--endpoint", stub.url, "--auth-scheme", "raw", "--use", env=env))
         env.pop("VALYENT_API_URL")
-        ok(run_cli("namespaces", "list", env=env))
+        ok(run_inproc("namespaces", "list", env=env))
         assert stub.requests[-1][3]["authorization"] == TOKEN
-        bad = run_cli("profiles", "create", "x", "--auth-scheme", "basic", env=env)
+        bad = run_inproc("profiles", "create", "x", "--auth-scheme", "basic", env=env)
         assert bad.returncode == 2 and "--auth-scheme" in bad.stderr
     finally:
         stub.close()
@@ -93,7 +93,7 @@ def test_no_token_sends_no_header(tmp_path):
     try:
         env = base_env(tmp_path, stub.url)
         env.pop("VALYENT_API_TOKEN")
-        ok(run_cli("namespaces", "create", "open", env=env))
+        ok(run_inproc("namespaces", "create", "open", env=env))
         assert "authorization" not in stub.requests[-1][3]
     finally:
         stub.close()
@@ -103,7 +103,7 @@ def test_no_token_sends_no_header(tmp_path):
 def test_fs_needs_an_initd_endpoint_off_valyent_cloud(env, ravel):
     machine = create_machine(env)
     before = len(ravel.requests)
-    result = run_cli("fs", "ls", machine, "/", env=env)
+    result = run_inproc("fs", "ls", machine, "/", env=env)
     assert result.returncode == 2
     assert "initd_endpoint" in result.stderr and "64242" in result.stderr
     assert len(ravel.requests) == before  # refused before any connection
@@ -113,12 +113,12 @@ def test_fs_needs_an_initd_endpoint_off_valyent_cloud(env, ravel):
 def test_cpu_kind_from_profile_env_and_flag_with_hint(env, ravel, tmp_path):
     env = dict(env)
     env.pop("VALYENT_CPU_KIND")
-    refused = run_cli("machines", "create", "--image", "nginx", env=env)
+    refused = run_inproc("machines", "create", "--image", "nginx", env=env)
     assert refused.returncode == 1
     assert "Invalid CPU kind" in refused.stderr and "--cpu-kind" in refused.stderr and "cpu_kind" in refused.stderr
     create_machine({**env, "VALYENT_CPU_KIND": "std"})
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "std"
-    ok(run_cli("profiles", "create", "p", "--cpu-kind", "eco", "--use", env=env))
+    ok(run_inproc("profiles", "create", "p", "--cpu-kind", "eco", "--use", env=env))
     create_machine(env)
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "eco"
     create_machine(env, "--cpu-kind", "std")
@@ -126,34 +126,34 @@ def test_cpu_kind_from_profile_env_and_flag_with_hint(env, ravel, tmp_path):
     project = tmp_path / "proj"
     project.mkdir()
     (project / "valyent.toml").write_text('[machine]\ncpu_kind = "std"\n')
-    ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env, cwd=project))  # project file > profile
+    ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env, cwd=project))  # project file > profile
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "std"
-    ok(run_cli("machines", "create", "-q", "--image", "nginx", env={**env, "VALYENT_CPU_KIND": "eco"}, cwd=project))
+    ok(run_inproc("machines", "create", "-q", "--image", "nginx", env={**env, "VALYENT_CPU_KIND": "eco"}, cwd=project))
     assert ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["guest"]["cpu_kind"] == "eco"  # env > project
 
 
 # -- exec and logs ------------------------------------------------------------------------------------------------
 def test_exec_answered_204_with_headers(env):
     machine = create_machine(env)
-    result = run_cli("machines", "exec", machine, "--", "sh", "-c", "echo out; echo err >&2; exit 3", env=env)
+    result = run_inproc("machines", "exec", machine, "--", "sh", "-c", "echo out; echo err >&2; exit 3", env=env)
     assert result.returncode == 3
     assert result.stdout.strip() == "out"
     assert "err" in result.stderr and "newlines" in result.stderr
-    as_json = run_cli("machines", "exec", machine, "--json", "--", "true", env=env)
+    as_json = run_inproc("machines", "exec", machine, "--json", "--", "true", env=env)
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["exit_code"] == 0
 
 
 def test_logs_as_one_array_line_null_and_time_units(env, ravel):
     machine = create_machine(env)
-    empty = ok(run_cli("logs", machine, env=env))
+    empty = ok(run_inproc("logs", machine, env=env))
     assert empty.stdout == ""
     ravel.add_logs(machine, ["in seconds"], ts=1700000000)
     ravel.add_logs(machine, ["in milliseconds"], ts=1700000000_000)
     ravel.add_logs(machine, ["in nanoseconds"], ts=1700000000_000_000_000)
-    lines = ok(run_cli("logs", machine, env=env)).stdout.splitlines()
+    lines = ok(run_inproc("logs", machine, env=env)).stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == ["in seconds", "in milliseconds", "in nanoseconds"]
     assert len({line.split(" ", 1)[0] for line in lines}) == 1, lines  # the same moment, whatever the unit
-    as_json = [json.loads(x) for x in ok(run_cli("logs", machine, "--json", env=env)).stdout.splitlines()]
+    as_json = [json.loads(x) for x in ok(run_inproc("logs", machine, "--json", env=env)).stdout.splitlines()]
     assert [e["message"] for e in as_json] == ["in seconds", "in milliseconds", "in nanoseconds"]
 
 
@@ -197,25 +197,25 @@ def test_follow_across_cuts_without_replay_twice(env, ravel):
 
 # -- secrets ------------------------------------------------------------------------------------------------------
 def test_secrets_set_update_list_delete_never_show_the_value(env, ravel):
-    created = ok(run_cli("--debug", "secrets", "set", "db-password", env=env, input=SECRET_VALUE + "\n"))
+    created = ok(run_inproc("--debug", "secrets", "set", "db-password", env=env, input=SECRET_VALUE + "\n"))
     assert "Created" in created.stderr
-    updated = ok(run_cli("--debug", "secrets", "set", "db-password", env=env, input="second-" + SECRET_VALUE))
+    updated = ok(run_inproc("--debug", "secrets", "set", "db-password", env=env, input="second-" + SECRET_VALUE))
     assert "Updated" in updated.stderr
     assert ravel.bodies("POST", "/namespaces/demo/secrets") == [{"name": "db-password", "value": SECRET_VALUE}]
     assert ravel.bodies("PATCH", "/namespaces/demo/secrets/db-password") == [{"value": "second-" + SECRET_VALUE}]
-    listed = ok(run_cli("secrets", "list", env=env))
-    as_json = ok(run_cli("secrets", "list", "--json", env=env))
+    listed = ok(run_inproc("secrets", "list", env=env))
+    as_json = ok(run_inproc("secrets", "list", "--json", env=env))
     machine = create_machine(env, "--secret", "db-password:DB_PASSWORD")
-    shown = ok(run_cli("machines", "show", machine, env=env))
-    versions = ok(run_cli("machines", "versions", machine, env=env))
+    shown = ok(run_inproc("machines", "show", machine, env=env))
+    versions = ok(run_inproc("machines", "versions", machine, env=env))
     for result in (created, updated, listed, as_json, shown, versions):
         assert SECRET_VALUE not in result.stdout + result.stderr
     assert "db-password as DB_PASSWORD" in shown.stdout
     for _m, _p, _q, headers, _b in ravel.requests:
         assert SECRET_VALUE not in json.dumps(headers)
-    assert ok(run_cli("secrets", "list", "-q", env=env)).stdout.split() == ["db-password"]
-    ok(run_cli("secrets", "delete", "db-password", "--yes", env=env))
-    assert ok(run_cli("secrets", "list", "-q", env=env)).stdout == ""
+    assert ok(run_inproc("secrets", "list", "-q", env=env)).stdout.split() == ["db-password"]
+    ok(run_inproc("secrets", "delete", "db-password", "--yes", env=env))
+    assert ok(run_inproc("secrets", "list", "-q", env=env)).stdout == ""
 
 
 @pytest.mark.parametrize(("args", "stdin", "needle"), [
@@ -225,7 +225,7 @@ def test_secrets_set_update_list_delete_never_show_the_value(env, ravel):
 ])
 def test_secret_bad_input_exits_2_before_any_request(env, ravel, args, stdin, needle):
     before = len(ravel.requests)
-    result = run_cli(*args, env=env, input=stdin)
+    result = run_inproc(*args, env=env, input=stdin)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr
     assert len(ravel.requests) == before
@@ -233,7 +233,7 @@ def test_secret_bad_input_exits_2_before_any_request(env, ravel, args, stdin, ne
 
 # -- labels, workload ---------------------------------------------------------------------------------------------
 def test_machine_workload_flags_on_the_wire(env, ravel):
-    ok(run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE))
+    ok(run_inproc("secrets", "set", "db-password", env=env, input=SECRET_VALUE))
     machine = create_machine(
         env, "--secret", "db-password:DB_PASSWORD", "--health-cmd", "test -e '/tmp/ready file'",
         "--health-interval", "1m", "--health-timeout", "2s", "--health-retries", "5", "--volume", "data:/var/lib/data",
@@ -248,19 +248,19 @@ def test_machine_workload_flags_on_the_wire(env, ravel):
     assert workload["volumes"] == [{"name": "data", "path": "/var/lib/data"}, {"name": "cache", "path": "/cache"}]
     assert workload["private_networks"] == [{"name": "backend", "ip": "10.0.1.2/24"}]
     assert body["metadata"] == {"labels": {"app": "web", "tier": "front"}, "annotations": {"owner": "ops@example.com"}}
-    shown = ok(run_cli("machines", "show", machine, env=env)).stdout
+    shown = ok(run_inproc("machines", "show", machine, env=env)).stdout
     for text in ("app=web", "db-password as DB_PASSWORD", "data at /var/lib/data", "backend 10.0.1.2/24", "Health"):
         assert text in shown
-    ok(run_cli("machines", "wait", machine, "--healthy", "--timeout", "10s", env=env))
-    listed = ok(run_cli("machines", "list", env=env)).stdout
+    ok(run_inproc("machines", "wait", machine, "--healthy", "--timeout", "10s", env=env))
+    listed = ok(run_inproc("machines", "list", env=env)).stdout
     assert "HEALTH" in listed and "healthy" in listed
     other = create_machine(env, "--label", "app=api")
-    assert ok(run_cli("machines", "list", "-q", "--label", "app=web", env=env)).stdout.split() == [machine]
-    ok(run_cli("machines", "label", machine, "tier-", "stage=prod", env=env))
+    assert ok(run_inproc("machines", "list", "-q", "--label", "app=web", env=env)).stdout.split() == [machine]
+    ok(run_inproc("machines", "label", machine, "tier-", "stage=prod", env=env))
     assert ravel.bodies("PATCH", rf"/fleets/[^/]+/machines/{machine}/metadata")[-1] == {
         "metadata": {"labels": {"app": "web", "stage": "prod"}, "annotations": {"owner": "ops@example.com"}}}
     assert other != machine
-    versions = json.loads(ok(run_cli("machines", "versions", machine, "--json", env=env)).stdout)
+    versions = json.loads(ok(run_inproc("machines", "versions", machine, "--json", env=env)).stdout)
     assert versions[0]["machine_id"] == machine
 
 
@@ -274,10 +274,10 @@ def test_config_file_and_project_accept_ravel_workload_keys(env, ravel, tmp_path
     (project / "valyent.toml").write_text(
         '[machine]\nhealth_cmd = "curl -fs localhost"\nhealth_interval = "10s"\nvolumes = ["v:/v"]\n'
         'networks = ["net=10.2.0.1/24"]\nlabels = { team = "core" }\n')
-    ok(run_cli("machines", "create", "-q", "--config", str(config), env=env))
+    ok(run_inproc("machines", "create", "-q", "--config", str(config), env=env))
     workload = ravel.bodies("POST", "/fleets/web/machines")[-1]["config"]["workload"]
     assert workload["health_check"] == {"exec": ["true"], "interval": 5}
-    ok(run_cli("machines", "create", "-q", "--image", "nginx", env=env, cwd=project))
+    ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env, cwd=project))
     body = ravel.bodies("POST", "/fleets/web/machines")[-1]
     assert body["config"]["workload"]["health_check"] == {"exec": ["curl", "-fs", "localhost"], "interval": 10}
     assert body["config"]["workload"]["volumes"] == [{"name": "v", "path": "/v"}]
@@ -286,17 +286,17 @@ def test_config_file_and_project_accept_ravel_workload_keys(env, ravel, tmp_path
 
 
 def test_fleet_labels_create_list_label(env, ravel):
-    ok(run_cli("fleets", "create", "api", "--label", "team=payments", "--annotation", "note=x", env=env))
+    ok(run_inproc("fleets", "create", "api", "--label", "team=payments", "--annotation", "note=x", env=env))
     assert ravel.bodies("POST", "/fleets")[-1] == {"name": "api", "metadata": {"labels": {"team": "payments"},
                                                                                "annotations": {"note": "x"}}}
-    names = [f["name"] for f in json.loads(ok(run_cli("fleets", "list", "--label", "team=payments", "--json",
+    names = [f["name"] for f in json.loads(ok(run_inproc("fleets", "list", "--label", "team=payments", "--json",
                                                       env=env)).stdout)]
     assert names == ["api"]
     assert ravel.requests[-1][2].get("labels[team]") == ["payments"]
-    ok(run_cli("fleets", "label", "api", "team-", "tier=gold", env=env))
+    ok(run_inproc("fleets", "label", "api", "team-", "tier=gold", env=env))
     assert ravel.bodies("PATCH", r"/fleets/[^/]+/metadata")[-1] == {
         "metadata": {"labels": {"tier": "gold"}, "annotations": {"note": "x"}}}
-    assert "tier=gold" in ok(run_cli("fleets", "show", "api", env=env)).stdout
+    assert "tier=gold" in ok(run_inproc("fleets", "show", "api", env=env)).stdout
 
 
 BAD = [
@@ -325,7 +325,7 @@ BAD = [
 @pytest.mark.parametrize(("args", "needle"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
 def test_bad_values_exit_2_before_any_request(env, ravel, args, needle):
     before = len(ravel.requests)
-    result = run_cli(*args, env=env)
+    result = run_inproc(*args, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
     assert len(ravel.requests) == before
@@ -333,16 +333,16 @@ def test_bad_values_exit_2_before_any_request(env, ravel, args, needle):
 
 # -- nodes, versions, gateways, completion -----------------------------------------------------------------------
 def test_nodes_and_nameless_gateway(env, ravel):
-    nodes = ok(run_cli("nodes", "list", env=env)).stdout
+    nodes = ok(run_inproc("nodes", "list", env=env)).stdout
     assert "node-1" in nodes and "10.0.0.1:8080" in nodes and "fr" in nodes
-    gateway = json.loads(ok(run_cli("gateways", "create", "--port", "8080", "--json", env=env)).stdout)
+    gateway = json.loads(ok(run_inproc("gateways", "create", "--port", "8080", "--json", env=env)).stdout)
     assert gateway["name"].startswith("gw-")
     assert ravel.bodies("POST", "/fleets/web/gateways") == [{"target_port": 8080}]
 
 
 def test_completion_of_namespaces_and_secrets(env, ravel):
-    ok(run_cli("namespaces", "create", "other", env=env))
-    ok(run_cli("secrets", "set", "api-key", env=env, input="v"))
+    ok(run_inproc("namespaces", "create", "other", env=env))
+    ok(run_inproc("secrets", "set", "api-key", env=env, input="v"))
     done = run_cli(env={**env, "_VALYENT_COMPLETE_VALUES": "namespace",
                         "_VALYENT_COMPLETE_LINE": "valyent namespaces show o"})
     assert done.stdout.split() == ["other"]
@@ -390,20 +390,20 @@ def test_mtls_with_ca_and_client_certificate(tmp_path):
     stub = RavelStub(bearer=f"Bearer {TOKEN}", ssl_context=context)
     try:
         env = base_env(tmp_path, stub.url)
-        untrusted = run_cli("namespaces", "list", env=env)
+        untrusted = run_inproc("namespaces", "list", env=env)
         assert untrusted.returncode == 1 and "cannot reach" in untrusted.stderr
-        no_client_cert = run_cli("namespaces", "list", env={**env, "VALYENT_CA_CERT": str(ca_pem)})
+        no_client_cert = run_inproc("namespaces", "list", env={**env, "VALYENT_CA_CERT": str(ca_pem)})
         assert no_client_cert.returncode == 1
         assert stub.requests == []  # nothing got past the handshake
-        with_env = run_cli("namespaces", "create", "tls", env={
+        with_env = run_inproc("namespaces", "create", "tls", env={
             **env, "VALYENT_CA_CERT": str(ca_pem), "VALYENT_CLIENT_CERT": str(cert_pem),
             "VALYENT_CLIENT_KEY": str(key_pem)})
         ok(with_env)
-        ok(run_cli("profiles", "create", "secure", "--endpoint", stub.url, "--ca-cert", str(ca_pem), "--client-cert",
+        ok(run_inproc("profiles", "create", "secure", "--endpoint", stub.url, "--ca-cert", str(ca_pem), "--client-cert",
                    str(cert_pem), "--client-key", str(key_pem), "--use", env=env))
         env.pop("VALYENT_API_URL")
-        assert ok(run_cli("namespaces", "list", "-q", env=env)).stdout.split() == ["tls"]
-        shown = ok(run_cli("profiles", "show", "secure", env=env)).stdout
+        assert ok(run_inproc("namespaces", "list", "-q", env=env)).stdout.split() == ["tls"]
+        shown = ok(run_inproc("profiles", "show", "secure", env=env)).stdout
         assert str(cert_pem) in shown
     finally:
         stub.close()
@@ -412,10 +412,10 @@ def test_mtls_with_ca_and_client_certificate(tmp_path):
 def test_wait_healthy_times_out_and_needs_a_check(env, ravel):
     ravel.healthy_after = 3600
     checked = create_machine(env, "--health-cmd", "true")
-    late = run_cli("machines", "wait", checked, "--healthy", "--timeout", "1s", env=env)
+    late = run_inproc("machines", "wait", checked, "--healthy", "--timeout", "1s", env=env)
     assert late.returncode == 5 and "not healthy" in late.stderr
     plain = create_machine(env)
-    nothing = run_cli("machines", "wait", plain, "--healthy", "--timeout", "1s", env=env)
+    nothing = run_inproc("machines", "wait", plain, "--healthy", "--timeout", "1s", env=env)
     assert nothing.returncode == 2 and "no health check" in nothing.stderr
 
 
@@ -470,24 +470,24 @@ def test_readme_self_hosted_section_walkthrough(tmp_path):
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VALYENT_")}
         env.update(VALYENT_CONFIG_DIR=str(tmp_path / "config"), NO_COLOR="1")
-        ok(run_cli("profiles", "create", "ravel", "--endpoint", stub.url, "--namespace", "demo", "--region", "fr",
+        ok(run_inproc("profiles", "create", "ravel", "--endpoint", stub.url, "--namespace", "demo", "--region", "fr",
                    "--cpu-kind", "eco", "--token-stdin", "--use", env=env, input=TOKEN))
-        assert run_cli("namespaces", "create", "demo", env=env).returncode == 3
-        ok(run_cli("profiles", "set", "auth_scheme", "raw", env=env))
-        ok(run_cli("namespaces", "create", "demo", env=env))
-        ok(run_cli("fleets", "create", "web", "--label", "team=core", "--use", env=env))
-        ok(run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE))
-        machine = ok(run_cli("machines", "create", "-q", "--image", "nginx", "--label", "app=web", "--secret",
+        assert run_inproc("namespaces", "create", "demo", env=env).returncode == 3
+        ok(run_inproc("profiles", "set", "auth_scheme", "raw", env=env))
+        ok(run_inproc("namespaces", "create", "demo", env=env))
+        ok(run_inproc("fleets", "create", "web", "--label", "team=core", "--use", env=env))
+        ok(run_inproc("secrets", "set", "db-password", env=env, input=SECRET_VALUE))
+        machine = ok(run_inproc("machines", "create", "-q", "--image", "nginx", "--label", "app=web", "--secret",
                              "db-password:DB_PASSWORD", "--health-cmd", "curl -fs localhost", "--health-interval", "10s",
                              "--volume", "data:/var/lib/data", "--network", "backend=10.0.1.2/24", env=env)).stdout.strip()
-        ok(run_cli("machines", "wait", machine, "--healthy", env=env))
-        assert run_cli("machines", "exec", machine, "--", "sh", "-c", "exit 7", env=env).returncode == 7
+        ok(run_inproc("machines", "wait", machine, "--healthy", env=env))
+        assert run_inproc("machines", "exec", machine, "--", "sh", "-c", "exit 7", env=env).returncode == 7
         stub.add_logs(machine, ["hello"])
-        assert ok(run_cli("logs", machine, env=env)).stdout.rstrip().endswith("hello")
-        ok(run_cli("machines", "label", machine, "tier=front", "app-", env=env))
-        assert ok(run_cli("machines", "list", "-q", "--label", "tier=front", env=env)).stdout.split() == [machine]
-        ok(run_cli("machines", "versions", machine, env=env))
-        fs = run_cli("fs", "ls", machine, "/", env=env)
+        assert ok(run_inproc("logs", machine, env=env)).stdout.rstrip().endswith("hello")
+        ok(run_inproc("machines", "label", machine, "tier=front", "app-", env=env))
+        assert ok(run_inproc("machines", "list", "-q", "--label", "tier=front", env=env)).stdout.split() == [machine]
+        ok(run_inproc("machines", "versions", machine, env=env))
+        fs = run_inproc("fs", "ls", machine, "/", env=env)
         assert fs.returncode == 2 and "initd_endpoint" in fs.stderr
     finally:
         stub.close()
@@ -496,10 +496,10 @@ def test_readme_self_hosted_section_walkthrough(tmp_path):
 def test_auth_login_and_status_against_ravel_without_a_namespace(tmp_path, ravel):
     env = base_env(tmp_path, ravel.url)
     env.pop("VALYENT_API_TOKEN")
-    ok(run_cli("auth", "login", "--token-stdin", env=env, input=TOKEN))
-    status = ok(run_cli("auth", "status", env=env))
+    ok(run_inproc("auth", "login", "--token-stdin", env=env, input=TOKEN))
+    status = ok(run_inproc("auth", "status", env=env))
     assert "token accepted" in status.stdout
-    refused = run_cli("auth", "login", "--token-stdin", env=env, input="wrong-token-0000")
+    refused = run_inproc("auth", "login", "--token-stdin", env=env, input="wrong-token-0000")
     assert refused.returncode == 3
 
 
@@ -516,7 +516,7 @@ def test_secret_value_never_over_plain_http_to_a_remote_host(tmp_path):
     env = base_env(tmp_path, "http://ravel.invalid:3000")
     env.pop("VALYENT_API_TOKEN")
     env["VALYENT_NAMESPACE"] = "demo"
-    refused = run_cli("secrets", "set", "db-password", env=env, input=SECRET_VALUE)
+    refused = run_inproc("secrets", "set", "db-password", env=env, input=SECRET_VALUE)
     assert refused.returncode == 2 and "plain http" in refused.stderr
     assert SECRET_VALUE not in refused.stderr
 
@@ -524,5 +524,5 @@ def test_secret_value_never_over_plain_http_to_a_remote_host(tmp_path):
 def test_a_401_without_a_token_says_none_was_sent(tmp_path, ravel):
     env = base_env(tmp_path, ravel.url)
     env.pop("VALYENT_API_TOKEN")
-    refused = run_cli("namespaces", "list", env=env)
+    refused = run_inproc("namespaces", "list", env=env)
     assert refused.returncode == 3 and "no token was sent" in refused.stderr

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support.cli import ok, on_terminal, run_cli
+from support.cli import ok, on_terminal, run_cli, run_inproc
 from support.env import cli_environ, free_port
 
 from valyent_cli.api import Client
@@ -22,7 +22,7 @@ from valyent_cli.api import Client
 def test_create_fails_when_the_command_exits_at_once(fleet_env, restart):
     env, _, _ = fleet_env
     for _ in range(3):
-        result = run_cli("machines", "create", "-q", "--image", "alpine", "--restart", restart, "--",
+        result = run_inproc("machines", "create", "-q", "--image", "alpine", "--restart", restart, "--",
                          "sh", "-c", "echo dying >&2; exit 3", env=env)
         assert result.returncode == 1, result.stderr
         assert result.stdout == ""
@@ -34,8 +34,8 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
     env, _, _ = fleet_env
     port = str(free_port())
     server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", port]
-    ok(run_cli("machines", "create", "-q", "--image", "python", "--", *server, env=env))
-    second = run_cli("machines", "create", "-q", "--image", "python", "--", *server, env=env)
+    ok(run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env))
+    second = run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env)
     assert second.returncode == 1, second.stderr
     assert "Address already in use" in second.stderr
 
@@ -55,34 +55,34 @@ def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env,
     from support.env import free_port
 
     custom = tmp_path / "custom"
-    ok(run_cli("local", "start", "--data-dir", str(custom), "--port", str(free_port()), env=local_env))
-    ok(run_cli("fleets", "create", "web", "--use", env=local_env))
-    again = ok(run_cli("local", "start", env=local_env))
+    ok(run_inproc("local", "start", "--data-dir", str(custom), "--port", str(free_port()), env=local_env))
+    ok(run_inproc("fleets", "create", "web", "--use", env=local_env))
+    again = ok(run_inproc("local", "start", env=local_env))
     assert "already running" in again.stderr  # the same sandbox, found through the profile
-    assert json.loads(ok(run_cli("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
-    status = json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)
+    assert json.loads(ok(run_inproc("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
+    status = json.loads(ok(run_inproc("local", "status", "--json", env=local_env)).stdout)
     assert status["running"] is True and status["data_dir"] == str(custom)
-    stopped = ok(run_cli("local", "stop", env=local_env))
+    stopped = ok(run_inproc("local", "stop", env=local_env))
     assert "Stopped the local sandbox" in stopped.stderr
-    assert json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)["running"] is False
+    assert json.loads(ok(run_inproc("local", "status", "--json", env=local_env)).stdout)["running"] is False
     # A restart keeps the fleet while the sandbox has it
-    ok(run_cli("local", "start", env=local_env))
-    assert json.loads(ok(run_cli("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
-    ok(run_cli("local", "stop", env=local_env))
+    ok(run_inproc("local", "start", env=local_env))
+    assert json.loads(ok(run_inproc("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
+    ok(run_inproc("local", "stop", env=local_env))
 
 
 SLEEPER = ["sleep", "600"]
 
 
 def create(env) -> str:
-    return ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", *SLEEPER, env=env)).stdout.strip()
+    return ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", *SLEEPER, env=env)).stdout.strip()
 
 
 # 4. wait's hint names --timeout
 def test_wait_timeout_hint_names_the_flag(fleet_env):
     env, _, _ = fleet_env
     machine = create(env)
-    result = run_cli("machines", "wait", machine, "--state", "stopped", "--timeout", "1s", env=env)
+    result = run_inproc("machines", "wait", machine, "--state", "stopped", "--timeout", "1s", env=env)
     assert result.returncode == 5
     assert "--timeout" in result.stderr and "profile key" not in result.stderr
 
@@ -91,11 +91,11 @@ def test_wait_timeout_hint_names_the_flag(fleet_env):
 def test_delete_running_says_it_once_with_force(fleet_env):
     env, _, fleet = fleet_env
     machine = create(env)
-    result = run_cli("machines", "delete", machine, "--yes", env=env)
+    result = run_inproc("machines", "delete", machine, "--yes", env=env)
     assert result.returncode == 1
     assert "--force" in result.stderr and "force=true" not in result.stderr
     assert result.stderr.count("stop it first") == 1
-    again = run_cli("fleets", "create", fleet, env=env)
+    again = run_inproc("fleets", "create", fleet, env=env)
     assert again.returncode == 1
     assert again.stderr.count("already exists") == 1, again.stderr
 
@@ -104,11 +104,11 @@ def test_delete_running_says_it_once_with_force(fleet_env):
 def test_stop_and_delete_twice_succeed_with_a_note(fleet_env):
     env, _, _ = fleet_env
     machine = create(env)
-    ok(run_cli("machines", "stop", machine, env=env))
-    second = ok(run_cli("machines", "stop", machine, env=env))
+    ok(run_inproc("machines", "stop", machine, env=env))
+    second = ok(run_inproc("machines", "stop", machine, env=env))
     assert "already stopped" in second.stderr
-    ok(run_cli("machines", "delete", machine, "--yes", env=env))
-    again = ok(run_cli("machines", "delete", machine, "--yes", env=env))
+    ok(run_inproc("machines", "delete", machine, "--yes", env=env))
+    again = ok(run_inproc("machines", "delete", machine, "--yes", env=env))
     assert "already destroyed" in again.stderr
 
 
@@ -116,11 +116,11 @@ def test_stop_and_delete_twice_succeed_with_a_note(fleet_env):
 def test_prefix_matches_live_machines_first(fleet_env):
     env, client, fleet = fleet_env
     ids = [create(env) for _ in range(3)]
-    ok(run_cli("machines", "delete", ids[2], "--force", "--yes", env=env))
+    ok(run_inproc("machines", "delete", ids[2], "--force", "--yes", env=env))
     common = ids[0]
     while not all(i.startswith(common) for i in ids):
         common = common[:-1]
-    result = run_cli("machines", "show", common, env=env)
+    result = run_inproc("machines", "show", common, env=env)
     assert result.returncode == 2  # two live machines share it: ambiguous between them only
     assert ids[0] in result.stderr and ids[1] in result.stderr and ids[2] not in result.stderr
 
@@ -187,7 +187,7 @@ def test_fs_without_initd_url_names_the_variable(fleet_env):
     env, _, _ = fleet_env
     machine = create(env)
     env = {k: v for k, v in env.items() if k != "VALYENT_INITD_URL"}
-    result = run_cli("fs", "ls", machine, "/", env=env)
+    result = run_inproc("fs", "ls", machine, "/", env=env)
     # off Valyent Cloud no agent host is guessed (issue 11): refused before any connection, naming the variable
     assert result.returncode == 2
     assert "VALYENT_INITD_URL" in result.stderr and "initd.valyent.dev" not in result.stderr
@@ -215,15 +215,15 @@ def test_fleet_wide_json_logs_carry_the_machine_id(fleet_env):
     from support.cli import Proc
 
     env, client, fleet = fleet_env
-    a = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "echo from-a; sleep 600",
+    a = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "echo from-a; sleep 600",
                    env=env)).stdout.strip()
-    b = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c",
+    b = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c",
                    "while true; do echo from-b; sleep 0.2; done", env=env)).stdout.strip()
     client.machines.wait(fleet, a, "running", 10)
-    entries = [json.loads(line) for line in ok(run_cli("logs", "--json", env=env)).stdout.splitlines()]
+    entries = [json.loads(line) for line in ok(run_inproc("logs", "--json", env=env)).stdout.splitlines()]
     assert {e["machine_id"] for e in entries if e["message"] == "from-a"} == {a}
     assert {e["machine_id"] for e in entries if e["message"] == "from-b"} == {b}
-    one = [json.loads(line) for line in ok(run_cli("logs", a, "--json", env=env)).stdout.splitlines()]
+    one = [json.loads(line) for line in ok(run_inproc("logs", a, "--json", env=env)).stdout.splitlines()]
     assert "machine_id" not in one[0]  # one machine: exactly as the API sent it
     proc = Proc(["logs", "-f", "--json"], env)
     try:
@@ -240,7 +240,7 @@ def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
 
     env, client, fleet = fleet_env
     script = "echo one; while [ ! -e go ]; do sleep 0.05; done; echo two; exit 3"
-    machine = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--restart", "never", "--",
+    machine = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--restart", "never", "--",
                          "sh", "-c", script, env=env)).stdout.strip()
     follow = Proc(["logs", "-f", machine], env)
     exiting = Proc(["logs", "-f", machine, "--exit-with-machine"], env)
@@ -256,7 +256,7 @@ def test_logs_follow_notes_the_exit_and_can_exit_with_the_machine(fleet_env):
     finally:
         follow.kill()
         exiting.kill()
-    bad = run_cli("logs", "--exit-with-machine", machine, env=env)
+    bad = run_inproc("logs", "--exit-with-machine", machine, env=env)
     assert bad.returncode == 2
 
 
@@ -275,24 +275,24 @@ def test_tables_at_60_columns_and_fleet_names(fleet_env):
     assert len(lines) == 3, lines  # a header and one line per machine: nothing wraps
     assert all(len(line) <= 60 for line in lines), lines
     client.gateways.create(fleet, name="gw", target_port=8080)
-    listed = ok(run_cli("gateways", "list", env=env)).stdout
+    listed = ok(run_inproc("gateways", "list", env=env)).stdout
     assert fleet in listed and "fleet_" not in listed
     machine = client.machines.list(fleet)[0]["id"]
-    shown = ok(run_cli("machines", "show", machine, env=env)).stdout
+    shown = ok(run_inproc("machines", "show", machine, env=env)).stdout
     assert f"Fleet:    {fleet} (fleet_" in shown
 
 
 # 14. small things a new user met
 def test_completion_of_an_unknown_shell_speaks_our_words(cli_env):
-    result = run_cli("completion", "tcsh", env=cli_env)
+    result = run_inproc("completion", "tcsh", env=cli_env)
     assert result.returncode == 2
     assert "Value error" not in result.stderr and "'tcsh' is not one of" in result.stderr
 
 
 def test_help_shows_plain_placeholders(cli_env):
-    text = ok(run_cli("fs", "ls", "--help", env=cli_env)).stdout
+    text = ok(run_inproc("fs", "ls", "--help", env=cli_env)).stdout
     assert "Usage: valyent fs ls [OPTIONS] MACHINE [PATH]" in text
-    run_help = ok(run_cli("machines", "run", "--help", env=cli_env)).stdout
+    run_help = ok(run_inproc("machines", "run", "--help", env=cli_env)).stdout
     assert "<list[str]>" not in run_help and "<str>" not in run_help and "{" not in run_help.split("\n")[0]
 
 
@@ -307,9 +307,9 @@ def test_dry_run_is_indented_on_a_terminal(cli_env):
 
 def test_show_quotes_the_command(fleet_env):
     env, _, _ = fleet_env
-    machine = ok(run_cli("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "sleep 600 # a b",
+    machine = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c", "sleep 600 # a b",
                          env=env)).stdout.strip()
-    shown = ok(run_cli("machines", "show", machine, env=env)).stdout
+    shown = ok(run_inproc("machines", "show", machine, env=env)).stdout
     assert "Command:  sh -c 'sleep 600 # a b'" in shown
 
 
@@ -319,17 +319,17 @@ def test_fs_get_refuses_to_overwrite_without_force(fleet_env, tmp_path):
     client.fs(machine).write("/f.txt", b"remote\n")
     target = tmp_path / "f.txt"
     target.write_text("mine\n")
-    refused = run_cli("fs", "get", machine, "/f.txt", str(target), env=env)
+    refused = run_inproc("fs", "get", machine, "/f.txt", str(target), env=env)
     assert refused.returncode == 2 and "--force" in refused.stderr
     assert target.read_text() == "mine\n"
-    ok(run_cli("fs", "get", machine, "/f.txt", str(target), "--force", env=env))
+    ok(run_inproc("fs", "get", machine, "/f.txt", str(target), "--force", env=env))
     assert target.read_text() == "remote\n"
 
 
 def test_json_with_quiet_is_bad_usage(fleet_env):
     env, _, _ = fleet_env
     for args in (["machines", "list"], ["fleets", "list"], ["machines", "create", "--image", "x"]):
-        result = run_cli(*args, "--json", "-q", env=env)
+        result = run_inproc(*args, "--json", "-q", env=env)
         assert result.returncode == 2, args
         assert "--json" in result.stderr
 
@@ -337,9 +337,9 @@ def test_json_with_quiet_is_bad_usage(fleet_env):
 def test_start_and_stop_print_json_or_ids(fleet_env):
     env, _, _ = fleet_env
     machine = create(env)
-    stopped = ok(run_cli("machines", "stop", machine, "--json", env=env))
+    stopped = ok(run_inproc("machines", "stop", machine, "--json", env=env))
     assert json.loads(stopped.stdout)["state"] == "stopped"
-    started = ok(run_cli("machines", "start", machine, "-q", env=env))
+    started = ok(run_inproc("machines", "start", machine, "-q", env=env))
     assert started.stdout == machine + "\n"
 
 
@@ -347,16 +347,16 @@ def test_fleets_and_gateways_create_print_the_object(fleet_env):
     env, client, fleet = fleet_env
     name = f"s-{secrets.token_hex(4)}"
     try:
-        made = ok(run_cli("fleets", "create", name, env=env))
+        made = ok(run_inproc("fleets", "create", name, env=env))
         assert "Name:" in made.stdout and name in made.stdout
     finally:
         client.fleets.delete(name)
-    quiet = ok(run_cli("fleets", "create", name, "-q", env=env)).stdout.strip()
+    quiet = ok(run_inproc("fleets", "create", name, "-q", env=env)).stdout.strip()
     client.fleets.delete(name)
     assert quiet.startswith("fleet_")
-    gateway = ok(run_cli("gateways", "create", "--name", "gw", "--port", "8080", env=env))
+    gateway = ok(run_inproc("gateways", "create", "--name", "gw", "--port", "8080", env=env))
     assert "Target port:" in gateway.stdout and "8080" in gateway.stdout
-    gid = ok(run_cli("gateways", "create", "--name", "gw2", "--port", "8081", "-q", env=env)).stdout.strip()
+    gid = ok(run_inproc("gateways", "create", "--name", "gw2", "--port", "8081", "-q", env=env)).stdout.strip()
     assert gid == client.gateways.get(fleet, gid)["id"]
     for g in client.gateways.list(fleet):
         client.gateways.delete(fleet, g["id"])
@@ -364,10 +364,10 @@ def test_fleets_and_gateways_create_print_the_object(fleet_env):
 
 def test_fleets_create_use_says_created_first(tmp_path, sandbox):
     env = cli_environ(tmp_path / "config")
-    ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+    ok(run_inproc("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
                input=sandbox.token))
     name = f"s-{secrets.token_hex(4)}"
-    result = run_cli("fleets", "create", name, "--use", env=env)
+    result = run_inproc("fleets", "create", name, "--use", env=env)
     Client(sandbox.token, endpoint=sandbox.url).fleets.delete(name)
     assert result.returncode == 0, result.stderr
     assert result.stderr.index("Created fleet") < result.stderr.index("is now the default")
@@ -415,18 +415,18 @@ def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
 # 17. a deleted fleet leaves the profile; a missing fleet says where its name came from
 def test_deleting_the_profiles_fleet_clears_it_and_not_found_says_where_it_came_from(tmp_path, sandbox):
     env = cli_environ(tmp_path / "config")
-    ok(run_cli("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+    ok(run_inproc("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
                input=sandbox.token))
     name = f"gone-{secrets.token_hex(3)}"
-    ok(run_cli("fleets", "create", name, "--use", env=env))
-    deleted = ok(run_cli("fleets", "delete", name, "--yes", env=env))
+    ok(run_inproc("fleets", "create", name, "--use", env=env))
+    deleted = ok(run_inproc("fleets", "delete", name, "--yes", env=env))
     assert "no default fleet now" in deleted.stderr
-    assert "fleet" not in json.loads(ok(run_cli("profiles", "show", "sb", "--json", env=env)).stdout)
-    ok(run_cli("profiles", "set", "fleet", name, env=env))
-    listed = run_cli("machines", "list", env=env)
+    assert "fleet" not in json.loads(ok(run_inproc("profiles", "show", "sb", "--json", env=env)).stdout)
+    ok(run_inproc("profiles", "set", "fleet", name, env=env))
+    listed = run_inproc("machines", "list", env=env)
     assert listed.returncode == 4
     assert "profile sb" in listed.stderr and "fleets use" in listed.stderr
-    from_env = run_cli("machines", "list", env={**env, "VALYENT_FLEET": name})
+    from_env = run_inproc("machines", "list", env={**env, "VALYENT_FLEET": name})
     assert from_env.returncode == 4 and "VALYENT_FLEET" in from_env.stderr
 
 
@@ -448,7 +448,7 @@ def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
     assert code == 0, screen
     assert "Downloading" in screen and "3.1 MB" in screen and stdout == b""
     assert target.read_bytes() == big.read_bytes()
-    plain = ok(run_cli("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
+    plain = ok(run_inproc("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
     assert "Downloading" not in plain.stderr and "MB/s" not in plain.stderr
 
 
@@ -467,11 +467,11 @@ def test_missing_machine_offers_a_picker_on_a_terminal(fleet_env):
     code, screen = _on_a_terminal_with_input(["fleets", "show"], env, fleet.encode() + b"\n")
     assert code == 0, screen
     assert re.search(rf"Name:\s+{fleet}\n", screen), screen
-    without = run_cli("machines", "show", env=env)
+    without = run_inproc("machines", "show", env=env)
     assert without.returncode == 2 and "Missing argument" in without.stderr
 
 
 def test_auth_login_says_where_tokens_come_from(cli_env):
-    result = run_cli("auth", "login", env=cli_env, input="")
+    result = run_inproc("auth", "login", env=cli_env, input="")
     assert result.returncode == 2
     assert "console.valyent.cloud" in result.stderr and "local start" in result.stderr

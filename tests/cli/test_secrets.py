@@ -13,7 +13,7 @@ import stat
 import traceback
 
 import pytest
-from support.cli import run_cli, run_main
+from support.cli import run_inproc, run_main
 from support.env import cli_environ, free_port
 from support.faultserver import Close, Hang, Reply, Reset
 from support.util import machine_payload
@@ -52,7 +52,7 @@ def test_debug_traces_against_the_sandbox(cli_env, sandbox, machine):
         ("--debug", "machines", "show", "zzzzzzzz"),  # exit 4, a traceback
     ]
     for args in runs:
-        result = run_cli(*args, env=env)
+        result = run_inproc(*args, env=env)
         assert "[debug] GET" in result.stderr or "[debug] POST" in result.stderr, (args, result.stderr)
         no_token(sandbox.token, result.stdout, result.stderr)
     assert "Traceback" in result.stderr  # --debug shows it, and it holds no token either
@@ -62,7 +62,7 @@ def test_debug_traces_against_the_sandbox(cli_env, sandbox, machine):
 
 def test_a_wrong_token_is_refused_and_not_echoed(cli_env):
     wrong = "vly_wrong_" + "0" * 30
-    result = run_cli("--debug", "fleets", "list", env={**cli_env, "VALYENT_API_TOKEN": wrong})
+    result = run_inproc("--debug", "fleets", "list", env={**cli_env, "VALYENT_API_TOKEN": wrong})
     assert result.returncode == 3, result.stderr
     assert "valyent auth login" in result.stderr
     no_token(wrong, result.stdout, result.stderr)
@@ -134,7 +134,7 @@ def test_exceptions_and_reprs_hold_no_token(fault_server, tmp_path, monkeypatch)
 def test_credentials_in_the_endpoint_url_are_not_shown(tmp_path):
     url = f"http://admin:{SECRET}@127.0.0.1:{free_port()}/v1"
     env = cli_environ(tmp_path / "cfg", token="tok-other-0123456789", url=url)
-    result = run_cli("--debug", "fleets", "list", env=env)
+    result = run_inproc("--debug", "fleets", "list", env=env)
     assert result.returncode == 1
     no_token(SECRET, result.stdout, result.stderr)
     assert "cannot reach" in result.stderr
@@ -148,7 +148,7 @@ def test_credentials_in_the_endpoint_url_are_not_shown(tmp_path):
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(fault_server, tmp_path, variable, value):
     env = cli_environ(tmp_path / "cfg", token=SECRET, url=fault_server.url + "/v1",
                       initd=fault_server.url + "/initd/{machine_id}", fleet="web", **{variable: value})
-    result = run_cli("fs", "ls", "01jxyz", "/", env=env)
+    result = run_inproc("fs", "ls", "01jxyz", "/", env=env)
     assert result.returncode == 2, result.stderr
     assert "refusing to send the API token over plain http" in result.stderr
     assert "allow_http" in result.stderr
@@ -159,9 +159,9 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_request(fault_server,
 def test_allow_http_flag_lets_plain_http_through(tmp_path):
     """The explicit opt-in: `--allow-http` (as the profile key or VALYENT_ALLOW_HTTP=1 would) lets the request go."""
     env = cli_environ(tmp_path / "cfg", token=SECRET, url="http://remote.example.invalid/v1")
-    refused = run_cli("fleets", "list", env=env)
+    refused = run_inproc("fleets", "list", env=env)
     assert refused.returncode == 2 and "--allow-http" in refused.stderr
-    allowed = run_cli("--allow-http", "fleets", "list", env=env)
+    allowed = run_inproc("--allow-http", "fleets", "list", env=env)
     assert allowed.returncode == 1 and "cannot resolve host" in allowed.stderr  # it was sent (and found no host)
     no_token(SECRET, allowed.stdout, allowed.stderr)
 
@@ -169,7 +169,7 @@ def test_allow_http_flag_lets_plain_http_through(tmp_path):
 def test_files_that_hold_the_token_are_private(cli_env, sandbox, tmp_path):
     home = tmp_path / "config"
     bare = {k: v for k, v in cli_env.items() if k != "VALYENT_API_TOKEN"}
-    result = run_cli("auth", "login", "--token-stdin", env=bare, input=sandbox.token)
+    result = run_inproc("auth", "login", "--token-stdin", env=bare, input=sandbox.token)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for name in ("config.toml", "config.toml.lock"):

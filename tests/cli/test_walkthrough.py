@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from support.cli import ok, run_cli, spawn
+from support.cli import ok, run_cli, run_inproc, spawn
 
 WORKLOAD = (
     "import signal, sys, time\n"
@@ -32,12 +32,12 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
     env.pop("VALYENT_FLEET", None)
 
     # Create a fleet.
-    created = ok(run_cli("fleets", "create", fleet, *as_json, env=env))
+    created = ok(run_inproc("fleets", "create", fleet, *as_json, env=env))
     if mode == "json":
         assert json.loads(created.stdout)["name"] == fleet
     else:
         assert fleet in created.stderr
-    listed = ok(run_cli("fleets", "list", *as_json, env=env))
+    listed = ok(run_inproc("fleets", "list", *as_json, env=env))
     if mode == "json":
         assert fleet in [f["name"] for f in json.loads(listed.stdout)]
     else:
@@ -45,7 +45,7 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
     env["VALYENT_FLEET"] = fleet
 
     # Create a machine whose command prints lines; by default create waits until it runs.
-    result = ok(run_cli("machines", "create", "--image", "python:3.11", "-e", "GREETING=hi",
+    result = ok(run_inproc("machines", "create", "--image", "python:3.11", "-e", "GREETING=hi",
                         *as_json, "--", sys.executable, "-c", WORKLOAD, env=env))
     if mode == "json":
         machine_id = json.loads(result.stdout)["id"]
@@ -56,8 +56,8 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
         assert json.loads(result.stdout)["state"] == "running"
     assert "running" in result.stderr
 
-    ok(run_cli("machines", "wait", machine_id[:10], "--state", "running", "--timeout", "30s", env=env))
-    shown = ok(run_cli("machines", "show", machine_id, *as_json, env=env))
+    ok(run_inproc("machines", "wait", machine_id[:10], "--state", "running", "--timeout", "30s", env=env))
+    shown = ok(run_inproc("machines", "show", machine_id, *as_json, env=env))
     if mode == "json":
         assert json.loads(shown.stdout)["config"]["workload"]["env"] == ["GREETING=hi"]
     else:
@@ -90,7 +90,7 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
     assert "Traceback" not in err
 
     # Exec with a non-zero exit code: streams apart, the code passed through.
-    result = run_cli("machines", "exec", machine_id, "--", "sh", "-c", "echo out; echo err >&2; exit 3", env=env)
+    result = run_inproc("machines", "exec", machine_id, "--", "sh", "-c", "echo out; echo err >&2; exit 3", env=env)
     assert result.returncode == 3, result.stderr
     assert result.stdout == "out\n"
     assert "err" in result.stderr
@@ -98,9 +98,9 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
     # Files: mkdir, put, ls, cat, stat, get, rm.
     local = tmp_path / "payload.bin"
     local.write_bytes(bytes(range(256)) * 64)
-    ok(run_cli("fs", "mkdir", machine_id, "/app/data", env=env))
-    ok(run_cli("fs", "put", machine_id, str(local), "/app/data/payload.bin", env=env))
-    listing = ok(run_cli("fs", "ls", machine_id, "/app/data", *as_json, env=env))
+    ok(run_inproc("fs", "mkdir", machine_id, "/app/data", env=env))
+    ok(run_inproc("fs", "put", machine_id, str(local), "/app/data/payload.bin", env=env))
+    listing = ok(run_inproc("fs", "ls", machine_id, "/app/data", *as_json, env=env))
     if mode == "json":
         entry = next(e for e in json.loads(listing.stdout) if e["name"] == "payload.bin")
         assert entry["size"] == 256 * 64 and entry["is_dir"] is False
@@ -108,19 +108,19 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
         assert "payload.bin" in listing.stdout
     cat = run_cli("fs", "cat", machine_id, "/app/data/payload.bin", env=env, text=False)
     assert cat.returncode == 0 and cat.stdout == local.read_bytes()
-    stat = ok(run_cli("fs", "stat", machine_id, "/app/data/payload.bin", *as_json, env=env))
+    stat = ok(run_inproc("fs", "stat", machine_id, "/app/data/payload.bin", *as_json, env=env))
     if mode == "json":
         assert json.loads(stat.stdout)["size"] == 256 * 64
     back = tmp_path / "back.bin"
-    ok(run_cli("fs", "get", machine_id, "/app/data/payload.bin", str(back), env=env))
+    ok(run_inproc("fs", "get", machine_id, "/app/data/payload.bin", str(back), env=env))
     assert back.read_bytes() == local.read_bytes()
-    ok(run_cli("fs", "rm", machine_id, "-r", "/app/data", env=env))
-    missing = run_cli("fs", "stat", machine_id, "/app/data", env=env)
+    ok(run_inproc("fs", "rm", machine_id, "-r", "/app/data", env=env))
+    missing = run_inproc("fs", "stat", machine_id, "/app/data", env=env)
     assert missing.returncode == 4
 
     # Stop it by signal and read the exit code in its events.
-    ok(run_cli("machines", "stop", machine_id, "--signal", "SIGTERM", "--timeout", "10", env=env))
-    events = ok(run_cli("machines", "events", machine_id, *as_json, env=env))
+    ok(run_inproc("machines", "stop", machine_id, "--signal", "SIGTERM", "--timeout", "10", env=env))
+    events = ok(run_inproc("machines", "events", machine_id, *as_json, env=env))
     if mode == "json":
         exited = [e for e in json.loads(events.stdout) if e["type"] == "machine.exited"]
         assert exited and exited[-1]["payload"]["stopped"]["exit_code"] == 7
@@ -128,21 +128,21 @@ def test_seed_readme_walkthrough(cli_env, tmp_path, mode):
         assert "machine.exited" in events.stdout and "exit code 7" in events.stdout
 
     # A gateway: create, list, delete.
-    gw = ok(run_cli("gateways", "create", "--name", "web", "--port", "8080", *as_json, env=env))
+    gw = ok(run_inproc("gateways", "create", "--name", "web", "--port", "8080", *as_json, env=env))
     if mode == "json":
         assert json.loads(gw.stdout)["target_port"] == 8080
-    gws = ok(run_cli("gateways", "list", *as_json, env=env))
+    gws = ok(run_inproc("gateways", "list", *as_json, env=env))
     if mode == "json":
         assert [g["name"] for g in json.loads(gws.stdout)] == ["web"]
     else:
         assert "web" in gws.stdout and "8080" in gws.stdout
-    ok(run_cli("gateways", "delete", "web", "--yes", env=env))
-    assert json.loads(ok(run_cli("gateways", "list", "--json", env=env)).stdout) == []
+    ok(run_inproc("gateways", "delete", "web", "--yes", env=env))
+    assert json.loads(ok(run_inproc("gateways", "list", "--json", env=env)).stdout) == []
 
     # Delete the machine and the fleet.
-    ok(run_cli("machines", "delete", machine_id, "--yes", env=env))
-    remaining = json.loads(ok(run_cli("machines", "list", "--json", env=env)).stdout)
+    ok(run_inproc("machines", "delete", machine_id, "--yes", env=env))
+    remaining = json.loads(ok(run_inproc("machines", "list", "--json", env=env)).stdout)
     assert machine_id not in [m["id"] for m in remaining]
-    ok(run_cli("fleets", "delete", fleet, "--yes", env=env))
-    gone = run_cli("fleets", "show", fleet, env=env)
+    ok(run_inproc("fleets", "delete", fleet, "--yes", env=env))
+    gone = run_inproc("fleets", "show", fleet, env=env)
     assert gone.returncode == 4

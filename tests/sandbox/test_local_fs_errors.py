@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from support.cli import run_cli
+from support.cli import run_inproc
 
 
 
@@ -34,7 +34,7 @@ def test_a_name_that_is_not_utf8_leaves_its_directory_listable(machine, sandbox)
     (root / "tmp").mkdir(exist_ok=True)
     os.close(os.open(os.path.join(os.fsencode(root / "tmp"), b"bad-\xff-name"), os.O_CREAT | os.O_WRONLY, 0o644))
     (root / "tmp" / "good").write_text("x")
-    result = run_cli("fs", "ls", mid, "/tmp", env=env)
+    result = run_inproc("fs", "ls", mid, "/tmp", env=env)
     assert result.returncode == 0, result.stderr
     assert "good" in result.stdout.split() and "bad-\ufffd-name" in result.stdout.split()
 
@@ -43,7 +43,7 @@ def test_a_name_that_is_not_utf8_leaves_its_directory_listable(machine, sandbox)
 def test_a_name_too_long_is_a_400_not_a_500(machine, sandbox, argv):
     env, mid, _ = machine
     path = "/tmp/" + "n" * 300
-    result = run_cli(*argv[:2], mid, path, env=env)
+    result = run_inproc(*argv[:2], mid, path, env=env)
     assert result.returncode in (1, 4), result
     assert "HTTP 500" not in result.stderr and "internal error" not in result.stderr, result.stderr
     no_host_path(result.stderr, sandbox)
@@ -58,7 +58,7 @@ def test_reading_a_fifo_is_a_400_at_once(machine, sandbox, tmp_path):
     env, mid, root = machine
     (root / "tmp").mkdir(exist_ok=True)
     os.mkfifo(root / "tmp" / "pipe")
-    result = run_cli("fs", "get", mid, "/tmp/pipe", str(tmp_path / "out"), env=env, timeout=20)
+    result = run_inproc("fs", "get", mid, "/tmp/pipe", str(tmp_path / "out"), env=env, timeout=20)
     assert result.returncode == 1, result
     assert "not a regular file" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -79,7 +79,7 @@ def test_a_500_names_no_host_path(machine, sandbox, tmp_path):
     (root.parent / "uploads").write_text("not a directory")
     local = tmp_path / "f.txt"
     local.write_text("hello")
-    result = run_cli("fs", "put", mid, str(local), "/tmp/f.txt", env=env)
+    result = run_inproc("fs", "put", mid, str(local), "/tmp/f.txt", env=env)
     assert result.returncode == 1, result
     assert "HTTP 500" in result.stderr and "internal error" in result.stderr, result.stderr
     no_host_path(result.stderr, sandbox)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from support.env import free_port
-from support.cli import run_cli
+from support.cli import run_inproc
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def web_machine(env, port: int, text: str, tmp_path) -> str:
     """A machine serving `text` at / on `port` with python's http.server, from a directory of its own root."""
     script = (f"mkdir -p site && printf {text} > site/index.html && "
               f"exec python3 -m http.server {port} --bind 127.0.0.1 --directory site")
-    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "sh", "-c", script,
+    r = run_inproc("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "sh", "-c", script,
                 env=env)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
@@ -48,7 +48,7 @@ def get(url: str, deadline: float = 15) -> httpx.Response:
 def test_gateway_url_answers_with_the_machines_page_round_robin(fleet, tmp_path):
     name, env = fleet
     port = free_port()
-    created = run_cli("gateways", "create", "--name", "web", "--port", str(port), "--json", env=env)
+    created = run_inproc("gateways", "create", "--name", "web", "--port", str(port), "--json", env=env)
     assert created.returncode == 0, created.stderr
     gw = json.loads(created.stdout)
     url = gw["url"]
@@ -59,42 +59,42 @@ def test_gateway_url_answers_with_the_machines_page_round_robin(fleet, tmp_path)
     a = web_machine(env, port, "machine-a", tmp_path)
     assert get(url).text == "machine-a"
     # show and list print the URL
-    show = run_cli("gateways", "show", "web", env=env)
+    show = run_inproc("gateways", "show", "web", env=env)
     assert url in show.stdout
-    listing = run_cli("gateways", "list", env=env)
+    listing = run_inproc("gateways", "list", env=env)
     assert url in listing.stdout and "URL" in listing.stdout
     # a machine without its gateway enabled gets nothing
-    r = run_cli("machines", "disable-gateway", a, env=env)
+    r = run_inproc("machines", "disable-gateway", a, env=env)
     assert r.returncode == 0, r.stderr
     assert httpx.get(url, timeout=5).status_code == 502
-    r = run_cli("machines", "enable-gateway", a, env=env)
+    r = run_inproc("machines", "enable-gateway", a, env=env)
     assert get(url).text == "machine-a"
     # stopped: 502 again
-    assert run_cli("machines", "stop", a, env=env).returncode == 0
+    assert run_inproc("machines", "stop", a, env=env).returncode == 0
     assert httpx.get(url, timeout=5).status_code == 502
     # deleting the gateway closes its port
-    assert run_cli("gateways", "delete", "--yes", "web", env=env).returncode == 0
+    assert run_inproc("gateways", "delete", "--yes", "web", env=env).returncode == 0
     with pytest.raises(httpx.TransportError):
         httpx.get(url, timeout=2)
 
 
 def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
     env = {**cli_env, "VALYENT_FLEET": "default"}
-    r = run_cli("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)
+    r = run_inproc("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("process driver") == 1 and "'nginx' is not run" in r.stderr
     assert r.stdout.strip() and "process driver" not in r.stdout  # stdout stays the machine id
-    run_cli("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
+    run_inproc("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
 
 
 def test_a_gateway_keeps_its_url_across_a_restart(fresh_sandbox, tmp_path):
     from support.env import cli_environ
 
     env = cli_environ(tmp_path / "config", sandbox=fresh_sandbox, fleet="default")
-    gw = json.loads(run_cli("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env).stdout)
+    gw = json.loads(run_inproc("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env).stdout)
     fresh_sandbox.restart()
     env = cli_environ(tmp_path / "config", sandbox=fresh_sandbox, fleet="default")
-    again = json.loads(run_cli("gateways", "show", "web", "--json", env=env).stdout)
+    again = json.loads(run_inproc("gateways", "show", "web", "--json", env=env).stdout)
     assert again["url"] == gw["url"]
     assert httpx.get(gw["url"], timeout=5).status_code == 502  # listening again, nothing behind it
 
@@ -122,8 +122,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 def test_the_proxy_speaks_http_keep_alive_bodies_and_forwarded_headers(fleet, tmp_path):
     name, env = fleet
     port = free_port()
-    gw = json.loads(run_cli("gateways", "create", "--name", "echo", "--port", str(port), "--json", env=env).stdout)
-    r = run_cli("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "python3", "-c",
+    gw = json.loads(run_inproc("gateways", "create", "--name", "echo", "--port", str(port), "--json", env=env).stdout)
+    r = run_inproc("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "python3", "-c",
                 ECHO_SERVER, str(port), env=env)
     assert r.returncode == 0, r.stderr
     with httpx.Client(base_url=gw["url"], timeout=10) as http:  # one kept-alive connection for every request
@@ -135,4 +135,4 @@ def test_the_proxy_speaks_http_keep_alive_bodies_and_forwarded_headers(fleet, tm
         body = b"x" * (3 * 1024 * 1024) + b"tail"  # streamed through, several chunks
         assert http.post("/upload", content=body).text == f"got {len(body)} bytes ending tail"
         assert http.get("/again").text.startswith("/again ")
-    run_cli("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
+    run_inproc("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
