@@ -363,20 +363,22 @@ def built_once() -> Iterator[None]:
         typer.main.get_command = original
 
 
-def run_main_bytes(argv: list[str], env: dict[str, str], *, stdin: str = "") -> tuple[int, bytes, str]:
-    """Like ``run_main``, with stdout as the bytes written (for binary output such as `fs cat`)."""
-    from valyent_cli.main import main
-
+def _in_process(entry, argv: list[str], env: dict[str, str], stdin: bytes, cwd) -> tuple[int, bytes, str]:
+    """Run ``entry(argv)`` with stdin, stdout and stderr of its own (none a terminal), ``env`` (see
+    ``environment``) and ``cwd``; its exit code, the bytes it wrote to stdout, and its stderr; checked for the token."""
     out, err = io.BytesIO(), io.BytesIO()
     # surrogateescape: an argument that was not UTF-8 may be echoed back in a message, as a real terminal would
     stdout = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape", write_through=True)
     stderr = io.TextIOWrapper(err, encoding="utf-8", errors="surrogateescape", write_through=True)
     saved = sys.stdin, sys.stdout, sys.stderr
-    sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), stdout, stderr
+    here = os.getcwd()
+    sys.stdin, sys.stdout, sys.stderr = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"), stdout, stderr
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         with environment(env), built_once():
             try:
-                main(list(argv))
+                entry(list(argv))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             else:  # pragma: no cover - main() always exits
@@ -385,9 +387,17 @@ def run_main_bytes(argv: list[str], env: dict[str, str], *, stdin: str = "") -> 
         stderr.flush()
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
+        os.chdir(here)
     result = code, out.getvalue(), err.getvalue().decode("utf-8", "replace")
     assert_no_token(argv, env, result[1].decode("utf-8", "replace"), result[2])
     return result
+
+
+def run_main_bytes(argv: list[str], env: dict[str, str], *, stdin: str = "") -> tuple[int, bytes, str]:
+    """Like ``run_main``, with stdout as the bytes written (for binary output such as `fs cat`)."""
+    from valyent_cli.main import main
+
+    return _in_process(main, argv, env, stdin.encode(), None)
 
 
 def run_main(argv: list[str], env: dict[str, str], *, stdin: str = "") -> Result:
@@ -399,37 +409,14 @@ def run_main(argv: list[str], env: dict[str, str], *, stdin: str = "") -> Result
 
 def run_inproc(*args: str, env: dict[str, str], input: str | None = None, cwd: str | os.PathLike | None = None,
                timeout: float | None = None) -> subprocess.CompletedProcess:
-    """``run_cli`` in this process: `valyent ARGS` through the program's entry point (``entry.main``: completion
-    requests and ``--version`` included) in ``cwd``, with ``input`` as a stdin that is not a terminal; the same
+    """``run_cli`` in this process: `valyent ARGS` through the program's entry point (``entry.main``, ``--version``
+    included) in ``cwd``, with ``input`` as a stdin that is not a terminal; the same
     result (``returncode``, ``stdout``, ``stderr`` as str) and the same token check, without the ~0.25 s of CPU a
     subprocess costs. For tests of what a command says and does, not of the process (signals, terminals, exit of
     the interpreter, imports, completion requests, which end with ``os._exit``): those keep ``run_cli``.
     ``timeout`` is accepted for ``run_cli``'s signature; pytest-timeout bounds a run in this process."""
     from valyent_cli.entry import main
 
-    out, err = io.BytesIO(), io.BytesIO()
-    stdout = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape", write_through=True)
-    stderr = io.TextIOWrapper(err, encoding="utf-8", errors="surrogateescape", write_through=True)
-    stdin = io.TextIOWrapper(io.BytesIO((input or "").encode()), encoding="utf-8")
-    saved = sys.stdin, sys.stdout, sys.stderr
-    here = os.getcwd()
-    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with environment(env), built_once():
-            try:
-                main([os.fsdecode(a) for a in args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            else:
-                code = 0
-        stdout.flush()
-        stderr.flush()
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = saved
-        os.chdir(here)
-    result = subprocess.CompletedProcess(["valyent", *args], code, out.getvalue().decode("utf-8", "replace"),
-                                         err.getvalue().decode("utf-8", "replace"))
-    assert_no_token(args, env, result.stdout, result.stderr)
-    return result
+    words = [os.fsdecode(a) for a in args]
+    code, out, err = _in_process(main, words, env, (input or "").encode(), cwd)
+    return subprocess.CompletedProcess(["valyent", *words], code, out.decode("utf-8", "replace"), err)
