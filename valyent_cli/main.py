@@ -117,11 +117,6 @@ def _overview() -> typer.Typer:
     return overview
 
 
-def _group_named(args: list[str]) -> str | None:
-    at = _group_at(args)
-    return None if at is None else args[at]
-
-
 def _group_at(args: list[str]) -> int | None:
     """Where the command group is on the line (the first word that is not a global option or its value)."""
     skip = False
@@ -138,8 +133,9 @@ def _group_at(args: list[str]) -> int | None:
     return None
 
 
-def _one_command(args: list[str]) -> typer.Typer | None:
-    """The root app whose group holds only the command named on the line (`valyent machines list`), or None.
+def _one_command(args: list[str], at: int | None = None) -> typer.Typer | None:
+    """The root app whose group (``args[at]``, found when not given) holds only the command named on the line
+    (`valyent machines list`), or None.
 
     Typer builds the parameters of every command of a group from its function's signature before it parses the
     line: ~16 ms for the 14 commands of `machines`, ~5 ms for `fleets`, where the one that runs takes ~1 ms. The
@@ -147,7 +143,8 @@ def _one_command(args: list[str]) -> typer.Typer | None:
     command (`machines --help`), a word that is no command of it (a typo, which must list the commands) and a group
     with sub-groups get the whole group (`register`). The groups' own apps are left as they are (`full_app`).
     """
-    at = _group_at(args)
+    if at is None:
+        at = _group_at(args)
     if at is None or at + 1 >= len(args) or args[at + 1].startswith("-"):
         return None
     import copy
@@ -210,8 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
     helpstyle.install()
-    group = _group_named(args)
-    root_app = (_one_command(args) or register(group)) if group else _overview()
+    at = _group_at(args)
+    root_app = _overview() if at is None else (_one_command(args, at) or register(args[at]))
     from valyent_cli.cli.signals import ended_as_exceptions
 
     try:

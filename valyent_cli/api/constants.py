@@ -14,5 +14,12 @@ SIGNALS: tuple[str, ...] = (
 )
 #: the stop signal when a machine names none, as Ravel has it
 DEFAULT_STOP_SIGNAL = "SIGTERM"
+#: a log or event timestamp is read by its magnitude: above MS_ABOVE it is milliseconds, above US_ABOVE
+#: microseconds, above NS_ABOVE nanoseconds, else seconds (Ravel's nodes write seconds, the sandbox milliseconds)
+MS_ABOVE = 10**11
+US_ABOVE = 10**14
+NS_ABOVE = 10**17
+#: (limit, scale) in the order to test them: above ``limit``, divide by ``scale`` to get seconds
+TIMESTAMP_SCALES: tuple[tuple[int, float], ...] = ((NS_ABOVE, 1e9), (US_ABOVE, 1e6), (MS_ABOVE, 1e3))
 #: log sources
 LOG_SOURCES: tuple[str, ...] = ("stdout", "stderr")

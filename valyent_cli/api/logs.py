@@ -14,6 +14,7 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli.api import errors
 from valyent_cli.api._deadline import progressing
+from valyent_cli.api.constants import TIMESTAMP_SCALES
 
 if TYPE_CHECKING:
     from valyent_cli.api._transport import Transport
@@ -27,7 +28,8 @@ TAIL = 1000
 
 def entry_time(entry: dict[str, Any]) -> float | None:
     """The entry's time in Unix seconds, whatever the unit it came in: Ravel's nodes write seconds; above 10**11
-    a timestamp is taken as milliseconds, above 10**14 as microseconds, above 10**17 as nanoseconds."""
+    a timestamp is taken as milliseconds, above 10**14 as microseconds, above 10**17 as nanoseconds
+    (``constants.TIMESTAMP_SCALES``)."""
     value = entry.get("timestamp")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, str):
@@ -37,11 +39,10 @@ def entry_time(entry: dict[str, Any]) -> float | None:
                 return None
         else:
             return None
-    if value > 1e17:
-        return value / 1e9
-    if value > 1e14:
-        return value / 1e6
-    return value / 1000.0 if value > 1e11 else float(value)
+    for limit, scale in TIMESTAMP_SCALES:
+        if value > limit:
+            return value / scale
+    return float(value)
 
 
 def line_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:

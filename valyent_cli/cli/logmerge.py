@@ -84,6 +84,7 @@ class MergedLogPrinter:
             return
         line_of = self.formatter.line
         from valyent_cli.api import entry_time
+        from valyent_cli.api.constants import MS_ABOVE
 
         for batch in self.client.machines.iter_log_line_batches(self.fleet, machine_id):
             text_out = []
@@ -91,7 +92,7 @@ class MergedLogPrinter:
                 # entry_time's common case inlined: this loop runs once per line of the log
                 value = entry.get("timestamp")
                 if type(value) is int:
-                    ts = float(value) if value < 100_000_000_000 else entry_time(entry)
+                    ts = float(value) if value <= MS_ABOVE else entry_time(entry)
                 else:
                     ts = entry_time(entry)
                 if keep is None or keep(entry, ts):

@@ -94,7 +94,9 @@ def parse_time(value: Any) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        for limit, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
+        from valyent_cli.api.constants import TIMESTAMP_SCALES
+
+        for limit, scale in TIMESTAMP_SCALES:
             if value > limit:
                 return value / scale
         return float(value)
@@ -514,6 +516,7 @@ class LogFormatter:
         message string without a trailing newline; the time string is made by ``time`` once per distinct
         timestamp. Any other entry goes through ``line``, so the output is the same either way.
         """
+        from valyent_cli.api.constants import MS_ABOVE, US_ABOVE
         from valyent_cli.api.logs import entry_time
 
         line = self.line
@@ -526,7 +529,7 @@ class LogFormatter:
         for entry in entries:
             raw = entry.get("timestamp")
             message = entry.get("message")
-            if type(raw) is not int or not 100_000_000_000 < raw <= 100_000_000_000_000 or type(message) is not str \
+            if type(raw) is not int or not MS_ABOVE < raw <= US_ABOVE or type(message) is not str \
                     or message[-1:] == "\n":
                 append(line(entry, entry_time(entry)))
                 continue
