@@ -55,9 +55,9 @@ def test_version_entry_point_does_not_load_typer(tmp_path):
     """`valyent --version` is answered by the entry point before the command tree (and typer) is loaded."""
     env = cli_environ(color=True)
     code = (
-        "import sys; sys.argv = ['valyent', '--version']\n"
+        "import sys\n"
         "from valyent_cli.entry import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('typer', 'httpx', 'rich') if m in sys.modules), file=sys.stderr)\n"
     )
     proc = run_python(code, env=env)
