@@ -12,7 +12,8 @@ for the same reason. Finalization runs as usual whenever skipping it could lose 
 not a daemon still running (the interpreter would wait for it), a profiler or tracer (coverage, cProfile, a
 debugger) that writes its results at exit, development mode (``-X dev``: its warnings about unclosed resources
 come at finalization), an exit code that is not a number, or a flush that fails. Every file the CLI writes is
-closed by the command that writes it. ``main(argv)`` called from Python (the tests' in-process runner) raises
+closed by the command that writes it, and no module of the CLI registers an ``atexit`` callback (the one library
+callback on its path, logging's, is called here; tests/cli/test_fast_exit.py checks both). ``main(argv)`` called from Python (the tests' in-process runner) raises
 SystemExit as before.
 """
 
@@ -47,12 +48,21 @@ def _run(args: list[str]) -> None:
     run(args)
 
 
+def _watched() -> bool:
+    """A tracer, profiler or debugger is attached (``sys.settrace``/``setprofile``, or a ``sys.monitoring`` tool
+    from Python 3.12: coverage's sysmon core): it writes its results at exit."""
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(tool) is not None for tool in range(6))
+
+
 def fast_exit(code: object) -> None:
     """End the process now with ``code`` (None is 0), skipping the interpreter's finalization, when nothing can
     be lost by it (see the module's docstring); otherwise return, and the caller exits as usual."""
     if code is None:
         code = 0
-    if not isinstance(code, int) or sys.flags.dev_mode or sys.gettrace() is not None or sys.getprofile() is not None:
+    if not isinstance(code, int) or sys.flags.dev_mode or _watched():
         return
     threading = sys.modules.get("threading")
     if threading is not None:

@@ -136,3 +136,29 @@ def test_called_from_python_with_words_it_raises_systemexit(tmp_path, monkeypatc
         assert exc.code == 0
     else:  # pragma: no cover
         raise AssertionError("main(argv) returned")
+
+
+def test_a_monitoring_tool_gets_its_exit(tmp_path):
+    # Python 3.12's sys.monitoring (coverage's sysmon core, debuggers): simulated on older interpreters
+    setup = ("import types\n"
+             "if not hasattr(sys, 'monitoring'):\n"
+             "    sys.monitoring = types.SimpleNamespace(get_tool=lambda tool: 'coverage' if tool == 1 else None)\n"
+             "else:\n"
+             "    sys.monitoring.use_tool_id(1, 'coverage')\n")
+    done = probe("--version", setup=setup, env=cli_environ(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert FINALIZED in done.stderr
+
+
+def test_no_module_of_the_cli_relies_on_the_usual_exit():
+    """What the fast exit skips besides finalization: atexit callbacks and finalizers; the CLI's code uses none
+    (the sandbox server's upload files are closed by their handlers)."""
+    from support.env import REPO
+
+    offenders = []
+    for path in sorted((REPO / "valyent_cli").rglob("*.py")):
+        text = path.read_text()
+        for needle in ("atexit", "weakref.finalize", "__del__"):
+            if needle in text and path.name != "entry.py":
+                offenders.append(f"{path.relative_to(REPO)}: {needle}")
+    assert offenders == []
