@@ -162,3 +162,13 @@ def test_no_module_of_the_cli_relies_on_the_usual_exit():
             if needle in text and path.name != "entry.py":
                 offenders.append(f"{path.relative_to(REPO)}: {needle}")
     assert offenders == []
+
+
+def test_a_flush_that_fails_gets_the_usual_exit(tmp_path):
+    # stdout a pipe whose reader is gone, with text waiting in its buffer: the flush fails with EPIPE
+    setup = "import os\nr, w = os.pipe()\nos.close(r)\nsys.stdout = open(w, 'w')\nsys.stdout.write('pending')\n"
+    done = probe("fleets", "no-such-verb", setup=setup, env=cli_environ(tmp_path))
+    assert FINALIZED in done.stderr
+    assert "No such command 'no-such-verb'" in done.stderr
+    # the usual exit tries the flush again, and Python reports it as it always did (exit 120)
+    assert done.returncode == 120 and "BrokenPipeError" in done.stderr
