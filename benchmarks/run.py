@@ -496,6 +496,31 @@ os._exit(0)
 FLOOR_JSON = TYPER_HTTPX + URLLIB_JSON + FAST_EXIT
 FLOOR_STREAM = TYPER_HTTPX + URLLIB_STREAM + FAST_EXIT
 
+# The same floors with the GET made through httpx, as a CLI on httpx makes it: one Client, no CA bundle for an
+# http:// URL (nothing to verify; the CLI skips it too), the body read by httpx. What typer and httpx cost
+# together, with nothing of the CLI's own.
+HTTPX_GET_JSON = """\
+url, token = sys.argv[1], sys.argv[2]
+import json
+with httpx.Client(timeout=60, verify=not url.startswith("http://")) as client:
+    r = client.get(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+    r.raise_for_status()
+    body = r.json()
+sys.stdout.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\\n")
+"""
+HTTPX_GET_STREAM = """\
+url, token = sys.argv[1], sys.argv[2]
+with httpx.Client(timeout=60, verify=not url.startswith("http://")) as client:
+    headers = {"Authorization": "Bearer " + token, "Accept": "application/x-ndjson"}
+    with client.stream("GET", url, headers=headers) as r:
+        r.raise_for_status()
+        for chunk in r.iter_bytes():
+            sys.stdout.buffer.write(chunk)
+"""
+FLOOR_HTTPX_JSON = TYPER_HTTPX + HTTPX_GET_JSON + FAST_EXIT
+FLOOR_HTTPX_STREAM = TYPER_HTTPX + HTTPX_GET_STREAM + FAST_EXIT
+HTTPX_FLOOR_NAME = "floor, the GET through httpx (typer, httpx)"
+
 # What any Python formatter of the log pays: the body read as the urllib stream reads it, each NDJSON line decoded
 # with json.loads and printed as `TIME message` with the stdlib (the time string made once per distinct
 # millisecond, as the CLI does), a read's lines written at once, ended by the fast exit. Standard library only.
@@ -609,6 +634,9 @@ def case_machines(ctx: Ctx) -> None:
     ctx.results.add(ratio_row(f"machines list --json ({n})  vs  urllib+json script", js, bl, 1.2))
     floor_rows(ctx, f"machines list --json ({n})", cmd, [PY, "-c", FLOOR_JSON, url, ctx.sb.token],
                [PY, "-c", URLLIB_JSON, url, ctx.sb.token], "urllib+json script", 1.2, env, base_env, ctx.runs)
+    floor_rows(ctx, f"machines list --json ({n})", cmd, [PY, "-c", FLOOR_HTTPX_JSON, url, ctx.sb.token],
+               [PY, "-c", URLLIB_JSON, url, ctx.sb.token], "urllib+json script", 1.2, env, base_env, ctx.runs,
+               floor_name=HTTPX_FLOOR_NAME)
     js, bl = alternate(cmd, [PY, "-c", HTTPX_JSON, url, ctx.sb.token], env, ctx.runs, b_env=base_env)
     ctx.results.add(ratio_row(f"machines list --json ({n})  vs  httpx+json script", js, bl, None))
     js, bl = alternate(cmd, curl(url, ctx.sb.token), env, ctx.runs, b_env=base_env)
@@ -635,6 +663,9 @@ def case_logs(ctx: Ctx) -> None:
     ctx.results.add(ratio_row(f"logs M --json > /dev/null ({big} lines)  vs  urllib stream", js, bl, 1.15))
     floor_rows(ctx, f"logs M --json > /dev/null ({big} lines)", ctx.valyent + ["logs", mid_big, "--json"],
                [PY, "-c", FLOOR_STREAM, url, ctx.sb.token], stream, "urllib stream", 1.15, env, base_env, ctx.runs)
+    floor_rows(ctx, f"logs M --json > /dev/null ({big} lines)", ctx.valyent + ["logs", mid_big, "--json"],
+               [PY, "-c", FLOOR_HTTPX_STREAM, url, ctx.sb.token], stream, "urllib stream", 1.15, env, base_env,
+               ctx.runs, floor_name=HTTPX_FLOOR_NAME)
     plain, bl2 = alternate(ctx.valyent + ["logs", mid_big], stream, env, ctx.runs, stdout="pipe", warmup=False,
                            b_env=base_env)
     ctx.results.add(ratio_row(f"logs M, plain lines to a pipe ({big} lines)  vs  urllib stream", plain, bl2, 1.5))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from valyent_cli.cli.errors import UsageError
-from valyent_cli.cli.output import ago, clock, parse_time
+from valyent_cli.cli.humanize import ago, clock, parse_time
 from valyent_cli.cli.validate import duration
 from valyent_cli.commands.logs import parse_since
 

@@ -335,6 +335,11 @@ class Transport:
     def get_json(self, url: str, **kwargs: Any) -> Any:
         return parse_json(self.request("GET", url, **kwargs))
 
+    def get_json_body(self, url: str, **kwargs: Any) -> tuple[Any, bytes]:
+        """``get_json``'s answer and the body it was read from, as received."""
+        response = self.request("GET", url, **kwargs)
+        return parse_json(response), response.content
+
     def send_json(self, method: str, url: str, **kwargs: Any) -> Any:
         response = self.request(method, url, **kwargs)
         return parse_json(response) if response.content.strip() else None

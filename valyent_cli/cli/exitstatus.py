@@ -32,6 +32,6 @@ def shell_code(code: int | None) -> int:
 
 def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Events oldest first, by their time: Ravel's listing has no ORDER BY (the sandbox's is ordered already)."""
-    from valyent_cli.cli.output import parse_time
+    from valyent_cli.cli.humanize import parse_time
 
     return sorted(events, key=lambda e: parse_time(e.get("timestamp")) or 0.0)

@@ -60,6 +60,24 @@ def _utf8(stream: Any) -> bool:
     return isinstance(encoding, str) and encoding.lower().replace("-", "").replace("_", "") == "utf8"
 
 
+def _one_json_line(body: bytes) -> bytes | None:
+    """``body`` without its trailing whitespace when it is JSON as ``data`` prints it piped: an array or object
+    from the first byte (so UTF-8: a byte-order mark or UTF-16 starts otherwise) on one line, with no space after
+    the first comma or colon outside a string (compact, as Go's encoder and this CLI write it); else None, and the
+    value is encoded again. The body has been parsed already: this only decides how it looks."""
+    line = body.rstrip(b" \t\r\n")
+    if line[:1] not in (b"[", b"{") or b"\n" in line or b"\r" in line:
+        return None
+    # a pretty-printer's separators show in the first member already: `{"id": ` or `[{"id":"x", `
+    head = line[:4096]
+    colon = head.find(b'":')
+    if colon == -1 and len(line) > 2:
+        return None
+    if colon != -1 and head[colon + 2:colon + 3] == b" ":
+        return None
+    return line
+
+
 def state_style(value: str) -> str | None:
     return STATE_STYLES.get(value)
 
@@ -78,74 +96,6 @@ def _cell(value: Any) -> str:
 _clean_line = sanitize.line
 
 
-def human_size(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def parse_time(value: Any) -> float | None:
-    """Unix seconds from an RFC3339 string or a Unix timestamp in seconds, ms, µs or ns (by magnitude)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        from valyent_cli.api.constants import TIMESTAMP_SCALES
-
-        for limit, scale in TIMESTAMP_SCALES:
-            if value > limit:
-                return value / scale
-        return float(value)
-    if isinstance(value, str):
-        from datetime import datetime, timezone
-
-        text = value.strip()
-        if text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"
-        # Python 3.11 parses at most microseconds; Go writes nanoseconds.
-        if "." in text:
-            head, _, rest = text.partition(".")
-            digits = len(rest) - len(rest.lstrip("0123456789"))
-            text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:  # a time without an offset is UTC, as the API writes them
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    return None
-
-
-def ago(value: Any, now: float | None = None) -> str:
-    ts = parse_time(value)
-    if ts is None:
-        return "-"
-    delta = (now if now is not None else time.time()) - ts
-    future = delta < 0
-    delta = abs(delta)
-    if delta < 5:
-        return "just now"
-    for size, unit in ((86400 * 365, "y"), (86400 * 30, "mo"), (86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
-        if delta >= size:
-            amount = int(delta // size)
-            return f"in {amount}{unit}" if future else f"{amount}{unit} ago"
-    return "just now"  # pragma: no cover
-
-
-def clock(value: Any) -> str:
-    ts = parse_time(value)
-    if ts is None:
-        return "-"
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 class Output:
     def __init__(self, *, json: bool = False, quiet: bool = False, no_color: bool = False) -> None:
         self.json = json
@@ -157,12 +107,22 @@ class Output:
         self.err_color = self.stderr_tty and not no_color
 
     # -- stdout: data ---------------------------------------------------------------------------------------
-    def data(self, obj: Any) -> None:
+    def data(self, obj: Any, *, body: bytes | None = None) -> None:
         """JSON for programs: the API objects as the API returned them.
 
         Indented on a terminal; compact when piped (as gh does): the same keys and values, and the indenting
-        encoder is pure Python, five times slower on a list of thousands of machines.
+        encoder is pure Python, five times slower on a list of thousands of machines. ``body``: ``obj`` as the
+        server sent it (read, then checked); piped, a body that is already compact JSON on one line is written
+        as it came instead of being encoded again.
         """
+        buffer = getattr(sys.stdout, "buffer", None)
+        if body is not None and not self.stdout_tty and buffer is not None and _utf8(sys.stdout):
+            line = _one_json_line(body)
+            if line is not None:
+                sys.stdout.flush()
+                buffer.write(line + b"\n")
+                buffer.flush()
+                return
         indent, separators = (2, None) if self.stdout_tty else (None, (",", ":"))
         text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=False)
         try:
@@ -170,7 +130,6 @@ class Output:
         except UnicodeEncodeError:  # lone surrogates (bytes of exec output that are not UTF-8): as JSON escapes
             text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=True)
             data = None
-        buffer = getattr(sys.stdout, "buffer", None)
         if data is not None and buffer is not None and _utf8(sys.stdout):
             # the bytes just made, written as they are: encoding a list of thousands of machines again costs more
             sys.stdout.flush()

@@ -19,7 +19,8 @@ FleetArg = Annotated[str, typer.Argument(metavar="FLEET", help="Fleet id or name
 
 
 def _columns():
-    from valyent_cli.cli.output import Column, ago, state_style
+    from valyent_cli.cli.output import Column, state_style
+    from valyent_cli.cli.humanize import ago
 
     return [
         Column("ID", lambda f: f.get("id")),
@@ -102,7 +103,8 @@ def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
 
 def _show(out, item) -> None:
     from valyent_cli.cli.metadata import show as show_pairs
-    from valyent_cli.cli.output import clock, state_style
+    from valyent_cli.cli.output import state_style
+    from valyent_cli.cli.humanize import clock
 
     out.fields(
         item,

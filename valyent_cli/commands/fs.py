@@ -70,7 +70,7 @@ def _name(entry: dict[str, Any]) -> str:
 
 def _mtime(value: Any) -> str:
     """A modification time in ISO-8601 UTC, to the second (what the API gives)."""
-    from valyent_cli.cli.output import clock
+    from valyent_cli.cli.humanize import clock
 
     text = clock(value)
     return text[:-5] + "Z" if text.endswith("Z") else text
@@ -116,7 +116,8 @@ def ls(
             out.info(f"{path} is empty.")
         out.ids(_name(e) for e in entries)
         return
-    from valyent_cli.cli.output import Column, human_size
+    from valyent_cli.cli.output import Column
+    from valyent_cli.cli.humanize import human_size
 
     out.table(
         entries,
@@ -138,7 +139,7 @@ def stat(ctx: typer.Context, machine: MachineArg, path: PathArg, json: JsonOpt =
     \b
       valyent fs stat 01hx3kq2m8vd /app/config.json
     """
-    from valyent_cli.cli.output import ago, human_size
+    from valyent_cli.cli.humanize import ago, human_size
 
     _check_path(path)
     fs, machine_id = _fs(ctx, fleet, machine)
@@ -282,7 +283,7 @@ def get(
     out = ctx.obj.output()
     with _on(machine_id, remote), _transfer(f"Downloading {os.path.basename(remote.rstrip('/'))}", lambda: fs.stat(remote).get("size")) as advance:
         size = fs.download_to(remote, target, advance)
-    from valyent_cli.cli.output import human_size
+    from valyent_cli.cli.humanize import human_size
 
     out.done(f"Downloaded {remote} to {target} ({human_size(size)})")
 

@@ -41,7 +41,7 @@ DEFAULT_IDLE_TIMEOUT = 120.0
 def parse_since(value: str, now: float) -> float:
     """The cutoff in Unix seconds: a duration back from now (`10m`, `2h`, `1h30m`, `30s`, `1d`) or an RFC3339 time."""
     from valyent_cli.cli import validate
-    from valyent_cli.cli.output import parse_time
+    from valyent_cli.cli.humanize import parse_time
 
     if validate.is_duration(value) and not value.strip().isdigit():
         return now - validate.duration(value, "--since")

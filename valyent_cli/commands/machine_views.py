@@ -22,7 +22,8 @@ def _guest(m: dict[str, Any]) -> str:
 
 def columns() -> list[Any]:
     """The columns of `machines list`."""
-    from valyent_cli.cli.output import Column, ago, state_style
+    from valyent_cli.cli.output import Column, state_style
+    from valyent_cli.cli.humanize import ago
 
     return [
         Column("ID", lambda m: m.get("id")),
@@ -173,7 +174,8 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
 
 
 def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
-    from valyent_cli.cli.output import clock, state_style
+    from valyent_cli.cli.output import state_style
+    from valyent_cli.cli.humanize import clock
 
     config = m.get("config") or {}
     guest = config.get("guest") or {}

@@ -192,7 +192,8 @@ def list_(
         wanted = pairs(label, "--label")
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     if json:  # printed verbatim: no Machine objects, columns or health scan for thousands of machines
-        out.data(app_.connect().machines.list_data(fleet_ref, destroyed=all_, labels=wanted or None))
+        items, body = app_.connect().machines.list_answer(fleet_ref, destroyed=all_, labels=wanted or None)
+        out.data(items, body=body)
         return
     machines = app_.connect().machines.list(fleet_ref, destroyed=all_, labels=wanted or None)
     columns = views.columns()
@@ -426,7 +427,8 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
 
     Example: valyent machines events 01jqb7x4c9ts
     """
-    from valyent_cli.cli.output import Column, clock, state_style
+    from valyent_cli.cli.output import Column, state_style
+    from valyent_cli.cli.humanize import clock
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     m = _machine(app_, fleet_ref, machine)

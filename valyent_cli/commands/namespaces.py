@@ -22,7 +22,8 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Namespace name.", 
 
 
 def _columns():
-    from valyent_cli.cli.output import Column, ago
+    from valyent_cli.cli.output import Column
+    from valyent_cli.cli.humanize import ago
 
     return [Column("NAME", lambda n: n.get("name")), Column("CREATED", lambda n: ago(n.get("created_at")))]
 
@@ -70,7 +71,7 @@ def show(ctx: typer.Context, name: NameArg, json: JsonOpt = False) -> None:
 
     Example: valyent namespaces show demo
     """
-    from valyent_cli.cli.output import clock
+    from valyent_cli.cli.humanize import clock
 
     app_ = ctx.obj
     out = app_.output(json=json)

@@ -20,7 +20,8 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
 
     Example: valyent nodes list --json | jq -r '.[].region' | sort -u
     """
-    from valyent_cli.cli.output import Column, ago
+    from valyent_cli.cli.output import Column
+    from valyent_cli.cli.humanize import ago
 
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)

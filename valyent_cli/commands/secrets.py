@@ -51,7 +51,8 @@ def list_(ctx: typer.Context, json: JsonOpt = False, quiet: QuietOpt = False) ->
 
     Example: valyent secrets list
     """
-    from valyent_cli.cli.output import Column, ago
+    from valyent_cli.cli.output import Column
+    from valyent_cli.cli.humanize import ago
 
     app_ = ctx.obj
     namespace = _namespace(app_)

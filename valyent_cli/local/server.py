@@ -208,6 +208,7 @@ def create_app(data_dir: Path, token: str, isolation_problem: str | None | objec
         if repaired:
             print(f"repaired {repaired} stored JSON document(s) that could not be sent (lone surrogates, NaN, "
                   "invalid JSON)", file=sys.stderr, flush=True)
+        store.compact()
         supervisor = Supervisor(store, data_dir, drivers.make(driver, engine, data_dir, problem))
         app.state.store = store
         app.state.supervisor = supervisor

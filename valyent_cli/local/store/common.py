@@ -14,6 +14,19 @@ LIVE_STATES = ("created", "preparing", "starting", "running", "stopping", "stopp
 EMBEDDED_EVENTS = 20  # a Machine carries its latest events; /events has them all
 
 
+def dump(value: Any) -> str:
+    """A stored JSON document: compact and UTF-8, as Ravel's (Go's) encoder writes it, since answers embed it as
+    it is. A string that is not text (a lone surrogate: request bodies holding one are refused, but an event may
+    carry one) keeps the escapes of the old encoding, which repair() turns into U+FFFD at the next start."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, separators=(",", ":"))
+    return text
+
+
 def now_rfc3339(ts: float | None = None) -> str:
     dt = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

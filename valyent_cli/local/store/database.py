@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 from pathlib import Path
 
-from valyent_cli.local.store.common import sendable
+from valyent_cli.local.store.common import dump, sendable
 from valyent_cli.local.store.fleets import FleetQueries
 from valyent_cli.local.store.logs import LogQueries
 from valyent_cli.local.store.machines import MachineQueries
@@ -67,11 +66,23 @@ class Store(FleetQueries, MachineQueries, LogQueries, NamespaceQueries):
         for table, key, col in (("machines", "id", "config"), ("events", "seq", "payload")):
             rows = self.db.execute(f"SELECT {key}, {col} FROM {table} WHERE " + suspect.format(c=col)).fetchall()
             for key_value, text in rows:
-                clean = json.dumps(sendable(text))
+                clean = dump(sendable(text))
                 if clean != text:
                     self.db.execute(f"UPDATE {table} SET {col} = ? WHERE {key} = ?", (clean, key_value))
                     fixed += 1
         return fixed
+
+    def compact(self) -> int:
+        """Make the JSON documents stored before they were written compact (`"image": "x"`) compact: answers embed
+        them as they are, as Ravel's are, and the CLI passes a compact answer through (`machines list --json`).
+        SQLite's json() minifies; documents already compact are not touched. Returns how many; called at start."""
+        changed = 0
+        for table, col in (("machines", "config"), ("machines", "metadata"), ("versions", "config"),
+                           ("versions", "resources"), ("events", "payload"), ("fleets", "metadata")):
+            changed += self.db.execute(
+                f"UPDATE {table} SET {col} = json({col}) WHERE json_valid({col}) "
+                f"AND ({col} GLOB '*\": *' OR {col} GLOB '*, \"*')").rowcount
+        return changed
 
     def close(self) -> None:
         with self._readers_lock:

@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from valyent_cli.local import ids
-from valyent_cli.local.store.common import has_labels, now_rfc3339
+from valyent_cli.local.store.common import dump, has_labels, now_rfc3339
 
 
 class FleetQueries:
@@ -23,7 +23,7 @@ class FleetQueries:
 
     def set_fleet_metadata(self, fleet_id: str, metadata: dict | None) -> None:
         self.db.execute("UPDATE fleets SET metadata = ? WHERE id = ?",
-                        (json.dumps(metadata) if metadata else None, fleet_id))
+                        (dump(metadata) if metadata else None, fleet_id))
 
     def create_fleet(self, namespace: str, name: str) -> dict:
         """Raises sqlite3.IntegrityError when the name is taken in the namespace."""

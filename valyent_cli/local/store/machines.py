@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any, Iterable
 
 from valyent_cli.local import ids
-from valyent_cli.local.store.common import EMBEDDED_EVENTS, has_labels, now_rfc3339
+from valyent_cli.local.store.common import EMBEDDED_EVENTS, dump, has_labels, now_rfc3339
 
 
 class MachineQueries:
@@ -28,13 +28,13 @@ class MachineQueries:
                 "INSERT INTO machines (id, namespace, fleet_id, instance_id, machine_version, region, config, "
                 "created_at, updated_at, state, metadata, secret_env, health) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)",
-                (mid, namespace, fleet_id, ids.ulid(), version, region, json.dumps(config), now, now,
-                 json.dumps(metadata) if metadata else None, json.dumps(secret_env) if secret_env else None, health),
+                (mid, namespace, fleet_id, ids.ulid(), version, region, dump(config), now, now,
+                 dump(metadata) if metadata else None, dump(secret_env) if secret_env else None, health),
             )
             self.db.execute(
                 "INSERT INTO versions (id, machine_id, namespace, config, resources, seq) VALUES (?, ?, ?, ?, ?, "
                 "(SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE machine_id = ?))",
-                (version, mid, namespace, json.dumps(config), json.dumps(resources or {}), mid),
+                (version, mid, namespace, dump(config), dump(resources or {}), mid),
             )
             self.db.execute("COMMIT")
         except BaseException:
@@ -49,7 +49,7 @@ class MachineQueries:
 
     def set_machine_metadata(self, machine_id: str, metadata: dict | None) -> None:
         self.db.execute("UPDATE machines SET metadata = ?, updated_at = ? WHERE id = ?",
-                        (json.dumps(metadata) if metadata else None, now_rfc3339(), machine_id))
+                        (dump(metadata) if metadata else None, now_rfc3339(), machine_id))
 
     def machine_row(self, machine_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
@@ -190,7 +190,7 @@ class MachineQueries:
                 "INSERT INTO events (id, machine_id, instance_id, status, type, origin, payload, timestamp) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (event["id"], machine_id, event["instance_id"], status, type_, origin,
-                 json.dumps(event["payload"]), now),
+                 dump(event["payload"]), now),
             )
             self.db.execute(f"UPDATE machines SET {cols} WHERE id = ?", [*fields.values(), machine_id])
             self.db.execute("COMMIT")
