@@ -5,7 +5,6 @@ Used by `machines create/list/show/events` and by `valyent run`.
 
 from __future__ import annotations
 
-import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -189,7 +188,7 @@ def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None)
         ("Region", m.get("region")),
         ("Image", config.get("image")),
         ("Guest", f"{guest.get('cpus', '-')} x {guest.get('cpu_kind', '-')}, {guest.get('memory_mb', '-')} MB"),
-        ("Command", shlex.join([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
+        ("Command", _shell_words([*(init.get("entrypoint") or []), *(init.get("cmd") or [])]) or None),
         ("Env", ", ".join(workload.get("env") or []) or None),
         ("Restart", (restart.get("policy") or "-") + (f" (max {restart['max_retries']})" if "max_retries" in restart else "")),
         ("Gateway", m.get("gateway_enabled")),
@@ -233,3 +232,10 @@ def _ravel_rows(m: dict[str, Any], workload: dict[str, Any]) -> list[tuple[str, 
         ("Networks", ", ".join(f"{n.get('name')} {n.get('ip')}" for n in workload.get("private_networks") or []) or None),
     ]
     return [row for row in rows if row[1]]
+
+
+def _shell_words(words: list[str]) -> str:
+    """The command as a shell would read it (shlex, imported only to show a machine)."""
+    import shlex
+
+    return shlex.join(words)
