@@ -493,7 +493,18 @@ import os
 sys.stdout.flush()
 os._exit(0)
 """
-FLOOR_JSON = TYPER_HTTPX + URLLIB_JSON + FAST_EXIT
+# The floors of the JSON cases print as the CLI can: the body decoded (the CLI checks it), then written as it came
+# rather than encoded again (the CLI does so for `machines list --json` when the answer is compact on one line).
+URLLIB_CHECKED = """\
+import json, sys, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+with urllib.request.urlopen(req, timeout=60) as r:
+    body = r.read()
+json.loads(body)
+sys.stdout.buffer.write(body.rstrip() + b"\\n")
+"""
+FLOOR_JSON = TYPER_HTTPX + URLLIB_CHECKED + FAST_EXIT
 FLOOR_STREAM = TYPER_HTTPX + URLLIB_STREAM + FAST_EXIT
 
 # The same floors with the GET made through httpx, as a CLI on httpx makes it: one Client, no CA bundle for an
@@ -505,8 +516,8 @@ import json
 with httpx.Client(timeout=60, verify=not url.startswith("http://")) as client:
     r = client.get(url, headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
     r.raise_for_status()
-    body = r.json()
-sys.stdout.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\\n")
+    r.json()
+sys.stdout.buffer.write(r.content.rstrip() + b"\\n")
 """
 HTTPX_GET_STREAM = """\
 url, token = sys.argv[1], sys.argv[2]

@@ -120,7 +120,8 @@ class Output:
             line = _one_json_line(body)
             if line is not None:
                 sys.stdout.flush()
-                buffer.write(line + b"\n")
+                buffer.write(line)  # not `line + b"\n"`: a copy of megabytes
+                buffer.write(b"\n")
                 buffer.flush()
                 return
         indent, separators = (2, None) if self.stdout_tty else (None, (",", ":"))
