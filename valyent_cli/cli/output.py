@@ -62,13 +62,13 @@ def _utf8(stream: Any) -> bool:
 
 def _one_json_line(body: bytes) -> bytes | None:
     """``body`` without its trailing whitespace when it is JSON as ``data`` prints it piped: an array or object
-    from the first byte (so UTF-8: a byte-order mark or UTF-16 starts otherwise) on one line, with no space after
-    the first comma or colon outside a string (compact, as Go's encoder and this CLI write it); else None, and the
-    value is encoded again. The body has been parsed already: this only decides how it looks."""
+    from the first byte (so UTF-8: a byte-order mark or UTF-16 starts otherwise) on one line, whose first member
+    has no space after its colon (compact, as Go's encoder and this CLI write it; a pretty-printer or Python's
+    default separators show there already); else None, and the value is encoded again. The body has been parsed
+    already: this only decides how it looks."""
     line = body.rstrip(b" \t\r\n")
     if line[:1] not in (b"[", b"{") or b"\n" in line or b"\r" in line:
         return None
-    # a pretty-printer's separators show in the first member already: `{"id": ` or `[{"id":"x", `
     head = line[:4096]
     colon = head.find(b'":')
     if colon == -1 and len(line) > 2:
