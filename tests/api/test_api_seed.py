@@ -248,16 +248,22 @@ def test_filesystem_names_that_need_encoding(machine):
     machine.fs.rm("/app/a dir")
 
 
-def test_logs_and_events(client, fleet):
+def running_shell(client, fleet, script: str):
+    """A running alpine machine of ``fleet`` whose command is `sh -c SCRIPT`."""
     machine = client.machines.create(fleet.id, {
         "region": "gra-1",
         "config": {
             "image": "alpine:3",
             "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
-            "workload": {"init": {"cmd": ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; sleep 0.05; done; sleep 60"]}},
+            "workload": {"init": {"cmd": ["sh", "-c", script]}},
         },
     })
     machine.wait("running", 60)
+    return machine
+
+
+def test_logs_and_events(client, fleet):
+    machine = running_shell(client, fleet, "for i in 1 2 3 4 5; do echo line-$i; sleep 0.05; done; sleep 60")
 
     # for await (const log of client.machines.getLogsStream('fleet-id', 'machine-id')) { console.log(log.message); }
     seen: list[str] = []
@@ -280,15 +286,7 @@ def test_logs_and_events(client, fleet):
 
 
 def test_live_stream_sees_lines_as_they_are_written(client, fleet):
-    machine = client.machines.create(fleet.id, {
-        "region": "gra-1",
-        "config": {
-            "image": "alpine:3",
-            "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
-            "workload": {"init": {"cmd": ["sh", "-c", "echo first; sleep 1; echo second; sleep 60"]}},
-        },
-    })
-    machine.wait("running", 60)
+    machine = running_shell(client, fleet, "echo first; sleep 1; echo second; sleep 60")
     arrivals: dict[str, float] = {}
     for log in machine.follow_logs(idle_timeout=10, max_failures=1):
         arrivals[log["message"]] = time.monotonic()

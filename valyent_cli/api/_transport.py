@@ -333,10 +333,10 @@ class Transport:
             response.close()
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
-        return parse_json(self.request("GET", url, **kwargs))
+        return self.get_json_body(url, **kwargs)[0]
 
     def get_json_body(self, url: str, **kwargs: Any) -> tuple[Any, bytes]:
-        """``get_json``'s answer and the body it was read from, as received."""
+        """The JSON answer to a GET, and the body it was read from, as received."""
         response = self.request("GET", url, **kwargs)
         return parse_json(response), response.content
 

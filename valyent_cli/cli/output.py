@@ -60,6 +60,15 @@ def _utf8(stream: Any) -> bool:
     return isinstance(encoding, str) and encoding.lower().replace("-", "").replace("_", "") == "utf8"
 
 
+def _write_line(buffer: Any, data: bytes) -> None:
+    """``data`` and a newline to stdout's byte buffer, after what is pending in stdout's text layer; written apart,
+    not as ``data + b"\\n"`` (a copy of megabytes)."""
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.write(b"\n")
+    buffer.flush()
+
+
 def _one_json_line(body: bytes) -> bytes | None:
     """``body`` without its trailing whitespace when it is JSON as ``data`` prints it piped: an array or object
     from the first byte (so UTF-8: a byte-order mark or UTF-16 starts otherwise) on one line, whose first member
@@ -116,13 +125,12 @@ class Output:
         as it came instead of being encoded again.
         """
         buffer = getattr(sys.stdout, "buffer", None)
-        if body is not None and not self.stdout_tty and buffer is not None and _utf8(sys.stdout):
+        if buffer is not None and not _utf8(sys.stdout):
+            buffer = None  # stdout takes UTF-8 bytes as they are only when it encodes text as UTF-8
+        if body is not None and buffer is not None and not self.stdout_tty:
             line = _one_json_line(body)
             if line is not None:
-                sys.stdout.flush()
-                buffer.write(line)  # not `line + b"\n"`: a copy of megabytes
-                buffer.write(b"\n")
-                buffer.flush()
+                _write_line(buffer, line)
                 return
         indent, separators = (2, None) if self.stdout_tty else (None, (",", ":"))
         text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=False)
@@ -131,11 +139,9 @@ class Output:
         except UnicodeEncodeError:  # lone surrogates (bytes of exec output that are not UTF-8): as JSON escapes
             text = _json.dumps(obj, indent=indent, separators=separators, ensure_ascii=True)
             data = None
-        if data is not None and buffer is not None and _utf8(sys.stdout):
+        if data is not None and buffer is not None:
             # the bytes just made, written as they are: encoding a list of thousands of machines again costs more
-            sys.stdout.flush()
-            buffer.write(data + b"\n")
-            buffer.flush()
+            _write_line(buffer, data)
             return
         sys.stdout.write(text)
         sys.stdout.write("\n")
@@ -466,7 +472,6 @@ class LogFormatter:
             pad = " " * (self._width - len(machine_id))
             return f"\x1b[2m{stamp}\x1b[0m {label}{pad} {message}\n"
         return f"\x1b[2m{stamp}\x1b[0m {message}\n"
-
 
     def lines(self, entries: list[dict[str, Any]]) -> list[str]:
         """``line`` of each entry of one machine (no prefix), with its time read as ``entry_time`` reads it.

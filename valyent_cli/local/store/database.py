@@ -80,8 +80,8 @@ class Store(FleetQueries, MachineQueries, LogQueries, NamespaceQueries):
         for table, col in (("machines", "config"), ("machines", "metadata"), ("versions", "config"),
                            ("versions", "resources"), ("events", "payload"), ("fleets", "metadata")):
             changed += self.db.execute(
-                f"UPDATE {table} SET {col} = json({col}) WHERE json_valid({col}) "
-                f"AND ({col} GLOB '*\": *' OR {col} GLOB '*, \"*')").rowcount
+                f"UPDATE {table} SET {col} = json({col}) "
+                f"WHERE ({col} GLOB '*\": *' OR {col} GLOB '*, \"*') AND json_valid({col})").rowcount
         return changed
 
     def close(self) -> None:
