@@ -2,12 +2,25 @@
 from our contract: what `valyent` meets when it is pointed at a self-hosted Ravel.
 
     stub = RavelStub(bearer="Bearer s3cret", templates=("eco", "std"), follow_deadline=1.0)
+    stub = RavelStub(cluster_state="noop")   # the Ravel of today (ravel/ravel.go: cluster.NewNoop()), see below
     stub.url                   # http://127.0.0.1:<port>, routes at the root
     stub.requests              # [(method, path, query dict, headers dict, body bytes)]
     stub.add_logs(machine_id, ["a", "b"], ts=1700000000)
     stub.close()
 
-Each behaviour names the Ravel file it comes from. It runs on http.server in a thread (one thread per
+Each behaviour names the Ravel file it comes from (revision 7673519 of github.com/valyentdev/ravel; huma v2.27.0
+for the request validation, see tests/support/ravelschema.py).
+
+The cluster state (`cluster_state=`):
+- "full" (the default): machine reads answered, as a cluster state that replicates machines would answer them.
+  No revision of Ravel has one yet; it is what the CLI's own features are tested against.
+- "noop": exactly `core/cluster/noop.go`, which `ravel/ravel.go` wires in: `GET .../machines/{id}` is a 500,
+  the machine list and `GET /nodes` are `null`, and every call that reaches a node (create's placement answer,
+  start, stop, exec, logs, wait, delete, gateway enable/disable) is a 500 too, since the orchestrator finds the
+  node through the same no-op (`ravel/orchestrator/orchestrator.go: getAgentClient` -> `GetNode`). Events and
+  versions read the database and work.
+- "noop-reads": the no-op machine reads (500, `null`) with the nodes found: what `valyent` meets once the node
+  lookup works (issue 23's model of "the Ravel of today"), to test that commands go on by full id. It runs on http.server in a thread (one thread per
 connection) and speaks HTTP/1.1 with chunked streams, so that a follow stream can be cut the way Ravel's write
 deadline cuts it: the connection closes without the last chunk.
 """
@@ -21,10 +34,12 @@ import shlex
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from support import ravelschema as schemas
 
 # api/metadata.go
 MAX_LABELS, MAX_ANNOTATIONS = 64, 32
@@ -32,8 +47,9 @@ MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_ANNOTATION_KEY, MAX_ANNOTATION_VALUE = 63, 2
 RESERVED_PREFIX = "ravel."
 # runtime/logging/instance_logger.go: a node keeps the last 100 entries, dropping 20 at a time when full
 LOG_MAX, LOG_TRUNCATE_BY = 100, 20
-# api/secrets.go: CreateSecretPayload.Name
-SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# internal/signals/signals.go: FromString, the signals a node accepts in a stop config
+SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV",
+           "SIGPIPE", "SIGALRM", "SIGTERM")
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
@@ -46,7 +62,14 @@ def now_iso() -> str:
 
 
 def new_id() -> str:
-    return random_secrets.token_hex(10)
+    """internal/id/cuid2.go: a cuid2, 24 characters, lowercase, starting with a letter (machine and instance ids)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return random_secrets.choice(alphabet[:26]) + "".join(random_secrets.choice(alphabet) for _ in range(23))
+
+
+def new_prefixed_id(prefix: str) -> str:
+    """internal/id/cuid2.go: GeneratePrefixed, `fleet_...` (ravel/fleets.go) and `gw_...` (ravel/gateways.go)."""
+    return f"{prefix}_{new_id()}"
 
 
 class Problem(Exception):
@@ -55,23 +78,55 @@ class Problem(Exception):
         self.body = body
 
 
+#: api/errdefs/errors.go: getHTTPStatus
+STATUS_OF_CODE = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+                  "DEADLINE_EXCEEDED": 408, "NOT_IMPLEMENTED": 501, "RESOURCES_EXHAUSTED": 429}
+
+
 def ravel_error(code: str, detail: str, *errors: dict[str, Any]) -> Problem:
-    """api/errdefs/errors.go: RavelError {Code, status, title, detail, errors}; status from the code."""
-    status = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 412,
-              "DEADLINE_EXCEEDED": 408}.get(code, 500)
+    """api/errdefs/errors.go: RavelError {Code, status, title, detail, errors}; the status from the code
+    (FAILED_PRECONDITION is 400), the title the code itself, `errors` left out when empty. huma writes a
+    RavelError as it is (huma.go: a StatusError)."""
+    status = STATUS_OF_CODE.get(code, 500)
     body: dict[str, Any] = {"Code": code, "status": status, "title": code, "detail": detail}
     if errors:
         body["errors"] = list(errors)
     return Problem(status, body)
 
 
+def internal_error() -> Problem:
+    """A plain Go error (not a RavelError) returned by a handler: huma calls NewError(500, ...), which Ravel's
+    builder (internal/humautil/errors.go) answers with a fixed detail and no errors."""
+    return Problem(500, {"Code": "INTERNAL", "status": 500, "title": "Internal Server Error",
+                         "detail": "An uknown error occurred. Please try again later or check logs."})
+
+
+def huma_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Problem:
+    """huma's own failures (422 validation, 400 "request body is required") through Ravel's error builder
+    (internal/humautil/errors.go): Code from the status (400 INVALID_ARGUMENT, anything else but 429/500 UNKNOWN),
+    title the HTTP status text."""
+    from http import HTTPStatus
+
+    code = {400: "INVALID_ARGUMENT", 429: "RESOURCES_EXHAUSTED"}.get(status, "UNKNOWN")
+    body: dict[str, Any] = {"Code": code, "status": status, "title": HTTPStatus(status).phrase, "detail": detail}
+    if errors:
+        body["errors"] = [{k: v for k, v in e.items() if v not in (None, "")} for e in errors]
+    return Problem(status, body)
+
+
 def huma_422(location: str, message: str, value: Any = None) -> Problem:
-    """huma v2's own validation failure (ravel/server/endpoints/resolvers.go: `namespace` is `required:"true"`)."""
-    detail: dict[str, Any] = {"message": message, "location": location}
-    if value is not None:
-        detail["value"] = value
-    return Problem(422, {"title": "Unprocessable Entity", "status": 422, "detail": "validation failed",
-                         "errors": [detail]})
+    """huma v2's validation failure (e.g. ravel/server/endpoints/resolvers.go: `namespace` is `required:"true"`)."""
+    return huma_error(422, "validation failed", [{"message": message, "location": location, "value": value}])
+
+
+def check_body(schema: Any, body: Any) -> Any:
+    """huma v2.27: the body checked against the Go type's schema (tests/support/ravelschema.py) before the handler."""
+    if body is None:
+        return None
+    errors = schemas.validate(schema, body)
+    if errors:
+        raise huma_error(422, "validation failed", errors)
+    return body
 
 
 def validate_metadata(metadata: Any) -> None:
@@ -99,7 +154,7 @@ def validate_metadata(metadata: Any) -> None:
 class RavelStub:
     def __init__(self, *, bearer: str | None = None, templates: tuple[str, ...] = ("eco", "std"),
                  follow_deadline: float = 30.0, healthy_after: float = 0.3, region: str = "fr",
-                 ssl_context: Any = None) -> None:
+                 ssl_context: Any = None, cluster_state: str = "full") -> None:
         # ravel/server/auth.go: with no bearer_token configured there is no auth at all
         self.bearer = bearer
         # the vcpus templates of the server's config (the example config has eco and std)
@@ -108,6 +163,9 @@ class RavelStub:
         self.follow_deadline = follow_deadline
         self.healthy_after = healthy_after
         self.region = region
+        if cluster_state not in ("full", "noop", "noop-reads"):
+            raise ValueError(f"cluster_state: {cluster_state!r}")
+        self.cluster_state = cluster_state
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str], bytes]] = []
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -142,8 +200,9 @@ class RavelStub:
         self.server.server_close()
 
     # -- test helpers -------------------------------------------------------------------------------------------
-    def add_logs(self, machine_id: str, messages: list[str], ts: int | None = None, source: str = "stdout") -> None:
-        """Append entries as a node writes them (runtime/logging/instance_logger.go): timestamp in Unix seconds."""
+    def add_logs(self, machine_id: str, messages: list[str], ts: int | None = None, source: str = "instance") -> None:
+        """Append entries as a node writes them (runtime/logging/instance_logger.go): timestamp in Unix seconds,
+        source always "instance" (the node does not tell stdout from stderr)."""
         with self.log_cond:
             log = self.logs.setdefault(machine_id, [])
             instance = self.machines[machine_id]["instance_id"]
@@ -155,6 +214,15 @@ class RavelStub:
                 log.append(entry)
                 self.log_cond.notify_all()
             self.logs[machine_id] = log
+
+    def add_machine(self, fleet: str, *, state: str = "running") -> str:
+        """A machine row as ravel/state/db/machines.go holds it (for no-op cluster-state tests, where create fails)."""
+        with self.lock:
+            fleet_row = next(f for f in self.fleets.values() if fleet in (f["id"], f["name"]))
+            config = {"image": "nginx", "guest": {"cpu_kind": self.templates[0], "cpus": 1, "memory_mb": 512}}
+            machine = self._new_machine(fleet_row["namespace"], fleet_row, config, self.region, None, False)
+            machine["state"] = state
+            return machine["id"]
 
     def bodies(self, method: str, path_re: str) -> list[Any]:
         return [json.loads(b) if b else None for m, p, _q, _h, b in self.requests
@@ -175,13 +243,24 @@ class RavelStub:
                 return fleet
         raise ravel_error("NOT_FOUND", "fleet not found")
 
-    def machine(self, ns: str, fleet_ref: str, machine_id: str) -> dict[str, Any]:
+    def machine(self, ns: str, fleet_ref: str, machine_id: str, show_destroyed: bool = False) -> dict[str, Any]:
+        """ravel/machines.go getMachine -> ravel/state/db/machines.go GetMachine: the database row, destroyed ones
+        only with showDestroyed (events and versions), so start, stop, exec, logs, wait, delete and the gateway
+        of a destroyed machine are a 404."""
         fleet = self.fleet(ns, fleet_ref)
         machine = self.machines.get(machine_id)
-        if machine is None or machine["fleet"] != fleet["id"]:
+        if machine is None or machine["fleet"] != fleet["id"] or machine["namespace"] != ns:
+            raise ravel_error("NOT_FOUND", "machine not found")
+        if machine["state"] == "destroyed" and not show_destroyed:
             raise ravel_error("NOT_FOUND", "machine not found")
         self._tick_health(machine)
         return machine
+
+    def _node(self) -> None:
+        """ravel/orchestrator/orchestrator.go getAgentClient: the node from the cluster state; the no-op's GetNode
+        fails with a plain error (core/cluster/noop.go: ErrNoClusterState), which huma answers 500."""
+        if self.cluster_state == "noop":
+            raise internal_error()
 
     def _tick_health(self, machine: dict[str, Any]) -> None:
         check = (machine["config"].get("workload") or {}).get("health_check")
@@ -196,9 +275,10 @@ class RavelStub:
     def _route(self, method: str, parts: list[str], query: dict[str, list[str]], body: Any):
         # ravel/server/endpoints/endpoints.go: the routes, at the server root
         if parts == ["nodes"] and method == "GET":
-            return 200, self.nodes, {}
+            # ravel/nodes.go -> orchestrator ListNodes -> the cluster state: the no-op's is nil, `null`
+            return 200, (NULL if self.cluster_state != "full" else self.nodes), {}
         if parts[:1] == ["namespaces"]:
-            return self._namespaces(method, parts[1:], body)
+            return self._namespaces(method, parts[1:], query, body)
         if parts[:1] == ["fleets"]:
             ns = self.namespace(query)
             return self._fleets(method, ns, parts[1:], query, body)
@@ -206,17 +286,20 @@ class RavelStub:
             return 200, {"status": "ok"}, {}
         raise Problem(404, {"title": "Not Found", "status": 404, "detail": "Not Found"})
 
-    def _namespaces(self, method: str, rest: list[str], body: Any):
+    def _namespaces(self, method: str, rest: list[str], query: dict[str, list[str]], body: Any):
         # ravel/server/endpoints/namespaces.go and secrets.go
         if not rest:
             if method == "POST":
+                check_body(schemas.CREATE_NAMESPACE, body)
                 name = (body or {}).get("name") or ""
                 if name in self.namespaces:
                     raise ravel_error("ALREADY_EXISTS", "namespace already exists")
                 self.namespaces[name] = {"name": name, "created_at": now_iso()}
                 return 200, self.namespaces[name], {}
-            # ListNamespacesResponse has no nil check: an empty list is `null`
-            return 200, list(self.namespaces.values()) or NULL, {}
+            # ravel/state/db/namespaces.go: ListNamespaces starts from `[]api.Namespace{}`: an empty list is `[]`
+            return 200, list(self.namespaces.values()), {}
+        if len(rest) > 1 and rest[1] == "secrets":
+            return self._secrets(method, rest[2:], query, body)
         ns = rest[0]
         if ns not in self.namespaces:
             raise ravel_error("NOT_FOUND", "namespace not found")
@@ -225,32 +308,32 @@ class RavelStub:
                 del self.namespaces[ns]
                 return 204, None, {}
             return 200, self.namespaces[ns], {}
-        if rest[1] != "secrets":
-            raise Problem(404, {"title": "Not Found", "status": 404, "detail": "Not Found"})
+        raise Problem(404, {"title": "Not Found", "status": 404, "detail": "Not Found"})
+
+    def _secrets(self, method: str, rest: list[str], query: dict[str, list[str]], body: Any):
+        """ravel/server/endpoints/secrets.go: the requests embed NSResolver (`namespace` from the query, required);
+        the `{namespace}` segment of the path is not a field of any of them, so it is never read."""
+        ns = self.namespace(query)
         store = self.secrets.setdefault(ns, {})
 
         def public(secret: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in secret.items() if k != "value"}  # api/secrets.go: Secret has no value
 
-        if len(rest) == 2:
+        if not rest:
             if method == "POST":
-                name, value = (body or {}).get("name", ""), (body or {}).get("value", "")
-                if not SECRET_NAME.match(name) or len(name) > 63:
-                    raise huma_422("body.name", "expected string to match pattern", name)
-                if not value:
-                    raise huma_422("body.value", "expected length >= 1")
+                check_body(schemas.CREATE_SECRET, body)
+                name, value = body["name"], body["value"]
                 if name in store:
-                    raise ravel_error("ALREADY_EXISTS", "secret already exists")
+                    raise internal_error()  # ravel/state/db/secrets.go: the unique violation is a plain error
                 store[name] = {"id": new_id(), "name": name, "namespace": ns, "created_at": now_iso(),
                                "updated_at": now_iso(), "value": value}
                 return 200, public(store[name]), {}
             return 200, [public(s) for s in store.values()], {}  # listSecrets: nil becomes []
-        name = rest[2]
+        name = rest[0]
         if name not in store:
             raise ravel_error("NOT_FOUND", "secret not found")
         if method == "PATCH":
-            if not (body or {}).get("value"):
-                raise huma_422("body.value", "expected length >= 1")
+            check_body(schemas.UPDATE_SECRET, body)
             store[name].update(value=body["value"], updated_at=now_iso())
         elif method == "DELETE":
             del store[name]
@@ -261,6 +344,7 @@ class RavelStub:
         # ravel/server/endpoints/fleets.go
         if not rest:
             if method == "POST":
+                check_body(schemas.CREATE_FLEET, body)
                 if ns not in self.namespaces:  # ravel/state/db/fleets.go: the fleets_namespace_fkey violation
                     raise ravel_error("NOT_FOUND", "namespace not found")
                 metadata = (body or {}).get("metadata")
@@ -269,7 +353,8 @@ class RavelStub:
                 if any(f["name"] == name and f["namespace"] == ns and f["status"] == "active"
                        for f in self.fleets.values()):
                     raise ravel_error("ALREADY_EXISTS", "fleet name already exists in namespace")
-                fleet = {"id": new_id(), "namespace": ns, "name": name, "created_at": now_iso(), "status": "active"}
+                fleet = {"id": new_prefixed_id("fleet"), "namespace": ns, "name": name, "created_at": now_iso(),
+                         "status": "active"}
                 if metadata:
                     fleet["metadata"] = metadata
                 self.fleets[fleet["id"]] = fleet
@@ -279,6 +364,7 @@ class RavelStub:
             # is dropped) and `labels[K]=V` is not its name, so it is ignored: no server-side filter at all.
             if "labels" in query:
                 raise ConnectionAbortedError("huma v2.27: unsupported param type map[string]string")
+            # ravel/state/db/fleets.go: ListFleets starts from `[]api.Fleet{}`
             items = [f for f in self.fleets.values() if f["namespace"] == ns and f["status"] == "active"]
             return 200, items, {}
         fleet = self.fleet(ns, rest[0])
@@ -288,6 +374,7 @@ class RavelStub:
                 return 204, None, {}
             return 200, fleet, {}
         if rest[1] == "metadata" and method == "PATCH":
+            check_body(schemas.UPDATE_METADATA, body)
             metadata = (body or {}).get("metadata") or {}
             validate_metadata(metadata)
             fleet["metadata"] = metadata
@@ -299,17 +386,25 @@ class RavelStub:
         raise Problem(404, {"title": "Not Found", "status": 404, "detail": "Not Found"})
 
     def _gateways(self, method: str, ns: str, fleet: dict[str, Any], rest: list[str], body: Any):
-        # ravel/server/endpoints/gateways.go; api/gateways.go: name optional (`omitempty`), generated when absent
+        # ravel/server/endpoints/gateways.go, ravel/gateways.go
         if not rest:
             if method == "POST":
-                name = (body or {}).get("name") or f"gw-{random_secrets.token_hex(4)}"
-                gateway = {"id": new_id(), "name": name, "namespace": ns, "fleet_id": fleet["id"], "protocol": "https",
-                           "target_port": (body or {}).get("target_port")}
+                check_body(schemas.CREATE_GATEWAY, body)
+                # api/gateways.go: name optional (`omitempty`); ravel/gateways.go generateGatewayName: the fleet's
+                # name, a dash and four characters
+                name = (body or {}).get("name") or f"{fleet['name']}-{random_secrets.token_hex(2)}"
+                gateway = {"id": new_prefixed_id("gw"), "name": name, "namespace": ns, "fleet_id": fleet["id"],
+                           "protocol": "https", "target_port": body["target_port"]}
                 self.gateways[gateway["id"]] = gateway
                 return 200, gateway, {}
-            return 200, [g for g in self.gateways.values() if g["fleet_id"] == fleet["id"]] or NULL, {}
+            # ravel/state/db/gateways.go: listGateways starts from `[]api.Gateway{}`
+            return 200, [g for g in self.gateways.values() if g["fleet_id"] == fleet["id"]], {}
+        # ravel/state/gateways.go GetGateway: an id (`gw_` prefix) by id; anything else by name, whose query in
+        # ravel/state/db/gateways.go is malformed (`... AND fleet = $2 name = $3`): a syntax error, a 500
+        if not rest[0].startswith("gw_"):
+            raise internal_error()
         for gateway in self.gateways.values():
-            if gateway["fleet_id"] == fleet["id"] and rest[0] in (gateway["id"], gateway["name"]):
+            if gateway["fleet_id"] == fleet["id"] and rest[0] == gateway["id"]:
                 if method == "DELETE":
                     del self.gateways[gateway["id"]]
                     return 204, None, {}
@@ -318,51 +413,136 @@ class RavelStub:
 
     def _machines(self, method: str, ns: str, fleet: dict[str, Any], rest: list[str], query, body: Any):
         # ravel/server/endpoints/machines.go, ravel/machines.go
+        noop_reads = self.cluster_state != "full"
         if not rest:
             if method == "POST":
+                check_body(schemas.CREATE_MACHINE, body)
                 return self._create_machine(ns, fleet, body or {})
+            if noop_reads:  # core/cluster/noop.go: ListAPIMachines returns nil
+                return 200, NULL, {}
             show_destroyed = (query.get("destroyed") or ["false"])[0] == "true"
             items = [m for m in self.machines.values() if m["fleet"] == fleet["id"]
                      and (show_destroyed or m["state"] != "destroyed")]
             for m in items:
                 self._tick_health(m)
             return 200, [self._public(m) for m in items] or NULL, {}
-        machine = self.machine(ns, fleet["id"], rest[0])
         action = rest[1] if len(rest) > 1 else None
-        if action is None:
-            if method == "DELETE":
-                machine["state"] = "destroyed"
-                return 204, None, {}
+        if action is None and method == "GET":
+            if noop_reads:  # ravel/state/machines.go GetAPIMachine -> the no-op: ErrNoClusterState, a plain error
+                self.fleet(ns, fleet["id"])
+                raise internal_error()
+            machine = self.machines.get(rest[0])
+            if machine is None or machine["fleet"] != fleet["id"]:
+                raise ravel_error("NOT_FOUND", "machine not found")
+            self._tick_health(machine)
             return 200, self._public(machine), {}
+        machine = self.machine(ns, fleet["id"], rest[0], show_destroyed=action in ("versions", "events"))
+        if action is None:  # DELETE
+            # agent/machinerunner/destroy.go and state/fsm.go canDestroy: stopped, or running with force; else
+            # agent/machinerunner/state/state.go: FAILED_PRECONDITION "machine is in S status" (400)
+            self._node()
+            force = (query.get("force") or ["false"])[0] == "true"
+            if not (machine["state"] == "stopped" or (machine["state"] == "running" and force)):
+                raise ravel_error("FAILED_PRECONDITION", f"machine is in {machine['state']} status")
+            machine["state"] = "destroyed"
+            self._event(machine, "machine.destroyed", "destroyed")
+            return 204, None, {}
         if action == "versions":
             return 200, self.versions[machine["id"]], {}
         if action == "events":
-            return 200, machine["events"], {}
+            # ravel/state/db/machines.go ListMachineEvents: `SELECT ... WHERE machine_id = $1`, no ORDER BY, so
+            # any order is Ravel's; newest first here, the order that shows a client trusting it
+            return 200, list(reversed(machine["events"])), {}
         if action == "metadata" and method == "PATCH":
+            check_body(schemas.UPDATE_METADATA, body)
             metadata = (body or {}).get("metadata") or {}
             validate_metadata(metadata)
             machine["metadata"] = metadata
+            if noop_reads:  # ravel/machines.go UpdateMachineMetadata: written, then read back through the no-op
+                raise internal_error()
             return 200, self._public(machine), {}
         if action == "wait":
-            status = (query.get("status") or [""])[0]
-            if machine["state"] == status:
-                return 200, None, {}
-            raise ravel_error("DEADLINE_EXCEEDED", "timeout")
-        if action in ("start", "stop"):
-            machine["state"] = "running" if action == "start" else "stopped"
-            return 200, None, {}
+            return self._wait(machine, query)
+        if action == "start":
+            self._node()
+            if machine["state"] in ("stopped", "created"):
+                machine.update(state="running", _started=time.time())
+                self._event(machine, "machine.started", "running")
+            return 204, None, {}
+        if action == "stop":
+            return self._stop(machine, body)
         if action == "exec":
-            return self._exec(body or {})
+            if body is None:  # `Body *api.ExecOptions` optional, then dereferenced: a panic, the connection dropped
+                raise ConnectionAbortedError("nil pointer dereference")
+            check_body(schemas.EXEC, body)
+            self._node()
+            if machine["state"] != "running":  # agent/machinerunner/instance_operations.go: errMachineIs
+                raise ravel_error("FAILED_PRECONDITION", f"machine is in {machine['state']} status")
+            return self._exec(body)
         if action == "logs":
+            self._node()
             return 200, ("logs", machine["id"], (query.get("follow") or ["false"])[0] == "true"), {}
         if action == "gateway":
+            self._node()
             machine["gateway_enabled"] = rest[2] == "enable"
-            return 200, None, {}
+            return 204, None, {}
         raise Problem(404, {"title": "Not Found", "status": 404, "detail": "Not Found"})
 
-    def _create_machine(self, ns: str, fleet: dict[str, Any], body: dict[str, Any]):
-        validate_metadata(body.get("metadata"))
-        config = json.loads(json.dumps(body.get("config") or {}))
+    def _wait(self, machine: dict[str, Any], query: dict[str, list[str]]):
+        """ravel/server/endpoints/machines.go waitMachineStatus: `status` required (422), `timeout` 1-60 (huma's
+        minimum/maximum: 422; absent, 0: the handler's 400); ravel/machines.go validateWaitStatus; the node's wait."""
+        status = (query.get("status") or [""])[0]
+        if not status:
+            raise huma_422("query.status", "required query parameter is missing")
+        raw = (query.get("timeout") or [""])[0]
+        if raw:
+            if not raw.isdigit():
+                raise huma_422("query.timeout", "invalid integer", raw)
+            if not 1 <= int(raw) <= 60:
+                raise huma_422("query.timeout", f"expected number {'>= 1' if int(raw) < 1 else '<= 60'}", int(raw))
+        else:
+            raise ravel_error("INVALID_ARGUMENT", "timeout must be between 1 and 60 seconds")
+        if status not in ("running", "stopped", "destroyed"):
+            raise ravel_error("INVALID_ARGUMENT", "Invalid status")
+        self._node()
+        if machine["state"] == status:
+            return 204, None, {}
+        raise ravel_error("DEADLINE_EXCEEDED", "timeout")
+
+    def _stop(self, machine: dict[str, Any], body: Any):
+        """The stop body is optional (`Body *api.StopConfig`); agent/machinerunner/instance_operations.go Stop: a
+        stopped machine is done; any other state but running refuses (FAILED_PRECONDITION), which the orchestrator
+        masks (ravel/orchestrator/machines.go: NewUnknown "Failed to stop machine", a 500). The signal is checked
+        when the node stops the instance, after the answer (core/validation/instance.go, internal/signals): a
+        wrong one leaves the machine running with a `machine.stop_failed` event."""
+        check_body(schemas.STOP_CONFIG, body)
+        self._node()
+        if machine["state"] == "stopped":
+            return 204, None, {}
+        if machine["state"] not in ("running", "starting"):
+            raise ravel_error("UNKNOWN", "Failed to stop machine")
+        signal = (body or {}).get("signal")
+        timeout = (body or {}).get("timeout")
+        self._event(machine, "machine.stop", "stopping")
+        if (signal is not None and signal not in SIGNALS) or (timeout is not None and not 0 <= timeout <= 30):
+            self._event(machine, "machine.stop_failed", "running")
+            return 204, None, {}
+        machine["state"] = "stopped"
+        self._event(machine, "machine.exited", "stopped")
+        return 204, None, {}
+
+    def _event(self, machine: dict[str, Any], kind: str, status: str) -> None:
+        """agent/machinerunner/state: an event as the node pushes it, stored by ravel/events.go."""
+        stamp = datetime.now(timezone.utc)
+        if machine["events"]:  # one after the other, a microsecond apart at least, as the node's clock makes them
+            last = datetime.fromisoformat(machine["events"][-1]["timestamp"].replace("Z", "+00:00"))
+            stamp = max(stamp, last + timedelta(microseconds=1))
+        machine["events"].append({"id": new_id(), "machine_id": machine["id"], "instance_id": machine["instance_id"],
+                                  "status": status, "type": kind, "origin": "ravel", "payload": {},
+                                  "timestamp": stamp.isoformat().replace("+00:00", "Z")})
+
+    def _new_machine(self, ns: str, fleet: dict[str, Any], config: dict[str, Any], region: Any, metadata: Any,
+                     gateway: bool) -> dict[str, Any]:
         workload = config.setdefault("workload", {})
         # ravel/machines.go: resolveSecrets puts each referenced secret in the env; an unknown one is refused
         resolved_env = list(workload.get("env") or [])
@@ -371,37 +551,51 @@ class RavelStub:
             if secret is None:
                 raise ravel_error("INVALID_ARGUMENT", "Secret not found: " + str(ref.get("name")))
             resolved_env.append(f"{ref.get('env_var')}={secret['value']}")
-        # ravel/machines.go: the vcpus template named by cpu_kind
-        if ((config.get("guest") or {}).get("cpu_kind")) not in self.templates:
-            raise ravel_error("INVALID_ARGUMENT", "Invalid CPU kind")
-        if body.get("region") != self.region:
-            raise ravel_error("RESOURCES_EXHAUSTED", "no node available in region")
         machine_id = new_id()
         machine = {
             "id": machine_id, "namespace": ns, "fleet": fleet["id"], "instance_id": new_id(),
-            "machine_version": new_id(), "region": body.get("region"), "config": config,
-            "created_at": now_iso(), "updated_at": now_iso(), "events": [], "state": "running",
-            "gateway_enabled": bool(body.get("enable_machine_gateway")), "_started": time.time(),
+            "machine_version": new_id(), "region": region, "config": config,
+            "created_at": now_iso(), "updated_at": now_iso(), "events": [], "state": "created",
+            "gateway_enabled": bool(gateway), "_started": time.time(),
         }
-        if body.get("metadata"):
-            machine["metadata"] = body["metadata"]
-        if workload.get("health_check"):
-            machine["health"] = "starting"
-        for kind, status in (("machine.created", "created"), ("machine.start", "starting"),
-                             ("machine.started", "running")):
-            machine["events"].append({"id": new_id(), "machine_id": machine_id, "instance_id": machine["instance_id"],
-                                      "status": status, "type": kind, "origin": "ravel", "payload": {},
-                                      "timestamp": now_iso()})
+        if metadata:
+            machine["metadata"] = metadata
         self.machines[machine_id] = machine
         version_config = json.loads(json.dumps(config))
         version_config["workload"]["env"] = resolved_env  # the version keeps the config with resolved secrets
         self.versions[machine_id] = [{"id": machine["machine_version"], "machine_id": machine_id, "namespace": ns,
                                       "config": version_config, "resources": {"cpus_mhz": 2500, "memory_mb": 512}}]
         self.logs[machine_id] = []
+        return machine
+
+    def _create_machine(self, ns: str, fleet: dict[str, Any], body: dict[str, Any]):
+        validate_metadata(body.get("metadata"))
+        config = json.loads(json.dumps(body.get("config") or {}))
+        # ravel/machines.go: the vcpus template named by cpu_kind
+        if ((config.get("guest") or {}).get("cpu_kind")) not in self.templates:
+            raise ravel_error("INVALID_ARGUMENT", "Invalid CPU kind")
+        # ravel/orchestrator/create_machine.go PrepareAllocation: no node in the region
+        if body.get("region") != self.region:
+            raise ravel_error("RESOURCES_EXHAUSTED", "failed to place machine")
+        machine = self._new_machine(ns, fleet, config, body.get("region"), body.get("metadata"),
+                                    bool(body.get("enable_machine_gateway")))
+        # ravel/orchestrator/create_machine.go PutMachine: the row is written (State.CreateMachine), then the node
+        # is looked up through the cluster state: the no-op fails it, a 500 with the machine left in the database
+        self._node()
+        self._event(machine, "machine.created", "created")
+        if not body.get("skip_start"):
+            self._event(machine, "machine.start", "starting")
+            self._event(machine, "machine.started", "running")
+            machine["state"] = "running"
+        if workload_check(config):
+            machine["health"] = "starting"
         # ravel/machines.go: the create answer is built from the payload's config; status "created"; 200
         answer = {k: v for k, v in machine.items() if not k.startswith("_")}
+        answer["config"] = body.get("config")
         answer["state"] = "created"
         answer["events"] = None
+        answer.pop("metadata", None)
+        answer.pop("health", None)
         return 200, answer, {}
 
     @staticmethod
@@ -412,19 +606,34 @@ class RavelStub:
     def _exec(body: dict[str, Any]):
         """ravel/server/endpoints/machines.go: machineExec returns *api.ExecResult as huma's output struct, which
         has no Body: huma answers 204 and sends the fields as headers named after them (huma.go findHeaders and
-        writeHeader: empty strings left out, ints always written; Go's net/http turns newlines into spaces)."""
-        cmd = body.get("cmd") or []
+        writeHeader: empty strings left out, ints always written; Go's net/http turns newlines into spaces).
+        initd/exec/processes.go: an empty cmd or one that cannot start is INVALID_ARGUMENT (400); a command killed
+        at timeout_ms has no exit status: ExitCode() is -1. runtime/instances.go InstanceExec copies Stdout and
+        ExitCode only: stderr never comes back."""
+        cmd = body["cmd"]
+        if not cmd:
+            raise ravel_error("INVALID_ARGUMENT", "cmd cannot be empty")
+        timeout = body["timeout_ms"] / 1000
+        if timeout <= 0:
+            raise ravel_error("INVALID_ARGUMENT", "context deadline exceeded")
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=(body.get("timeout_ms") or 10000) / 1000)
-            out, err, code = done.stdout, done.stderr, done.returncode
-        except FileNotFoundError:
-            out, err, code = "", f"exec: {shlex.join(cmd)}: not found", 127
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            out, code = done.stdout, done.returncode
+            if code < 0:  # killed by a signal: Go's ProcessState.ExitCode() is -1
+                code = -1
+        except subprocess.TimeoutExpired as exc:
+            raw = exc.stdout or b""
+            out, code = raw.decode() if isinstance(raw, bytes) else raw, -1
+        except (FileNotFoundError, PermissionError):
+            raise ravel_error("INVALID_ARGUMENT", f'exec: "{cmd[0]}": executable file not found in $PATH') from None
         headers = {"Exitcode": str(code)}
         if out:
             headers["Stdout"] = out.replace("\r", " ").replace("\n", " ")
-        if err:
-            headers["Stderr"] = err.replace("\r", " ").replace("\n", " ")
         return 204, None, headers
+
+
+def workload_check(config: dict[str, Any]) -> bool:
+    return bool((config.get("workload") or {}).get("health_check"))
 
 
 class _Handler(BaseHTTPRequestHandler):

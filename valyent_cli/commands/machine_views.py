@@ -108,6 +108,7 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
     from valyent_cli.api import NotFound, ValyentError
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exits import Exit
+    from valyent_cli.cli.exitstatus import ordered
 
     client = app_.connect()
     machine_id = str(machine.get("id"))
@@ -119,7 +120,7 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
     with out.progress(f"Waiting for {machine_id} to run...") as update:
         while True:
             try:
-                events = client.machines.events(fleet, machine_id)
+                events = ordered(client.machines.events(fleet, machine_id))  # Ravel's come in no order
             except NotFound:
                 events = []
             for event in events:

@@ -432,7 +432,9 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     m = _machine(app_, fleet_ref, machine)
-    items = m.events()
+    from valyent_cli.cli.exitstatus import ordered
+
+    items = ordered(m.events())  # Ravel's come in no order (no ORDER BY)
     out.table(
         items,
         [
@@ -489,9 +491,12 @@ def exec_(
 
         handle(exc)
         raise typer.Exit(Exit.EXEC_FAILED) from None
-    if getattr(result, "from_headers", False):
-        out.warn("this server sends exec output in HTTP headers, which cannot hold newlines: they show as spaces")
     code = result.get("exit_code")
+    if getattr(result, "from_headers", False):  # a stock Ravel (api/machines.py: exec_result_from_headers)
+        out.warn("this server sends exec output in HTTP headers, which cannot hold newlines (they show as spaces), "
+                 "and returns no stderr")
+        if code == -1:  # initd/exec/processes.go: killed at timeout_ms, the process has no exit status
+            code = 124  # as the sandbox and timeout(1): stopped at --timeout
     code = code if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255 else Exit.EXEC_FAILED
     if json:
         out.data(result)
