@@ -188,7 +188,7 @@ class Transport:
                 continue
             merged[key] = ("true" if value else "false") if isinstance(value, bool) else value
         if self.namespace:
-            merged["namespace"] = self.namespace
+            merged.setdefault("namespace", self.namespace)  # a call's own namespace (secrets) wins
         return merged
 
     def request(self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:

@@ -6,12 +6,16 @@ sandbox's checks use them. No imports: the completion path (imported on every ru
 STATES: tuple[str, ...] = ("running", "stopped", "destroyed")
 #: the restart policies
 RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
-#: stop signals: completion offers them all, validation accepts them all (a signal name the server may know
-#: beyond these is still refused by the CLI, as it cannot be checked)
+#: stop signals, exactly those a Ravel node accepts (internal/signals/signals.go: FromString, checked when the node
+#: stops the instance, after the API answered: a wrong one would fail in the background). Validation, completion
+#: and the sandbox use this list; the most used first, for completion.
 SIGNALS: tuple[str, ...] = (
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
-    "SIGWINCH", "SIGSTOP", "SIGCONT",
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGABRT", "SIGALRM", "SIGPIPE", "SIGSEGV",
+    "SIGILL", "SIGTRAP", "SIGFPE",
 )
+#: the exec timeout the SDK sends when none is given (Ravel requires `timeout_ms`: api/machines.go ExecOptions has
+#: no omitempty, so huma answers 422 without it); the sandbox uses the same default
+DEFAULT_EXEC_TIMEOUT_MS = 30_000
 #: the stop signal when a machine names none, as Ravel has it
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 #: a log or event timestamp is read by its magnitude: above MS_ABOVE it is milliseconds, above US_ABOVE

@@ -132,7 +132,12 @@ class FileSystem(Resource):
         return _upload.describe(data)
 
     def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
-        read = self._client.timeout + (timeout_ms or 0) / 1000.0
+        """initd's exec reads the same ExecOptions as Ravel's (`timeout_ms` required): ``None`` sends the default."""
+        from valyent_cli.api.constants import DEFAULT_EXEC_TIMEOUT_MS
+
+        if timeout_ms is None:
+            timeout_ms = DEFAULT_EXEC_TIMEOUT_MS
+        read = self._client.timeout + timeout_ms / 1000.0
         data = self._client.send_json(
             "POST", self._url("exec"), json={"cmd": list(cmd), "timeout_ms": timeout_ms},
             timeout=httpx.Timeout(self._client.timeout, read=read),

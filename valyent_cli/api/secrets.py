@@ -18,25 +18,32 @@ class Secret(ApiObject):
 
 
 class Secrets(Resource):
-    def _url(self, namespace: str | None, *rest: str) -> str:
+    """Ravel reads a secret's namespace from ``?namespace=`` only (ravel/server/endpoints/secrets.go: the requests
+    embed NSResolver; the ``{namespace}`` path segment is no field of theirs): the namespace goes in both."""
+
+    def _call(self, namespace: str | None, *rest: str) -> tuple[str, dict[str, str]]:
         ns = namespace or self._client.namespace
         if not ns:
             raise errors.InvalidArgument("secrets live in a namespace: set one (--namespace, VALYENT_NAMESPACE)")
-        return self._client.url("namespaces", ns, "secrets", *rest)
+        return self._client.url("namespaces", ns, "secrets", *rest), {"namespace": ns}
 
     def list(self, namespace: str | None = None) -> list[Secret]:
-        data = self._client.get_json(self._url(namespace))
+        url, params = self._call(namespace)
+        data = self._client.get_json(url, params=params)
         return [Secret(item, self._client) for item in self._array(data, "secrets")]
 
     def get(self, name: str, namespace: str | None = None) -> Secret:
-        return Secret(self._object(self._client.get_json(self._url(namespace, name)), "secret"), self._client)
+        url, params = self._call(namespace, name)
+        return Secret(self._object(self._client.get_json(url, params=params), "secret"), self._client)
 
     def create(self, name: str, value: str, namespace: str | None = None) -> Secret:
-        response = self._client.request("POST", self._url(namespace), json={"name": name, "value": value})
+        url, params = self._call(namespace)
+        response = self._client.request("POST", url, params=params, json={"name": name, "value": value})
         return Secret(self._object(self._json(response), "secret"), self._client)
 
     def update(self, name: str, value: str, namespace: str | None = None) -> Secret:
-        data = self._client.send_json("PATCH", self._url(namespace, name), json={"value": value}, idempotent=True)
+        url, params = self._call(namespace, name)
+        data = self._client.send_json("PATCH", url, params=params, json={"value": value}, idempotent=True)
         return Secret(self._object(data, "secret"), self._client)
 
     def set(self, name: str, value: str, namespace: str | None = None) -> tuple[Secret, bool]:
@@ -48,4 +55,5 @@ class Secrets(Resource):
         return self.update(name, value, namespace), False
 
     def delete(self, name: str, namespace: str | None = None) -> None:
-        self._client.request("DELETE", self._url(namespace, name))
+        url, params = self._call(namespace, name)
+        self._client.request("DELETE", url, params=params)

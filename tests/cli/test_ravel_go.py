@@ -1,0 +1,84 @@
+"""`valyent` against Ravel as its Go code really behaves (issue 23): the stand-in (tests/support/ravelstub.py) read
+field by field with huma v2.27.0's rules, and the no-op cluster state of the Ravel of today (core/cluster/noop.go).
+The real CLI in process (run_inproc) or the SDK, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support.cli import ok, run_inproc
+from support.env import cli_environ
+from support.ravelstub import SIGNALS, RavelStub
+
+TOKEN = "ravel-token-0123456789"
+
+
+def make_env(tmp_path, stub: RavelStub, *, machines_readable: bool = True) -> dict:
+    """A namespace `demo` with a fleet `web`, selected by the environment."""
+    env = cli_environ(tmp_path / "config", url=stub.url, token=TOKEN)
+    ok(run_inproc("namespaces", "create", "demo", env=env))
+    env["VALYENT_NAMESPACE"] = "demo"
+    ok(run_inproc("fleets", "create", "web", env=env))
+    env.update(VALYENT_FLEET="web", VALYENT_REGION="fr", VALYENT_CPU_KIND="eco")
+    return env
+
+
+@pytest.fixture
+def ravel():
+    stub = RavelStub(bearer=f"Bearer {TOKEN}", follow_deadline=0.8)
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def env(tmp_path, ravel) -> dict:
+    return make_env(tmp_path, ravel)
+
+
+def create_machine(env, *flags: str) -> str:
+    return ok(run_inproc("machines", "create", "-q", "--image", "nginx", *flags, env=env)).stdout.strip()
+
+
+def sdk(ravel: RavelStub, namespace: str = "demo"):
+    from valyent_cli.api import Client
+
+    return Client(TOKEN, endpoint=ravel.url, namespace=namespace)
+
+
+# -- item 1: exec's timeout_ms is required ------------------------------------------------------------------------
+def test_sdk_exec_always_sends_timeout_ms(env, ravel):
+    machine = create_machine(env)
+    with sdk(ravel) as client:
+        result = client.machines.get("web", machine).exec(["echo", "hi"])
+    assert result["stdout"] == "hi" and result["exit_code"] == 0
+    assert ravel.bodies("POST", rf"/fleets/[^/]+/machines/{machine}/exec")[-1] == {"cmd": ["echo", "hi"],
+                                                                                "timeout_ms": 30000}
+
+
+# -- item 2: secrets' namespace from the query --------------------------------------------------------------------
+def test_sdk_secrets_namespace_argument_goes_in_the_query(env, ravel):
+    ok(run_inproc("namespaces", "create", "other", env=env))
+    with sdk(ravel) as client:  # the client's namespace is demo
+        client.secrets.create("api-key", "v1", namespace="other")
+        assert [s["name"] for s in client.secrets.list(namespace="other")] == ["api-key"]
+        assert client.secrets.list() == []
+        assert client.secrets.set("api-key", "v2", namespace="other")[1] is False
+        client.secrets.delete("api-key", namespace="other")
+    assert ravel.secrets["other"] == {}
+    assert all(q.get("namespace") == ["other"] for _m, p, q, _h, _b in ravel.requests if "/namespaces/other/" in p)
+
+
+# -- item 3: the node's stop signals ------------------------------------------------------------------------------
+def test_stop_signal_outside_the_nodes_list_refused_before_any_request(env, ravel):
+    machine = create_machine(env)
+    before = len(ravel.requests)
+    refused = run_inproc("machines", "stop", machine, "--signal", "SIGUSR2", "--no-wait", env=env)
+    assert refused.returncode == 2 and "SIGUSR2" in refused.stderr and "SIGPIPE" in refused.stderr
+    assert len(ravel.requests) == before
+    ok(run_inproc("machines", "stop", machine, "--signal", "SIGPIPE", env=env))
+    assert ravel.bodies("POST", rf"/fleets/[^/]+/machines/{machine}/stop")[-1]["signal"] == "SIGPIPE"
+    assert ravel.machines[machine]["state"] == "stopped"
+    from valyent_cli.cli import complete
+
+    assert {v for v, _ in complete.signals("")} == set(SIGNALS)
