@@ -82,3 +82,31 @@ def test_stop_signal_outside_the_nodes_list_refused_before_any_request(env, rave
     from valyent_cli.cli import complete
 
     assert {v for v, _ in complete.signals("")} == set(SIGNALS)
+
+
+# -- item 5: waiting for `destroyed` on a destroyed machine -------------------------------------------------------
+def test_wait_destroyed_on_a_destroyed_machine_is_success(env, ravel):
+    machine = create_machine(env)
+    ok(run_inproc("machines", "delete", machine, "--force", "--yes", env=env))
+    waited = ok(run_inproc("machines", "wait", machine, "--state", "destroyed", "--timeout", "5s", env=env))
+    assert "destroyed" in waited.stderr
+    assert any(p.endswith(f"/{machine}/wait") for _m, p, _q, _h, _b in ravel.requests)  # the 404 was met
+    with sdk(ravel) as client:
+        client.machines.wait("web", machine, "destroyed", timeout=5)
+        from valyent_cli.api import NotFound
+
+        with pytest.raises(NotFound):  # any other state: still not found
+            client.machines.wait("web", machine, "running", timeout=5)
+
+
+# -- item 6: gateways by name -------------------------------------------------------------------------------------
+def test_gateways_show_and_delete_by_name(env, ravel):
+    created = json.loads(ok(run_inproc("gateways", "create", "--name", "front", "--port", "8080", "--json",
+                                       env=env)).stdout)
+    assert created["id"].startswith("gw_")
+    shown = json.loads(ok(run_inproc("gateways", "show", "front", "--json", env=env)).stdout)
+    assert shown["id"] == created["id"]
+    ok(run_inproc("gateways", "delete", "front", "--yes", env=env))
+    assert ravel.gateways == {}
+    # the name never went to Ravel's broken lookup by name
+    assert not [p for _m, p, _q, _h, _b in ravel.requests if p.endswith("/gateways/front")]

@@ -210,6 +210,12 @@ class Machines(Resource):
                     timeout=httpx.Timeout(self._client.timeout, read=poll + self._client.timeout),
                 )
                 return
+            except errors.NotFound:
+                # Ravel looks the machine up among the live ones (ravel/machines.go getMachine): a destroyed one
+                # is a 404, which is what waiting for `destroyed` waits for
+                if status == "destroyed":
+                    return
+                raise
             except errors.DeadlineExceeded:
                 budget -= poll
                 if budget <= 0 or time.monotonic() >= deadline - 0.05:

@@ -151,13 +151,15 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
 
 
 def gateway(app: AppContext, fleet_ref: str, ref: str) -> Gateway:
-    """A gateway by id, else by name or id prefix (the API addresses gateways by id)."""
+    """A gateway by id (`gw_...`), else by name or id prefix through the list, as machine prefixes are: Ravel's
+    lookup by name is a 500 (a malformed query in ravel/state/db/gateways.go), so a name never goes to it."""
     from valyent_cli.api import NotFound
 
-    try:
-        return app.connect().gateways.get(fleet_ref, ref)
-    except NotFound:
-        pass
+    if ref.startswith("gw_"):
+        try:
+            return app.connect().gateways.get(fleet_ref, ref)
+        except NotFound:
+            pass
     for item in app.connect().gateways.list(fleet_ref):
         if item.get("name") == ref or str(item.get("id", "")).startswith(ref):
             return item
