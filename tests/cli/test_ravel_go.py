@@ -110,3 +110,25 @@ def test_gateways_show_and_delete_by_name(env, ravel):
     assert ravel.gateways == {}
     # the name never went to Ravel's broken lookup by name
     assert not [p for _m, p, _q, _h, _b in ravel.requests if p.endswith("/gateways/front")]
+
+
+# -- item 12: events come in no order -----------------------------------------------------------------------------
+def test_events_printed_oldest_first_whatever_order_they_come_in(env, ravel):
+    machine = create_machine(env)  # the start watch reads the state from the newest event: it must find running
+    ok(run_inproc("machines", "stop", machine, env=env))
+    served = [e["type"] for e in reversed(ravel.machines[machine]["events"])]
+    as_json = json.loads(ok(run_inproc("machines", "events", machine, "--json", env=env)).stdout)
+    assert [e["type"] for e in as_json] == ["machine.created", "machine.start", "machine.started", "machine.stop",
+                                            "machine.exited"]
+    assert [e["type"] for e in as_json] != served  # the stand-in answers newest first
+    table = ok(run_inproc("machines", "events", machine, env=env)).stdout.splitlines()[1:]
+    assert [line.split()[1] for line in table] == [e["type"] for e in as_json]
+
+
+# -- item 7: exec killed at its timeout, no stderr ----------------------------------------------------------------
+def test_exec_killed_at_its_timeout_exits_124_and_says_no_stderr_comes(env, ravel):
+    machine = create_machine(env)
+    killed = run_inproc("machines", "exec", machine, "--timeout", "1s", "--", "sleep", "5", env=env)
+    assert killed.returncode == 124, killed.stderr
+    assert ravel.bodies("POST", rf"/fleets/[^/]+/machines/{machine}/exec")[-1]["timeout_ms"] == 1000
+    assert "returns no stderr" in killed.stderr
