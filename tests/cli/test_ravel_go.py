@@ -132,3 +132,17 @@ def test_exec_killed_at_its_timeout_exits_124_and_says_no_stderr_comes(env, rave
     assert killed.returncode == 124, killed.stderr
     assert ravel.bodies("POST", rf"/fleets/[^/]+/machines/{machine}/exec")[-1]["timeout_ms"] == 1000
     assert "returns no stderr" in killed.stderr
+
+
+# -- item 4: log lines say source "instance" ----------------------------------------------------------------------
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_logs_source_filter_on_lines_that_name_no_stream(env, ravel, stream):
+    machine = create_machine(env)
+    ravel.add_logs(machine, ["one", "two"])  # runtime/logging/instance_logger.go: source "instance"
+    shown = ok(run_inproc("logs", machine, "--source", stream, env=env))
+    assert [line.split(" ", 1)[1] for line in shown.stdout.splitlines()] == ["one", "two"]
+    assert shown.stderr.count("do not say which stream") == 1 and "instance" in shown.stderr
+    ravel.add_logs(machine, ["real"], source="stderr")  # a server that does say: filtered as before
+    other = "stderr" if stream == "stdout" else "stdout"
+    again = ok(run_inproc("logs", machine, "--source", other, "--json", env=env)).stdout
+    assert "real" not in again if other == "stdout" else "real" in again

@@ -86,7 +86,7 @@ def logs(
     ] = None,
     source: Annotated[
         str | None,
-        typer.Option("--source", metavar="STREAM", help="Only lines the machine wrote to this stream: stdout or stderr.", show_default=False,
+        typer.Option("--source", metavar="STREAM", help="Only lines the machine wrote to this stream: stdout or stderr (lines that name no stream, as a Ravel node's, are all printed, with a note).", show_default=False,
                      autocompletion=complete.log_sources),
     ] = None,
     json: Annotated[
@@ -128,7 +128,7 @@ def logs(
     app_: AppContext = ctx.obj
     fleet_ref = resolve.fleet(app_, fleet)
     out = app_.output(json=json)
-    keep = _filter(cutoff, source)
+    keep = _filter(cutoff, source, out)
 
     from valyent_cli.cli.output import reader_may_leave
 
@@ -169,12 +169,26 @@ def _print(app_: "AppContext", fleet_ref: str, machine: str | None, out: "Output
     run.follow(machine_ids, idle_timeout, watch_fleet=True, seen=seen)
 
 
-def _filter(cutoff: float | None, source: str | None) -> "Keep | None":
-    """A predicate on (entry, its time), or None when every entry is kept (the fast path)."""
+def _filter(cutoff: float | None, source: str | None, out: "Output | None" = None) -> "Keep | None":
+    """A predicate on (entry, its time), or None when every entry is kept (the fast path).
+
+    With --source, a line that names no stream of its own is kept, with one note: a Ravel node writes every line
+    with `source: "instance"` (runtime/logging/instance_logger.go), stdout and stderr merged."""
     if cutoff is None and source is None:
         return None
     if source is None:
         return lambda entry, ts: ts is None or ts >= cutoff  # type: ignore[operator]
-    if cutoff is None:
-        return lambda entry, ts: entry.get("source") == source
-    return lambda entry, ts: entry.get("source") == source and (ts is None or ts >= cutoff)
+    noted: list[bool] = []
+
+    def by_source(entry: dict[str, Any], ts: float | None) -> bool:
+        found = entry.get("source")
+        if found not in SOURCES:
+            if not noted and out is not None:
+                noted.append(True)
+                out.warn(f"--source {source}: these lines do not say which stream they came from "
+                         f"(source: {str(found)[:40]!r}; a Ravel node merges stdout and stderr): printing them all")
+        elif found != source:
+            return False
+        return cutoff is None or ts is None or ts >= cutoff
+
+    return by_source
