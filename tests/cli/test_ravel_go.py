@@ -146,3 +146,76 @@ def test_logs_source_filter_on_lines_that_name_no_stream(env, ravel, stream):
     other = "stderr" if stream == "stdout" else "stdout"
     again = ok(run_inproc("logs", machine, "--source", other, "--json", env=env)).stdout
     assert "real" not in again if other == "stdout" else "real" in again
+
+
+# -- the Ravel of today: machine reads always fail (core/cluster/noop.go) -----------------------------------------
+@pytest.fixture
+def noop_reads(tmp_path):
+    """Machine reads from the no-op cluster state (500, `null` lists), nodes found: commands go on by full id."""
+    stub = RavelStub(bearer=f"Bearer {TOKEN}", follow_deadline=0.8, cluster_state="noop-reads")
+    env = make_env(tmp_path, stub)
+    yield stub, env
+    stub.close()
+
+
+def test_noop_cluster_state_exec_logs_stop_delete_by_full_id(noop_reads):
+    ravel, env = noop_reads
+    machine = create_machine(env)  # without -d: the start is watched through the events, then no read fails it
+    assert ravel.machines[machine]["state"] == "running"
+    ran = run_inproc("machines", "exec", machine, "--", "echo", "hi", env=env)
+    assert ran.returncode == 0 and ran.stdout.strip() == "hi", ran.stderr
+    assert ran.stderr.count("cannot read machine") == 1 and "full id" in ran.stderr
+    ravel.add_logs(machine, ["hello"])
+    assert ok(run_inproc("logs", machine, env=env)).stdout.rstrip().endswith("hello")
+    ok(run_inproc("machines", "events", machine, env=env))
+    ok(run_inproc("machines", "versions", machine, env=env))
+    ok(run_inproc("machines", "stop", machine, env=env))
+    assert ravel.machines[machine]["state"] == "stopped"
+    ok(run_inproc("machines", "start", machine, env=env))
+    ok(run_inproc("machines", "wait", machine, "--state", "running", "--timeout", "5s", env=env))
+    ok(run_inproc("machines", "delete", machine, "--force", "--yes", env=env))
+    assert ravel.machines[machine]["state"] == "destroyed"
+    detached = ok(run_inproc("machines", "create", "-d", "-q", "--image", "nginx", env=env)).stdout.strip()
+    assert detached in ravel.machines
+    listed = ok(run_inproc("machines", "list", env=env))  # `null`: nothing to list
+    assert detached not in listed.stdout
+
+
+def test_noop_cluster_state_commands_that_need_the_read_say_why(noop_reads):
+    ravel, env = noop_reads
+    machine = create_machine(env, "--label", "app=web")
+    shown = run_inproc("machines", "show", machine, env=env)
+    assert shown.returncode == 1 and "cannot read machine" in shown.stderr and "events" in shown.stderr
+    before = len(ravel.requests)
+    labelled = run_inproc("machines", "label", machine, "tier=front", env=env)
+    assert labelled.returncode == 1 and "nothing was changed" in labelled.stderr
+    assert not [r for r in ravel.requests[before:] if r[0] == "PATCH"]
+    assert ravel.machines[machine]["metadata"] == {"labels": {"app": "web"}}
+
+
+# -- item 10: stop failures masked as a 500 -----------------------------------------------------------------------
+def test_stop_of_a_machine_never_started_through_the_masked_500(noop_reads):
+    ravel, env = noop_reads
+    machine = ok(run_inproc("machines", "create", "-q", "--skip-start", "--image", "nginx", env=env)).stdout.strip()
+    stopped = ok(run_inproc("machines", "stop", machine, env=env))
+    assert "never started" in stopped.stderr
+    stop_calls = [r for r in ravel.requests if r[0] == "POST" and r[1].endswith(f"/{machine}/stop")]
+    assert stop_calls  # the masked 500 was met
+
+
+def test_noop_cluster_state_as_ravel_wires_it(tmp_path):
+    """ravel/ravel.go wires the no-op for nodes too: every call that reaches a node is a 500. The CLI still goes
+    on by id, and reports the server's answer."""
+    ravel = RavelStub(bearer=f"Bearer {TOKEN}", cluster_state="noop")
+    try:
+        env = make_env(tmp_path, ravel)
+        failed = run_inproc("machines", "create", "-d", "--image", "nginx", env=env)
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr
+        machine = ravel.add_machine("web")  # the row create left in the database
+        ran = run_inproc("machines", "exec", machine, "--", "true", env=env)
+        assert ran.returncode == 255 and "cannot read machine" in ran.stderr
+        assert [r for r in ravel.requests if r[1].endswith(f"/{machine}/exec")]  # it did go on to the exec
+        assert ok(run_inproc("machines", "versions", machine, "--json", env=env)).stdout.strip().startswith("[")
+        assert ok(run_inproc("nodes", "list", "--json", env=env)).stdout.strip() == "[]"
+    finally:
+        ravel.close()

@@ -119,9 +119,16 @@ def _origin(app: AppContext, name: str) -> tuple[str, str]:
                   f"(`valyent {RESOURCES['fleet']['list']}` shows them), or pass --fleet")
 
 
-def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True) -> Machine:
-    """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2)."""
-    from valyent_cli.api import NotFound
+def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: bool = True,
+            id_only: bool = False, needs: str = "") -> Machine:
+    """A machine by its id or a unique prefix of it; an ambiguous prefix lists the candidates (exit 2).
+
+    ``id_only``: the command needs nothing but the id (exec, logs, start, stop, wait, delete, events...). When the
+    server cannot read machines (a 5xx: a Ravel with the no-op cluster state, core/cluster/noop.go, answers every
+    machine read with a 500 and every list with `null`), it goes on with ``ref`` as the full id, with one note;
+    the machine object then holds nothing but ``id`` (no ``state``). Otherwise such a failure says why the command
+    needs the read (``needs``)."""
+    from valyent_cli.api import ApiError, Machine, NotFound
 
     from valyent_cli.cli.validate import name
 
@@ -133,6 +140,16 @@ def machine(app: AppContext, fleet_ref: str, ref: str, *, include_destroyed: boo
         return client.machines.get(fleet_ref, ref)
     except NotFound:
         pass
+    except ApiError as exc:
+        if exc.status < 500:
+            raise
+        if not id_only:
+            raise CliError(f"the server cannot read machine {ref} (HTTP {exc.status}: {exc.message})"
+                           + (f": {needs}" if needs else ""), Exit.ERROR) from None
+        app.output().note(
+            f"Note: the server cannot read machine {ref} (HTTP {exc.status}; a Ravel with the no-op cluster state "
+            "answers every machine read so): going on with it as the machine's full id")
+        return Machine({"id": ref}, client, fleet_ref)
     # Live machines first: ids are time-ordered, so the machines of one minute share their first ~8 characters,
     # and the destroyed ones of the same minute must not make a live machine's prefix ambiguous.
     candidates = [m for m in client.machines.list(fleet_ref, destroyed=include_destroyed)

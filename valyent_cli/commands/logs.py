@@ -148,7 +148,7 @@ def _print(app_: "AppContext", fleet_ref: str, machine: str | None, out: "Output
     run = MergedLogPrinter(app_.connect(), fleet_ref, writer, formatter, keep, json=json, note_color=out.err_color)
 
     if machine is not None:
-        machine_id = str(resolve.machine(app_, fleet_ref, machine)["id"])
+        machine_id = str(resolve.machine(app_, fleet_ref, machine, id_only=True)["id"])
         if follow:
             run.follow([machine_id], idle_timeout, watch_fleet=False, exit_with=exit_with)
         else:

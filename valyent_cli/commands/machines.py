@@ -44,10 +44,11 @@ def _setup(ctx: typer.Context, fleet: str | None, *, json: bool = False, quiet: 
     return app_, out, resolve.fleet(app_, fleet)
 
 
-def _machine(app_: AppContext, fleet: str, ref: str) -> Machine:
+def _machine(app_: AppContext, fleet: str, ref: str, needs: str = "") -> Machine:
+    """By id or prefix; a command that ``needs`` more than the id fails when machines cannot be read (cli/resolve)."""
     from valyent_cli.cli import resolve
 
-    return resolve.machine(app_, fleet, ref)
+    return resolve.machine(app_, fleet, ref, id_only=not needs, needs=needs)
 
 
 # -- create -------------------------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
     from valyent_cli.cli import resolve
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    found = _machine(app_, fleet_ref, machine)
+    found = _machine(app_, fleet_ref, machine, "there is nothing to show without it (its events and versions can be read)")
     views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
 
 
@@ -230,13 +231,19 @@ def _nothing_to_stop(machine_id: Any, state: Any) -> str:
 
 
 def _state_now(m: Machine) -> str | None:
-    """The machine's state as the API has it now (None if it cannot be read)."""
+    """The machine's state as the API has it now, else from its newest event (a Ravel with the no-op cluster state
+    cannot read machines); None if neither can be read."""
     from valyent_cli.api import NotFound, ValyentError
+    from valyent_cli.cli.exitstatus import ordered
 
     try:
         return str(m.refresh().get("state"))
     except NotFound:
         return "destroyed"
+    except ValyentError:
+        pass
+    try:
+        return next((str(e.get("status")) for e in reversed(ordered(m.events()))), None)
     except ValyentError:
         return None
 
@@ -293,8 +300,9 @@ def stop(
             continue
         try:
             m.stop(signal=sig, timeout=timeout)
-        except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
-            if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
+        except ApiError as exc:  # it stopped meanwhile: done, as a second stop is (Ravel masks why as a 500)
+            masked = exc.status == 500 and "Failed to stop machine" in exc.message  # ravel/orchestrator/machines.go
+            if (exc.status >= 500 and not masked) or (state := _state_now(m)) not in NOT_RUNNING:
                 raise
             out.info(_nothing_to_stop(m.get("id"), state))
             continue
@@ -567,7 +575,7 @@ def label(
 
     to_set, to_remove = meta.edits(changes)
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
-    m = _machine(app_, fleet_ref, machine)
+    m = _machine(app_, fleet_ref, machine, "its labels must be read to change some (the server replaces them all): nothing was changed")
     updated = m.update_metadata(meta.merged(m.get("metadata"), to_set, to_remove))
     if json:
         out.data(updated)
