@@ -189,7 +189,8 @@ def test_stale_uploads_are_removed_at_start(tmp_path):
 def test_local_start_driver_auto_picks_podman_first_then_docker(installed, tmp_path):
     """`--driver auto` with both engines picks podman; with only docker (podman not on PATH), docker. PATH holds
     only the engines of the case (the CLI and its server run by the interpreter's full path)."""
-    from support.engine import engine_missing, skip_or_fail
+    from support.engine import engine_missing
+    from support.host import skip_or_fail
 
     for name in installed:
         reason = engine_missing(name)

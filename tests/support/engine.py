@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from support.host import skip_or_fail
+
 ENGINES = ("podman", "docker")
 # a name of this run only: test runs on the same machine at once (or an interrupted one's leftovers) must not
 # untag or replace each other's images
@@ -29,17 +31,6 @@ BASE_IMAGE = f"localhost/valyent-test-busybox-{RUN}:latest"
 HELLO_IMAGE = f"localhost/valyent-test-hello-{RUN}:latest"
 WEB_IMAGE = f"localhost/valyent-test-web-{RUN}:latest"
 LABEL = "valyent.machine"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip with ``reason``; in CI, fail with it (CI has every engine and shell: a skip there hides a regression)."""
-    if in_ci():
-        pytest.fail(f"{reason}, and CI=true: CI must run this test (.ci/run sets it up)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _answers(*args: str) -> bool:
