@@ -4,8 +4,10 @@ base image is the offline busybox one (tests/support/engine.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+import tarfile
 import time
 
 from support.cli import run_cli
@@ -106,3 +108,57 @@ def test_cancel_a_running_build(engine, engine_env, engine_images, tmp_path):
     assert build["status"] == "failed" and build["error"] == "build canceled"
     again = run_cli("builds", "cancel", build_id, env=engine_env)
     assert again.returncode == 1 and "already failed" in again.stderr
+
+
+def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        dockerfile = b"FROM scratch\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def test_a_context_reaching_outside_itself_is_refused_and_writes_nothing(engine, engine_sandbox, tmp_path):
+    """Issue 28 item 1: `..`, an absolute path, a symlink or a hard link out of the context (and a file written
+    through such a link): 400 before any build, nothing written outside the build's directory."""
+    token = secrets.token_hex(4)
+    data = engine_sandbox.data_dir
+    # the context is <data>/builds/<id>/context: four `..` reach the sandbox's parent directory
+    up = "../../../../"
+    outside = data.parent / f"escaped-{token}"
+    victim = data.parent / f"victim-{token}"
+    victim.write_text("untouched\n")
+    absolute = tmp_path / f"absolute-{token}"
+    cases = {
+        "dot-dot": [(_member(f"{up}escaped-{token}"), b"x\n")],
+        "absolute": [(_member(str(absolute)), b"x\n")],
+        "symlink": [(_member("out", tarfile.SYMTYPE, up.rstrip("/")), None),
+                    (_member(f"out/escaped-{token}"), b"x\n")],
+        "absolute symlink": [(_member("abs", tarfile.SYMTYPE, str(data.parent)), None),
+                             (_member(f"abs/escaped-{token}"), b"x\n")],
+        "hard link": [(_member("hard", tarfile.LNKTYPE, f"{up}victim-{token}"), None),
+                      (_member("hard"), b"overwritten\n")],
+    }
+    with engine_sandbox.client() as api:
+        before = api.get("/namespaces/default/builds").json()
+        for case, members in cases.items():
+            r = api.post("/namespaces/default/builds", params={"image_name": f"valyent-test-evil-{token}"},
+                         files={"context": ("context.tar.gz", _tar_gz(*members), "application/gzip")})
+            assert r.status_code == 400, (case, r.status_code, r.text)
+            assert r.json()["errors"][0]["location"] == "body.context", (case, r.text)
+        assert api.get("/namespaces/default/builds").json() == before  # no build was started
+    assert not outside.exists() and not absolute.exists()
+    assert victim.read_text() == "untouched\n"
+    assert not list((data / "builds").glob("*/context"))  # and the refused contexts were removed
