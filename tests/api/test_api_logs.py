@@ -71,9 +71,12 @@ def test_any_chunking_decodes_the_same(messages, cuts, trailing_newline, blank_l
 @pytest.mark.parametrize(
     "value, seconds",
     [(1_700_000_000, 1_700_000_000.0), (1_700_000_000_123, 1_700_000_000.123), (1_700_000_000.5, 1_700_000_000.5),
+     # microseconds and nanoseconds (issue 28 item 6), each just above its limit too
+     (1_700_000_000_123_456, 1_700_000_000.123456), (1_700_000_000_123_456_789, 1_700_000_000.123456789),
+     (10**14 + 1, 10**8 + 1e-6), (10**17 + 1, 10**8 + 1e-9), ("1700000000123456", 1_700_000_000.123456),
      ("1700000000", 1_700_000_000.0), (None, None), ("yesterday", None), (True, None), ([1], None)],
 )
-def test_entry_time_normalises_seconds_and_milliseconds(value, seconds):
+def test_entry_time_normalises_seconds_milliseconds_microseconds_and_nanoseconds(value, seconds):
     got = entry_time({"timestamp": value} if value is not None else {})
     assert got == pytest.approx(seconds) if seconds is not None else got is None
 
@@ -318,6 +321,42 @@ def test_follower_without_http():
         if len(got) == 7:
             break
     assert seqs(got) == list(range(7)) and follower.reconnects == 2
+
+
+def _replays(*connections: list[bytes]):
+    """A follower over ``connections`` (each a list of NDJSON chunks), ending after the last one."""
+    from contextlib import contextmanager
+
+    opened = []
+
+    @contextmanager
+    def open_stream(idle_timeout):
+        opened.append(1)
+        yield Chunks(connections[len(opened) - 1])
+
+    return LogFollower(open_stream, is_finished=lambda: len(opened) == len(connections), backoff_base=0.0)
+
+
+def test_a_replay_overlapping_by_exactly_one_entry_keeps_the_entries_after_it():
+    """Issue 28 item 5: seconds timestamps, all in one second: the replay after the reconnection begins with the
+    one entry already shown; what follows it is new, though time alone cannot say so."""
+    def e(message: str) -> dict:
+        return {"timestamp": 1_700_000_000, "source": "stdout", "message": message}
+
+    got = list(_replays([ndjson(e("a")), b"null\n"], [ndjson(e("a"), e("b"), e("c")), b"null\n", ndjson(e("d"))]))
+    assert [x["message"] for x in got] == ["a", "b", "c", "d"]
+
+
+def test_entries_without_timestamps_after_the_window_slid_are_placed_by_the_end_of_replay_mark():
+    """Issue 28 item 7: no timestamps, and the node's window slid while away (its first entries are gone): the
+    `null` mark ends the replay, whose overlap with what was shown is matched as a sequence; counting positions
+    would skip the new entries."""
+    def e(i: int) -> dict:
+        return {"source": "stdout", "message": f"seq={i:05d}"}
+
+    got = list(_replays([ndjson(*map(e, range(5))), b"null\n"],
+                        [ndjson(*map(e, range(3, 7))), b"null\n", ndjson(e(7))]))
+    assert seqs(got) == list(range(8))
 
 
 def test_iter_log_lines_passes_ndjson_lines_through_untouched(fault_server, client):

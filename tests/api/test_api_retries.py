@@ -276,6 +276,20 @@ def test_debug_hook_redacts_credentials_in_the_url(fault_server):
     assert fault_server.count() == 1
 
 
+def test_debug_hook_redacts_a_set_cookie_answer_and_the_cookie_sent_back(fault_server):
+    """Issue 28 item 12: a session cookie a server (or a proxy in front of it) sets is a credential too."""
+    cookie = "session=s3cr3t-cookie-value; Path=/; HttpOnly"
+    fault_server.queue(Reply(json=[], headers={"Set-Cookie": cookie}), Reply(json=[]))
+    seen = []
+    with client_for(fault_server, debug_hook=seen.append) as client:
+        client.fleets.list()
+        client.fleets.list()
+    assert seen[0].response_headers["set-cookie"] == "<redacted>"
+    assert seen[0].response_headers["content-type"] == "application/json"  # only the credentials go
+    assert seen[1].request_headers.get("cookie", "<redacted>") == "<redacted>"
+    assert "s3cr3t-cookie-value" not in repr(seen)
+
+
 def test_concurrent_calls_share_one_client(fault_server):
     fault_server.handler = lambda r: Reply(json=[FLEET])
     with client_for(fault_server) as client:

@@ -1,11 +1,13 @@
-"""`valyent builds` against the sandbox: Ravel's builds API served with the engine of the podman driver, and a
-501 without an engine (process driver). The base image is the offline busybox one (tests/support/engine.py)."""
+"""`valyent builds` against the sandbox: Ravel's builds API served with the engine of a container driver
+(podman and docker: each test runs on both, support/engine.py), and a 501 without an engine (process driver). The
+base image is the offline busybox one (tests/support/engine.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
-import subprocess
+import tarfile
 import time
 
 from support.cli import run_cli
@@ -26,45 +28,47 @@ def write_context(tmp_path, base: str, extra: str = "") -> str:
     return str(ctx)
 
 
-def test_build_then_run_the_image(podman_env, engine_images, tmp_path):
+def test_build_then_run_the_image(engine, engine_env, engine_images, tmp_path):
     name = f"valyent-test-app-{secrets.token_hex(3)}"
     ctx = write_context(tmp_path, engine_images["base"])
     r = run_cli("builds", "create", ctx, "--image", name, "--tag", "v1", "--build-arg", "GREETING=hello", "--json",
-                env=podman_env, timeout=180)
+                env=engine_env, timeout=180)
     try:
         assert r.returncode == 0, r.stderr
         build = json.loads(r.stdout)
         assert build["status"] == "completed" and build["full_image"] == f"{name}:v1"
         assert build["digest"].startswith("sha256:")
-        assert "STEP" in r.stderr  # the build log, followed live on stderr
-        logs = run_cli("builds", "logs", build["id"], env=podman_env)
+        assert "step" in r.stderr.lower()  # the build log (podman: STEP 1/5, docker: Step 1/5), followed live on stderr
+        logs = run_cli("builds", "logs", build["id"], env=engine_env)
         assert logs.returncode == 0 and "COPY . /ctx" in logs.stdout
-        listed = run_cli("builds", "list", "-q", env=podman_env)
+        listed = run_cli("builds", "list", "-q", env=engine_env)
         assert build["id"] in listed.stdout.split()
-        mid = run_cli("machines", "create", "-q", "--image", f"{name}:v1", env=podman_env, timeout=120).stdout.strip()
+        mid = run_cli("machines", "create", "-q", "--image", f"{name}:v1", env=engine_env, timeout=120).stdout.strip()
         try:
             deadline = time.monotonic() + 20
             while True:
-                out = run_cli("logs", mid, env=podman_env).stdout
+                out = run_cli("logs", mid, env=engine_env).stdout
                 if "app.txt" in out or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             assert "hello from the build" in out
             assert "app.txt" in out and "secret.env" not in out  # .dockerignore honoured
         finally:
-            run_cli("machines", "delete", "--yes", "--force", mid, env=podman_env)
+            run_cli("machines", "delete", "--yes", "--force", mid, env=engine_env)
     finally:
-        subprocess.run(["podman", "rmi", "--force", f"localhost/{name}:v1"], capture_output=True)
+        # its name as given: podman stores it as localhost/NAME, docker as docker.io/library/NAME
+        engine.run("rmi", "--force", f"{name}:v1")
+        assert engine.run("image", "inspect", f"{name}:v1").returncode != 0
 
 
-def test_a_failing_build_exits_1_with_its_error(podman_env, engine_images, tmp_path):
+def test_a_failing_build_exits_1_with_its_error(engine, engine_env, engine_images, tmp_path):
     ctx = write_context(tmp_path, engine_images["base"], "RUN echo about to fail; exit 3\n")
     r = run_cli("builds", "create", ctx, "--image", f"valyent-test-bad-{secrets.token_hex(3)}", "-q",
-                env=podman_env, timeout=180)
+                env=engine_env, timeout=180)
     assert r.returncode == 1
     assert "about to fail" in r.stderr and "failed" in r.stderr
     build_id = r.stdout.strip()
-    show = run_cli("builds", "show", "--json", build_id, env=podman_env)
+    show = run_cli("builds", "show", "--json", build_id, env=engine_env)
     assert json.loads(show.stdout)["status"] == "failed"
 
 
@@ -86,21 +90,75 @@ def test_without_an_engine_builds_answer_501(cli_env, sandbox, tmp_path):
         assert resp.status_code == 501 and resp.json()["Code"] == "NOT_IMPLEMENTED"
 
 
-def test_cancel_a_running_build(podman_env, engine_images, tmp_path):
+def test_cancel_a_running_build(engine, engine_env, engine_images, tmp_path):
     ctx = write_context(tmp_path, engine_images["base"], "RUN sleep 60\n")
     r = run_cli("builds", "create", ctx, "--image", f"valyent-test-slow-{secrets.token_hex(3)}", "--detach", "-q",
-                env=podman_env, timeout=60)
+                env=engine_env, timeout=60)
     assert r.returncode == 0, r.stderr
     build_id = r.stdout.strip()
     deadline = time.monotonic() + 30
-    while "sleep 60" not in run_cli("builds", "logs", build_id, env=podman_env).stdout:
+    while "sleep 60" not in run_cli("builds", "logs", build_id, env=engine_env).stdout:
         assert time.monotonic() < deadline, "the build never reached its slow step"
         time.sleep(0.2)
-    cancel = run_cli("builds", "cancel", build_id, env=podman_env)
+    cancel = run_cli("builds", "cancel", build_id, env=engine_env)
     assert cancel.returncode == 0, cancel.stderr
-    follow = run_cli("builds", "logs", "-f", build_id, env=podman_env, timeout=30)  # ends with the build
+    follow = run_cli("builds", "logs", "-f", build_id, env=engine_env, timeout=30)  # ends with the build
     assert follow.returncode == 0
-    build = json.loads(run_cli("builds", "show", "--json", build_id, env=podman_env).stdout)
+    build = json.loads(run_cli("builds", "show", "--json", build_id, env=engine_env).stdout)
     assert build["status"] == "failed" and build["error"] == "build canceled"
-    again = run_cli("builds", "cancel", build_id, env=podman_env)
+    again = run_cli("builds", "cancel", build_id, env=engine_env)
     assert again.returncode == 1 and "already failed" in again.stderr
+
+
+def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        dockerfile = b"FROM scratch\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+def test_a_context_reaching_outside_itself_is_refused_and_writes_nothing(engine, engine_sandbox, tmp_path):
+    """Issue 28 item 1: `..`, an absolute path, a symlink or a hard link out of the context (and a file written
+    through such a link): 400 before any build, nothing written outside the build's directory."""
+    token = secrets.token_hex(4)
+    data = engine_sandbox.data_dir
+    # the context is <data>/builds/<id>/context: four `..` reach the sandbox's parent directory
+    up = "../../../../"
+    outside = data.parent / f"escaped-{token}"
+    victim = data.parent / f"victim-{token}"
+    victim.write_text("untouched\n")
+    absolute = tmp_path / f"absolute-{token}"
+    cases = {
+        "dot-dot": [(_member(f"{up}escaped-{token}"), b"x\n")],
+        "absolute": [(_member(str(absolute)), b"x\n")],
+        "symlink": [(_member("out", tarfile.SYMTYPE, up.rstrip("/")), None),
+                    (_member(f"out/escaped-{token}"), b"x\n")],
+        "absolute symlink": [(_member("abs", tarfile.SYMTYPE, str(data.parent)), None),
+                             (_member(f"abs/escaped-{token}"), b"x\n")],
+        "hard link": [(_member("hard", tarfile.LNKTYPE, f"{up}victim-{token}"), None),
+                      (_member("hard"), b"overwritten\n")],
+    }
+    with engine_sandbox.client() as api:
+        before = api.get("/namespaces/default/builds").json()
+        for case, members in cases.items():
+            r = api.post("/namespaces/default/builds", params={"image_name": f"valyent-test-evil-{token}"},
+                         files={"context": ("context.tar.gz", _tar_gz(*members), "application/gzip")})
+            assert r.status_code == 400, (case, r.status_code, r.text)
+            assert r.json()["errors"][0]["location"] == "body.context", (case, r.text)
+        assert api.get("/namespaces/default/builds").json() == before  # no build was started
+    assert not outside.exists() and not absolute.exists()
+    assert victim.read_text() == "untouched\n"
+    assert not list((data / "builds").glob("*/context"))  # and the refused contexts were removed

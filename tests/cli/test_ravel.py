@@ -266,6 +266,17 @@ def test_machine_workload_flags_on_the_wire(env, ravel):
     assert versions[0]["machine_id"] == machine
 
 
+def test_a_label_value_ending_in_a_dash_is_set_not_removed(env, ravel):
+    """Issue 28 item 9: `K-` removes K (kubectl's syntax), but `tier=web-` sets tier to `web-` (Ravel takes any
+    value up to 255 characters: ravel/validation.go validateLabelValue)."""
+    machine = create_machine(env, "--label", "app=web")
+    ok(run_inproc("machines", "label", machine, "tier=web-", "app-", env=env))
+    assert ravel.bodies("PATCH", rf"/fleets/[^/]+/machines/{machine}/metadata")[-1]["metadata"]["labels"] == {
+        "tier": "web-"}
+    ok(run_inproc("fleets", "label", "web", "stage=pre-", env=env))
+    assert [b["metadata"]["labels"] for b in ravel.bodies("PATCH", r"/fleets/[^/]+/metadata")][-1] == {"stage": "pre-"}
+
+
 def test_config_file_and_project_accept_ravel_workload_keys(env, ravel, tmp_path):
     config = tmp_path / "machine.json"
     config.write_text(json.dumps({"config": {"image": "nginx", "workload": {

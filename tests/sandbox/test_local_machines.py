@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from support.host import isolation_on
 from support.util import machine_payload, wait_until
 
 
@@ -232,7 +233,7 @@ def test_env_cwd_and_argv_without_shell(api, fleet, sandbox):
                entrypoint=[sys.executable], env=["GREETING=hello world"])
     wait(api, fleet, m, "stopped")
     out = [x["message"] for x in api.get(path(fleet, m, "/logs")).json()]
-    if httpx.get(sandbox.base + "/healthz").json()["isolation"] == "namespaces":
+    if isolation_on(sandbox.base):
         root = "/"  # the machine's own directory is its root
     else:
         root = str(sandbox.data_dir / "machines" / m["id"] / "root")
@@ -356,7 +357,7 @@ def test_exec(api, fleet, sandbox):
                                                 "timeout_ms": 5000})
     assert r.status_code == 200
     body = r.json()
-    isolated = httpx.get(sandbox.base + "/healthz").json()["isolation"] == "namespaces"
+    isolated = isolation_on(sandbox.base)
     root = "/" if isolated else str(sandbox.data_dir / "machines" / m["id"] / "root")
     assert body == {"stdout": f"machine\n{root}\n", "stderr": "oops\n", "exit_code": 3}
     r = api.post(path(fleet, m, "/exec"), json={"cmd": ["no-such-binary-here"], "timeout_ms": 5000}).json()

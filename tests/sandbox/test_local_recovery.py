@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from support.host import isolation_on
 from support.util import machine_payload, wait_until
 
 
@@ -67,7 +68,7 @@ def test_kill9_leaves_no_orphans_and_reconciles(fresh_sandbox):
         always = _create(api, ["sh", "-c", "sleep 600 & echo started; wait"], restart={"policy": "always"})
         never = _create(api, ["sh", "-c", "sleep 600 & wait"])
         # an isolated machine adds its launcher and its init (PID 1 of its namespace) to the shell and the sleep
-        n = 4 if httpx.get(sb.base + "/healthz").json()["isolation"] == "namespaces" else 2
+        n = 4 if isolation_on(sb.base) else 2
         wait_until(lambda: len(_pids(sb, always)) == n and len(_pids(sb, never)) == n, message="machine processes")
         before = _pids(sb, always) | _pids(sb, never)
     sb.kill9()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -182,3 +183,32 @@ def test_stale_uploads_are_removed_at_start(tmp_path):
         assert keep.exists()
     finally:
         sandbox.finish()
+
+
+@pytest.mark.parametrize("installed", [("podman", "docker"), ("docker",)], ids=["podman-and-docker", "docker-only"])
+def test_local_start_driver_auto_picks_podman_first_then_docker(installed, tmp_path):
+    """`--driver auto` with both engines picks podman; with only docker (podman not on PATH), docker. PATH holds
+    only the engines of the case (the CLI and its server run by the interpreter's full path)."""
+    from support.engine import engine_missing
+    from support.host import skip_or_fail
+
+    for name in installed:
+        reason = engine_missing(name)
+        if reason:
+            skip_or_fail(reason)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in installed:
+        os.symlink(shutil.which(name), bin_dir / name)
+    data = tmp_path / "data"
+    env = cli_environ(tmp_path / "config", local_dir=data, PATH=str(bin_dir))
+    try:
+        r = run_cli("local", "start", "--driver", "auto", "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        status = run_cli("local", "status", "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["driver"] == installed[0]
+    finally:
+        run_cli("local", "stop", env=env)
+        for pid in serve_processes(data):
+            os.kill(pid, signal.SIGKILL)

@@ -146,6 +146,8 @@ def test_health_goes_unhealthy_then_healthy_when_the_checked_file_appears(api):
     wait_until(lambda: get()["health"] == "healthy", timeout=20, message="healthy")
     events = [e for e in api.get(f"/fleets/default/machines/{m['id']}/events").json() if e["type"] == "machine.health"]
     assert [e["payload"]["health"]["status"] for e in events] == ["unhealthy", "healthy"]
+    # unhealthy on exactly the `retries`-th failure in a row, not one check late (issue 28 item 8)
+    assert [e["payload"]["health"]["consecutive_failures"] for e in events] == [2, 0]
     assert all(e["status"] == "running" for e in events)
     destroy(api, m["id"])
 

@@ -1,13 +1,19 @@
-"""Container engine fixtures: offline images from a busybox-static rootfs, and a sandbox with the podman driver.
+"""Container engine fixtures: offline images from a busybox-static rootfs, on podman and on docker.
 
-No image registry is reachable in CI, so every image is `podman import`ed from a directory holding busybox's
-static binary and its applet links. Tests that need an engine skip, saying why, where podman or busybox is
-missing (CI installs both: `.ci/run`).
+`engine` (session, parametrized ``podman`` and ``docker``): the engine a container-driver test runs on; every test
+using it (directly, or through `engine_images`, `engine_sandbox`, `engine_env`) runs once per engine. Where an
+engine is missing (podman not installed, no docker daemon answering, no busybox to build the images from) its
+tests skip, saying why; in CI (`CI=true`, as `.ci/run` and the CI services set it) they fail instead, since CI
+installs both engines and starts dockerd (`.ci/run`), so a missing engine there is a broken run, not a skip.
+
+No image registry is reachable in CI, so every image is imported (`<engine> import`) from a directory holding
+busybox's static binary and its applet links.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tarfile
@@ -15,18 +21,81 @@ from pathlib import Path
 
 import pytest
 
-BASE_IMAGE = "localhost/valyent-test-busybox:latest"
-HELLO_IMAGE = "localhost/valyent-test-hello:latest"
-WEB_IMAGE = "localhost/valyent-test-web:latest"
+from support.host import skip_or_fail
+
+ENGINES = ("podman", "docker")
+# a name of this run only: test runs on the same machine at once (or an interrupted one's leftovers) must not
+# untag or replace each other's images
+RUN = secrets.token_hex(3)
+BASE_IMAGE = f"localhost/valyent-test-busybox-{RUN}:latest"
+HELLO_IMAGE = f"localhost/valyent-test-hello-{RUN}:latest"
+WEB_IMAGE = f"localhost/valyent-test-web-{RUN}:latest"
 LABEL = "valyent.machine"
 
 
-def engine_missing() -> str | None:
-    if not shutil.which("podman"):
-        return "podman is not installed (CI installs it: .ci/run)"
+def _answers(*args: str) -> bool:
+    try:
+        return subprocess.run(args, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def engine_missing(engine: str = "podman") -> str | None:
+    """Why ``engine`` cannot run the container tests here, or None."""
+    if not shutil.which(engine):
+        return f"{engine} is not installed (CI installs it: .ci/run)"
+    if engine == "docker" and not _answers("docker", "version", "--format", "{{.Server.Version}}"):
+        return "no docker daemon answers `docker version` (.ci/run starts dockerd)"
     if not shutil.which("busybox"):
         return "busybox(-static) is not installed: the test images are built from it (.ci/run installs it)"
     return None
+
+
+class Engine:
+    """One container engine's command line, as the tests use it (the sandbox's driver uses its own)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def run(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([self.name, *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+    def running(self, container: str) -> str:
+        """`true`/`false`: whether the container runs (both engines print Go's bool)."""
+        return self.run("inspect", "--format", "{{.State.Running}}", container).stdout.strip()
+
+    def containers_of(self, machine_id: str) -> list[str]:
+        return self.run("ps", "--all", "--quiet", "--filter", f"label={LABEL}={machine_id}",
+                        check=True, timeout=30).stdout.split()
+
+    def containers_of_sandbox(self, data_dir: Path) -> list[str]:
+        """The containers of the sandbox of ``data_dir`` (only its own: other runs may use the engine at once)."""
+        from valyent_cli.local.procs import sandbox_id
+
+        return self.run("ps", "--all", "--quiet", "--filter", f"label=valyent.sandbox={sandbox_id(data_dir)}",
+                        timeout=30).stdout.split()
+
+    def remove_containers_of_sandbox(self, data_dir: Path) -> None:
+        """What a failed test left behind (a passing one deletes its machines, and so their containers)."""
+        ids = self.containers_of_sandbox(data_dir)
+        if ids:
+            # docker's rm has no --time: kill first, then remove
+            self.run("kill", *ids, timeout=60)
+            self.run("rm", "--force", *ids, timeout=60)
+
+    def volume_rm(self, name: str) -> None:
+        self.run("volume", "rm", "--force", name)
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request) -> Engine:
+    reason = engine_missing(request.param)
+    if reason:
+        skip_or_fail(reason)
+    return Engine(request.param)
 
 
 def _rootfs(tmp: Path) -> Path:
@@ -47,50 +116,26 @@ def _rootfs(tmp: Path) -> Path:
     return root
 
 
-def _import(rootfs: Path, tarball: Path, image: str, *changes: str) -> None:
-    args = ["podman", "import"]
+def _import(engine: Engine, tarball: Path, image: str, *changes: str) -> None:
+    args = ["import"]
     for change in ("ENV PATH=/bin", *changes):
         args += ["--change", change]
-    subprocess.run([*args, str(tarball), image], check=True, capture_output=True, timeout=120)
+    engine.run(*args, str(tarball), image, check=True)
 
 
 @pytest.fixture(scope="session")
-def engine_images(tmp_path_factory) -> dict:
-    reason = engine_missing()
-    if reason:
-        pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("images")
+def engine_images(tmp_path_factory, engine) -> dict:
+    """The test images, imported into ``engine``: {"base", "hello", "web"} -> image name."""
+    tmp = tmp_path_factory.mktemp(f"images-{engine.name}")
     rootfs = _rootfs(tmp)
     tarball = tmp / "rootfs.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(rootfs, arcname=".")
-    _import(rootfs, tarball, BASE_IMAGE, 'CMD ["/bin/sh"]')
-    _import(rootfs, tarball, HELLO_IMAGE,
+    _import(engine, tarball, BASE_IMAGE, 'CMD ["/bin/sh"]')
+    _import(engine, tarball, HELLO_IMAGE,
             'CMD ["sh", "-c", "echo hello from the image CMD; echo to stderr >&2; exec sleep 600"]')
-    _import(rootfs, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
+    _import(engine, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
     yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE}
-    # the next run imports them again: leave no image (nor its layers, once untagged) behind
-    # (not --force: a container of another test session would go with it)
-    subprocess.run(["podman", "rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE], capture_output=True, timeout=120)
-
-
-def containers_of(machine_id: str) -> list[str]:
-    out = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", f"label={LABEL}={machine_id}"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    return out.split()
-
-
-def containers_of_sandbox(data_dir: Path) -> list[str]:
-    """The containers of the sandbox of ``data_dir`` (only its own: other runs may use podman at the same time)."""
-    from valyent_cli.local.procs import sandbox_id
-
-    return subprocess.run(["podman", "ps", "--all", "--quiet", "--filter",
-                           f"label=valyent.sandbox={sandbox_id(data_dir)}"],
-                          capture_output=True, text=True, timeout=30).stdout.split()
-
-
-def remove_containers_of_sandbox(data_dir: Path) -> None:
-    """What a failed test left behind (a passing one deletes its machines, and so their containers)."""
-    ids = containers_of_sandbox(data_dir)
-    if ids:
-        subprocess.run(["podman", "rm", "--force", "--time", "0", *ids], capture_output=True, timeout=60)
+    # the next run imports them again: leave no image behind (not --force: a container left by a failed test
+    # would go with it, and its sandbox's cleanup reports it)
+    engine.run("rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE)

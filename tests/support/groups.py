@@ -3,8 +3,9 @@
 Most tests wait on subprocesses and servers of their own (free ports, private config and data dirs), so they run
 four at a time. Two kinds are kept together on one worker, one after the other:
 
-- ``podman``: every test using the container engine (the ``podman_sandbox``/``podman_env``/``engine_images``
-  fixtures): one set of test images and one podman sandbox for the run, as in a serial run;
+- ``podman`` and ``docker``: every test using a container engine (the ``engine`` fixture, directly or through
+  ``engine_images``/``engine_sandbox``/``engine_env``), by the engine it runs on: one set of test images and one
+  sandbox per engine for the run, as in a serial run; the two engines' tests run side by side;
 - ``heavy``: tests that load the machine on purpose (hundreds of concurrent requests, dozens of processes at once,
   parallel `local start`): run side by side they would measure each other, not the CLI.
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import pytest
 
-PODMAN_FIXTURES = {"podman_sandbox", "podman_env", "engine_images"}
 
 # module path (from tests/) -> test names (a prefix of the node name), or None for every test of the module
 HEAVY = {
@@ -28,8 +28,9 @@ HEAVY = {
 
 
 def group_of(item: pytest.Item) -> str | None:
-    if PODMAN_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return "podman"
+    if "engine" in getattr(item, "fixturenames", ()):
+        callspec = getattr(item, "callspec", None)
+        return str(callspec.params["engine"]) if callspec and "engine" in callspec.params else "engine"
     path = item.path.as_posix().split("/tests/", 1)[-1]
     if path in HEAVY:
         names = HEAVY[path]

@@ -4,7 +4,8 @@ a real sandbox server on a free loopback port, and an environment to run the CLI
 - `sandbox` (session): one server for the whole run; its machines are left to it, and at the end the server is
   stopped with SIGTERM and the test fails if any machine process of its data dir is still alive.
 - `fresh_sandbox` (function): a server of its own, with `kill9()` and `restart()` (same data dir and port).
-- `podman_sandbox` (session): one whose machines are podman containers; `podman_env` to run the CLI against it.
+- `engine_sandbox` (session, once per engine of support/engine.py's `engine`: podman, docker): one whose machines
+  are containers of that engine; `engine_env` to run the CLI against it.
 - `cli_env`: support.env.cli_environ for the session's sandbox and a private config dir; `api`: an httpx client of it.
 - `fleet_env`: a fresh fleet on the session's sandbox; `one_machine`: a running machine in one.
 """
@@ -144,18 +145,17 @@ def fresh_sandbox(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def podman_sandbox(tmp_path_factory, engine_images):
-    """A sandbox whose machines are podman containers (skips, saying why, without podman and busybox)."""
-    sb = Sandbox(tmp_path_factory.mktemp("podman-sandbox") / "data", driver="podman").start()
+def engine_sandbox(tmp_path_factory, engine, engine_images):
+    """A sandbox whose machines are containers of ``engine`` (skips, saying why, where the engine or busybox is
+    missing; fails instead in CI)."""
+    sb = Sandbox(tmp_path_factory.mktemp(f"{engine.name}-sandbox") / "data", driver=engine.name).start()
     try:
         yield sb
     finally:
         try:
             sb.finish()
         finally:
-            from support.engine import remove_containers_of_sandbox
-
-            remove_containers_of_sandbox(sb.data_dir)
+            engine.remove_containers_of_sandbox(sb.data_dir)
 
 
 @pytest.fixture()
@@ -166,8 +166,8 @@ def api(sandbox):
 
 
 @pytest.fixture()
-def podman_env(tmp_path, podman_sandbox) -> dict:
-    return cli_environ(tmp_path / "config", sandbox=podman_sandbox, fleet="default")
+def engine_env(tmp_path, engine_sandbox) -> dict:
+    return cli_environ(tmp_path / "config", sandbox=engine_sandbox, fleet="default")
 
 
 @pytest.fixture()

@@ -310,8 +310,10 @@ def _extract(fileobj, dest: Path) -> None:
             total += max(member.size, 0)
             if total > MAX_CONTEXT:
                 raise ValueError("the build context is larger than 2 GiB")
+            if member.name.startswith("/"):  # the data filter would only strip the slash: refuse it, as `..`
+                raise ValueError(f"refusing {member.name!r} in the build context (an absolute path)")
         if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")  # no absolute paths, no links out of dest, no devices
+            tar.extractall(dest, filter="data")  # no `..` out of dest, no links out of dest, no devices
             return
         # Python before 3.11.4: only plain files and directories, with relative paths that stay inside
         members = []

@@ -9,7 +9,9 @@ and stderr are the machine's log, live, and its exit code is the engine's (`insp
 (the engine's `GraphDriver.Data.MergedDir`, reachable when the engine runs as the same user as the sandbox).
 Gateway target ports are published on 127.0.0.1 only, on ports the engine picks.
 
-Written against the command lines podman and docker share; only podman is tested here (docker needs a daemon).
+Written against the command lines podman and docker share; both are tested (tests/support/engine.py runs every
+container test on each). Where they differ, the driver reads both: docker's client says `Error response from daemon:`
+where podman says `Error:`, and docker refuses a memory limit under 6 MB that podman applies.
 """
 
 from __future__ import annotations
@@ -41,13 +43,32 @@ def container_name(machine_id: str) -> str:
     return f"valyent-{machine_id}"
 
 
+# how each engine's client introduces its error: podman `Error: ...`, docker `Error response from daemon: ...`
+# (and `Error: ...` for what the client itself refuses)
+ERROR_PREFIXES = ("error response from daemon:", "error:")
+
+
 def _error_text(stderr: str, fallback: str) -> str:
-    """The engine's own message: its last `Error: ...` line, else its last line."""
+    """The engine's own message, without the client's prefix: its last `Error...` line, else its last line."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for line in reversed(lines):
-        if line.lower().startswith("error"):
-            return line.split(":", 1)[1].strip() if line.lower().startswith("error:") else line
+        low = line.lower()
+        if low.startswith("error"):
+            for prefix in ERROR_PREFIXES:
+                if low.startswith(prefix):
+                    return line[len(prefix):].strip() or fallback
+            return line
     return lines[-1] if lines else fallback
+
+
+def _limits_unsupported(stderr: str) -> bool:
+    """Whether `create` failed because this host cannot apply memory/cpu limits at all (no cgroup controller), not
+    because the limit itself was refused: docker's `Minimum memory limit allowed is 6MB` names memory too, and
+    dropping the limit then would run the machine with none."""
+    low = stderr.lower()
+    if "minimum memory limit" in low:
+        return False
+    return any(w in low for w in ("cgroup", "memory", "cpu"))
 
 
 def _kill_marked(mark: str) -> None:
@@ -228,7 +249,7 @@ class ContainerDriver(Driver):
         config = {**config, "image": await self._pull(image, progress)}
         try:
             code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
-            if code != 0 and any(w in err.lower() for w in ("cgroup", "memory", "cpu")):
+            if code != 0 and _limits_unsupported(err):
                 progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
                          f"({_error_text(err, 'error')}): the container runs without them")
                 code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace,
