@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete, fastparams, helpstyle
+from valyent_cli.cli import complete, fastparams, globalopts, helpstyle
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
 from valyent_cli.groups import GROUPS  # the one list of groups (re-exported here for the tools that read it)
 
@@ -17,6 +17,8 @@ HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of m
 logs and commands.
 
 Start offline with the local sandbox: `valyent local start`, then `valyent machines create --image nginx`.
+
+The options below go before or after the command: `valyent machines list -p prod --debug`.
 
 {EXIT_CODES_HELP}
 """
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     from valyent_cli.cli.errors import handle
 
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
+    # before the command is known, `--debug` anywhere but in a machine's own command (after `--`) counts
+    debug = "--debug" in args[: args.index("--") if "--" in args else None] or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
     helpstyle.install()
     at = _group_at(args)
@@ -216,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
         # decide anything.
         command = typer.main.get_command(root_app)
+        args, at = globalopts.hoist(command, args, at)
+        debug = "--debug" in args[:at] or os.environ.get("VALYENT_DEBUG") == "1"
         with ended_as_exceptions(), command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
