@@ -4,6 +4,7 @@
 # run, and each string annotation costs a compile() (~50 µs); real ones cost nothing then (issue 16).
 import os
 import sys
+from collections.abc import Collection
 from typing import Annotated
 
 import typer
@@ -11,14 +12,15 @@ import typer
 from valyent_cli import __version__
 from valyent_cli.cli import complete, fastparams, globalopts, helpstyle
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
-from valyent_cli.groups import GROUPS  # the one list of groups (re-exported here for the tools that read it)
+from valyent_cli.groups import ALIASES, GROUPS  # the one list of groups (re-exported here for the tools that read it)
 
 HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
 logs and commands.
 
 Start offline with the local sandbox: `valyent local start`, then `valyent machines create --image nginx`.
 
-The options below go before or after the command: `valyent machines list -p prod --debug`.
+The options below go before or after the command: `valyent machines list -p prod --debug`. Short forms, as in
+docker and gh: `ls` for list and `rm` for delete (`valyent machines rm ID`), `valyent machines logs` for `valyent logs`.
 
 {EXIT_CODES_HELP}
 """
@@ -119,8 +121,9 @@ def _overview() -> typer.Typer:
     return overview
 
 
-def _group_at(args: list[str]) -> int | None:
-    """Where the command group is on the line (the first word that is not a global option or its value)."""
+def _group_at(args: list[str], names: Collection[str] = GROUPS) -> int | None:
+    """Where the command group is on the line (the first word that is not a global option or its value), when it
+    is one of ``names``."""
     skip = False
     for i, arg in enumerate(args):
         if skip:
@@ -131,8 +134,20 @@ def _group_at(args: list[str]) -> int | None:
             continue
         if arg.startswith("-"):
             continue
-        return i if arg in GROUPS else None
+        return i if arg in names else None
     return None
+
+
+def _unalias(args: list[str], at: int | None) -> list[str]:
+    """``args`` with a command's alias (`machines rm`, `machines logs`: groups.ALIASES) replaced by what it stands
+    for; the command word is the first after the group that is not an option."""
+    if at is None or args[at] not in ALIASES:
+        return args
+    command = _group_at(args[at + 1 :], ALIASES[args[at]])
+    if command is None:
+        return args
+    command += at + 1
+    return [*args[:at], *ALIASES[args[at]][args[command]], *args[at + 1 : command], *args[command + 1 :]]
 
 
 def _one_command(args: list[str], at: int | None = None) -> typer.Typer | None:
@@ -210,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args[: args.index("--") if "--" in args else None] or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
     helpstyle.install()
+    at = _group_at(args)
+    args = _unalias(args, at)
     at = _group_at(args)
     root_app = _overview() if at is None else (_one_command(args, at) or register(args[at]))
     from valyent_cli.cli.signals import ended_as_exceptions
