@@ -202,7 +202,10 @@ def list_(
         from valyent_cli.cli.output import Column, state_style
 
         columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
-    out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
+    empty = f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx"
+    if wanted:
+        empty = f"No machines with {' '.join(f'{k}={v}' for k, v in wanted.items())} in fleet {fleet_ref}."
+    out.table(machines, columns, empty=empty)
 
 
 @app.command("show")
@@ -416,7 +419,9 @@ def wait(
         except WaitTimeout as exc:
             if getattr(exc, "url", None) and "did not reach" not in str(exc):
                 raise  # a request that timed out, not the wait
-            raise CliError(f"machine {m.get('id')} is not {state} after {timeout}", Exit.TIMEOUT,
+            from valyent_cli.cli.humanize import span
+
+            raise CliError(f"machine {m.get('id')} is not {state} after {span(seconds)}", Exit.TIMEOUT,
                            hint=f"wait longer: valyent machines wait {m.get('id')} --state {state} --timeout 10m") from None
     out.done(f"Machine {m.get('id')} is {state}")
 
