@@ -438,14 +438,15 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     m = _machine(app_, fleet_ref, machine)
     items = m.events()
+    one_day = len({clock(e.get("timestamp"))[:10] for e in items}) == 1  # then the time of day says it (UTC)
     out.table(
         items,
         [
-            Column("TIME", lambda e: clock(e.get("timestamp"))),
+            Column("TIME", lambda e: clock(e.get("timestamp"))[11 if one_day else 0:]),
             Column("TYPE", lambda e: e.get("type")),
             Column("STATE", lambda e: e.get("status"), style=state_style),
-            Column("ORIGIN", lambda e: e.get("origin")),
-            Column("DETAILS", views.describe_event),
+            Column("ORIGIN", lambda e: e.get("origin"), drop=1),
+            Column("DETAILS", views.describe_event, wrap=True),
         ],
         empty="No events.",
     )
