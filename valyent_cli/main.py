@@ -32,7 +32,7 @@ def _new_root() -> typer.Typer:
         help=HELP,
         no_args_is_help=True,
         add_completion=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": helpstyle.MAX_WIDTH},
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
     )
