@@ -5,7 +5,7 @@
 import os
 import sys
 from collections.abc import Collection
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -190,8 +190,7 @@ def _pick_missing(exc: BaseException, args: list[str]) -> list[str] | None:
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ != "MissingParameter" or param is None or ctx is None:
         return None
-    kind = _PICKABLE.get(str(getattr(param, "name", "")))
-    if kind is None or getattr(param, "param_type_name", "") != "argument":
+    if getattr(param, "param_type_name", "") != "argument":
         return None
     from valyent_cli.cli import resolve
 
@@ -201,8 +200,57 @@ def _pick_missing(exc: BaseException, args: list[str]) -> list[str] | None:
     at = next((i + len(path) for i in range(len(args)) if args[i : i + len(path)] == path), None)
     if at is None:
         return None
+    kind = _PICKABLE.get(str(getattr(param, "name", "")))
+    if kind is None:
+        return None
     chosen = resolve.pick(ctx.obj, kind, _flag_value(args, "--fleet"))
     return None if chosen is None else [*args[:at], chosen, *args[at:]]
+
+
+def _fill_before_dashes(command: Any, args: list[str], at: int | None) -> list[str]:
+    """`machines exec -- ls -la`: no MACHINE before `--`, so `ls` would be taken for it. On a terminal, offer the
+    list to pick from and put the choice before `--`; otherwise say what is missing (exit 2)."""
+    if at is None or at + 1 >= len(args):
+        group = None
+    else:
+        group = command.commands.get(args[at])
+    leaf = getattr(group, "commands", {}).get(args[at + 1]) if group is not None else None
+    kind = _taken_by_dashes(leaf, args, at + 2) if leaf is not None and at is not None else None
+    if kind is None:
+        return args
+    from valyent_cli.cli import resolve
+    from valyent_cli.cli.errors import UsageError
+
+    name = kind.upper()
+    if not resolve.interactive():
+        raise UsageError(f"missing {name} before `--`: valyent {args[at]} {args[at + 1]} {name} -- COMMAND...")
+    from valyent_cli.cli.context import AppContext
+
+    with command.make_context("valyent", args[:at], resilient_parsing=True) as root:
+        options = {k: root.params.get(k) for k in ("profile", "endpoint", "namespace", "allow_http", "debug", "no_color")}
+    chosen = resolve.pick(AppContext(**options), kind, _flag_value(args, "--fleet"))
+    if chosen is None:
+        raise UsageError(f"missing {name} before `--`, and there is none to pick from")
+    dashes = args.index("--", at + 2)
+    return [*args[:dashes], chosen, *args[dashes:]]
+
+
+def _taken_by_dashes(command: object, args: list[str], at: int) -> str | None:
+    """What the command's first argument lists when the line gives it no word before `--` (so the first word
+    after `--` was taken for it), else None."""
+    first = next((p for p in getattr(command, "params", ()) if getattr(p, "param_type_name", "") == "argument"), None)
+    kind = _PICKABLE.get(str(getattr(first, "name", "")))
+    if kind is None or "--" not in args[at:]:
+        return None
+    options = globalopts.options_of(command)
+    words = args[at : args.index("--", at)]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("-"):
+            return None  # a word for the argument: it was given
+        i += 2 if options.get(word) else 1
+    return kind
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:
@@ -238,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         command = typer.main.get_command(root_app)
         args, at = globalopts.hoist(command, args, at)
         debug = "--debug" in args[:at] or os.environ.get("VALYENT_DEBUG") == "1"
+        args = _fill_before_dashes(command, args, at)
         with ended_as_exceptions(), command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes

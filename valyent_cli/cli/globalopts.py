@@ -19,7 +19,7 @@ from typing import Any
 _NOT_MOVED = frozenset({"--help", "-h", "--version", "-V"})
 
 
-def _options(command: Any) -> dict[str, bool]:
+def options_of(command: Any) -> dict[str, bool]:
     """Each option string of ``command`` -> whether it takes a value."""
     found: dict[str, bool] = {}
     for param in getattr(command, "params", ()):
@@ -64,13 +64,13 @@ def hoist(root: Any, args: list[str], group_at: int | None) -> tuple[list[str], 
     """
     if group_at is None:
         return args, None
-    globals_ = {opt: takes for opt, takes in _options(root).items() if opt not in _NOT_MOVED}
+    globals_ = {opt: takes for opt, takes in options_of(root).items() if opt not in _NOT_MOVED}
     command = getattr(root, "commands", {}).get(args[group_at])
     if command is None:
         return args, group_at
     moved: list[str] = []
     kept: list[str] = []
-    own = _options(command)
+    own = options_of(command)
     subcommands = getattr(command, "commands", None) or {}
     positionals = 0
     i = group_at + 1
@@ -97,7 +97,7 @@ def hoist(root: Any, args: list[str], group_at: int | None) -> tuple[list[str], 
             continue
         if word in subcommands:  # a command of the group (or of a sub-group): its options from here on
             command = subcommands[word]
-            own = _options(command)
+            own = options_of(command)
             subcommands = getattr(command, "commands", None) or {}
             positionals = 0
             kept.append(word)
