@@ -404,7 +404,7 @@ complete -c valyent -n '__valyent_at \'machines run\'' -l timeout -x -d 'Stop th
 complete -c valyent -n '__valyent_at \'machines run\'' -l wait-timeout -x -d 'How long to wait for it to run.'
 complete -c valyent -n '__valyent_at \'machines run\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'machines run\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
-complete -c valyent -n '__valyent_at \'machines run\'' -s q -l quiet -d 'Print only ids, one a line.'
+complete -c valyent -n '__valyent_at \'machines run\'' -s q -l quiet -d 'Print only the machine\'s output, no notes; with --detach, its id.'
 complete -c valyent -n '__valyent_at \'machines run\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent gateways

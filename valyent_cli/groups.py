@@ -11,6 +11,15 @@ GROUPS: tuple[str, ...] = (
     "local", "completion",
 )
 
+#: other words for commands, as docker and gh users type them: group -> {alias: the words it stands for}. They
+#: work as the command itself (`machines rm ID`), and stay out of help's command lists and completion.
+ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "fleets": {"ls": ("fleets", "list"), "rm": ("fleets", "delete")},
+    "machines": {"ls": ("machines", "list"), "rm": ("machines", "delete"), "logs": ("logs",)},
+    "gateways": {"ls": ("gateways", "list"), "rm": ("gateways", "delete")},
+    "builds": {"ls": ("builds", "list")},
+}
+
 #: the API resources a user names by name or id, by the word the API's not-found messages use for them, in the
 #: order a not-found message is matched against them. For each:
 #:   list: the command that lists them (after `valyent`), offered when one is not found;

@@ -4,19 +4,23 @@
 # run, and each string annotation costs a compile() (~50 µs); real ones cost nothing then (issue 16).
 import os
 import sys
-from typing import Annotated
+from collections.abc import Collection
+from typing import Annotated, Any
 
 import typer
 
 from valyent_cli import __version__
-from valyent_cli.cli import complete, fastparams, helpstyle
+from valyent_cli.cli import complete, fastparams, globalopts, helpstyle
 from valyent_cli.cli.exits import EXIT_CODES_HELP, Exit
-from valyent_cli.groups import GROUPS  # the one list of groups (re-exported here for the tools that read it)
+from valyent_cli.groups import ALIASES, GROUPS  # the one list of groups (re-exported here for the tools that read it)
 
 HELP = f"""The command line for Valyent Cloud and self-hosted Ravel: fleets of micro-VM machines, their gateways, files,
 logs and commands.
 
 Start offline with the local sandbox: `valyent local start`, then `valyent machines create --image nginx`.
+
+The options below go before or after the command: `valyent machines list -p prod --debug`. Short forms, as in
+docker and gh: `ls` for list and `rm` for delete (`valyent machines rm ID`), `valyent machines logs` for `valyent logs`.
 
 {EXIT_CODES_HELP}
 """
@@ -28,7 +32,7 @@ def _new_root() -> typer.Typer:
         help=HELP,
         no_args_is_help=True,
         add_completion=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": helpstyle.MAX_WIDTH},
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
     )
@@ -117,8 +121,9 @@ def _overview() -> typer.Typer:
     return overview
 
 
-def _group_at(args: list[str]) -> int | None:
-    """Where the command group is on the line (the first word that is not a global option or its value)."""
+def _group_at(args: list[str], names: Collection[str] = GROUPS) -> int | None:
+    """Where the command group is on the line (the first word that is not a global option or its value), when it
+    is one of ``names``."""
     skip = False
     for i, arg in enumerate(args):
         if skip:
@@ -129,8 +134,20 @@ def _group_at(args: list[str]) -> int | None:
             continue
         if arg.startswith("-"):
             continue
-        return i if arg in GROUPS else None
+        return i if arg in names else None
     return None
+
+
+def _unalias(args: list[str], at: int | None) -> list[str]:
+    """``args`` with a command's alias (`machines rm`, `machines logs`: groups.ALIASES) replaced by what it stands
+    for; the command word is the first after the group that is not an option."""
+    if at is None or args[at] not in ALIASES:
+        return args
+    command = _group_at(args[at + 1 :], ALIASES[args[at]])
+    if command is None:
+        return args
+    command += at + 1
+    return [*args[:at], *ALIASES[args[at]][args[command]], *args[at + 1 : command], *args[command + 1 :]]
 
 
 def _one_command(args: list[str], at: int | None = None) -> typer.Typer | None:
@@ -173,8 +190,7 @@ def _pick_missing(exc: BaseException, args: list[str]) -> list[str] | None:
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ != "MissingParameter" or param is None or ctx is None:
         return None
-    kind = _PICKABLE.get(str(getattr(param, "name", "")))
-    if kind is None or getattr(param, "param_type_name", "") != "argument":
+    if getattr(param, "param_type_name", "") != "argument":
         return None
     from valyent_cli.cli import resolve
 
@@ -184,8 +200,57 @@ def _pick_missing(exc: BaseException, args: list[str]) -> list[str] | None:
     at = next((i + len(path) for i in range(len(args)) if args[i : i + len(path)] == path), None)
     if at is None:
         return None
+    kind = _PICKABLE.get(str(getattr(param, "name", "")))
+    if kind is None:
+        return None
     chosen = resolve.pick(ctx.obj, kind, _flag_value(args, "--fleet"))
     return None if chosen is None else [*args[:at], chosen, *args[at:]]
+
+
+def _fill_before_dashes(command: Any, args: list[str], at: int | None) -> list[str]:
+    """`machines exec -- ls -la`: no MACHINE before `--`, so `ls` would be taken for it. On a terminal, offer the
+    list to pick from and put the choice before `--`; otherwise say what is missing (exit 2)."""
+    if at is None or at + 1 >= len(args):
+        group = None
+    else:
+        group = command.commands.get(args[at])
+    leaf = getattr(group, "commands", {}).get(args[at + 1]) if group is not None else None
+    kind = _taken_by_dashes(leaf, args, at + 2) if leaf is not None and at is not None else None
+    if kind is None:
+        return args
+    from valyent_cli.cli import resolve
+    from valyent_cli.cli.errors import UsageError
+
+    name = kind.upper()
+    if not resolve.interactive():
+        raise UsageError(f"missing {name} before `--`: valyent {args[at]} {args[at + 1]} {name} -- COMMAND...")
+    from valyent_cli.cli.context import AppContext
+
+    with command.make_context("valyent", args[:at], resilient_parsing=True) as root:
+        options = {k: root.params.get(k) for k in ("profile", "endpoint", "namespace", "allow_http", "debug", "no_color")}
+    chosen = resolve.pick(AppContext(**options), kind, _flag_value(args, "--fleet"))
+    if chosen is None:
+        raise UsageError(f"missing {name} before `--`, and there is none to pick from")
+    dashes = args.index("--", at + 2)
+    return [*args[:dashes], chosen, *args[dashes:]]
+
+
+def _taken_by_dashes(command: object, args: list[str], at: int) -> str | None:
+    """What the command's first argument lists when the line gives it no word before `--` (so the first word
+    after `--` was taken for it), else None."""
+    first = next((p for p in getattr(command, "params", ()) if getattr(p, "param_type_name", "") == "argument"), None)
+    kind = _PICKABLE.get(str(getattr(first, "name", "")))
+    if kind is None or "--" not in args[at:]:
+        return None
+    options = globalopts.options_of(command)
+    words = args[at : args.index("--", at)]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("-"):
+            return None  # a word for the argument: it was given
+        i += 2 if options.get(word) else 1
+    return kind
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:
@@ -204,9 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     from valyent_cli.cli.errors import handle
 
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args or os.environ.get("VALYENT_DEBUG") == "1"
+    # before the command is known, `--debug` anywhere but in a machine's own command (after `--`) counts
+    debug = "--debug" in args[: args.index("--") if "--" in args else None] or os.environ.get("VALYENT_DEBUG") == "1"
     fastparams.install()
     helpstyle.install()
+    at = _group_at(args)
+    args = _unalias(args, at)
     at = _group_at(args)
     root_app = _overview() if at is None else (_one_command(args, at) or register(args[at]))
     from valyent_cli.cli.signals import ended_as_exceptions
@@ -216,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
         # decide anything.
         command = typer.main.get_command(root_app)
+        args, at = globalopts.hoist(command, args, at)
+        debug = "--debug" in args[:at] or os.environ.get("VALYENT_DEBUG") == "1"
+        args = _fill_before_dashes(command, args, at)
         with ended_as_exceptions(), command.make_context("valyent", args) as ctx:
             code = command.invoke(ctx)
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes

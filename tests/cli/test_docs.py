@@ -106,3 +106,53 @@ def test_packaging_metadata_uses_an_spdx_license_and_a_changelog_exists():
     assert project["license"] == "MIT"
     assert project["license-files"] == ["LICENSE"] and (REPO / "LICENSE").read_text().startswith("MIT License")
     assert (REPO / "CHANGELOG.md").read_text().startswith("# Changelog")
+
+
+def _example_commands(help_text: str) -> list[str]:
+    """The example command lines of a help text: indented lines of its blocks, and `Example: CMD`."""
+    import inspect
+
+    found = []
+    for para in inspect.cleandoc(help_text).split("\n\n"):
+        head, sep, rest = para.partition(": ")
+        if sep and head in ("Example", "Examples"):
+            found += [line.strip() for line in rest.split("\n") if line.strip()]
+        elif all(line[:1] == " " for line in para.split("\n") if line.strip()):
+            found += [line.strip() for line in para.split("\n") if line.strip()]
+    return found
+
+
+@pytest.mark.parametrize("columns", ["60", "80"])
+def test_help_never_breaks_an_example_line(columns, tmp_path):
+    """Issue 24, item 27: each example command of every help is one line of `--help`, at any width."""
+    from support.cli import run_main
+    from support.env import cli_environ
+
+    from valyent_cli.cli.tree import live_tree
+
+    env = {**cli_environ(tmp_path / "config"), "COLUMNS": columns}
+    checked = 0
+    for node in live_tree().walk():
+        examples = [e for e in _example_commands(node.help) if len(e) > int(columns) - 6]
+        if not examples:
+            continue
+        result = run_main([*node.path, "--help"], env)
+        assert result.code == 0, result.err
+        lines = [line.strip() for line in result.out.splitlines()]
+        for example in examples:
+            assert example in lines, (node.key, example, result.out)
+            checked += 1
+    assert checked > 5
+
+
+def test_help_uses_the_terminals_width_up_to_a_cap(tmp_path):
+    from support.cli import run_main
+    from support.env import cli_environ
+
+    from valyent_cli.cli import helpstyle
+
+    env = cli_environ(tmp_path / "config")
+    wide = run_main(["machines", "create", "--help"], {**env, "COLUMNS": "200"}).out
+    prose = [line for line in wide.splitlines() if not line.strip().startswith(("valyent", "ID=$("))]
+    assert max(map(len, prose)) > 100  # wider than click's 80
+    assert max(map(len, prose)) <= helpstyle.MAX_WIDTH

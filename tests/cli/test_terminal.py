@@ -55,3 +55,47 @@ def test_create_on_a_terminal_shows_its_events_and_the_machine(cli_env):
     machine_id = re.search(r"ID:\s+(\S+)", text).group(1)
     code, _ = on_terminal(["machines", "delete", machine_id, "--force", "--yes", "--fleet", "default"], cli_env)
     assert code == 0
+
+
+# issue 24, item 10: at 80 columns, low-value columns go before a value people need is cut; never a URL or an id
+def _screen_lines(screen: str) -> list[str]:
+    return [line for line in ANSI.sub("", screen).replace("\r", "").splitlines() if line.strip()]
+
+
+def test_tables_at_80_columns_drop_low_value_columns_before_cutting(fleet_env):
+    env, client, fleet = fleet_env
+    image = "registry.example.com/team/app:2024.11"
+    machine = client.machines.create(fleet, {"region": "gra-1", "skip_start": True, "config": {
+        "image": image, "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}}})["id"]
+    code, screen = on_terminal(["machines", "list"], env, columns=80)
+    assert code == 0, screen
+    lines = _screen_lines(screen)
+    assert any(machine in line and image in line for line in lines), lines  # GUEST and REGION went instead
+    assert all(len(line) <= 80 for line in lines), lines
+
+    gateway = client.gateways.create(fleet, name="web-frontend", target_port=8080)
+    code, screen = on_terminal(["gateways", "list"], env, columns=80)
+    assert code == 0, screen
+    lines = _screen_lines(screen)
+    url = gateway.get("url")
+    assert url and any(gateway["id"] in line and url in line for line in lines), lines
+    assert all(len(line) <= 80 for line in lines), lines
+
+
+def test_events_at_80_columns_keep_types_and_wrap_details(fleet_env):
+    from support.util import wait_until
+
+    env, client, fleet = fleet_env
+    program = "/no/such/program-with-a-rather-long-name-for-the-details"
+    machine = client.machines.create(fleet, {"region": "gra-1", "config": {
+        "image": "alpine", "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
+        "workload": {"init": {"cmd": [program]}}}})["id"]
+    wait_until(lambda: any(e.get("type") == "machine.start_failed" for e in client.machines.events(fleet, machine)))
+    code, screen = on_terminal(["machines", "events", machine], env, columns=80)
+    assert code == 0, screen
+    lines = _screen_lines(screen)
+    assert all(len(line) <= 80 for line in lines), lines
+    assert "…" not in "".join(lines), lines
+    assert any("machine.start_failed" in line for line in lines), lines
+    assert "$PATH" in "".join(lines)  # the details, whole, over lines
+    assert not any(re.search(r"\d{4}-\d\d-\d\dT", line) for line in lines), lines  # one day: the time of day

@@ -149,11 +149,16 @@ def serve_if_asked() -> None:
     os._exit(0)  # nothing else of the program must run, nor print at exit
 
 
+#: groups with commands that have options named as the global ones (`auth login -p`, `profiles set -p`)
+_OWN_GLOBALS = frozenset({"auth", "profiles"})
+
+
 def parse_line(line: str) -> tuple[str, Flags]:
     """The word being completed and the flags that choose the account and fleet, from the line up to the cursor.
 
-    Global flags (--profile/-p, --endpoint, --namespace) count only before the first command word; --fleet
-    anywhere. `--opt=value` is understood; for `--fleet=we` the word being completed is `we`.
+    Global flags (--profile/-p, --endpoint, --namespace) count anywhere before `--` (as `main` takes them), except
+    after the words of a group whose commands have options of those names (`auth login -p`, `profiles set -p`);
+    --fleet anywhere. `--opt=value` is understood; for `--fleet=we` the word being completed is `we`.
     """
     import shlex
 
@@ -168,19 +173,21 @@ def parse_line(line: str) -> tuple[str, Flags]:
             incomplete = incomplete.split("=", 1)[1]
     flags: Flags = {}
     names = {"-p": "profile", "--profile": "profile", "--endpoint": "endpoint", "--namespace": "namespace"}
-    in_root = True
+    group: str | None = None
     i = 1
     while i < len(words):
         word = words[i]
+        if word == "--":
+            break
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
-        key = "fleet" if name == "--fleet" else (names.get(name) if in_root else None)
+        key = "fleet" if name == "--fleet" else (names.get(name) if group not in _OWN_GLOBALS else None)
         if key:
             if not eq:
                 i += 1
                 value = words[i] if i < len(words) else ""
             flags[key] = value
-        elif not word.startswith("-"):
-            in_root = False
+        elif not word.startswith("-") and group is None:
+            group = word
         i += 1
     return incomplete, flags
 

@@ -1,5 +1,6 @@
 """Values as people read them in tables and fields: sizes (`human_size`), times from the API's RFC3339 strings or
-Unix timestamps of any unit (`parse_time`), as an age (`ago`) or a UTC clock time to the millisecond (`clock`)."""
+Unix timestamps of any unit (`parse_time`), as an age (`ago`) or a UTC clock time to the millisecond (`clock`), and
+a length of time with its unit (`span`: 2 -> "2s", 90 -> "1m30s")."""
 
 from __future__ import annotations
 
@@ -73,3 +74,16 @@ def clock(value: Any) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def span(seconds: float) -> str:
+    """A length of time as the duration options take it: "2s", "1m30s", "2h", "0.5s"."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    whole = int(round(seconds))
+    parts = []
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts)

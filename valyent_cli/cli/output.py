@@ -38,17 +38,19 @@ class Column:
     A plain class: a dataclass costs ~0.5 ms to make at import, and every command imports this module.
     """
 
-    __slots__ = ("header", "get", "style", "justify", "drop")
+    __slots__ = ("header", "get", "style", "justify", "drop", "wrap")
 
     def __init__(self, header: str, get: Callable[[Any], Any], style: Callable[[str], str | None] | None = None,
-                 justify: str = "left", drop: int = 0) -> None:
+                 justify: str = "left", drop: int = 0, wrap: bool = False) -> None:
         self.header = header
         self.get = get
         self.style = style
         self.justify = justify
         #: on a terminal too narrow for every column, the columns with the highest `drop` are left out first
-        #: (0: never)
+        #: (0: never), before any other is shortened
         self.drop = drop
+        #: a long value goes on over more lines of its cell instead of being cut (text in words: the last column)
+        self.wrap = wrap
 
     def __repr__(self) -> str:
         return f"Column({self.header!r}, justify={self.justify!r}, drop={self.drop})"
@@ -210,21 +212,21 @@ class Output:
         from rich.text import Text
 
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False)
-        widths = _fit([c.header for c in columns], cells, console.width)
-        while sum(widths) + _GAP * (len(widths) - 1) > console.width and any(c.drop for c in columns):
-            # Still too wide: leave out the least useful column rather than wrap every row.
+        widths = _fit(columns, cells, console.width)
+        while _natural_width(columns, cells) > console.width and any(c.drop for c in columns):
+            # Too wide: leave out the least useful column before shortening the values people came for.
             gone = max(range(len(columns)), key=lambda i: columns[i].drop)
             columns = [c for i, c in enumerate(columns) if i != gone]
             cells = [[v for i, v in enumerate(row) if i != gone] for row in cells]
-            widths = _fit([c.header for c in columns], cells, console.width)
+            widths = _fit(columns, cells, console.width)
         # Every column gets the width _fit chose; the console is made wide enough for them, so rich never squeezes
         # a column away: on a terminal too narrow even for the ids, lines wrap as plain text would.
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False,
                           width=max(console.width, sum(widths) + _GAP * (len(widths) - 1)))
         table = Table(box=None, pad_edge=False, header_style="bold" if self.color else None, show_edge=False)
         for c, width in zip(columns, widths):
-            table.add_column(c.header.upper(), no_wrap=True, overflow="ellipsis", justify=c.justify,  # type: ignore[arg-type]
-                             min_width=width, max_width=width)
+            table.add_column(c.header.upper(), no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis",
+                             justify=c.justify, min_width=width, max_width=width)  # type: ignore[arg-type]
         for row in cells:
             rendered = []
             for c, value in zip(columns, row):
@@ -358,15 +360,23 @@ class Output:
 
 
 _GAP = 2  # rich's padding between two columns
-_ID_HEADERS = ("id", "machine", "fleet", "gateway")
+#: columns whose values are never cut: what a user copies (an id, a URL to curl) or matches on (an event's type)
+_WHOLE_HEADERS = ("id", "machine", "fleet", "gateway", "url", "endpoint", "type")
 _MIN_CUT = 10  # a cut cell keeps at least this many characters
 
 
-def _fit(headers: Sequence[str], cells: list[list[str]], available: int) -> list[int]:
-    """Column widths that fit ``available``: ids (and the first column) are never cut; the widest other column is
-    cut first, down to ``_MIN_CUT`` characters; if even that is too wide, the natural widths of the rest are kept."""
+def _natural_width(columns: Sequence[Column], cells: list[list[str]]) -> int:
+    widths = [max([len(c.header), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    return sum(widths) + _GAP * (len(widths) - 1)
+
+
+def _fit(columns: Sequence[Column], cells: list[list[str]], available: int) -> list[int]:
+    """Column widths that fit ``available``: ids, URLs and types (and the first column) are never cut; the widest
+    other column is cut first (a `wrap` column: made narrower, its text goes on over more lines), down to
+    ``_MIN_CUT`` characters; if even that is too wide, the natural widths of the rest are kept."""
+    headers = [c.header for c in columns]
     widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    cuttable = [i for i, h in enumerate(headers) if i > 0 and h.lower() not in _ID_HEADERS]
+    cuttable = [i for i, h in enumerate(headers) if i > 0 and h.lower() not in _WHOLE_HEADERS]
     excess = sum(widths) + _GAP * (len(widths) - 1) - available
     while excess > 0:
         candidates = [i for i in cuttable if widths[i] > max(_MIN_CUT, len(headers[i]))]

@@ -44,20 +44,14 @@ def fleet(app: AppContext, flag: str | None) -> str:
     fleets = app.connect().fleets.list()
     if not fleets:
         raise UsageError("there is no fleet yet: create one with `valyent fleets create NAME`")
-    import typer
+    from valyent_cli.cli.picker import choose
 
     out = app.output()
-    for number, item in enumerate(fleets, 1):
-        out.note(sanitize.block(f"  {number}) {item.get('name')}  ({item.get('id')})"))
-    while True:
-        answer = typer.prompt("Fleet", default="1", err=True)
-        if answer.isdigit() and 1 <= int(answer) <= len(fleets):
-            chosen = fleets[int(answer) - 1]
-            out.note(f"Hint: `valyent fleets use {chosen.get('name')}` makes it the default.")
-            return str(chosen.get("id"))
-        names = {str(f.get("name")): str(f.get("id")) for f in fleets}
-        if answer in names:
-            return names[answer]
+    chosen = choose(out, heading="No fleet is selected; the fleets:", label="Fleet", noun="fleet",
+                    rows=[(str(f.get("id")), (str(f.get("name") or f.get("id")), str(f.get("id")))) for f in fleets])
+    name_of = {str(f.get("id")): str(f.get("name") or f.get("id")) for f in fleets}
+    out.note(sanitize.block(f"Hint: `valyent fleets use {name_of.get(chosen, chosen)}` makes it the default."))
+    return chosen
 
 
 def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, with_id: bool = True) -> str:
@@ -78,30 +72,26 @@ def fleet_label(app: AppContext, fleet_ref: str, fleet_id: object = None, *, wit
 def pick(app: AppContext, kind: str, fleet_flag: str | None = None) -> str | None:
     """On a terminal, a numbered list of the fleet's live machines (or of the fleets) on stderr and a prompt for one;
     its id (a fleet's name), or None when there is nothing to pick from."""
-    import typer
+    from valyent_cli.cli.picker import choose, live_first
 
+    current = None
     if kind == "fleet":
         items = app.connect().fleets.list()
-        rows = [(str(f.get("name") or f.get("id")), str(f.get("id"))) for f in items]
-        label = "Fleet"
+        rows = [(str(f.get("name") or f.get("id")), (str(f.get("name") or f.get("id")), str(f.get("id"))))
+                for f in items]
+        selected = app.settings.fleet
+        current = next((value for (value, cells) in rows if selected in cells), None)
+        heading = "Fleets" + (" (* the one in use; Enter keeps it):" if current else ":")
     else:
         fleet_ref = fleet(app, fleet_flag)
         items = [m for m in app.connect().machines.list(fleet_ref) if m.get("state") != "destroyed"]
-        rows = [(str(m.get("id")), f"{m.get('state')}  {(m.get('config') or {}).get('image') or ''}".rstrip())
+        items.sort(key=lambda m: live_first(m.get("state")))  # stable: the server's order within a state
+        rows = [(str(m.get("id")), (str(m.get("id")), str(m.get("state")), str((m.get("config") or {}).get("image") or "")))
                 for m in items]
-        label = "Machine"
+        heading = f"Machines of fleet {fleet_ref}, live first:"
     if not rows:
         return None
-    out = app.output()
-    for number, (ident, detail) in enumerate(rows, 1):
-        out.note(f"  {number}) {ident}  {detail}")
-    while True:
-        answer = typer.prompt(label, default="1", err=True).strip()
-        if answer.isdigit() and 1 <= int(answer) <= len(rows):
-            return rows[int(answer) - 1][0]
-        matches = [ident for ident, _ in rows if ident == answer] or [i for i, _ in rows if i.startswith(answer)]
-        if len(matches) == 1:
-            return matches[0]
+    return choose(app.output(), heading=heading, label=kind.capitalize(), noun=kind, rows=rows, current=current)
 
 
 def _origin(app: AppContext, name: str) -> tuple[str, str]:

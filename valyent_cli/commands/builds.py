@@ -23,14 +23,15 @@ BuildArg = Annotated[str, typer.Argument(metavar="BUILD", help="Build id.", show
 
 
 def _columns():
+    from valyent_cli.cli.humanize import ago
     from valyent_cli.cli.output import Column
 
     return [
         Column("ID", lambda b: b.get("id")),
         Column("IMAGE", lambda b: b.get("full_image")),
         Column("STATUS", lambda b: b.get("status")),
-        Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-"),
-        Column("CREATED", lambda b: b.get("created_at")),
+        Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-", drop=1),
+        Column("CREATED", lambda b: ago(b.get("created_at")), drop=2),
     ]
 
 

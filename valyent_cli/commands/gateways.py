@@ -26,9 +26,9 @@ def _columns(gateways=(), fleet_label: str | None = None):
     columns = [
         Column("ID", lambda g: g.get("id")),
         Column("NAME", lambda g: g.get("name")),
-        Column("PROTOCOL", lambda g: g.get("protocol")),
-        Column("TARGET PORT", lambda g: g.get("target_port"), justify="right"),
-        Column("FLEET", lambda g: fleet_label or g.get("fleet_id")),
+        Column("PROTOCOL", lambda g: g.get("protocol"), drop=2),
+        Column("TARGET PORT", lambda g: g.get("target_port"), justify="right", drop=1),
+        Column("FLEET", lambda g: fleet_label or g.get("fleet_id"), drop=3),
     ]
     if any(g.get("url") for g in gateways):  # the local sandbox's gateways answer on a loopback URL
         columns.append(Column("URL", lambda g: g.get("url") or "-"))

@@ -203,7 +203,10 @@ def list_(
         from valyent_cli.cli.output import Column, state_style
 
         columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
-    out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
+    empty = f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx"
+    if wanted:
+        empty = f"No machines with {' '.join(f'{k}={v}' for k, v in wanted.items())} in fleet {fleet_ref}."
+    out.table(machines, columns, empty=empty)
 
 
 @app.command("show")
@@ -424,7 +427,9 @@ def wait(
         except WaitTimeout as exc:
             if getattr(exc, "url", None) and "did not reach" not in str(exc):
                 raise  # a request that timed out, not the wait
-            raise CliError(f"machine {m.get('id')} is not {state} after {timeout}", Exit.TIMEOUT,
+            from valyent_cli.cli.humanize import span
+
+            raise CliError(f"machine {m.get('id')} is not {state} after {span(seconds)}", Exit.TIMEOUT,
                            hint=f"wait longer: valyent machines wait {m.get('id')} --state {state} --timeout 10m") from None
     out.done(f"Machine {m.get('id')} is {state}")
 
@@ -443,14 +448,15 @@ def events(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json
     from valyent_cli.cli.exitstatus import ordered
 
     items = ordered(m.events())  # Ravel's come in no order (no ORDER BY)
+    one_day = len({clock(e.get("timestamp"))[:10] for e in items}) == 1  # then the time of day says it (UTC)
     out.table(
         items,
         [
-            Column("TIME", lambda e: clock(e.get("timestamp"))),
+            Column("TIME", lambda e: clock(e.get("timestamp"))[11 if one_day else 0:]),
             Column("TYPE", lambda e: e.get("type")),
             Column("STATE", lambda e: e.get("status"), style=state_style),
-            Column("ORIGIN", lambda e: e.get("origin")),
-            Column("DETAILS", views.describe_event),
+            Column("ORIGIN", lambda e: e.get("origin"), drop=1),
+            Column("DETAILS", views.describe_event, wrap=True),
         ],
         empty="No events.",
     )

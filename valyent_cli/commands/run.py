@@ -305,6 +305,8 @@ def build(create: Callable[..., Any]) -> Callable[..., Any]:
             annotation = _option(annotation, help="Print the machine's id once it runs and return, as `create -q`.")
         elif p.name == "restart":
             annotation = _option(annotation, help="Restart policy: always, on-failure or never (default never).")
+        elif p.name == "quiet":
+            annotation = _option(annotation, help="Print only the machine's output, no notes; with --detach, its id.")
         elif p.name == "command":
             annotation = _option(annotation, help="The command to run, after `--` (e.g. -- sh -c 'make test').")
         params.append(p.replace(annotation=annotation))

@@ -199,8 +199,9 @@ def man_page(node: Node, root: Node) -> str:
         else:
             lines += [".PP", ".RS 4", ".nf", roff(text), ".fi", ".RE"]
     if node.path and node.path != ["completion"]:
-        lines += [".PP", rf"The global options of \fBvalyent\fR(1) (\fB\-\-profile\fR, \fB\-\-endpoint\fR, ...) go "
-                  rf"before the command name: \fBvalyent \-\-profile\fR \fINAME\fR \fB{roff(' '.join(node.path))}\fR ..."]
+        lines += [".PP", rf"The global options of \fBvalyent\fR(1) (\fB\-\-profile\fR, \fB\-\-debug\fR, \fB\-\-no\-color\fR, ...) "
+                  rf"go before or after the command name, not after \fB\-\-\fR: \fBvalyent "
+                  rf"{roff(' '.join(node.path))}\fR ... \fB\-\-profile\fR \fINAME\fR"]
     if node.is_group:
         lines.append(".SH COMMANDS")
         for child in node.children:
