@@ -255,3 +255,70 @@ def test_ctrl_c_undoes_the_release_and_exits_130(app_env):
     assert httpx.get(url).text == "v1"
     records = json.loads(run_cli("releases", "--json", env=env, cwd=str(project)).stdout)
     assert records[0]["status"] == "failed" and "interrupted" in records[0]["error"]
+
+
+# -- the podman driver: two images built offline (tests/support/engine.py) -----------------------------------------
+def podman_project(path, fleet: str, image: str) -> None:
+    doc = {"fleet": fleet,
+           "machine": {"image": image, "enable_gateway": True, "stop_timeout": 2,
+                       "health_cmd": "wget -q -O /dev/null http://127.0.0.1:8080/", "health_interval": 1},
+           "deploy": {"count": 3, "strategy": "rolling", "wait_timeout": "60s"}}
+    (path / "valyent.toml").write_text(tomli_w.dumps(doc))
+
+
+@pytest.fixture()
+def podman_app(podman_env, podman_sandbox, tmp_path):
+    import secrets
+
+    from valyent_cli.api import Client
+
+    fleet = f"d-{secrets.token_hex(4)}"
+    client = Client(podman_sandbox.token, endpoint=podman_sandbox.url, initd_endpoint=podman_sandbox.initd)
+    client.fleets.create(fleet)
+    env = {**podman_env, "VALYENT_FLEET": fleet}
+    made = run_cli("gateways", "create", "--name", "web", "--port", "8080", "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    yield env, client, fleet, json.loads(made.stdout)["url"], tmp_path
+    for m in client.machines.list(fleet):
+        client.machines.delete(fleet, m["id"], force=True)
+    client.fleets.delete(fleet)
+    client.close()
+
+
+def test_podman_deploy_v2_loses_no_request_a_crash_is_undone_and_rollback_returns_to_v1(podman_app, engine_images):
+    env, client, fleet, url, project = podman_app
+    podman_project(project, fleet, engine_images["v1"])
+    first = deploy(env, project)
+    assert first.returncode == 0, first.stderr
+    assert httpx.get(url).text == "v1"
+
+    with Traffic(url) as traffic:
+        second = deploy(env, project, "--image", engine_images["v2"])
+        deadline = len(traffic.answers) + 20
+        while len(traffic.answers) < deadline and not traffic.errors:
+            traffic._stop.wait(0.01)
+    assert second.returncode == 0, second.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert {body for _, body in traffic.answers[-10:]} == {"v2"}
+    assert releases_of(app_machines(client, fleet)) == ["2", "2", "2"]
+
+    # the base image's CMD (a shell without input) exits at once: the release fails, v2 keeps serving
+    with Traffic(url) as traffic:
+        third = deploy(env, project, "--image", engine_images["base"])
+        deadline = len(traffic.answers) + 20
+        while len(traffic.answers) < deadline and not traffic.errors:
+            traffic._stop.wait(0.01)
+    assert third.returncode == 1, third.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert {body for _, body in traffic.answers[-10:]} == {"v2"}
+    assert releases_of(app_machines(client, fleet)) == ["2", "2", "2"]
+
+    before = sorted(m["id"] for m in app_machines(client, fleet))
+    assert run_cli("rollback", "--dry-run", env=env, cwd=str(project)).returncode == 0
+    assert sorted(m["id"] for m in app_machines(client, fleet)) == before
+    with Traffic(url) as traffic:
+        back = run_cli("rollback", env=env, cwd=str(project), timeout=180)
+    assert back.returncode == 0, back.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert httpx.get(url).text == "v1"
+    assert releases_of(app_machines(client, fleet)) == ["4", "4", "4"]

@@ -18,6 +18,8 @@ import pytest
 BASE_IMAGE = "localhost/valyent-test-busybox:latest"
 HELLO_IMAGE = "localhost/valyent-test-hello:latest"
 WEB_IMAGE = "localhost/valyent-test-web:latest"
+#: two versions of an app (`valyent deploy`): httpd serving "v1" or "v2" on port 8080
+APP_IMAGES = {v: f"localhost/valyent-test-app:{v}" for v in ("v1", "v2")}
 LABEL = "valyent.machine"
 
 
@@ -68,10 +70,14 @@ def engine_images(tmp_path_factory) -> dict:
     _import(rootfs, tarball, HELLO_IMAGE,
             'CMD ["sh", "-c", "echo hello from the image CMD; echo to stderr >&2; exec sleep 600"]')
     _import(rootfs, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
-    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE}
+    for version, image in APP_IMAGES.items():
+        _import(rootfs, tarball, image,
+                f'CMD ["sh", "-c", "mkdir -p /app && printf {version} > /app/index.html && exec httpd -f -p 8080 -h /app"]')
+    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE, **APP_IMAGES}
     # the next run imports them again: leave no image (nor its layers, once untagged) behind
     # (not --force: a container of another test session would go with it)
-    subprocess.run(["podman", "rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE], capture_output=True, timeout=120)
+    subprocess.run(["podman", "rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE, *APP_IMAGES.values()], capture_output=True,
+                   timeout=120)
 
 
 def containers_of(machine_id: str) -> list[str]:
