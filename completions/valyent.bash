@@ -18,9 +18,9 @@ declare -gA _valyent_subcommands=(
 )
 declare -gA _valyent_options=(
     ['valyent']='-p --profile --endpoint --namespace --allow-http --debug --no-color -V --version -h --help'
-    ['valyent deploy']='-i --image --strategy --count --max-unavailable --wait-timeout --dry-run --app --fleet --json -h --help'
+    ['valyent deploy']='-i --image --strategy --count --max-unavailable --wait-timeout --dry-run -d --detach --app --fleet --json -h --help'
     ['valyent releases']='--app --fleet --json -h --help'
-    ['valyent rollback']='--strategy --count --max-unavailable --wait-timeout --dry-run --app --fleet --json -h --help'
+    ['valyent rollback']='--strategy --count --max-unavailable --wait-timeout --dry-run -d --detach --app --fleet --json -h --help'
     ['valyent status']='--app --fleet --json -h --help'
     ['valyent fleets']='-h --help'
     ['valyent fleets list']='-l --label --json -q --quiet -h --help'

@@ -322,3 +322,24 @@ def test_podman_deploy_v2_loses_no_request_a_crash_is_undone_and_rollback_return
     assert traffic.failures() == [], traffic.failures()[:5]
     assert httpx.get(url).text == "v1"
     assert releases_of(app_machines(client, fleet)) == ["4", "4", "4"]
+
+
+def test_detach_returns_with_the_release_number_and_the_rollout_goes_on(app_env):
+    from support.util import wait_until
+
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=2)
+    env = {**env, "XDG_STATE_HOME": str(project / "state"), "HOME": str(project / "home")}
+    started = deploy(env, project, "--detach")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "1"
+    assert "in the background" in started.stderr and "deploy-" in started.stderr
+
+    def done():
+        records = json.loads(run_cli("releases", "--json", env=env, cwd=str(project)).stdout)
+        return records and records[0]["status"] != "running" and records[0]
+
+    record = wait_until(done, 90, interval=0.5, message="the detached release to end")
+    assert record["status"] == "succeeded", record
+    assert releases_of(app_machines(client, fleet)) == ["1", "1"]
+    assert httpx.get(url).text == "v1"

@@ -30,6 +30,9 @@ WaitTimeoutOpt = Annotated[str | None, typer.Option(
     "--wait-timeout", metavar="DURATION", show_default=False,
     help="How long each new machine has to run (and be healthy, with a health check) (default 2m).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
+DetachOpt = Annotated[bool, typer.Option(
+    "--detach", "-d", help="Return once the release is recorded, with its number; the rollout goes on in the "
+    "background (its log file is named).")]
 
 
 def deploy_table(app_: AppContext) -> tuple[dict[str, Any], str]:
@@ -122,17 +125,26 @@ def run_rollout(app_: AppContext, out: Output, fleet: str, spec_: DeploySpec, pa
     if spec_.strategy == "immediate" and plan.old:
         out.warn("the immediate strategy replaces every machine at once without waiting: requests can fail "
                  "meanwhile")
+    from valyent_cli.commands import app_detach
+
     progress = Progress(out, plan)
-    live = out.stderr_tty and not out.quiet
+    detached = app_detach.is_child()
+    live = out.stderr_tty and not out.quiet and not detached
+
+    def started(engine: Engine) -> None:
+        progress.attach(engine)
+        if detached:
+            app_detach.announce(out, prepared.releases.get(plan.to_release) or {"release": plan.to_release})
+
     try:
         if live:
             with out.live() as update:
                 progress.update = update
                 record = rollout.execute(client, fleet, prepared, payload, spec_, report=progress,
-                                         rollback_of=rollback_of, on_engine=progress.attach)
+                                         rollback_of=rollback_of, on_engine=started)
         else:
             record = rollout.execute(client, fleet, prepared, payload, spec_, report=progress,
-                                     rollback_of=rollback_of, on_engine=progress.attach)
+                                     rollback_of=rollback_of, on_engine=started)
     except DeployFailed as exc:
         for line in failure_lines(exc):
             out.note(line)
@@ -146,7 +158,7 @@ def run_rollout(app_: AppContext, out: Output, fleet: str, spec_: DeploySpec, pa
         f"release {plan.to_release}")
     out.done(f"Deployed {plan.app} {what}: {plan.count} machine{'s' if plan.count != 1 else ''} of "
              f"{record.get('image')}")
-    if json:
+    if json and not detached:
         out.data(record)
 
 

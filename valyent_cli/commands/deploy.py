@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from valyent_cli.cli.options import FleetOpt, JsonOpt
-from valyent_cli.commands.app_views import (AppOpt, CountOpt, DryRunOpt, MaxUnavailableOpt, StrategyOpt,
-                                            WaitTimeoutOpt)
+from valyent_cli.commands.app_views import (AppOpt, CountOpt, DetachOpt, DryRunOpt, MaxUnavailableOpt,
+                                            StrategyOpt, WaitTimeoutOpt)
 
 HELP = """Deploy a new release of the app: its machines replaced by machines of valyent.toml's [machine] table.
 
@@ -18,7 +18,8 @@ it runs (and is healthy, with a health check); an old one leaves the gateway bef
 signal and timeout, then deleted. A new machine that does not run in time fails the deploy: the new machines go,
 the old ones keep serving, the release is recorded failed, its last log lines are shown, exit 1. Ctrl-C undoes the
 same way (exit 130). [deploy] release_command runs first, once, in a one-shot machine of the new version.
---dry-run prints the plan; --json prints the release record at the end. See docs/deploy.md.
+--dry-run prints the plan; --json prints the release record at the end; --detach returns with the release
+number once it is recorded and lets the rollout go on in the background. See docs/deploy.md.
 
 Examples:
 
@@ -43,6 +44,7 @@ def deploy(
     max_unavailable: MaxUnavailableOpt = None,
     wait_timeout: WaitTimeoutOpt = None,
     dry_run: DryRunOpt = False,
+    detach: DetachOpt = False,
     app_name: AppOpt = None,
     fleet: FleetOpt = None,
     json: JsonOpt = False,
@@ -63,4 +65,12 @@ def deploy(
     fleet_ref = resolve.fleet(app_, fleet)
     spec = app_views.spec(app_, fleet_ref, app=app_name, count=count, strategy=strategy,
                           max_unavailable=max_unavailable, wait_timeout=wait_timeout)
+    if detach and not dry_run:
+        from valyent_cli.commands import app_detach
+
+        command = ["deploy", *app_detach.options(image=payload["config"]["image"], strategy=strategy, count=count,
+                                                 max_unavailable=max_unavailable, wait_timeout=wait_timeout,
+                                                 app=app_name, fleet=fleet_ref)]
+        app_detach.start(app_, out, command, json_out=json)
+        return
     app_views.run_rollout(app_, out, fleet_ref, spec, payload, dry_run=dry_run, json=json)

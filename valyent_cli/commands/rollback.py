@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from valyent_cli.cli.options import FleetOpt, JsonOpt
-from valyent_cli.commands.app_views import (AppOpt, CountOpt, DryRunOpt, MaxUnavailableOpt, StrategyOpt,
-                                            WaitTimeoutOpt)
+from valyent_cli.commands.app_views import (AppOpt, CountOpt, DetachOpt, DryRunOpt, MaxUnavailableOpt,
+                                            StrategyOpt, WaitTimeoutOpt)
 
 HELP = """Roll the app back: deploy again the machine payload recorded with a release (default: the newest
 successful release before the current one), as a new release, with [deploy]'s strategy and the same safety as
@@ -35,6 +35,7 @@ def rollback(
     max_unavailable: MaxUnavailableOpt = None,
     wait_timeout: WaitTimeoutOpt = None,
     dry_run: DryRunOpt = False,
+    detach: DetachOpt = False,
     app_name: AppOpt = None,
     fleet: FleetOpt = None,
     json: JsonOpt = False,
@@ -66,5 +67,13 @@ def rollback(
                            f"{rel.KEEP})", Exit.NOT_FOUND, hint=f"see `valyent releases --app {spec.app}`")
     if not isinstance(target.get("payload"), dict):
         raise CliError(f"release {target['release']} has no recorded payload to deploy again")
+    if detach and not dry_run:
+        from valyent_cli.commands import app_detach
+
+        command = ["rollback", str(target["release"]), *app_detach.options(
+            strategy=strategy, count=count, max_unavailable=max_unavailable, wait_timeout=wait_timeout,
+            app=app_name, fleet=fleet_ref)]
+        app_detach.start(app_, out, command, json_out=json)
+        return
     app_views.run_rollout(app_, out, fleet_ref, spec, target["payload"], dry_run=dry_run, json=json,
                           rollback_of=target["release"])
