@@ -23,6 +23,13 @@ import http.server, os, signal, socket, sys, threading
 if os.environ.get("CRASH"):
     print("boom: the app cannot start", flush=True)
     sys.exit(3)
+if os.environ.get("ONLY_ONE"):  # the first machine of the release holds this port; the next ones cannot start
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", int(os.environ["ONLY_ONE"])))
+    except OSError:
+        print("boom: another machine of this release runs", flush=True)
+        sys.exit(3)
 V, P = os.environ["VERSION"], int(os.environ["PORT"])
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -40,18 +47,32 @@ class S(http.server.ThreadingHTTPServer):
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 srv = S(("127.0.0.1", P), H)
-signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=srv.shutdown).start())
+def stop():
+    # The kernel resets the connections still queued on a SO_REUSEPORT listener when it closes: accept every
+    # queued one first, then close at once (the window left is a few microseconds).
+    srv.shutdown()
+    srv.socket.setblocking(False)
+    while True:
+        try:
+            conn, addr = srv.socket.accept()
+        except BlockingIOError:
+            break
+        conn.setblocking(True)
+        srv.process_request(conn, addr)
+    srv.server_close()
+signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=stop).start())
 print("serving", V, flush=True)
 srv.serve_forever(poll_interval=0.05)
-srv.server_close()
 """
 
 
 def write_project(path, fleet: str, port: int, version: str, *, crash: bool = False, count: int = 3,
-                  strategy: str = "rolling", extra_deploy: dict | None = None) -> None:
+                  strategy: str = "rolling", extra_deploy: dict | None = None, only_one: int | None = None) -> None:
     env = {"VERSION": version, "PORT": str(port)}
     if crash:
         env["CRASH"] = "1"
+    if only_one:
+        env["ONLY_ONE"] = str(only_one)
     doc = {
         "fleet": fleet,
         "machine": {"image": f"local/app:{version}", "cmd": ["/usr/bin/python3", "-c", APP], "env": env,
@@ -343,3 +364,23 @@ def test_detach_returns_with_the_release_number_and_the_rollout_goes_on(app_env)
     assert record["status"] == "succeeded", record
     assert releases_of(app_machines(client, fleet)) == ["1", "1"]
     assert httpx.get(url).text == "v1"
+
+
+def test_a_failure_in_a_later_batch_recreates_the_old_machines_removed_before(app_env):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1")
+    assert deploy(env, project).returncode == 0
+    # release 2: its first machine runs (batch 1 replaces an old one), its second cannot start (batch 2 fails)
+    write_project(project, fleet, port, "v2", only_one=free_port())
+    with Traffic(url) as traffic:
+        failed = deploy(env, project)
+        deadline = len(traffic.answers) + 20
+        while len(traffic.answers) < deadline and not traffic.errors:
+            traffic._stop.wait(0.01)
+    assert failed.returncode == 1, failed.stderr
+    assert "another machine of this release runs" in failed.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert {body for _, body in traffic.answers[-10:]} == {"v1"}
+    # as many machines as before, all of release 1: the one removed by batch 1 was made again
+    assert releases_of(app_machines(client, fleet)) == ["1", "1", "1"]
+    assert all(m["gateway_enabled"] for m in app_machines(client, fleet))

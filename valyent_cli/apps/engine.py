@@ -69,6 +69,9 @@ class Engine:
     wait_timeout: float
     report: Callable[[str, Step | None], None] = lambda message, step: None
     release_command: list[str] | None = None
+    #: the release the old machines belong to, with its recorded payload: what the undo re-creates old machines
+    #: from when earlier batches had already removed some
+    previous: dict[str, Any] | None = None
     machines: dict[str, Tracked] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)  # old machines whose gateway the engine turned off
     _stopped: set[str] = field(default_factory=set)
@@ -94,20 +97,20 @@ class Engine:
     def _ids(self, step: Step) -> list[str]:
         return [str(self.machines[t].id) for t in step.targets]
 
-    def new_payload(self) -> dict[str, Any]:
-        payload = copy.deepcopy(self.payload)
+    def new_payload(self, base: dict[str, Any] | None = None, release: int | None = None) -> dict[str, Any]:
+        payload = copy.deepcopy(self.payload if base is None else base)
         payload.pop("skip_start", None)
         labels = payload.setdefault("metadata", {}).setdefault("labels", {})
         labels[APP_LABEL] = self.plan.app
-        labels[RELEASE_LABEL] = str(self.plan.to_release)
-        if self.plan.gateway and self.plan.strategy != "immediate":
+        labels[RELEASE_LABEL] = str(self.plan.to_release if release is None else release)
+        if payload.get("enable_machine_gateway") and self.plan.strategy != "immediate":
             payload["enable_machine_gateway"] = False  # on once the machine counts: no request before it is ready
         return payload
 
-    def _create(self, step: Step) -> None:
-        payload = self.new_payload()
+    def _create(self, step: Step, payload: dict[str, Any] | None = None, role: str = "new") -> None:
+        payload = payload or self.new_payload()
         for slot in step.targets:
-            tracked = self.machines.setdefault(slot, Tracked(slot, "new"))
+            tracked = self.machines.setdefault(slot, Tracked(slot, role))
             machine = self.client.machines.create(self.fleet, payload)
             tracked.id = str(machine.get("id"))
             tracked.state = str(machine.get("state") or "created")
@@ -320,6 +323,7 @@ class Engine:
                 self.report(f"gateway back on {machine_id}", None)
             except ValyentError as exc:
                 self.report(f"could not give {machine_id} its gateway back: {exc}", None)
+        self._restore()
         new = [str(t.id) for t in self.machines.values() if t.role == "new" and t.id and t.id not in self._deleted]
         for machine_id in new:
             try:
@@ -335,3 +339,29 @@ class Engine:
                 self._delete_ids([machine_id], None)
             except ValyentError as exc:
                 self.report(f"could not delete {machine_id}: {exc}", None)
+
+    def _restore(self) -> None:
+        """Earlier batches removed old machines: as many machines of the previous release are created again from
+        its recorded payload (and counted, and given the gateway) before the new ones go, so that the app does
+        not end with fewer machines than it had. Without a record of that release, a note says so."""
+        from valyent_cli.api import ValyentError
+
+        old_ids = {m.id for m in self.plan.old}
+        removed = len(old_ids & self._deleted)
+        if not removed:
+            return
+        if not self.previous or not isinstance(self.previous.get("payload"), dict):
+            self.report(f"{removed} old machine(s) were removed and no record of their release is left to "
+                        "re-create them from", None)
+            return
+        slots = tuple(f"restore-{i + 1}" for i in range(removed))
+        step = Step("create", slots, 0)
+        gateway = bool(self.previous["payload"].get("enable_machine_gateway"))
+        payload = self.new_payload(self.previous["payload"], int(self.previous["release"]))
+        try:
+            self._create(step, payload, role="restore")
+            self._wait(Step("wait", slots, 0))
+            if gateway:
+                self._enable_gateway(Step("enable_gateway", slots, 0))
+        except (DeployFailed, ValyentError) as exc:
+            self.report(f"could not re-create the previous release's machines: {exc}", None)

@@ -66,7 +66,7 @@ def execute(client: Client, fleet: str, prepared: Prepared, payload: dict[str, A
         record = rel.new_record(spec.app, plan.to_release, payload, spec.strategy, rollback_of=rollback_of)
         prepared.releases.save(record)
     engine = Engine(client, fleet, plan, payload, spec.wait_timeout, report=report,
-                    release_command=spec.release_command)
+                    release_command=spec.release_command, previous=prepared.previous)
     if on_engine is not None:
         on_engine(engine)
     try:
