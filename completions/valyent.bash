@@ -3,7 +3,7 @@
 # profiles) come from the program itself. Needs bash 4.2 or later.
 
 declare -gA _valyent_subcommands=(
-    ['valyent']='fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion'
+    ['valyent']='deploy releases rollback status fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion'
     ['valyent fleets']='list create show delete label use'
     ['valyent machines']='create list show start stop restart delete wait events exec enable-gateway disable-gateway label versions run'
     ['valyent gateways']='list create show delete'
@@ -18,6 +18,10 @@ declare -gA _valyent_subcommands=(
 )
 declare -gA _valyent_options=(
     ['valyent']='-p --profile --endpoint --namespace --allow-http --debug --no-color -V --version -h --help'
+    ['valyent deploy']='-i --image --strategy --count --max-unavailable --wait-timeout --dry-run -d --detach --app --fleet --json -h --help'
+    ['valyent releases']='--app --fleet --json -h --help'
+    ['valyent rollback']='--strategy --count --max-unavailable --wait-timeout --dry-run -d --detach --app --fleet --json -h --help'
+    ['valyent status']='--app --fleet --json -h --help'
     ['valyent fleets']='-h --help'
     ['valyent fleets list']='-l --label --json -q --quiet -h --help'
     ['valyent fleets create']='--use -l --label --annotation --json -q --quiet -h --help'
@@ -95,6 +99,10 @@ declare -gA _valyent_options=(
 )
 declare -gA _valyent_value_options=(
     ['valyent']='-p --profile --endpoint --namespace'
+    ['valyent deploy']='-i --image --strategy --count --max-unavailable --wait-timeout --app --fleet'
+    ['valyent releases']='--app --fleet'
+    ['valyent rollback']='--strategy --count --max-unavailable --wait-timeout --app --fleet'
+    ['valyent status']='--app --fleet'
     ['valyent fleets']=''
     ['valyent fleets list']='-l --label'
     ['valyent fleets create']='-l --label --annotation'
@@ -175,6 +183,24 @@ declare -gA _valyent_values=(
     ['valyent --profile']='d:profile'
     ['valyent --endpoint']='n'
     ['valyent --namespace']='d:namespace'
+    ['valyent deploy -i']='n'
+    ['valyent deploy --image']='n'
+    ['valyent deploy --strategy']='n'
+    ['valyent deploy --count']='n'
+    ['valyent deploy --max-unavailable']='n'
+    ['valyent deploy --wait-timeout']='n'
+    ['valyent deploy --app']='n'
+    ['valyent deploy --fleet']='d:fleet'
+    ['valyent releases --app']='n'
+    ['valyent releases --fleet']='d:fleet'
+    ['valyent rollback --strategy']='n'
+    ['valyent rollback --count']='n'
+    ['valyent rollback --max-unavailable']='n'
+    ['valyent rollback --wait-timeout']='n'
+    ['valyent rollback --app']='n'
+    ['valyent rollback --fleet']='d:fleet'
+    ['valyent status --app']='n'
+    ['valyent status --fleet']='d:fleet'
     ['valyent fleets list -l']='n'
     ['valyent fleets list --label']='n'
     ['valyent fleets create -l']='n'
@@ -328,6 +354,7 @@ declare -gA _valyent_values=(
     ['valyent local status --data-dir']='f'
 )
 declare -gA _valyent_arguments=(
+    ['valyent rollback']='n'
     ['valyent fleets create']='n'
     ['valyent fleets show']='d:fleet'
     ['valyent fleets delete']='d:fleet*'

@@ -45,7 +45,7 @@ end
 function __valyent_subcommands
     switch $argv[1]
         case ''
-        printf '%s\n' fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion
+        printf '%s\n' deploy releases rollback status fleets machines gateways builds fs logs namespaces secrets nodes auth profiles local completion
         case 'fleets'
         printf '%s\n' list create show delete label use
         case 'machines'
@@ -74,6 +74,14 @@ function __valyent_value_options
     switch $argv[1]
         case ''
         string split ' ' -- '-p --profile --endpoint --namespace'
+        case 'deploy'
+        string split ' ' -- '-i --image --strategy --count --max-unavailable --wait-timeout --app --fleet'
+        case 'releases'
+        string split ' ' -- '--app --fleet'
+        case 'rollback'
+        string split ' ' -- '--strategy --count --max-unavailable --wait-timeout --app --fleet'
+        case 'status'
+        string split ' ' -- '--app --fleet'
         case 'fleets list'
         string split ' ' -- '-l --label'
         case 'fleets create'
@@ -160,6 +168,10 @@ end
 complete -c valyent -f
 
 # valyent
+complete -c valyent -n '__valyent_at \'\'' -a 'deploy' -d 'Deploy a new release of the app: its machines replaced by machines of valyent.toml\'s [machine] table.'
+complete -c valyent -n '__valyent_at \'\'' -a 'releases' -d 'List the app\'s releases, newest first: number, status (running, succeeded, failed, rolled-back), image, strategy, when and by whom (the CI\'s actor and commit when deployed from CI). The fleet keeps the last 10 releases of each app in its annotations. --json prints the records, each with its full machine payload.'
+complete -c valyent -n '__valyent_at \'\'' -a 'rollback' -d 'Roll the app back: deploy again the machine payload recorded with a release (default: the newest successful release before the current one), as a new release, with [deploy]\'s strategy and the same safety as `valyent deploy`. The release it replaces is recorded rolled-back.'
+complete -c valyent -n '__valyent_at \'\'' -a 'status' -d 'Show the app: its current release (the newest that succeeded), its machines by release with their state, health and gateway, and the fleet\'s gateways (with their URL where the server gives one, as the sandbox does). --json prints {app, fleet, release, machines, gateways} with the machines and gateways as the API returns them.'
 complete -c valyent -n '__valyent_at \'\'' -a 'fleets' -d 'Manage fleets (groups of machines).'
 complete -c valyent -n '__valyent_at \'\'' -a 'machines' -d 'Manage machines: create, list, start, stop, wait, exec and more.'
 complete -c valyent -n '__valyent_at \'\'' -a 'gateways' -d 'Manage gateways (public access to a port of a fleet\'s machines).'
@@ -181,6 +193,43 @@ complete -c valyent -n '__valyent_at \'\'' -l debug -d 'Show each HTTP exchange 
 complete -c valyent -n '__valyent_at \'\'' -l no-color -d 'Never use colour (also: NO_COLOR).'
 complete -c valyent -n '__valyent_at \'\'' -s V -l version -d 'Print the version and exit.'
 complete -c valyent -n '__valyent_at \'\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent deploy
+complete -c valyent -n '__valyent_at \'deploy\'' -s i -l image -x -d 'The image to deploy (default: [machine] image; skips [build]).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l strategy -x -d 'rolling, bluegreen, canary or immediate (default: [deploy] strategy, else rolling).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l count -x -d 'Machines of the app (default: [deploy] count, else 1).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l max-unavailable -x -d 'Rolling: machines replaced at once, a number or a percentage of --count such as 33% (default 1).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l wait-timeout -x -d 'How long each new machine has to run (and be healthy, with a health check) (default 2m).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l dry-run -d 'Print the plan and change nothing.'
+complete -c valyent -n '__valyent_at \'deploy\'' -s d -l detach -d 'Return once the release is recorded, with its number; the rollout goes on in the background (its log file is named).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l app -x -d 'The app (default: valyent.toml\'s [deploy] app, else the fleet\'s name).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'deploy\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'deploy\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent releases
+complete -c valyent -n '__valyent_at \'releases\'' -l app -x -d 'The app (default: valyent.toml\'s [deploy] app, else the fleet\'s name).'
+complete -c valyent -n '__valyent_at \'releases\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'releases\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'releases\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent rollback
+complete -c valyent -n '__valyent_at \'rollback\'' -l strategy -x -d 'rolling, bluegreen, canary or immediate (default: [deploy] strategy, else rolling).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l count -x -d 'Machines of the app (default: [deploy] count, else 1).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l max-unavailable -x -d 'Rolling: machines replaced at once, a number or a percentage of --count such as 33% (default 1).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l wait-timeout -x -d 'How long each new machine has to run (and be healthy, with a health check) (default 2m).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l dry-run -d 'Print the plan and change nothing.'
+complete -c valyent -n '__valyent_at \'rollback\'' -s d -l detach -d 'Return once the release is recorded, with its number; the rollout goes on in the background (its log file is named).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l app -x -d 'The app (default: valyent.toml\'s [deploy] app, else the fleet\'s name).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'rollback\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'rollback\'' -s h -l help -d 'Show this message and exit.'
+
+# valyent status
+complete -c valyent -n '__valyent_at \'status\'' -l app -x -d 'The app (default: valyent.toml\'s [deploy] app, else the fleet\'s name).'
+complete -c valyent -n '__valyent_at \'status\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
+complete -c valyent -n '__valyent_at \'status\'' -l json -d 'Print the API objects as JSON, exactly as the API returns them (a list is an array).'
+complete -c valyent -n '__valyent_at \'status\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent fleets
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'

@@ -7,8 +7,8 @@ No imports, plain tuples and dicts: main.py and cli/complete.py import it on eve
 #: every command group, in the order `valyent --help` lists them; valyent_cli/commands/<name>.py defines each
 #: one's typer `app` (named <name>)
 GROUPS: tuple[str, ...] = (
-    "fleets", "machines", "gateways", "builds", "fs", "logs", "namespaces", "secrets", "nodes", "auth", "profiles",
-    "local", "completion",
+    "deploy", "releases", "rollback", "status", "fleets", "machines", "gateways", "builds", "fs", "logs",
+    "namespaces", "secrets", "nodes", "auth", "profiles", "local", "completion",
 )
 
 #: other words for commands, as docker and gh users type them: group -> {alias: the words it stands for}. They

@@ -217,3 +217,18 @@ def test_the_layers_import_downwards_only():
             assert not {t for t in targets if t.startswith(upper)}, name
         if name.startswith("valyent_cli.cli"):
             assert not {t for t in targets if t.startswith("valyent_cli.commands")}, name
+        if name.startswith("valyent_cli.apps"):  # deploy's plan and engine: below the commands, above the API
+            assert not {t for t in targets if t.startswith(("valyent_cli.commands", "valyent_cli.main"))}, name
+
+
+def test_apps_print_nothing_and_import_no_typer_nor_rich():
+    """apps/ (plan, engine, releases) reports through a callback: the commands show it."""
+    import re
+
+    from pathlib import Path
+
+    root = Path(REPO) / "valyent_cli" / "apps"
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) (typer|rich)\b", text, re.M), path
+        assert "print(" not in text and "sys.stdout" not in text and "sys.stderr" not in text, path

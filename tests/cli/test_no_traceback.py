@@ -53,7 +53,8 @@ OFFLINE = {("auth", "logout"), ("completion",), ("local", "status"), ("local", "
 REFUSED_FIRST = {("auth", "login"), ("machines", "run"), *[p for p in COMMANDS if p[0] in ("builds", "fs", "secrets")],
                  *[p for p in COMMANDS if p[0] == "profiles" and p[1] not in ("create", "list")]} - {("builds", "list")}
 # Commands that need a fleet: without VALYENT_FLEET (the empty-config sweep) a usage error.
-NEEDS_A_FLEET = {p for p in COMMANDS if p[0] in ("gateways", "logs", "machines")}
+NEEDS_A_FLEET = {p for p in COMMANDS if p[0] in ("gateways", "logs", "machines", "deploy", "releases", "rollback",
+                                                  "status")}
 
 
 def test_the_tree_is_the_one_we_expect():
@@ -95,6 +96,7 @@ def plausible(path: tuple[str, ...], work) -> list[str]:
         ("secrets", "set"): ["db-password"],
         ("logs",): ["01jxyz"],
         ("machines", "create"): ["--image", "nginx"],
+        ("deploy",): ["--image", "nginx"],
         ("machines", "delete"): ["01jxyz", "--yes"],
         ("machines", "exec"): ["01jxyz", "--", "true"],
         ("machines", "wait"): ["01jxyz", "--timeout", "2s"],

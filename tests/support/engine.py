@@ -30,6 +30,8 @@ RUN = secrets.token_hex(3)
 BASE_IMAGE = f"localhost/valyent-test-busybox-{RUN}:latest"
 HELLO_IMAGE = f"localhost/valyent-test-hello-{RUN}:latest"
 WEB_IMAGE = f"localhost/valyent-test-web-{RUN}:latest"
+#: two versions of an app (`valyent deploy`): httpd serving "v1" or "v2" on port 8080
+APP_IMAGES = {v: f"localhost/valyent-test-app-{RUN}:{v}" for v in ("v1", "v2")}
 LABEL = "valyent.machine"
 
 
@@ -135,7 +137,10 @@ def engine_images(tmp_path_factory, engine) -> dict:
     _import(engine, tarball, HELLO_IMAGE,
             'CMD ["sh", "-c", "echo hello from the image CMD; echo to stderr >&2; exec sleep 600"]')
     _import(engine, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
-    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE}
+    for version, image in APP_IMAGES.items():
+        _import(engine, tarball, image,
+                f'CMD ["sh", "-c", "mkdir -p /app && printf {version} > /app/index.html && exec httpd -f -p 8080 -h /app"]')
+    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE, **APP_IMAGES}
     # the next run imports them again: leave no image behind (not --force: a container left by a failed test
     # would go with it, and its sandbox's cleanup reports it)
-    engine.run("rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE)
+    engine.run("rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE, *APP_IMAGES.values())

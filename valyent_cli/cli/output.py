@@ -297,6 +297,20 @@ class Output:
 
             yield update
 
+    def step(self, message: str) -> None:
+        """One line of a long operation's progress on stderr, with the time (a deploy in CI)."""
+        self._stderr(time.strftime("%H:%M:%S ", time.localtime()), message, "2")
+
+    @contextmanager
+    def live(self) -> Iterator[Callable[[Any], None]]:
+        """A live view on stderr (a terminal only): ``update(renderable)`` redraws it; it stays when done."""
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=sys.stderr, no_color=not self.err_color, highlight=False)
+        with Live(console=console, auto_refresh=False, transient=False) as view:
+            yield lambda renderable: view.update(renderable, refresh=True)
+
     def note(self, message: str) -> None:
         """A line of the CLI's own text on stderr, as it is (no prefix, no colour, nothing made inert)."""
         sys.stderr.write(message + "\n")

@@ -7,12 +7,15 @@ import copy
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from valyent_cli.cli import metadata as _meta
 from valyent_cli.cli import validate as v
 from valyent_cli.cli.errors import UsageError
 from valyent_cli.defaults import DEFAULT_CPU_KIND, DEFAULT_CPUS, DEFAULT_MEMORY_MB, DEFAULT_REGION
+
+if TYPE_CHECKING:
+    from valyent_cli.config import Settings
 
 _SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,6 +73,47 @@ class CreateFlags:
     health_retries: int | None = None
     labels: list[str] = field(default_factory=list)
     annotations: list[str] = field(default_factory=list)
+
+
+#: the parameters of `machines create` (and `machines run`) that make a :class:`CreateFlags`, by their names there
+FLAG_PARAMS: tuple[str, ...] = (
+    "command", "image", "region", "cpus", "memory", "cpu_kind", "env", "env_file", "cmd", "entrypoint", "user",
+    "restart", "max_retries", "auto_destroy", "skip_start", "stop_signal", "stop_timeout", "enable_gateway", "secret",
+    "health_cmd", "health_interval", "health_timeout", "health_retries", "volume", "network", "label", "annotation",
+)
+
+
+def create_flags(options: Mapping[str, Any]) -> CreateFlags:
+    """The flags of `machines create`/`run` (their parameters by name, see :data:`FLAG_PARAMS`; missing ones are
+    unset) as :class:`CreateFlags`: a command after `--` or --cmd (not both), commands split like a shell."""
+    o = {name: options.get(name) for name in FLAG_PARAMS}
+    command, cmd, entrypoint = o["command"], o["cmd"], o["entrypoint"]
+    if command and cmd is not None:
+        raise UsageError("give the command either after `--` or with --cmd, not both")
+    return CreateFlags(
+        image=o["image"], region=o["region"], cpus=o["cpus"], memory=o["memory"], cpu_kind=o["cpu_kind"],
+        env=list(o["env"] or []), env_file=o["env_file"],
+        cmd=list(command) if command else (v.command_line(cmd) if cmd is not None else None),
+        entrypoint=v.command_line(entrypoint, "--entrypoint") if entrypoint is not None else None, user=o["user"],
+        restart=o["restart"], max_retries=o["max_retries"], auto_destroy=o["auto_destroy"],
+        skip_start=o["skip_start"], stop_signal=o["stop_signal"], stop_timeout=o["stop_timeout"],
+        enable_gateway=o["enable_gateway"], secrets=list(o["secret"] or []), volumes=list(o["volume"] or []),
+        networks=list(o["network"] or []), health_cmd=o["health_cmd"], health_interval=o["health_interval"],
+        health_timeout=o["health_timeout"], health_retries=o["health_retries"], labels=list(o["label"] or []),
+        annotations=list(o["annotation"] or []),
+    )
+
+
+def machine_payload(settings: Settings, flags: CreateFlags, *, config_file: str | None = None) -> dict[str, Any]:
+    """THE create payload of `machines create`, `machines run` and `deploy`: the settings' defaults (profile,
+    environment) < valyent.toml's [machine] table < the ``--config`` file < the flags, checked (:func:`build`)."""
+    project_source = str(settings.project_path) if settings.project_path else "valyent.toml"
+    return build(
+        flags, config_file=config_file, machine_defaults=settings.machine_defaults,
+        project_region=settings.project.get("region"), project_source=project_source,
+        default_region=settings.region, default_cpu_kind=settings.cpu_kind,
+        env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
+    )
 
 
 def check_keys(data: Any, schema: dict[str, Any], where: str, source: str) -> None:

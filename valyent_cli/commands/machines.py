@@ -11,7 +11,6 @@ from valyent_cli.cli import complete
 from valyent_cli.cli.options import FleetOpt, JsonOpt, QuietOpt, YesOpt
 from valyent_cli.commands import machine_views as views
 from valyent_cli.commands import run as _run
-from valyent_cli.commands.run import RUN_ENGINE
 
 if TYPE_CHECKING:
     from valyent_cli.api import Machine
@@ -110,35 +109,12 @@ def create(
     """
     from valyent_cli.cli import payload as pl
     from valyent_cli.cli import validate as v
-    from valyent_cli.cli.errors import UsageError
 
     app_: AppContext = ctx.obj
-    if command and cmd is not None:
-        raise UsageError("give the command either after `--` or with --cmd, not both")
-    flags = pl.CreateFlags(
-        image=image, region=region, cpus=cpus, memory=memory, cpu_kind=cpu_kind, env=list(env or []),
-        env_file=env_file, cmd=list(command) if command else (v.command_line(cmd) if cmd is not None else None),
-        entrypoint=v.command_line(entrypoint, "--entrypoint") if entrypoint is not None else None, user=user,
-        restart=restart, max_retries=max_retries, auto_destroy=auto_destroy, skip_start=skip_start,
-        stop_signal=stop_signal, stop_timeout=stop_timeout, enable_gateway=enable_gateway,
-        secrets=list(secret or []), volumes=list(volume or []), networks=list(network or []), health_cmd=health_cmd,
-        health_interval=health_interval, health_timeout=health_timeout, health_retries=health_retries,
-        labels=list(label or []), annotations=list(annotation or []),
-    )
+    flags = pl.create_flags(locals())
     limit = v.duration(wait_timeout, "--wait-timeout")
-    settings = app_.settings
-    project_source = str(settings.project_path) if settings.project_path else "valyent.toml"
-    body = pl.build(
-        flags, config_file=config, machine_defaults=settings.machine_defaults,
-        project_region=settings.project.get("region"), project_source=project_source,
-        default_region=settings.region, default_cpu_kind=settings.cpu_kind,
-        env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
-    )
+    body = pl.machine_payload(app_.settings, flags, config_file=config)
     out = app_.output(json=json, quiet=quiet)
-    engine = ctx.meta.get(RUN_ENGINE)
-    if engine is not None:  # `machines run`: these flags and this payload, then its own engine (commands/run.py)
-        engine(app_, out, body, fleet=fleet, dry_run=dry_run, detach=detach, limit=limit)
-        return
     if dry_run:
         out.data(body)
         return

@@ -1,9 +1,9 @@
 """`valyent machines run`: a one-shot machine, for CI: its logs live, its exit code as ours, gone with --rm.
 
 The command takes every flag of `machines create`: its parameters are create's own (read from create's signature
-by :func:`build`, which commands/machines.py calls to register the command), plus --rm and --timeout, and it runs through create itself, so the flags are parsed
-and the payload is built (valyent.toml defaults, --config, checks) in one place. Create hands the finished payload
-to :func:`engine` through the click context instead of sending it.
+by :func:`build`, which commands/machines.py calls to register the command), plus --rm and --timeout. The payload
+is built by the same function as create's and deploy's (`cli/payload.py: create_flags`, `machine_payload`:
+valyent.toml defaults, --config, checks), then handed to :func:`engine`.
 
 The engine creates the machine, follows its log in a thread (stdout lines to stdout, stderr lines to stderr), and
 in the main thread long-polls the machine until it stops; the exit code comes from the last `machine.exited`
@@ -13,7 +13,6 @@ the log is read once, without following, so no line is lost when the live stream
 
 from __future__ import annotations
 
-import functools
 import inspect
 import threading
 import time
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from valyent_cli.cli.context import AppContext
     from valyent_cli.cli.output import Output
 
-#: the key under which `machines run` hands its engine to `machines create`, in the click context's meta
-RUN_ENGINE = "valyent.machines.run"
 #: exit code after --timeout stopped the machine (as coreutils' timeout)
 TIMED_OUT = 124
 #: how long one long poll for the machine's stop lasts (seconds); the server caps it at 60
@@ -293,8 +290,8 @@ def _option(annotation: Any, **changes: Any) -> Any:
 
 
 def build(create: Callable[..., Any]) -> Callable[..., Any]:
-    """The `machines run` command: ``create``'s parameters (minus --skip-start) plus --rm and --timeout; it hands
-    :func:`engine` to ``create`` (under :data:`RUN_ENGINE`) and calls it. commands/machines.py registers it."""
+    """The `machines run` command: ``create``'s parameters (minus --skip-start) plus --rm and --timeout; it builds
+    the payload as create does and runs :func:`engine`. commands/machines.py registers it."""
     hints = typing.get_type_hints(create, include_extras=True)
     params: list[inspect.Parameter] = []
     for p in inspect.signature(create).parameters.values():
@@ -320,6 +317,7 @@ def build(create: Callable[..., Any]) -> Callable[..., Any]:
             ]
 
     def run(**kwargs: Any) -> None:
+        from valyent_cli.cli import payload as pl
         from valyent_cli.cli import validate as v
         from valyent_cli.cli.errors import UsageError
 
@@ -334,8 +332,13 @@ def build(create: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError("--detach returns once the machine runs: it cannot be combined with --rm or --timeout")
         if kwargs.get("json") and kwargs.get("quiet"):
             raise UsageError("choose one of --json and -q/--quiet")
-        ctx.meta[RUN_ENGINE] = functools.partial(engine, rm=rm, timeout=seconds)
-        create(**kwargs)
+        app_: AppContext = ctx.obj
+        flags = pl.create_flags(kwargs)
+        limit = v.duration(kwargs["wait_timeout"], "--wait-timeout")
+        body = pl.machine_payload(app_.settings, flags, config_file=kwargs.get("config"))
+        out = app_.output(json=kwargs.get("json", False), quiet=kwargs.get("quiet", False))
+        engine(app_, out, body, fleet=kwargs.get("fleet"), dry_run=kwargs.get("dry_run", False),
+               detach=kwargs.get("detach", False), limit=limit, rm=rm, timeout=seconds)
 
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     run.__doc__ = HELP

@@ -54,7 +54,7 @@ SETTABLE_KEYS = tuple(k for k in PROFILE_KEYS if k != "token")
 
 # Top-level keys of valyent.toml. endpoint, token and initd_endpoint are refused on purpose: a project file comes
 # with a cloned repository, and one that could set the endpoint could send your token to a server of its choosing.
-PROJECT_KEYS = ("fleet", "region", "namespace", "machine")
+PROJECT_KEYS = ("fleet", "region", "namespace", "machine", "deploy", "build")
 PROJECT_FORBIDDEN = ("endpoint", "token", "initd_endpoint", "allow_http", "auth_scheme", "ca_cert", "client_cert",
                      "client_key")
 # Keys of the [machine] table of valyent.toml: defaults that `machines create` starts from.
@@ -85,6 +85,23 @@ MACHINE_KEYS: dict[str, str] = {
     "health_retries": "integer >= 1",
     "labels": "table of strings",
     "annotations": "table of strings",
+}
+# Keys of the [deploy] table of valyent.toml: how `valyent deploy` rolls the [machine] out (apps/spec.py reads them).
+DEPLOY_KEYS: dict[str, str] = {
+    "app": "string: the app's name (default: the fleet's name)",
+    "count": "integer >= 1: how many machines of the app run",
+    "strategy": "one of rolling, bluegreen, canary, immediate",
+    "max_unavailable": "integer >= 1, or a percentage of count such as \"33%\"",
+    "wait_timeout": "integer >= 1 (seconds), or a duration such as \"2m\"",
+    "release_command": "list of strings, or a string (split like a shell)",
+}
+# Keys of the [build] table of valyent.toml: `valyent deploy` builds the image from this directory first.
+BUILD_KEYS: dict[str, str] = {
+    "context": "string: the build context directory, relative to valyent.toml",
+    "image": "string: the name of the image to build (default: the app's name)",
+    "dockerfile": "string: the Dockerfile, relative to the context",
+    "registry": "string: the registry to push to",
+    "target": "string: the build stage to stop at",
 }
 
 

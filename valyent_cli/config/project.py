@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from valyent_cli.config.errors import ConfigError
-from valyent_cli.config.keys import ENV_ENDPOINT, MACHINE_KEYS, PROJECT_FORBIDDEN, PROJECT_KEYS
+from valyent_cli.config.keys import BUILD_KEYS, DEPLOY_KEYS, ENV_ENDPOINT, MACHINE_KEYS, PROJECT_FORBIDDEN, PROJECT_KEYS
 from valyent_cli.config.toml import _key_line, _read_toml
 from valyent_cli.config.values import _check_word
 
@@ -58,6 +58,29 @@ def _check_machine(path: Path, table: Any) -> None:
             raise bad(key, expected)
 
 
+def _check_table(path: Path, name: str, table: Any) -> None:
+    """[deploy] and [build]: known keys of the right types (apps/spec.py checks what the values mean)."""
+    keys = DEPLOY_KEYS if name == "deploy" else BUILD_KEYS
+    if not isinstance(table, dict):
+        raise ConfigError(path, _key_line(path, name), f"`{name}` must be a table: [{name}]")
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(path, _key_line(path, key, name),
+                              f"unknown key {key!r} in [{name}]; valid keys: {', '.join(keys)}")
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if key == "count":
+            ok = whole and value >= 1
+        elif key in ("max_unavailable", "wait_timeout"):
+            ok = (whole and value >= 1) or (isinstance(value, str) and bool(value.strip()))
+        elif key == "release_command":
+            ok = (isinstance(value, str) and _splits(value)) or (
+                isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+        else:
+            ok = isinstance(value, str) and bool(value.strip())
+        if not ok:
+            raise ConfigError(path, _key_line(path, key, name), f"[{name}] {key} must be {keys[key]}")
+
+
 def _splits(command: str) -> bool:
     """Whether a command string splits like a shell line (no unclosed quote) into at least one word."""
     import shlex
@@ -85,6 +108,8 @@ def load_project(path: Path) -> dict[str, Any]:
             )
         if key == "machine":
             _check_machine(path, value)
+        elif key in ("deploy", "build"):
+            _check_table(path, key, value)
         else:
             try:
                 _check_word(value, key)
