@@ -219,3 +219,33 @@ def test_noop_cluster_state_as_ravel_wires_it(tmp_path):
         assert ok(run_inproc("nodes", "list", "--json", env=env)).stdout.strip() == "[]"
     finally:
         ravel.close()
+
+
+# -- item 11: the region of a self-hosted Ravel -------------------------------------------------------------------
+def test_region_taken_from_the_nodes_when_none_is_configured(env, ravel):
+    env = {k: v for k, v in env.items() if k != "VALYENT_REGION"}
+    create_machine(env)
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["region"] == "fr"  # the one region of its nodes
+    nodes_asked = sum(1 for r in ravel.requests if r[1] == "/nodes")
+    create_machine({**env, "VALYENT_REGION": "fr"})  # configured: no extra request
+    assert sum(1 for r in ravel.requests if r[1] == "/nodes") == nodes_asked
+    ravel.nodes.append({"id": "node-2", "address": "10.0.0.2", "agent_port": 8080, "region": "de",
+                        "heartbeated_at": "2026-01-01T00:00:00Z"})
+    before = len(ravel.bodies("POST", "/fleets/web/machines"))
+    several = run_inproc("machines", "create", "--image", "nginx", env=env)
+    assert several.returncode == 2 and "de, fr" in several.stderr and "--region" in several.stderr
+    assert len(ravel.bodies("POST", "/fleets/web/machines")) == before
+    ravel.nodes[:] = [{"id": "local", "address": "127.0.0.1", "agent_port": 1, "region": "local"}]  # the sandbox's
+    run_inproc("machines", "create", "--image", "nginx", env=env)
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["region"] == "gra-1"  # today's default kept
+
+
+def test_region_on_a_ravel_that_lists_no_nodes(tmp_path):
+    ravel = RavelStub(bearer=f"Bearer {TOKEN}", cluster_state="noop")  # core/cluster/noop.go: ListNodes is nil
+    try:
+        env = {k: v for k, v in make_env(tmp_path, ravel).items() if k != "VALYENT_REGION"}
+        refused = run_inproc("machines", "create", "--image", "nginx", env=env)
+        assert refused.returncode == 2 and "no nodes" in refused.stderr and "--region" in refused.stderr
+        assert not ravel.bodies("POST", "/fleets/web/machines")
+    finally:
+        ravel.close()

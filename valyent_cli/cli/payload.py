@@ -116,8 +116,12 @@ def build(
     default_region: str | None = None,
     default_cpu_kind: str | None = None,
     env_cpu_kind: str | None = None,
+    region_fallback: Any = None,
 ) -> dict[str, Any]:
-    """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags."""
+    """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags.
+
+    ``region_fallback()``, when given, is the region where none is set (instead of DEFAULT_REGION): called only
+    then (cli/endpoint.py: default_region asks a self-hosted Ravel's nodes)."""
     payload: dict[str, Any] = {}
     if machine_defaults or project_region:
         payload = _project_defaults(machine_defaults or {}, project_region, project_source)
@@ -128,7 +132,8 @@ def build(
         check_keys(data, SCHEMA, "", f"--config {config_file}")
         payload = merge(payload, data)
     payload = apply_flags(payload, flags, source=None)
-    payload.setdefault("region", default_region or DEFAULT_REGION)
+    if "region" not in payload:
+        payload["region"] = default_region or (region_fallback() if region_fallback else DEFAULT_REGION)
     config = payload.setdefault("config", {})
     guest = config.setdefault("guest", {})
     guest.setdefault("cpu_kind", default_cpu_kind or DEFAULT_CPU_KIND)
