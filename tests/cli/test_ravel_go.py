@@ -249,3 +249,48 @@ def test_region_on_a_ravel_that_lists_no_nodes(tmp_path):
         assert not ravel.bodies("POST", "/fleets/web/machines")
     finally:
         ravel.close()
+
+
+# -- item 9: builds ----------------------------------------------------------------------------------------------
+def build_dir(tmp_path):
+    directory = tmp_path / "app"
+    directory.mkdir(parents=True)
+    (directory / "Dockerfile").write_text("FROM busybox\nCOPY . /app\n")
+    return str(directory)
+
+
+def test_build_needs_a_registry_and_takes_no_build_args_before_the_upload(env, ravel, tmp_path):
+    directory = build_dir(tmp_path)
+    refused = run_inproc("builds", "create", directory, "--image", "app", env=env)
+    assert refused.returncode == 2 and "--registry" in refused.stderr
+    args = run_inproc("builds", "create", directory, "--image", "app", "--registry", "reg.example", "--build-arg",
+                      "A=1", env=env)
+    assert args.returncode == 2 and "--build-arg" in args.stderr
+    assert not [r for r in ravel.requests if r[0] == "POST" and "/builds" in r[1]]  # nothing uploaded
+
+
+def test_build_followed_to_its_end_though_ravel_ends_the_stream_at_once(env, ravel, tmp_path):
+    ravel.build_seconds = 2.5
+    done = run_inproc("builds", "create", build_dir(tmp_path), "--image", "app", "--registry", "reg.example",
+                      "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    build = json.loads(done.stdout)
+    assert build["status"] == "completed" and build["full_image"] == "reg.example/app:latest"
+    assert "COMMIT reg.example/app:latest" in done.stderr and "polling" in done.stderr
+    assert done.stderr.count("STEP 1/2") == 1  # each line once
+    ravel.build_seconds = 2.5
+    second = json.loads(ok(run_inproc("builds", "create", build_dir(tmp_path / "b"), "--image", "app", "--registry",
+                                      "reg.example", "-d", "--json", env=env)).stdout)
+    followed = ok(run_inproc("builds", "logs", second["id"], "-f", env=env))
+    assert followed.stdout.splitlines() == ["STEP 1/2: FROM busybox", "STEP 2/2: COPY . /app",
+                                           "COMMIT reg.example/app:latest"]
+
+
+def test_build_unknown_id_and_prefix(env, ravel, tmp_path):
+    ravel.build_seconds = 0
+    build = json.loads(ok(run_inproc("builds", "create", build_dir(tmp_path), "--image", "app", "--registry",
+                                     "reg.example", "--json", env=env)).stdout)
+    unknown = run_inproc("builds", "show", "build_nope", env=env)
+    assert unknown.returncode == 4 and "no build" in unknown.stderr
+    shown = json.loads(ok(run_inproc("builds", "show", build["id"][:12], "--json", env=env)).stdout)
+    assert shown["id"] == build["id"]

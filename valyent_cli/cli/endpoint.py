@@ -40,3 +40,14 @@ def default_region(app: AppContext) -> str:
         raise UsageError(f"no region given, and the server lists no nodes to take one from ({how}; a Ravel with "
                          "the no-op cluster state lists none)")
     raise UsageError(f"no region given, and this server's nodes are in several: {', '.join(regions)} ({how})")
+
+
+def is_sandbox(app: AppContext) -> bool:
+    """Whether the endpoint is the local sandbox: the `local` profile, or (asked only when this is needed) a server
+    whose one node is the sandbox's. Valyent Cloud is not."""
+    settings = app.settings
+    if settings.is_local:
+        return True
+    if settings.is_valyent_cloud:
+        return False
+    return is_sandbox_nodes(app.connect().nodes.list())
