@@ -294,3 +294,12 @@ def test_build_unknown_id_and_prefix(env, ravel, tmp_path):
     assert unknown.returncode == 4 and "no build" in unknown.stderr
     shown = json.loads(ok(run_inproc("builds", "show", build["id"][:12], "--json", env=env)).stdout)
     assert shown["id"] == build["id"]
+
+
+# -- item 8: exec output too large for a header -------------------------------------------------------------------
+def test_exec_output_too_large_for_this_servers_exec(env, ravel):
+    machine = create_machine(env)
+    big = run_inproc("machines", "exec", machine, "--", "python3", "-c", "print('x' * 300_000)", env=env)
+    assert big.returncode == 255 and big.stdout == ""
+    assert "too large for this server's exec" in big.stderr and "valyent logs" in big.stderr
+    assert "Receive buffer" not in big.stderr and "Traceback" not in big.stderr
