@@ -303,3 +303,31 @@ def test_exec_output_too_large_for_this_servers_exec(env, ravel):
     assert big.returncode == 255 and big.stdout == ""
     assert "too large for this server's exec" in big.stderr and "valyent logs" in big.stderr
     assert "Receive buffer" not in big.stderr and "Traceback" not in big.stderr
+
+
+# -- item 13: the SDK's types -------------------------------------------------------------------------------------
+def test_sdk_types_follow_ravels_go_types(env, ravel):
+    from valyent_cli import api
+    from valyent_cli.api import types
+
+    def optional(typed, key):  # NotRequired[...], or a total=False TypedDict (annotations are strings in types.py)
+        return "NotRequired" in str(typed.__annotations__[key]) or not typed.__total__
+
+    assert optional(types.CreateGatewayPayload, "name")  # api/gateways.go: `omitempty`
+    assert {"secrets", "volumes", "health_check", "private_networks", "auto_destroy"} <= set(
+        types.Workload.__annotations__)
+    for typed in (types.CreateMachinePayload, types.CreateFleetPayload, types.FleetData, types.MachineData):
+        assert "metadata" in typed.__annotations__ and optional(typed, "metadata")
+    assert set(types.Metadata.__annotations__) == {"labels", "annotations"}
+    # a payload built from the types, field by field, is one a stock Ravel accepts (huma's checks in the stand-in)
+    payload: api.CreateMachinePayload = {
+        "region": "fr", "metadata": {"labels": {"app": "web"}},
+        "config": {"image": "nginx", "guest": {"cpu_kind": "eco", "cpus": 1, "memory_mb": 256}, "workload": {
+            "secrets": [], "volumes": [api.VolumeMount(name="d", path="/d")],
+            "health_check": api.HealthCheck(exec=["true"], interval=5),
+            "private_networks": [api.PrivateNetwork(name="n", ip="10.0.1.2/24")]}}}
+    gateway: api.CreateGatewayPayload = {"target_port": 8080}
+    with sdk(ravel) as client:
+        client.machines.create("web", payload)
+        created = client.gateways.create("web", target_port=gateway["target_port"])
+    assert created["name"].startswith("web-")
