@@ -219,3 +219,115 @@ def test_noop_cluster_state_as_ravel_wires_it(tmp_path):
         assert ok(run_inproc("nodes", "list", "--json", env=env)).stdout.strip() == "[]"
     finally:
         ravel.close()
+
+
+# -- item 11: the region of a self-hosted Ravel -------------------------------------------------------------------
+def test_region_taken_from_the_nodes_when_none_is_configured(env, ravel):
+    env = {k: v for k, v in env.items() if k != "VALYENT_REGION"}
+    create_machine(env)
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["region"] == "fr"  # the one region of its nodes
+    nodes_asked = sum(1 for r in ravel.requests if r[1] == "/nodes")
+    create_machine({**env, "VALYENT_REGION": "fr"})  # configured: no extra request
+    assert sum(1 for r in ravel.requests if r[1] == "/nodes") == nodes_asked
+    ravel.nodes.append({"id": "node-2", "address": "10.0.0.2", "agent_port": 8080, "region": "de",
+                        "heartbeated_at": "2026-01-01T00:00:00Z"})
+    before = len(ravel.bodies("POST", "/fleets/web/machines"))
+    several = run_inproc("machines", "create", "--image", "nginx", env=env)
+    assert several.returncode == 2 and "de, fr" in several.stderr and "--region" in several.stderr
+    assert len(ravel.bodies("POST", "/fleets/web/machines")) == before
+    ravel.nodes[:] = [{"id": "local", "address": "127.0.0.1", "agent_port": 1, "region": "local"}]  # the sandbox's
+    run_inproc("machines", "create", "--image", "nginx", env=env)
+    assert ravel.bodies("POST", "/fleets/web/machines")[-1]["region"] == "gra-1"  # today's default kept
+
+
+def test_region_on_a_ravel_that_lists_no_nodes(tmp_path):
+    ravel = RavelStub(bearer=f"Bearer {TOKEN}", cluster_state="noop")  # core/cluster/noop.go: ListNodes is nil
+    try:
+        env = {k: v for k, v in make_env(tmp_path, ravel).items() if k != "VALYENT_REGION"}
+        refused = run_inproc("machines", "create", "--image", "nginx", env=env)
+        assert refused.returncode == 2 and "no nodes" in refused.stderr and "--region" in refused.stderr
+        assert not ravel.bodies("POST", "/fleets/web/machines")
+    finally:
+        ravel.close()
+
+
+# -- item 9: builds ----------------------------------------------------------------------------------------------
+def build_dir(tmp_path):
+    directory = tmp_path / "app"
+    directory.mkdir(parents=True)
+    (directory / "Dockerfile").write_text("FROM busybox\nCOPY . /app\n")
+    return str(directory)
+
+
+def test_build_needs_a_registry_and_takes_no_build_args_before_the_upload(env, ravel, tmp_path):
+    directory = build_dir(tmp_path)
+    refused = run_inproc("builds", "create", directory, "--image", "app", env=env)
+    assert refused.returncode == 2 and "--registry" in refused.stderr
+    args = run_inproc("builds", "create", directory, "--image", "app", "--registry", "reg.example", "--build-arg",
+                      "A=1", env=env)
+    assert args.returncode == 2 and "--build-arg" in args.stderr
+    assert not [r for r in ravel.requests if r[0] == "POST" and "/builds" in r[1]]  # nothing uploaded
+
+
+def test_build_followed_to_its_end_though_ravel_ends_the_stream_at_once(env, ravel, tmp_path):
+    ravel.build_seconds = 2.5
+    done = run_inproc("builds", "create", build_dir(tmp_path), "--image", "app", "--registry", "reg.example",
+                      "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    build = json.loads(done.stdout)
+    assert build["status"] == "completed" and build["full_image"] == "reg.example/app:latest"
+    assert "COMMIT reg.example/app:latest" in done.stderr and "polling" in done.stderr
+    assert done.stderr.count("STEP 1/2") == 1  # each line once
+    ravel.build_seconds = 2.5
+    second = json.loads(ok(run_inproc("builds", "create", build_dir(tmp_path / "b"), "--image", "app", "--registry",
+                                      "reg.example", "-d", "--json", env=env)).stdout)
+    followed = ok(run_inproc("builds", "logs", second["id"], "-f", env=env))
+    assert followed.stdout.splitlines() == ["STEP 1/2: FROM busybox", "STEP 2/2: COPY . /app",
+                                           "COMMIT reg.example/app:latest"]
+
+
+def test_build_unknown_id_and_prefix(env, ravel, tmp_path):
+    ravel.build_seconds = 0
+    build = json.loads(ok(run_inproc("builds", "create", build_dir(tmp_path), "--image", "app", "--registry",
+                                     "reg.example", "--json", env=env)).stdout)
+    unknown = run_inproc("builds", "show", "build_nope", env=env)
+    assert unknown.returncode == 4 and "no build" in unknown.stderr
+    shown = json.loads(ok(run_inproc("builds", "show", build["id"][:12], "--json", env=env)).stdout)
+    assert shown["id"] == build["id"]
+
+
+# -- item 8: exec output too large for a header -------------------------------------------------------------------
+def test_exec_output_too_large_for_this_servers_exec(env, ravel):
+    machine = create_machine(env)
+    big = run_inproc("machines", "exec", machine, "--", "python3", "-c", "print('x' * 300_000)", env=env)
+    assert big.returncode == 255 and big.stdout == ""
+    assert "too large for this server's exec" in big.stderr and "valyent logs" in big.stderr
+    assert "Receive buffer" not in big.stderr and "Traceback" not in big.stderr
+
+
+# -- item 13: the SDK's types -------------------------------------------------------------------------------------
+def test_sdk_types_follow_ravels_go_types(env, ravel):
+    from valyent_cli import api
+    from valyent_cli.api import types
+
+    def optional(typed, key):  # NotRequired[...], or a total=False TypedDict (annotations are strings in types.py)
+        return "NotRequired" in str(typed.__annotations__[key]) or not typed.__total__
+
+    assert optional(types.CreateGatewayPayload, "name")  # api/gateways.go: `omitempty`
+    assert {"secrets", "volumes", "health_check", "private_networks", "auto_destroy"} <= set(
+        types.Workload.__annotations__)
+    for typed in (types.CreateMachinePayload, types.CreateFleetPayload, types.FleetData, types.MachineData):
+        assert "metadata" in typed.__annotations__ and optional(typed, "metadata")
+    assert set(types.Metadata.__annotations__) == {"labels", "annotations"}
+    # a payload built from the types, field by field, is one a stock Ravel accepts (huma's checks in the stand-in)
+    payload: api.CreateMachinePayload = {
+        "region": "fr", "metadata": {"labels": {"app": "web"}},
+        "config": {"image": "nginx", "guest": {"cpu_kind": "eco", "cpus": 1, "memory_mb": 256}, "workload": {
+            "secrets": [], "volumes": [api.VolumeMount(name="d", path="/d")],
+            "health_check": api.HealthCheck(exec=["true"], interval=5),
+            "private_networks": [api.PrivateNetwork(name="n", ip="10.0.1.2/24")]}}}
+    gateway: api.CreateGatewayPayload = {"target_port": 8080}
+    with sdk(ravel) as client:
+        client.machines.create("web", payload)
+        created = client.gateways.create("web", target_port=gateway["target_port"])
+    assert created["name"].startswith("web-")

@@ -175,6 +175,9 @@ class RavelStub:
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.gateways: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, list[dict[str, Any]]] = {}
+        self.builds: dict[str, dict[str, Any]] = {}
+        #: how long a build takes on the node (seconds), its log growing meanwhile
+        self.build_seconds = 1.0
         self.log_cond = threading.Condition(self.lock)
         self.nodes = [{"id": "node-1", "address": "10.0.0.1", "agent_port": 8080, "region": region,
                        "heartbeated_at": now_iso()}]
@@ -300,6 +303,8 @@ class RavelStub:
             return 200, list(self.namespaces.values()), {}
         if len(rest) > 1 and rest[1] == "secrets":
             return self._secrets(method, rest[2:], query, body)
+        if len(rest) > 1 and rest[1] == "builds":
+            return self._builds(method, rest[0], rest[2:], query, body)
         ns = rest[0]
         if ns not in self.namespaces:
             raise ravel_error("NOT_FOUND", "namespace not found")
@@ -339,6 +344,60 @@ class RavelStub:
             del store[name]
             return 204, None, {}
         return 200, public(store[name]), {}
+
+    def _builds(self, method: str, ns: str, rest: list[str], query: dict[str, list[str]], body: Any):
+        """ravel/server/endpoints/builds.go (the namespace from the path here), ravel/builds.go, agent/build."""
+        if not rest and method == "POST":
+            # CreateBuildRequest: `image_name` and `registry` are `required:"true"` query parameters, the multipart
+            # `context` file required; huma reports them together (422). There is no build-arg parameter.
+            errors = [{"message": "required query parameter is missing", "location": f"query.{name}"}
+                      for name in ("image_name", "registry") if not (query.get(name) or [""])[0]]
+            if not isinstance(body, bytes) or b'name="context"' not in body:
+                errors.append({"message": "required form file is missing", "location": "body.context"})
+            if errors:
+                raise huma_error(422, "validation failed", errors)
+        if ns not in self.namespaces:  # ravel/builds.go: GetNamespace first
+            raise ravel_error("NOT_FOUND", "namespace not found")
+        if self.cluster_state == "noop":  # no nodes: "no available nodes for build", a plain error
+            raise internal_error()
+        if not rest:
+            if method == "POST":
+                image, registry = query["image_name"][0], query["registry"][0]
+                tag = (query.get("tag") or [""])[0] or "latest"
+                build = {"id": "build_" + new_id(), "namespace": ns, "image_name": image, "tag": tag,
+                         "registry": registry, "full_image": f"{registry}/{image}:{tag}", "status": "pending",
+                         "created_at": now_iso(), "_started": time.time(), "_log": []}
+                self.builds[build["id"]] = build
+                return 200, self._build(build), {}
+            items = [self._build(b) for b in self.builds.values() if b["namespace"] == ns]
+            return 200, items or NULL, {}  # ravel/builds.go ListBuilds: `var allBuilds []*api.Build`
+        build = self.builds.get(rest[0])
+        if len(rest) > 1 and rest[1] == "logs":
+            if build is None:  # getBuildLogs: any error is huma.Error404NotFound("build logs not found")
+                raise huma_error(404, "build logs not found", [])
+            self._build(build)
+            # internal/httpclient RawGet drops its options: `follow` never reaches the node, so the log so far
+            return 200, ("text", "".join(line + "\n" for line in build["_log"])), {}
+        if build is None:  # ravel/builds.go GetBuild and CancelBuild: fmt.Errorf("build not found"), a 500
+            raise internal_error()
+        if len(rest) > 1 and rest[1] == "cancel" and method == "POST":
+            if self._build(build)["status"] not in ("completed", "failed"):
+                build.update(status="failed", error="build canceled", _done=True)
+            return 204, None, {}
+        return 200, self._build(build), {}
+
+    def _build(self, build: dict[str, Any]) -> dict[str, Any]:
+        """The build as the node has it now: pending, building (its log growing), then completed."""
+        if not build.get("_done"):
+            elapsed = time.time() - build["_started"]
+            steps = ["STEP 1/2: FROM busybox", "STEP 2/2: COPY . /app", f"COMMIT {build['full_image']}"]
+            build["_log"] = steps[:min(3, 1 + int(3 * elapsed / max(self.build_seconds, 1e-6)))]
+            if elapsed >= self.build_seconds:
+                build.update(status="completed", digest="sha256:" + "0" * 64, completed_at=now_iso(),
+                             duration_ms=int(self.build_seconds * 1000), _done=True)
+            else:
+                build["status"] = "building"
+        return {k: v for k, v in build.items() if not k.startswith("_")}
 
     def _fleets(self, method: str, ns: str, rest: list[str], query: dict[str, list[str]], body: Any):
         # ravel/server/endpoints/fleets.go
@@ -667,7 +726,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, b"Unauthorized", "text/plain; charset=utf-8")
             return
         try:
-            body = json.loads(raw) if raw else None
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw  # a multipart upload (builds)
             status, data, extra = stub.handle(self.command, parts.path, query, body)
         except ConnectionAbortedError:  # a panic in a Go handler: net/http drops the connection
             self.close_connection = True
@@ -677,6 +739,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(data, tuple) and data[:1] == ("logs",):
             self._logs(data[1], data[2])
+            return
+        if isinstance(data, tuple) and data[:1] == ("text",):  # a build's log (builds.go: text/plain)
+            self._send(200, data[1].encode(), "text/plain")
             return
         if status == 204 or data is None:
             # huma: an output struct without a Body (or a nil one) is answered 204, its fields as headers

@@ -30,8 +30,9 @@ _EXPORTS: dict[str, str] = {
     "Machine": "machines",
     **dict.fromkeys([
         "CreateFleetPayload", "CreateGatewayPayload", "CreateMachinePayload", "ExecPayload", "ExecResult", "FSEntry",
-        "GuestConfig", "HealthStatus", "InitConfig", "LogEntry", "MachineConfig", "MachineEvent", "MachineEventType",
-        "MachineStatus", "Origin", "RestartConfig", "RestartPolicy", "StopConfig", "Workload",
+        "GuestConfig", "HealthCheck", "HealthStatus", "InitConfig", "LogEntry", "MachineConfig", "MachineEvent",
+        "MachineEventType", "MachineStatus", "Metadata", "Origin", "PrivateNetwork", "RestartConfig", "RestartPolicy",
+        "SecretRef", "StopConfig", "VolumeMount", "Workload",
     ], "types"),
 }
 #: the seed SDK's name for an API error carrying its payload
@@ -69,8 +70,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from valyent_cli.api.machines import Machine  # noqa: F401
     from valyent_cli.api.types import (  # noqa: F401
         CreateFleetPayload, CreateGatewayPayload, CreateMachinePayload, ExecPayload, ExecResult, FSEntry,
-        GuestConfig, HealthStatus, InitConfig, LogEntry, MachineConfig, MachineEvent, MachineEventType,
-        MachineStatus, Origin, RestartConfig, RestartPolicy, StopConfig, Workload,
+        GuestConfig, HealthCheck, HealthStatus, InitConfig, LogEntry, MachineConfig, MachineEvent, MachineEventType,
+        MachineStatus, Metadata, Origin, PrivateNetwork, RestartConfig, RestartPolicy, SecretRef, StopConfig,
+        VolumeMount, Workload,
     )
 
     FetchErrorWithPayload = ApiError

@@ -327,12 +327,22 @@ class Machines(Resource):
         if timeout_ms is None:
             timeout_ms = DEFAULT_EXEC_TIMEOUT_MS
         read = self._client.timeout + timeout_ms / 1000.0
-        response = self._client.request(
-            "POST",
-            self._url(fleet, machine, "exec"),
-            json={"cmd": list(cmd), "timeout_ms": timeout_ms},
-            timeout=httpx.Timeout(self._client.timeout, read=read),
-        )
+        try:
+            response = self._client.request(
+                "POST",
+                self._url(fleet, machine, "exec"),
+                json={"cmd": list(cmd), "timeout_ms": timeout_ms},
+                timeout=httpx.Timeout(self._client.timeout, read=read),
+            )
+        except errors.TransportError as exc:
+            if "Receive buffer too long" not in str(exc):
+                raise
+            # a stock Ravel sends the output as one response header; past ~100 KB the HTTP client refuses it
+            raise errors.ResponseError(
+                "the command's output is too large for this server's exec, which sends it in one HTTP header "
+                "(at most about 100 KB): write it to a file in the machine and read that (`valyent fs get`, where "
+                "an initd endpoint is set up), or print it to the machine's log and read it with `valyent logs`"
+            ) from None
         if not response.content.strip():
             return exec_result_from_headers(response.headers)  # type: ignore[return-value]
         return ExecOutput(self._object(self._json(response), "exec result"))  # type: ignore[return-value]

@@ -86,11 +86,46 @@ class InitConfig(TypedDict, total=False):
     user: str
 
 
+class SecretRef(TypedDict):
+    """A secret of the namespace put in the environment as ``env_var`` (Ravel's api/machines.go SecretRef)."""
+    name: str
+    env_var: str
+
+
+class VolumeMount(TypedDict):
+    name: str
+    path: str
+
+
+class HealthCheck(TypedDict, total=False):
+    """Server defaults: interval 30 s, timeout 5 s, retries 3."""
+    exec: list[str]
+    interval: int
+    timeout: int
+    retries: int
+
+
+class PrivateNetwork(TypedDict):
+    name: str
+    ip: str  # with its prefix, e.g. 10.0.1.2/24
+
+
+class Metadata(TypedDict, total=False):
+    """Labels (at most 64; key <= 63, value <= 255) and annotations (at most 32); the `ravel.` prefix is reserved
+    (Ravel's api/metadata.go)."""
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
 class Workload(TypedDict, total=False):
     env: list[str]
     restart: RestartConfig
     init: InitConfig
     auto_destroy: bool
+    secrets: list[SecretRef]
+    volumes: list[VolumeMount]
+    health_check: HealthCheck
+    private_networks: list[PrivateNetwork]
 
 
 class StopConfig(TypedDict, total=False):
@@ -110,14 +145,16 @@ class CreateMachinePayload(TypedDict):
     config: MachineConfig
     skip_start: NotRequired[bool]
     enable_machine_gateway: NotRequired[bool]
+    metadata: NotRequired[Metadata]
 
 
 class CreateFleetPayload(TypedDict):
     name: str
+    metadata: NotRequired[Metadata]
 
 
 class CreateGatewayPayload(TypedDict):
-    name: str
+    name: NotRequired[str]  # Ravel generates one (the fleet's name and four characters) when absent
     target_port: int
 
 
@@ -127,6 +164,7 @@ class FleetData(TypedDict, total=False):
     name: str
     created_at: str
     status: Literal["active", "destroyed"]
+    metadata: Metadata
 
 
 class MachineEvent(TypedDict, total=False):
@@ -154,6 +192,7 @@ class MachineData(TypedDict, total=False):
     state: str
     health: str
     gateway_enabled: bool
+    metadata: Metadata
 
 
 class GatewayData(TypedDict, total=False):

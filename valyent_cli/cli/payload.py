@@ -104,15 +104,18 @@ def create_flags(options: Mapping[str, Any]) -> CreateFlags:
     )
 
 
-def machine_payload(settings: Settings, flags: CreateFlags, *, config_file: str | None = None) -> dict[str, Any]:
+def machine_payload(settings: Settings, flags: CreateFlags, *, config_file: str | None = None,
+                    region_fallback: Any = None) -> dict[str, Any]:
     """THE create payload of `machines create`, `machines run` and `deploy`: the settings' defaults (profile,
-    environment) < valyent.toml's [machine] table < the ``--config`` file < the flags, checked (:func:`build`)."""
+    environment) < valyent.toml's [machine] table < the ``--config`` file < the flags, checked (:func:`build`).
+    ``region_fallback`` as for :func:`build` (`cli/endpoint.default_region` on a self-hosted Ravel)."""
     project_source = str(settings.project_path) if settings.project_path else "valyent.toml"
     return build(
         flags, config_file=config_file, machine_defaults=settings.machine_defaults,
         project_region=settings.project.get("region"), project_source=project_source,
         default_region=settings.region, default_cpu_kind=settings.cpu_kind,
         env_cpu_kind=settings.cpu_kind if settings.sources.get("cpu_kind") == "environment" else None,
+        region_fallback=region_fallback,
     )
 
 
@@ -160,8 +163,12 @@ def build(
     default_region: str | None = None,
     default_cpu_kind: str | None = None,
     env_cpu_kind: str | None = None,
+    region_fallback: Any = None,
 ) -> dict[str, Any]:
-    """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags."""
+    """The create payload: built-in defaults < valyent.toml [machine] < --config file < flags.
+
+    ``region_fallback()``, when given, is the region where none is set (instead of DEFAULT_REGION): called only
+    then (cli/endpoint.py: default_region asks a self-hosted Ravel's nodes)."""
     payload: dict[str, Any] = {}
     if machine_defaults or project_region:
         payload = _project_defaults(machine_defaults or {}, project_region, project_source)
@@ -172,7 +179,8 @@ def build(
         check_keys(data, SCHEMA, "", f"--config {config_file}")
         payload = merge(payload, data)
     payload = apply_flags(payload, flags, source=None)
-    payload.setdefault("region", default_region or DEFAULT_REGION)
+    if "region" not in payload:
+        payload["region"] = default_region or (region_fallback() if region_fallback else DEFAULT_REGION)
     config = payload.setdefault("config", {})
     guest = config.setdefault("guest", {})
     guest.setdefault("cpu_kind", default_cpu_kind or DEFAULT_CPU_KIND)

@@ -67,7 +67,7 @@ def create(
     tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="TAG", help="Image tag (default latest).", show_default=False)] = None,
     registry: Annotated[str | None, typer.Option("--registry", metavar="REGISTRY", help="Registry to push to (Ravel requires one; the local sandbox keeps the image without).", show_default=False)] = None,
     dockerfile: Annotated[str, typer.Option("--dockerfile", "-f", metavar="PATH", help="The Dockerfile, relative to DIR.")] = "Dockerfile",
-    build_arg: Annotated[list[str] | None, typer.Option("--build-arg", metavar="KEY=VALUE", help="A build argument (repeatable).", show_default=False)] = None,
+    build_arg: Annotated[list[str] | None, typer.Option("--build-arg", metavar="KEY=VALUE", help="A build argument (repeatable; the local sandbox's: Ravel's build API takes none).", show_default=False)] = None,
     target: Annotated[str | None, typer.Option("--target", metavar="STAGE", help="Build stage to stop at.", show_default=False)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once the build started, without following its log.")] = False,
@@ -96,6 +96,15 @@ def create(
         raise UsageError("--image must not be empty")
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
+    if not registry or args:  # Ravel requires a registry and has no build arguments (checked before the upload)
+        from valyent_cli.cli.endpoint import is_sandbox
+
+        if not is_sandbox(app_):
+            if not registry:
+                raise UsageError("--registry is required on this server (a Ravel pushes every build to a registry), "
+                                 "e.g. --registry registry.example.com/team")
+            raise UsageError("--build-arg: this server's build API takes no build arguments (Ravel has no such "
+                             "parameter): give the ARG a default in the Dockerfile instead")
     context = _context(directory, dockerfile)
     size = context.seek(0, os.SEEK_END)
     context.seek(0)
@@ -116,13 +125,54 @@ def create(
 def _follow(app_, out, build):
     """Print the build log live on stderr until the build ends; the build as it ended."""
     client = app_.connect()
+    printed = 0
     for line in client.builds.iter_logs(build["id"], follow=True):
         out.raw_stderr(line + "\n")
-    build = client.builds.get(build["id"])
-    while not build.done:  # the stream ended early (a proxy, a restart): wait for the end
+        printed += 1
+    for line in _poll(out, client, build["id"], printed):
+        out.raw_stderr(line + "\n")
+    return client.builds.get(build["id"])
+
+
+def _poll(out, client, build_id, printed):
+    """The lines past the first ``printed`` as they come, polling every second until the build ends: after a stream
+    that ended early (a proxy, a restart, or a Ravel, which never passes `follow` on to its node)."""
+    build = client.builds.get(build_id)
+    if build.done:
+        lines = client.builds.logs(build_id).splitlines()
+        yield from lines[printed:]
+        return
+    out.info(f"Build {build_id} is {build.get('status')}: the log stream ended, polling it every second")
+    while True:
+        lines = client.builds.logs(build_id).splitlines()
+        yield from lines[printed:]
+        printed = max(printed, len(lines))
+        if build.done:
+            return
         time.sleep(1)
-        build = client.builds.get(build["id"])
-    return build
+        status = build.get("status")
+        build = client.builds.get(build_id)
+        if build.get("status") != status and not build.done:
+            out.info(f"Build {build_id} is {build.get('status')}")
+
+
+def _resolve(app_, ref):
+    """A build by id, or by a unique id prefix: Ravel answers an unknown id with a 500 (ravel/builds.go)."""
+    from valyent_cli.api import NotFound, ServerError
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    client = app_.connect()
+    try:
+        return client.builds.get(ref)
+    except (NotFound, ServerError) as exc:
+        if isinstance(exc, ServerError) and exc.status != 500:
+            raise
+    matches = [b for b in client.builds.list() if str(b.get("id", "")).startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    raise CliError(f"no build {ref!r}" if not matches else f"build id prefix {ref!r} is ambiguous",
+                   Exit.NOT_FOUND if not matches else Exit.USAGE, hint="list them: valyent builds list")
 
 
 @app.command("list")
@@ -145,7 +195,7 @@ def show(ctx: typer.Context, build: BuildArg, json: JsonOpt = False) -> None:
     Example: valyent builds show build_01jq...
     """
     app_ = ctx.obj
-    b = app_.connect().builds.get(build)
+    b = _resolve(app_, build)
     app_.output(json=json).fields(b, _rows(b))
 
 
@@ -158,8 +208,13 @@ def logs(ctx: typer.Context, build: BuildArg,
     """
     app_ = ctx.obj
     out = app_.output()
+    printed = 0
     for line in app_.connect().builds.iter_logs(build, follow=follow):
         out.raw_stdout(line + "\n", flush=follow)
+        printed += 1
+    if follow:  # until the build ends, whatever the stream did
+        for line in _poll(out, app_.connect(), build, printed):
+            out.raw_stdout(line + "\n")
 
 
 @app.command("cancel")
@@ -169,5 +224,6 @@ def cancel(ctx: typer.Context, build: BuildArg) -> None:
     Example: valyent builds cancel build_01jq...
     """
     app_ = ctx.obj
+    build = str(_resolve(app_, build)["id"])
     app_.connect().builds.cancel(build)
     app_.output().done(f"Canceled build {build}")

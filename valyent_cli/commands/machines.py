@@ -62,7 +62,7 @@ def create(
         typer.Argument(metavar="COMMAND", help="The command to run, after `--` (e.g. -- python -m http.server 8080).", show_default=False),
     ] = None,
     image: Annotated[str | None, typer.Option("--image", "-i", metavar="IMAGE", help="Container image, e.g. nginx:latest.", show_default=False)] = None,
-    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="Region (default: the profile's, else gra-1).", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="REGION", help="Region (default: the profile's, else gra-1; on a self-hosted Ravel the one region of its nodes).", show_default=False)] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", metavar="N", help="Number of vCPUs (default 1).", show_default=False)] = None,
     memory: Annotated[str | None, typer.Option("--memory", "-m", metavar="SIZE", help="Memory: megabytes, or 512mb, 1gb (default 512).", show_default=False)] = None,
     cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="CPU kind: one of the server's templates, e.g. shared, or eco and std on Ravel's example config (default: the profile's cpu_kind, else shared).", show_default=False, autocompletion=complete.cpu_kinds)] = None,
@@ -107,13 +107,14 @@ def create(
 
       valyent machines create --image nginx --cpu-kind eco --label app=web --secret db-password:DB_PASSWORD --health-cmd "curl -fs localhost" --volume data:/data --network backend=10.0.1.2/24
     """
-    from valyent_cli.cli import payload as pl
+    from valyent_cli.cli import endpoint, payload as pl
     from valyent_cli.cli import validate as v
 
     app_: AppContext = ctx.obj
     flags = pl.create_flags(locals())
     limit = v.duration(wait_timeout, "--wait-timeout")
-    body = pl.machine_payload(app_.settings, flags, config_file=config)
+    body = pl.machine_payload(app_.settings, flags, config_file=config,
+                              region_fallback=None if dry_run else lambda: endpoint.default_region(app_))
     out = app_.output(json=json, quiet=quiet)
     if dry_run:
         out.data(body)
