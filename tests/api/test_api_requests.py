@@ -12,7 +12,7 @@ import pytest
 from support.faultserver import TOKEN, Reply, Stream, client_for, ndjson
 
 from valyent_cli import __version__
-from valyent_cli.api import Client, Fleet, Gateway, Machine
+from valyent_cli.api import Client, Fleet, Gateway, Machine, errors
 
 NASTY = "a b/c?d&e#f%g"  # a name that breaks the path and the query unless each part is encoded
 NASTY_ENCODED = "a%20b%2Fc%3Fd%26e%23f%25g"
@@ -277,6 +277,14 @@ def test_exec(server, client):
     assert server.requests[0].path == "/v1/fleets/fleet-1/machines/m-1/exec"
     assert server.requests[0].json() == {"cmd": ["echo", "hi"], "timeout_ms": 5000}
     assert server.requests[1].json() == {"cmd": ["true"]}
+
+
+@pytest.mark.parametrize("exit_code", [True, False, "0", 1.0, None])
+def test_an_exec_exit_code_that_is_not_an_integer_is_an_unexpected_answer(server, client, exit_code):
+    """Issue 28 item 13: JSON true is not the integer an exit code must be (Python's bool is an int)."""
+    server.queue(Reply(json={"stdout": "", "stderr": "", "exit_code": exit_code}))
+    with pytest.raises(errors.ResponseError, match="unexpected answer from the server.*exit_code"):
+        client.machines.exec("fleet-1", "m-1", ["true"])
 
 
 def test_gateways(server, client):

@@ -17,7 +17,9 @@ DEADLINE = {"Code": "DEADLINE_EXCEEDED", "status": 408, "title": "Request Timeou
 
 def test_documented_defaults():
     client = Client("t")
-    assert (client.max_retries, client.max_retry_after, client.timeout) == (2, MAX_RETRY_AFTER, 30.0)
+    # literals, as README.md and docs/reliability.md state them ("Retry-After honoured up to 30 s")
+    assert (client.max_retries, client.max_retry_after, client.timeout) == (2, 30.0, 30.0)
+    assert MAX_RETRY_AFTER == 30.0
     assert (client.backoff_base, client.backoff_max) == (BACKOFF_BASE, BACKOFF_MAX) == (0.5, 8.0)
     for attempt, cap in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
         delay = backoff_delay(attempt)

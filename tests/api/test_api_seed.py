@@ -337,11 +337,16 @@ def test_best_practices_cleanup(client, fleet):
         "config": {"image": "nginx:latest", "guest": {"cpu_kind": "shared", "memory_mb": 512, "cpus": 1}},
     })
     machine.wait("running", 60)
+    assert machine.refresh().state == "running"
     # await machine.stop(); await machine.delete();
     machine.stop()
     machine.wait("stopped", 60)
+    assert machine.refresh().state == "stopped"
+    assert [e["type"] for e in client.machines.events(fleet.id, machine.id)][-1] == "machine.exited"
     machine.delete()
     machine.wait("destroyed", 60)
+    assert client.machines.list(fleet.id) == []  # gone from the fleet...
+    assert [m.id for m in client.machines.list(fleet.id, destroyed=True)] == [machine.id]  # ...kept as destroyed
 
 
 def test_beyond_the_readme_exec_gateway_toggle_and_namespace(client, sandbox, fleet, machine):

@@ -12,7 +12,7 @@ import pytest
 from support.cli import ok, on_terminal, run_cli, run_inproc, spawn
 from support.env import cli_environ
 from support.ravelstub import RavelStub
-from support.util import Chunks
+from support.util import Chunks, wait_until
 
 TOKEN = "ravel-token-0123456789"
 SECRET_VALUE = "hunter2-very-secret-value"
@@ -179,8 +179,15 @@ def test_follow_across_cuts_without_replay_twice(env, ravel):
             n += 3
             ravel.add_logs(machine, batch)
             produced += batch
-            time.sleep(0.06)
-        time.sleep(0.5)
+            time.sleep(0.06)  # the pace of the machine's output, not a wait for anything
+
+        def follows() -> int:
+            return sum(1 for r in list(ravel.requests) if r[1].endswith("/logs") and r[2].get("follow") == ["true"])
+
+        # a stream opened after the last line replays it: once one is, the machine may end (the follower
+        # finishes that stream, then sees the machine destroyed)
+        opened = follows()
+        wait_until(lambda: follows() > opened, timeout=20, message="a follow stream opened after the last line")
         with ravel.lock:
             ravel.machines[machine]["state"] = "destroyed"
         out, err = proc.communicate(timeout=30)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 from support.cli import Proc
@@ -75,8 +74,7 @@ def test_ctrl_c_during_machines_wait(env, fault_server):
 
     proc = Proc(["machines", "wait", MACHINE, "--state", "running", "--timeout", "10m"], env)
     try:
-        proc.wait_for(lambda: waits(), what="the long poll")
-        time.sleep(0.1)
+        proc.wait_for(lambda: waits(), what="the long poll")  # the CLI is in its request: interrupt it there
         interrupted(proc)
     finally:
         proc.kill()

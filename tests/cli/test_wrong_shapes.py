@@ -139,7 +139,8 @@ def test_a_gateway_create_answered_without_an_id_exits_1(fault_server, tmp_path)
 
 
 @pytest.mark.parametrize("answer", [{"stdout": "hi\n", "stderr": ""}, {"stdout": "hi", "exit_code": "0"},
-                                    {"stdout": 5, "exit_code": 0}])
+                                    {"stdout": 5, "exit_code": 0}, {"stdout": "hi", "exit_code": True},
+                                    {"stdout": "hi", "exit_code": 1.5}])
 def test_an_exec_answer_without_an_exit_code_is_255_with_a_message(fault_server, tmp_path, answer):
     serve(fault_server, {
         ("GET", "/v1/fleets/web/machines/m1"): Reply(200, json=MACHINE),

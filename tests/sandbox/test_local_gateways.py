@@ -78,6 +78,52 @@ def test_gateway_url_answers_with_the_machines_page_round_robin(fleet, tmp_path)
         httpx.get(url, timeout=2)
 
 
+SHARED_PORT_SERVER = """
+import http.server, socket, sys
+class Server(http.server.HTTPServer):
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = sys.argv[2].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+Server(("127.0.0.1", int(sys.argv[1])), Page).serve_forever()
+"""
+
+
+def test_two_process_machines_behind_one_gateway_both_answer(fleet):
+    """Round robin on the process driver: its machines share the host's network, so two machines serving one
+    target port share 127.0.0.1:port (SO_REUSEPORT); each request through the gateway (one kept-alive client
+    connection) opens its own upstream connection, and both machines answer. Stopped, one leaves the other."""
+    name, env = fleet
+    port = free_port()
+    gw = json.loads(run_inproc("gateways", "create", "--name", "web", "--port", str(port), "--json", env=env).stdout)
+    ids = {}
+    for text in ("machine-a", "machine-b"):
+        r = run_inproc("machines", "create", "-q", "--image", "python:3", "--enable-gateway", "--", "python3", "-c",
+                       SHARED_PORT_SERVER, str(port), text, env=env)
+        assert r.returncode == 0, r.stderr
+        ids[text] = r.stdout.strip()
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    with httpx.Client(timeout=5) as http:
+        while seen != {"machine-a", "machine-b"}:
+            assert time.monotonic() < deadline, f"only {seen} answered"
+            r = http.get(gw["url"])
+            if r.status_code == 200:
+                seen.add(r.text)
+            else:
+                time.sleep(0.05)  # a machine's server is still starting (polling, with the deadline above)
+    assert run_inproc("machines", "stop", ids["machine-a"], env=env).returncode == 0
+    wait = run_inproc("machines", "wait", ids["machine-a"], "--state", "stopped", "--timeout", "20s", env=env)
+    assert wait.returncode == 0, wait.stderr
+    assert {httpx.get(gw["url"], timeout=5).text for _ in range(6)} == {"machine-b"}
+
+
 def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
     env = {**cli_env, "VALYENT_FLEET": "default"}
     r = run_inproc("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)

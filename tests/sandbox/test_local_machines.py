@@ -161,11 +161,11 @@ def test_children_die_with_the_machine(api, fleet, sandbox):
                message="every process of the machine to be gone")
 
 
-def test_restart_on_failure_with_max_retries(api, fleet):
+def test_restart_on_failure_with_max_retries(api, fleet, sandbox):
     m = create(api, fleet, ["sh", "-c", "echo run; exit 5"], restart={"policy": "on-failure", "max_retries": 2})
     wait_until(lambda: len(exits(events(api, fleet, m))) == 3 and state(api, fleet, m) == "stopped",
                message="three runs")
-    time.sleep(0.5)
+    assert not sandbox.restart_pending(m["id"])  # the third failure was the last run
     evs = events(api, fleet, m)
     assert exits(evs) == [5, 5, 5]
     starts = [e for e in evs if e["type"] == "machine.start"]
@@ -174,31 +174,31 @@ def test_restart_on_failure_with_max_retries(api, fleet):
     assert [x["message"] for x in api.get(path(fleet, m, "/logs")).json()] == ["run"] * 3
 
 
-def test_on_failure_does_not_restart_a_success(api, fleet):
+def test_on_failure_does_not_restart_a_success(api, fleet, sandbox):
     m = create(api, fleet, ["true"], restart={"policy": "on-failure", "max_retries": 5})
     wait(api, fleet, m, "stopped")
-    time.sleep(0.4)
+    wait_until(lambda: exits(events(api, fleet, m)), message="the exit event")
+    assert not sandbox.restart_pending(m["id"])
     assert exits(events(api, fleet, m)) == [0]
 
 
-def test_restart_always_until_the_user_stops(api, fleet):
+def test_restart_always_until_the_user_stops(api, fleet, sandbox):
     m = create(api, fleet, ["sh", "-c", "exit 0"], restart={"policy": "always"})
     wait_until(lambda: len(exits(events(api, fleet, m))) >= 3, message="three restarts")
     r = api.post(path(fleet, m, "/stop"))
     assert r.status_code in (200, 400)  # it may be between two runs or running
     wait(api, fleet, m, "stopped")
-    time.sleep(0.6)
-    n = len(exits(events(api, fleet, m)))
-    time.sleep(0.6)
-    assert len(exits(events(api, fleet, m))) == n, "restarted after the user stopped it"
+    # stopped by the user, whether while running or between two runs: no restart is coming
+    assert not sandbox.restart_pending(m["id"]), "a restart is still coming after the user stopped it"
     assert state(api, fleet, m) == "stopped"
 
 
-def test_never_policy_and_user_stop_of_always(api, fleet):
+def test_never_policy_and_user_stop_of_always(api, fleet, sandbox):
     m = create(api, fleet, ["sleep", "60"], restart={"policy": "always"})
     api.post(path(fleet, m, "/stop"))
     wait(api, fleet, m, "stopped")
-    time.sleep(0.5)
+    wait_until(lambda: exits(events(api, fleet, m)), message="the exit event")
+    assert not sandbox.restart_pending(m["id"])
     assert state(api, fleet, m) == "stopped" and exits(events(api, fleet, m)) == [143]
 
 
@@ -268,7 +268,8 @@ def test_wait_sees_a_short_lived_state(api, fleet):
 def test_logs_json_and_ndjson(api, fleet):
     m = create(api, fleet, ["sh", "-c", "echo out1; echo err1 >&2; printf 'no newline'"])
     wait(api, fleet, m, "stopped")
-    time.sleep(0.1)
+    # the last lines reach the log as the process's pipes are drained, around its exit: wait for them
+    wait_until(lambda: len(api.get(path(fleet, m, "/logs")).json()) == 3, message="the three log lines")
     r = api.get(path(fleet, m, "/logs"))
     assert r.headers["content-type"].startswith("application/json")
     entries = r.json()
@@ -316,16 +317,20 @@ def test_live_follow_sees_lines_as_written(api, fleet, sandbox):
 
 def test_follow_ends_when_the_machine_is_destroyed(api, fleet, sandbox):
     m = create(api, fleet, ["sh", "-c", "echo hi; sleep 60"])
-    result = {}
+    result: dict = {"lines": []}
+    following = threading.Event()
 
     def follow():
         with httpx.stream("GET", sandbox.url + path(fleet, m, "/logs"), params={"follow": "true"},
                           headers=sandbox.headers, timeout=30) as r:
-            result["lines"] = [line for line in r.iter_lines() if line]
+            for line in r.iter_lines():
+                if line:
+                    result["lines"].append(line)
+                    following.set()  # the stream is open and has replayed the first line
 
     t = threading.Thread(target=follow, daemon=True)
     t.start()
-    time.sleep(0.5)
+    assert following.wait(15), "the follow stream never delivered the first line"
     api.delete(path(fleet, m), params={"force": "true"})
     t.join(10)
     assert not t.is_alive() and len(result["lines"]) == 1

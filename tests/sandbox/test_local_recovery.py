@@ -106,11 +106,10 @@ def test_kill9_while_stopping_and_destroying(fresh_sandbox):
         api.post(f"/fleets/default/machines/{stubborn}/stop")
         assert _get(api, stubborn)["state"] == "stopping"
     sb.kill9()
-    time.sleep(0.2)
-    sb.start()
+    sb.start()  # it reconciles before it serves
     with sb.client() as api:
-        # the user asked for a stop: it is stopped, and not restarted despite `always`
-        time.sleep(0.4)
+        # the user asked for a stop: it is stopped, and not restarted despite `always` (none is coming)
+        assert not sb.restart_pending(stubborn)
         assert _get(api, stubborn)["state"] == "stopped"
         assert _events(api, stubborn)[-1]["type"] == "machine.exited"
     assert not _pids(sb, stubborn)

@@ -357,15 +357,22 @@ def test_a_big_list_is_built_off_the_event_loop(fresh_sandbox):
     sb.start()
     seen: dict[str, float] = {}
 
+    import http.client
+
+    # sent (request() returns once the request is written to the server's socket) before /healthz is asked:
+    # a condition, not a guess at how long a thread takes to start
+    conn = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=120)
+    conn.request("GET", f"/v1/fleets/{fleet}/machines", headers=sb.headers)
+
     def big_list():
-        with sb.client(timeout=120) as api, api.stream("GET", f"/fleets/{fleet}/machines") as r:
-            seen["list"] = time.monotonic()
-            assert r.status_code == 200
-            seen["count"] = len(json.loads(r.read()))
+        r = conn.getresponse()
+        seen["list"] = time.monotonic()
+        assert r.status == 200
+        seen["count"] = len(json.loads(r.read()))
+        conn.close()
 
     worker = threading.Thread(target=big_list)
     worker.start()
-    time.sleep(0.05)  # the list request is in the server
     assert httpx.get(sb.base + "/healthz", timeout=60).status_code == 200
     seen["health"] = time.monotonic()
     worker.join(120)

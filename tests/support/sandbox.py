@@ -106,6 +106,21 @@ class Sandbox:
             self.stop()
         return self.start()
 
+    def restart_pending(self, machine_id: str) -> bool:
+        """Whether the server has a restart of the machine coming (its store's `resume` flag, which the supervisor
+        sets in the same step as the exit event when it decides to restart, and clears when it decides not to, or
+        when a stop cancels the pending restart). Read once the exit is seen: "it was not restarted" becomes a
+        condition to check, not a pause to hope long enough."""
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            row = db.execute("SELECT resume, state FROM machines WHERE id = ?", (machine_id,)).fetchone()
+        finally:
+            db.close()
+        assert row is not None, f"no machine {machine_id} in {self.data_dir}"
+        return bool(row[0]) or row[1] not in ("stopped", "destroyed")
+
     def machine_processes(self) -> list[tuple[int, str]]:
         return find_machine_processes(self.data_dir)
 
