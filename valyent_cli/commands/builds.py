@@ -94,6 +94,13 @@ def create(
         raise UsageError(f"no {dockerfile} in {directory} (use --dockerfile PATH, relative to DIR)")
     if not image.strip():
         raise UsageError("--image must not be empty")
+    from valyent_cli.cli import validate as v
+
+    v.image_name(image)
+    if tag is not None:
+        v.image_tag(tag)
+    if registry is not None:
+        v.registry(registry)
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     context = _context(directory, dockerfile)
