@@ -150,7 +150,7 @@ def create(
         out.warn("interrupted before the server answered: the machine may have been created; "
                  f"look with `valyent machines list --fleet {fleet_ref}`")
         raise
-    for notice in machine.notices:  # the sandbox's process driver: the image is not run
+    for notice in [] if quiet else machine.notices:  # the sandbox's process driver: the image is not run
         out.warn(notice)
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
