@@ -67,7 +67,9 @@ def _static(values: Iterable[str], help_: dict[str, str] | None = None) -> Calla
 states = _static(STATES)
 signals = _static(SIGNALS)
 restart_policies = _static(RESTART_POLICIES)
-cpu_kinds = _static(CPU_KINDS)
+#: the description of values offered as usual examples, not a closed list (the docs say "e.g.", not "one of")
+SUGGESTED = "a usual value"
+cpu_kinds = _static(CPU_KINDS, dict.fromkeys(CPU_KINDS, SUGGESTED))  # the server's own templates decide
 log_sources = _static(LOG_SOURCES)
 auth_schemes = _static(AUTH_SCHEMES)
 shells = _static(SHELLS)
