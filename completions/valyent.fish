@@ -185,7 +185,7 @@ complete -c valyent -n '__valyent_at \'\'' -s h -l help -d 'Show this message an
 # valyent fleets
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet, and print it (`-q`: its id).'
-complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet.'
+complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet: the one named, else the one in use.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'delete' -d 'Delete fleets (they must have no machines left).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'label' -d 'Set or remove a fleet\'s labels (kubectl\'s syntax), keeping the others.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'use' -d 'Make a fleet the default of the active profile.'

@@ -107,7 +107,9 @@ def create(
     size = context.seek(0, os.SEEK_END)
     context.seek(0)
     if not quiet:
-        out.info(f"Sending the build context ({size / 1024:.0f} KiB)...")
+        from valyent_cli.cli.humanize import human_size
+
+        out.info(f"Sending the build context ({human_size(size)})...")
     with context:
         build = app_.connect().builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
                                           target=target, no_cache=no_cache, build_args=args)
