@@ -32,3 +32,10 @@ def test_a_small_build_context_is_not_zero_kib(cli_env, tmp_path):
     r = run_cli("builds", "create", str(tmp_path), "--image", "app", env=cli_env)
     sent = re.search(r"Sending the build context \(([^)]*)\)", r.stderr)
     assert sent and sent.group(1) != "0 KiB" and re.fullmatch(r"\d+ B", sent.group(1)), r.stderr
+
+
+def test_the_sandbox_node_is_in_the_region_machines_get(fleet_env):
+    env, client, fleet = fleet_env
+    nodes = json.loads(ok(run_inproc("nodes", "list", "--json", env=env)).stdout)
+    machine = json.loads(ok(run_inproc("machines", "create", "--json", "--detach", "--image", "nginx", env=env)).stdout)
+    assert {n["region"] for n in nodes} == {machine["region"]} == {"gra-1"}
