@@ -234,7 +234,7 @@ complete -c valyent -n '__valyent_at \'status\'' -s h -l help -d 'Show this mess
 # valyent fleets
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'list' -d 'List fleets.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'create' -d 'Create a fleet, and print it (`-q`: its id).'
-complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet.'
+complete -c valyent -n '__valyent_at \'fleets\'' -a 'show' -d 'Show a fleet: the one named, else the one in use.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'delete' -d 'Delete fleets (they must have no machines left).'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'label' -d 'Set or remove a fleet\'s labels (kubectl\'s syntax), keeping the others.'
 complete -c valyent -n '__valyent_at \'fleets\'' -a 'use' -d 'Make a fleet the default of the active profile.'
@@ -659,7 +659,7 @@ complete -c valyent -n '__valyent_at \'auth\'' -s h -l help -d 'Show this messag
 complete -c valyent -n '__valyent_at \'auth login\'' -l token-stdin -d 'Read the token from stdin (for scripts).'
 complete -c valyent -n '__valyent_at \'auth login\'' -l endpoint -x -d 'API base URL to log in to.'
 complete -c valyent -n '__valyent_at \'auth login\'' -l namespace -x -d 'Namespace to save in the profile.'
-complete -c valyent -n '__valyent_at \'auth login\'' -s p -l profile -x -d 'Profile to save to (default: the one in use, or \'default\').'
+complete -c valyent -n '__valyent_at \'auth login\'' -s p -l profile -x -a '(__valyent_dynamic profile)' -d 'Profile to save to (default: the one in use, or \'default\').'
 complete -c valyent -n '__valyent_at \'auth login\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent auth logout
@@ -700,7 +700,7 @@ complete -c valyent -n '__valyent_at \'profiles create\'' -l fleet -x -d 'Defaul
 complete -c valyent -n '__valyent_at \'profiles create\'' -l region -x -d 'Default region for new machines.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l initd-endpoint -x -d 'URL template of a machine\'s agent, with {machine_id}.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l timeout -x -d 'Request timeout in seconds.'
-complete -c valyent -n '__valyent_at \'profiles create\'' -l cpu-kind -x -d 'Default CPU kind for new machines (one of the server\'s templates, e.g. eco).'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l cpu-kind -x -a 'shared eco std performance' -d 'Default CPU kind for new machines (one of the server\'s templates, e.g. eco).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l auth-scheme -x -a 'bearer raw' -d 'bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l ca-cert -r -F -d 'PEM file of the CA that signed the server\'s certificate.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l client-cert -r -F -d 'PEM client certificate, for servers that require one (mTLS).'
@@ -717,10 +717,12 @@ complete -c valyent -n '__valyent_at \'profiles use\'' -a '(__valyent_dynamic pr
 # valyent profiles set
 complete -c valyent -n '__valyent_at \'profiles set\'' -s p -l profile -x -a '(__valyent_dynamic profile)' -d 'Profile to change (default: the one in use).'
 complete -c valyent -n '__valyent_at \'profiles set\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'profiles set\'' -a 'endpoint namespace fleet region cpu_kind initd_endpoint auth_scheme ca_cert client_cert client_key timeout allow_http local data_dir'
 
 # valyent profiles unset
 complete -c valyent -n '__valyent_at \'profiles unset\'' -s p -l profile -x -a '(__valyent_dynamic profile)' -d 'Profile to change (default: the one in use).'
 complete -c valyent -n '__valyent_at \'profiles unset\'' -s h -l help -d 'Show this message and exit.'
+complete -c valyent -n '__valyent_at \'profiles unset\'' -a 'endpoint token namespace fleet region cpu_kind initd_endpoint auth_scheme ca_cert client_cert client_key timeout allow_http local data_dir'
 
 # valyent profiles delete
 complete -c valyent -n '__valyent_at \'profiles delete\'' -s y -l yes -d 'Do not ask for confirmation.'
@@ -747,7 +749,7 @@ complete -c valyent -n '__valyent_at \'local serve\'' -l data-dir -r -F -d 'Wher
 complete -c valyent -n '__valyent_at \'local serve\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
 complete -c valyent -n '__valyent_at \'local serve\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
-complete -c valyent -n '__valyent_at \'local serve\'' -l driver -x -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
+complete -c valyent -n '__valyent_at \'local serve\'' -l driver -x -a 'auto process podman docker' -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
 complete -c valyent -n '__valyent_at \'local serve\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local start
@@ -757,7 +759,7 @@ complete -c valyent -n '__valyent_at \'local start\'' -l data-dir -r -F -d 'Wher
 complete -c valyent -n '__valyent_at \'local start\'' -l allow-remote -d 'Allow a non-loopback --host (anyone with the token can run commands).'
 complete -c valyent -n '__valyent_at \'local start\'' -l log-max-lines -x -d 'Log lines kept per machine; the oldest go beyond it (default 1,000,000).'
 complete -c valyent -n '__valyent_at \'local start\'' -l log-max-bytes -x -d 'Log text kept per machine, like 50M or 1G; the oldest lines go beyond it (default 100M).'
-complete -c valyent -n '__valyent_at \'local start\'' -l driver -x -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
+complete -c valyent -n '__valyent_at \'local start\'' -l driver -x -a 'auto process podman docker' -d 'How machines run: auto (podman, else docker if its daemon answers, else process), process, podman or docker (env VALYENT_LOCAL_DRIVER).'
 complete -c valyent -n '__valyent_at \'local start\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent local stop

@@ -165,3 +165,17 @@ def test_a_context_reaching_outside_itself_is_refused_and_writes_nothing(engine,
     assert not outside.exists() and not absolute.exists()
     assert victim.read_text() == "untouched\n"
     assert not list((data / "builds").glob("*/context"))  # and the refused contexts were removed
+def test_bad_image_names_tags_and_registries_are_refused_before_sending(cli_env, tmp_path):
+    """Issue 24, item 22: refused as `machines create` refuses a bad image (exit 2), not by the engine (125)."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    for flags, named in ((["--image", "Bad Name"], "--image"), (["--image", "MyApp"], "--image"),
+                         (["--image", "app:v1"], "--tag"), (["--image", "app", "--tag", "-v1"], "--tag"),
+                         (["--image", "app", "--tag", "v 1"], "--tag"),
+                         (["--image", "app", "--registry", "http://ghcr.io"], "--registry")):
+        r = run_cli("builds", "create", str(tmp_path), *flags, env=cli_env)
+        assert r.returncode == 2 and named in r.stderr, (flags, r.stderr)
+        assert "Sending" not in r.stderr
+    # good ones reach the server (the process driver has no engine: 501)
+    r = run_cli("builds", "create", str(tmp_path), "--image", "team/my_app-2", "--tag", "v1.2_rc-1",
+                "--registry", "localhost:5000/team", env=cli_env)
+    assert r.returncode == 1 and "Sending" in r.stderr, r.stderr

@@ -4,6 +4,7 @@ fish drive them, answering with machine ids and fleet names from a running sandb
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -228,3 +229,30 @@ def test_the_completion_command_does_not_use_the_development_tools(tmp_path):
     proc = run_python(code, env=cli_environ(tmp_path))
     assert "complete -F" in proc.stdout
     assert proc.stderr.endswith("DEVTOOLS=False"), proc.stderr
+
+
+def test_bash_completes_drivers_profile_keys_and_more_fixed_choices(env):
+    """Issue 24, item 26: `local start --driver`, `profiles set/unset KEY`, `profiles create --cpu-kind`."""
+    from valyent_cli.config import PROFILE_KEYS, SETTABLE_KEYS
+    from valyent_cli.local.drivers import DRIVERS
+
+    assert set(bash_complete("valyent local start --driver ", env)) == set(DRIVERS) == set(complete.DRIVERS)
+    assert bash_complete("valyent local serve --driver po", env) == ["podman"]
+    assert set(bash_complete("valyent profiles set ", env)) == set(SETTABLE_KEYS)
+    assert bash_complete("valyent profiles set cpu", env) == ["cpu_kind"]
+    assert "token" in bash_complete("valyent profiles unset ", env) and set(
+        bash_complete("valyent profiles unset ", env)) == set(PROFILE_KEYS)
+    assert "eco" in bash_complete("valyent profiles create x --cpu-kind ", env)
+
+
+def test_every_option_that_names_a_fixed_list_completes_it():
+    """An option or argument whose help lists its values ("one of: ...", "a, b or c") completes them."""
+    from valyent_cli.cli.tree import live_tree
+
+    lacking = []
+    for node in live_tree().walk():
+        for item in [*node.options, *node.args]:
+            listed = re.search(r"(?i)\bone of: |: auto \(|bearer \(", item.help)
+            if listed and item.values.kind not in ("choices", "dynamic"):
+                lacking.append((node.key, getattr(item, "names", getattr(item, "name", ""))))
+    assert not lacking, lacking

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -156,3 +157,67 @@ def test_help_uses_the_terminals_width_up_to_a_cap(tmp_path):
     prose = [line for line in wide.splitlines() if not line.strip().startswith(("valyent", "ID=$("))]
     assert max(map(len, prose)) > 100  # wider than click's 80
     assert max(map(len, prose)) <= helpstyle.MAX_WIDTH
+
+
+def _variables_read_by_the_code() -> set[str]:
+    """Every `VALYENT_*` name the code holds as a string of its own (an `os.environ` key, an `ENV_*` constant),
+    less the markers the sandbox writes into its machines' environments, which it never reads from the user's."""
+    import ast
+    import re
+
+    from valyent_cli.local import procs
+    from valyent_cli.local.drivers import container
+
+    names: set[str] = set()
+    for path in (REPO / "valyent_cli").rglob("*.py"):
+        if "devtools" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"VALYENT_[A-Z0-9_]+", node.value):
+                names.add(node.value)
+    return names - {procs.MACHINE_MARKER, procs.SANDBOX_MARKER, container.EXEC_MARKER}
+
+
+def test_valyent_1_environment_lists_every_variable_the_code_reads():
+    """Issue 24, item 25: valyent(1)'s ENVIRONMENT, against the variables found in the code."""
+    page = (REPO / "man" / "valyent.1").read_text()
+    section = page.split(".SH ENVIRONMENT", 1)[1].split(".SH ", 1)[0]
+    listed = set(re.findall(r"\\fB(VALYENT_[A-Z0-9_\\-]+)\\fR", section.replace("\\-", "-")))
+    found = _variables_read_by_the_code()
+    assert {"VALYENT_API_TOKEN", "VALYENT_LOCAL_DRIVER", "VALYENT_STREAM_IDLE_TIMEOUT"} <= found
+    assert found <= {name.replace("\\_", "_") for name in listed}, sorted(found - listed)
+
+
+def test_run_and_exec_pages_name_their_own_exit_codes():
+    run_page = (REPO / "man" / "valyent-machines-run.1").read_text().split(".SH EXIT STATUS", 1)[1]
+    exec_page = (REPO / "man" / "valyent-machines-exec.1").read_text().split(".SH EXIT STATUS", 1)[1]
+    assert "machine's own exit code" in run_page and "124" in run_page
+    assert "124" in exec_page and "255" in exec_page
+
+
+def test_cpu_kind_help_and_man_page_agree():
+    """`--cpu-kind` takes the server's templates: the page offers usual values, never a closed list."""
+    page = (REPO / "man" / "valyent-machines-create.1").read_text()
+    entry = page.split(r"\fB\-\-cpu\-kind\fR", 1)[1].split(".TP", 1)[0]
+    assert "one of the server's templates" in entry
+    assert "one of: shared" not in entry and "usual values: shared" in entry
+
+
+def test_readme_command_table_names_every_group_and_command():
+    """Issue 24, item 25: the README's table of commands, against the command tree."""
+    from valyent_cli.cli.tree import live_tree
+    from valyent_cli.groups import GROUPS
+
+    text = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z]+)` \| (.*) \|$", text, re.M))
+    assert set(GROUPS) <= set(rows), sorted(set(GROUPS) - set(rows))
+    missing = [node.key for node in live_tree().walk() if len(node.path) == 2 and node.path[0] != "completion"
+               and not re.search(rf"`{re.escape(node.path[1])}[` ]", rows[node.path[0]])]
+    assert not missing, missing
+
+
+def test_readme_tour_makes_its_files_before_sending_them():
+    text = (REPO / "README.md").read_text()
+    tour = text.split("## A tour", 1)[1].split("```", 2)[1]
+    made = tour.index("tar -czf app.tar.gz")
+    assert made < tour.index("./app.tar.gz")

@@ -99,3 +99,18 @@ def test_events_at_80_columns_keep_types_and_wrap_details(fleet_env):
     assert any("machine.start_failed" in line for line in lines), lines
     assert "$PATH" in "".join(lines)  # the details, whole, over lines
     assert not any(re.search(r"\d{4}-\d\d-\d\dT", line) for line in lines), lines  # one day: the time of day
+
+
+# issue 24, item 24: deleting a running machine on a terminal says so in the question, and does what it asks
+def test_delete_of_a_running_machine_asks_to_stop_it_first(fleet_env):
+    from support.cli import ok, run_inproc
+
+    env, client, fleet = fleet_env
+    machine = ok(run_inproc("machines", "create", "-q", "--image", "nginx", env=env)).stdout.strip()
+    code, screen = on_terminal(["machines", "delete", machine], env, columns=None, term="dumb", color=False,
+                               answers=((b"[y/N]", b"y\n"),))
+    screen = screen.replace("\r", "")
+    assert code == 0, screen
+    assert f"{machine} is running. Stop and delete machine {machine}?" in screen
+    assert "--force" not in screen
+    assert client.machines.get(fleet, machine).get("state") in ("destroying", "destroyed")

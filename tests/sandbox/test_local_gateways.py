@@ -125,12 +125,21 @@ def test_two_process_machines_behind_one_gateway_both_answer(fleet):
 
 
 def test_process_driver_says_once_that_the_image_is_not_run(cli_env, tmp_path):
+    """Once a command, create and run alike; -q silences it (issue 24, item 21)."""
     env = {**cli_env, "VALYENT_FLEET": "default"}
-    r = run_inproc("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)
+    r = run_inproc("machines", "create", "--json", "--image", "nginx", "--", "sleep", "30", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("process driver") == 1 and "'nginx' is not run" in r.stderr
-    assert r.stdout.strip() and "process driver" not in r.stdout  # stdout stays the machine id
-    run_inproc("machines", "delete", "--yes", "--force", r.stdout.strip(), env=env)
+    assert "process driver" not in r.stdout
+    quiet = run_inproc("machines", "create", "-q", "--image", "nginx", "--", "sleep", "30", env=env)
+    assert quiet.returncode == 0 and "process driver" not in quiet.stderr, quiet.stderr
+    ran = run_inproc("machines", "run", "--rm", "--image", "alpine", "--", "echo", "hi", env=env)
+    assert ran.returncode == 0 and ran.stdout == "hi\n", ran.stderr
+    assert ran.stderr.count("process driver") == 1 and "'alpine' is not run" in ran.stderr
+    ran = run_inproc("machines", "run", "-q", "--rm", "--image", "alpine", "--", "echo", "hi", env=env)
+    assert ran.returncode == 0 and ran.stdout == "hi\n" and "process driver" not in ran.stderr, ran.stderr
+    for machine in (json.loads(r.stdout)["id"], quiet.stdout.strip()):
+        run_inproc("machines", "delete", "--yes", "--force", machine, env=env)
 
 
 def test_a_gateway_keeps_its_url_across_a_restart(fresh_sandbox, tmp_path):

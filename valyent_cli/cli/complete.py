@@ -32,6 +32,7 @@ from valyent_cli.groups import RESOURCES
 
 CPU_KINDS = ("shared", "eco", "std", "performance")
 AUTH_SCHEMES = ("bearer", "raw")
+DRIVERS = ("auto", "process", "podman", "docker")  # the sandbox's (local/drivers: DRIVERS; a test checks they agree)
 SHELLS = ("bash", "zsh", "fish")
 
 ENV_KIND = "_VALYENT_COMPLETE_VALUES"
@@ -64,10 +65,18 @@ def _static(values: Iterable[str], help_: dict[str, str] | None = None) -> Calla
     return complete
 
 
+def choices(values: Iterable[str]) -> Callable[[str], list[Candidate]]:
+    """A completer of a command's own fixed list (a profile's keys)."""
+    return _static(values)
+
+
 states = _static(STATES)
+drivers = _static(DRIVERS)
 signals = _static(SIGNALS)
 restart_policies = _static(RESTART_POLICIES)
-cpu_kinds = _static(CPU_KINDS)
+#: the description of values offered as usual examples, not a closed list (the docs say "e.g.", not "one of")
+SUGGESTED = "a usual value"
+cpu_kinds = _static(CPU_KINDS, dict.fromkeys(CPU_KINDS, SUGGESTED))  # the server's own templates decide
 log_sources = _static(LOG_SOURCES)
 auth_schemes = _static(AUTH_SCHEMES)
 shells = _static(SHELLS)

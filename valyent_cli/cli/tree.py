@@ -24,6 +24,7 @@ class Values:
     kind: str  # "files" | "choices" | "dynamic" | "none"
     choices: tuple[str, ...] = ()
     dynamic: str = ""  # fleet, machine, gateway, profile
+    suggested: bool = False  # the choices are usual values, not the only ones (the server's CPU templates)
 
 
 @dataclass
@@ -137,7 +138,8 @@ def _values(param: Any, ctx: Any) -> Values:
         kind = next(item.help for item in items if item.value == complete.DYNAMIC)
         return Values("dynamic", dynamic=str(kind))
     if items and all(getattr(item, "type", "plain") == "plain" for item in items):
-        return Values("choices", tuple(str(item.value) for item in items))
+        return Values("choices", tuple(str(item.value) for item in items),
+                      suggested=all(item.help == complete.SUGGESTED for item in items))
     # Without a completer, only what names a local file completes as files: an image or a port would not.
     words = set(re.split(r"[_\W]+", f"{param.name} {param.metavar or ''}".lower()))
     on_machine = "on the machine" in (param.help or "")

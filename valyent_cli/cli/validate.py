@@ -18,6 +18,13 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = r"\d+(?:\.\d+)?|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+"
 _DURATION_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)"
 MAX_ARG = 64 * 1024
+# An image's name and tag as engines take them (the distribution reference grammar): lower-case path components
+# joined by `.`, `_`, `__` or dashes, after an optional registry host (`ghcr.io/`, `localhost:5000/`).
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?"
+_IMAGE_NAME = rf"^(?:{_REGISTRY_HOST}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*$"
+_REGISTRY = rf"^{_REGISTRY_HOST}(?:/{_IMAGE_COMPONENT})*$"
+_IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
 def text(value: str, flag: str) -> str:
@@ -215,3 +222,30 @@ def _depth(value: Any) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def image_name(value: str, flag: str = "--image") -> str:
+    """The name of an image to build (its tag apart): what `podman build --tag` accepts, refused before sending."""
+    text(value, flag)
+    if ":" in value.rsplit("/", 1)[-1]:
+        raise UsageError(f"{flag}: {value[:80]!r} holds a tag: give the name alone and the tag with --tag")
+    if len(value) > 255 or not re.match(_IMAGE_NAME, value):
+        raise UsageError(f"{flag}: invalid image name {value[:80]!r}: use lower-case letters, digits and . _ - "
+                         "separators, in /-separated parts (e.g. myapp, team/web)")
+    return value
+
+
+def image_tag(value: str, flag: str = "--tag") -> str:
+    text(value, flag)
+    if not re.match(_IMAGE_TAG, value):
+        raise UsageError(f"{flag}: invalid tag {value[:80]!r}: use up to 128 letters, digits, _ . and -, not starting "
+                         "with . or -")
+    return value
+
+
+def registry(value: str, flag: str = "--registry") -> str:
+    text(value, flag)
+    if not re.match(_REGISTRY, value.rstrip("/")):
+        raise UsageError(f"{flag}: invalid registry {value[:80]!r}: a host, with a port and a path if needed "
+                         "(e.g. ghcr.io/team, localhost:5000)")
+    return value

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from valyent_cli import config
+from valyent_cli.cli import complete
 from valyent_cli.cli.errors import CliError, UsageError
 from valyent_cli.cli.exits import Exit
 from valyent_cli.defaults import DEFAULT_CPU_KIND
@@ -61,7 +62,8 @@ def login(
     endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL", help="API base URL to log in to.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", metavar="NAMESPACE", help="Namespace to save in the profile.")] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="Profile to save to (default: the one in use, or 'default').")
+        str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="Profile to save to (default: the one in use, or 'default').",
+                                  autocompletion=complete.profiles)
     ] = None,
 ) -> None:
     """Check a token against the API, then save it in a profile.

@@ -94,6 +94,13 @@ def create(
         raise UsageError(f"no {dockerfile} in {directory} (use --dockerfile PATH, relative to DIR)")
     if not image.strip():
         raise UsageError("--image must not be empty")
+    from valyent_cli.cli import validate as v
+
+    v.image_name(image)
+    if tag is not None:
+        v.image_tag(tag)
+    if registry is not None:
+        v.registry(registry)
     app_ = ctx.obj
     out = app_.output(json=json, quiet=quiet)
     if not registry or args:  # Ravel requires a registry and has no build arguments (checked before the upload)
@@ -109,7 +116,9 @@ def create(
     size = context.seek(0, os.SEEK_END)
     context.seek(0)
     if not quiet:
-        out.info(f"Sending the build context ({size / 1024:.0f} KiB)...")
+        from valyent_cli.cli.humanize import human_size
+
+        out.info(f"Sending the build context ({human_size(size)})...")
     with context:
         build = app_.connect().builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
                                           target=target, no_cache=no_cache, build_args=args)

@@ -91,14 +91,18 @@ def create(
 
 
 @app.command("show")
-def show(ctx: typer.Context, fleet: FleetArg, json: JsonOpt = False) -> None:
-    """Show a fleet.
+def show(ctx: typer.Context, fleet: Annotated[str | None, typer.Argument(
+        metavar="FLEET", help="Fleet id or name (default: the fleet in use: VALYENT_FLEET, valyent.toml, the profile's).",
+        show_default=False, autocompletion=complete.fleets)] = None, json: JsonOpt = False) -> None:
+    """Show a fleet: the one named, else the one in use.
 
     Example: valyent fleets show my-fleet
     """
+    from valyent_cli.cli import resolve
+
     app_ = ctx.obj
     out = app_.output(json=json)
-    _show(out, app_.connect().fleets.get(fleet))
+    _show(out, app_.connect().fleets.get(fleet if fleet is not None else resolve.fleet(app_, None)))
 
 
 def _show(out, item) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from valyent_cli.cli import complete
+
 app = typer.Typer(
     name="local",
     short_help="Run the local sandbox (an offline API).",
@@ -27,7 +29,8 @@ DriverOpt = Annotated[
     Optional[str],
     typer.Option("--driver", metavar="DRIVER",
                  help="How machines run: auto (podman, else docker if its daemon answers, else process), process, "
-                      "podman or docker (env VALYENT_LOCAL_DRIVER).", show_default=False),
+                      "podman or docker (env VALYENT_LOCAL_DRIVER).", show_default=False,
+                 autocompletion=complete.drivers),
 ]
 AllowRemoteOpt = Annotated[
     bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (anyone with the token can run commands).")

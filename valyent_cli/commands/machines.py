@@ -128,7 +128,7 @@ def create(
         out.warn("interrupted before the server answered: the machine may have been created; "
                  f"look with `valyent machines list --fleet {fleet_ref}`")
         raise
-    for notice in machine.notices:  # the sandbox's process driver: the image is not run
+    for notice in [] if quiet else machine.notices:  # the sandbox's process driver: the image is not run
         out.warn(notice)
     if not quiet:
         out.info(f"Created machine {machine.get('id')} in fleet {fleet_ref}")
@@ -341,7 +341,13 @@ def delete(
     app_, out, fleet_ref = _setup(ctx, fleet)
     resolved = [_machine(app_, fleet_ref, ref) for ref in machines]
     ids = [str(m.get("id")) for m in resolved]
-    confirm(out, f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?", yes)
+    question = f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?"
+    live = [m for m in resolved if m.get("state") in ("created", "preparing", "starting", "running", "stopping")]
+    if live and not force and not yes:  # asked on a terminal: say it before the answer, and do what it says
+        states = " ".join(f"{m.get('id')} is {m.get('state')}." for m in live)
+        question = f"{states} Stop and delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?"
+        force = True
+    confirm(out, question, yes)
     for m in resolved:
         if m.get("state") == "destroyed":
             out.info(f"Machine {m.get('id')} is already destroyed: nothing to delete")

@@ -126,7 +126,7 @@ def create(
         str | None, typer.Option("--initd-endpoint", metavar="URL", help="URL template of a machine's agent, with {machine_id}.")
     ] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Request timeout in seconds.")] = None,
-    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="Default CPU kind for new machines (one of the server's templates, e.g. eco).")] = None,
+    cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="Default CPU kind for new machines (one of the server's templates, e.g. eco).", autocompletion=complete.cpu_kinds)] = None,
     auth_scheme: Annotated[str | None, typer.Option("--auth-scheme", metavar="SCHEME", help="bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).", autocompletion=complete.auth_schemes)] = None,
     ca_cert: Annotated[str | None, typer.Option("--ca-cert", metavar="FILE", help="PEM file of the CA that signed the server's certificate.")] = None,
     client_cert: Annotated[str | None, typer.Option("--client-cert", metavar="FILE", help="PEM client certificate, for servers that require one (mTLS).")] = None,
@@ -201,7 +201,8 @@ def _key(key: str, *, settable: bool) -> str:
 @app.command("set")
 def set_(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY", help=f"One of: {', '.join(config.SETTABLE_KEYS)}.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help=f"One of: {', '.join(config.SETTABLE_KEYS)}.",
+                                       autocompletion=complete.choices(config.SETTABLE_KEYS))],
     value: Annotated[str, typer.Argument(metavar="VALUE", help="The new value.")],
     profile: ProfileOpt = None,
 ) -> None:
@@ -224,7 +225,8 @@ def set_(
 @app.command("unset")
 def unset(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY", help=f"One of: {', '.join(config.PROFILE_KEYS)}.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help=f"One of: {', '.join(config.PROFILE_KEYS)}.",
+                                       autocompletion=complete.choices(config.PROFILE_KEYS))],
     profile: ProfileOpt = None,
 ) -> None:
     """Remove one key from a profile, so that its default applies.

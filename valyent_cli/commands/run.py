@@ -183,6 +183,13 @@ def _remove(out: Output, client: Client, fleet: str, machine_id: str) -> None:
         out.info(f"Destroyed machine {machine_id}")
 
 
+def _notices(out: Output, machine: Machine) -> None:
+    """What the server said beside the machine (the sandbox's process driver: the image is not run), as `create`
+    says it: once, on stderr, not with -q."""
+    for notice in [] if out.quiet else machine.notices:
+        out.warn(notice)
+
+
 def engine(
     app_: AppContext, out: Output, body: dict[str, Any], *, fleet: str | None, dry_run: bool, detach: bool,
     limit: float, rm: bool, timeout: float | None,
@@ -204,6 +211,7 @@ def engine(
     client = app_.connect()
     if detach:
         machine = client.machines.create(fleet_ref, body)
+        _notices(out, machine)
         quiet = out.quiet
         out.quiet = True
         machine = _views.watch_start(app_, out, fleet_ref, machine, limit)
@@ -220,6 +228,7 @@ def engine(
     code: int = Exit.ERROR
     try:
         machine = client.machines.create(fleet_ref, body)
+        _notices(out, machine)
         machine_id = str(machine.get("id"))
         if not out.quiet and not out.json:
             out.info(f"Running machine {machine_id} in fleet {fleet_ref}")

@@ -99,7 +99,10 @@ EXIT_STATUS = [
     ("5", "Timed out (a wait or a request)."),
     ("130", "Interrupted (Ctrl-C)."),
 ]
-EXEC_STATUS = "`machines exec` exits with the remote command's own exit code, and 255 if the command could not be run."
+EXEC_STATUS = ("`machines exec` exits with the remote command's own exit code, 124 when --timeout stopped it, and 255 "
+               "if the command could not be run.")
+RUN_STATUS = ("`machines run` exits with the machine's own exit code (128+N when signal N killed it), 124 when "
+              "--timeout stopped it, 1 when the machine could not start, and 130 after Ctrl-C.")
 
 ENVIRONMENT = [
     ("VALYENT_API_TOKEN", "API token; overrides the profile's."),
@@ -112,7 +115,18 @@ ENVIRONMENT = [
     ("VALYENT_ALLOW_HTTP", "Allow sending the token over plain http to a non-loopback host."),
     ("VALYENT_CONFIG_DIR", "Directory of config.toml, instead of the platform's user config directory."),
     ("VALYENT_LOCAL_DIR", "Data directory of the local sandbox."),
+    ("VALYENT_CPU_KIND", "Default CPU kind of new machines (like the profile's cpu_kind)."),
+    ("VALYENT_AUTH_SCHEME", "How the token is sent to a self-hosted Ravel: bearer (default) or raw."),
+    ("VALYENT_CA_CERT", "CA certificate (PEM file) to trust for the API, for a self-hosted Ravel."),
+    ("VALYENT_CLIENT_CERT", "Client certificate (PEM file) for a Ravel that requires mutual TLS."),
+    ("VALYENT_CLIENT_KEY", "Private key (PEM file) of VALYENT_CLIENT_CERT."),
     ("VALYENT_DEBUG", "Set to 1 for the effect of --debug."),
+    ("VALYENT_STREAM_IDLE_TIMEOUT", "Seconds a silent live log stream is trusted before it is reopened (default 120)."),
+    ("VALYENT_LOCAL_DRIVER", "How the local sandbox runs machines: auto, process, podman or docker (like "
+                             "local start --driver)."),
+    ("VALYENT_LOCAL_LOG_MAX_LINES", "Log lines the local sandbox keeps per machine (like local start --log-max-lines)."),
+    ("VALYENT_LOCAL_LOG_MAX_BYTES", "Log bytes the local sandbox keeps per machine (like local start --log-max-bytes)."),
+    ("VALYENT_LOCAL_ISOLATION", "Set to off to run the process driver's machines without namespaces."),
     ("NO_COLOR", "When set, never use colour."),
 ]
 
@@ -155,7 +169,7 @@ def _option_item(opt: Opt) -> list[str]:
     text = opt.help
     extra = []
     if opt.values.kind == "choices":
-        extra.append("one of: " + ", ".join(opt.values.choices))
+        extra.append(("usual values: " if opt.values.suggested else "one of: ") + ", ".join(opt.values.choices))
     if opt.default:
         extra.append(f"default: {opt.default}")
     if opt.envvar:
@@ -224,6 +238,8 @@ def man_page(node: Node, root: Node) -> str:
         lines += [".TP", rf"\fB{code}\fR", _para(text)]
     if not node.path or node.path[:2] == ["machines", "exec"] or node.path == ["machines"]:
         lines += [".PP", _para(EXEC_STATUS)]
+    if not node.path or node.path[:2] == ["machines", "run"] or node.path == ["machines"]:
+        lines += [".PP", _para(RUN_STATUS)]
     lines.append(".SH ENVIRONMENT")
     for name, text in ENVIRONMENT:
         lines += [".TP", rf"\fB{roff(name)}\fR", _para(text)]

@@ -94,10 +94,13 @@ async def healthz(request: Request) -> Response:
 async def list_nodes(request: Request) -> Response:
     import socket
 
+    from valyent_cli.defaults import DEFAULT_REGION
     from valyent_cli.local.store import now_rfc3339
 
+    # one node, in the region machines get by default (gra-1, as in the seed's examples): `nodes list` and
+    # `machines list` agree
     return JSONResponse([{"id": "local", "address": request.url.hostname or "127.0.0.1",
-                          "agent_port": request.url.port or 0, "region": "local",
+                          "agent_port": request.url.port or 0, "region": DEFAULT_REGION,
                           "heartbeated_at": now_rfc3339(), "name": socket.gethostname()}])
 
 

@@ -66,6 +66,8 @@ class FleetQueries:
     @staticmethod
     def gateway_json(row: sqlite3.Row) -> dict:
         gw = {k: row[k] for k in ("id", "name", "namespace", "fleet_id", "protocol", "target_port")}
+        # Ravel's edge answers https; the sandbox's gateways answer plain http on loopback: say so, as the URL does
+        gw["protocol"] = "http"
         if row["local_port"]:  # the sandbox's addition: where the gateway answers, on loopback
             gw["url"] = f"http://127.0.0.1:{row['local_port']}"
         return gw
