@@ -384,3 +384,37 @@ def test_a_failure_in_a_later_batch_recreates_the_old_machines_removed_before(ap
     # as many machines as before, all of release 1: the one removed by batch 1 was made again
     assert releases_of(app_machines(client, fleet)) == ["1", "1", "1"]
     assert all(m["gateway_enabled"] for m in app_machines(client, fleet))
+
+
+def test_on_a_terminal_the_progress_is_a_live_table(fleet_env):
+    from support.cli import ANSI, on_terminal
+
+    env, client, fleet = fleet_env
+    code, screen = on_terminal(["deploy", "--image", "local/idle:1", "--count", "2"], env, columns=120)
+    text = ANSI.sub("", screen)
+    assert code == 0, text
+    assert "Deploying" in text and "MACHINE" in text and "HEALTH" in text and "GATEWAY" in text
+    assert "Deployed" in text
+    assert releases_of(app_machines(client, fleet)) == ["1", "1"]
+
+
+@pytest.mark.parametrize("strategy", ["bluegreen", "canary"])
+def test_bluegreen_and_canary_lose_no_request(app_env, strategy):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=2, strategy=strategy)
+    assert deploy(env, project).returncode == 0
+    write_project(project, fleet, port, "v2", count=2, strategy=strategy)
+    with Traffic(url) as traffic:
+        second = deploy(env, project)
+        deadline = len(traffic.answers) + 20
+        while len(traffic.answers) < deadline and not traffic.errors:
+            traffic._stop.wait(0.01)
+    assert second.returncode == 0, second.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert {body for _, body in traffic.answers[-10:]} == {"v2"}
+    assert releases_of(app_machines(client, fleet)) == ["2", "2"]
+    steps = [line for line in second.stderr.splitlines() if "] " in line]
+    if strategy == "bluegreen":  # one batch: every new machine counts before any old one leaves the gateway
+        assert all("[batch 1]" in line for line in steps), steps
+    else:  # canary: a batch of one first
+        assert any("[batch 2]" in line for line in steps), steps
