@@ -418,3 +418,32 @@ def test_bluegreen_and_canary_lose_no_request(app_env, strategy):
         assert all("[batch 1]" in line for line in steps), steps
     else:  # canary: a batch of one first
         assert any("[batch 2]" in line for line in steps), steps
+
+
+def test_podman_deploy_builds_the_image_of_the_build_table_first(podman_app, engine_images):
+    import secrets
+    import subprocess
+
+    env, client, fleet, url, project = podman_app
+    name = f"valyent-test-built-{secrets.token_hex(3)}"
+    (project / "Dockerfile").write_text(
+        f"FROM {engine_images['base']}\n"
+        'CMD ["sh", "-c", "mkdir -p /app && printf built > /app/index.html && exec httpd -f -p 8080 -h /app"]\n')
+    doc = {"fleet": fleet, "machine": {"enable_gateway": True, "stop_timeout": 2},
+           "deploy": {"count": 1, "wait_timeout": "60s"}, "build": {"context": ".", "image": name}}
+    (project / "valyent.toml").write_text(tomli_w.dumps(doc))
+    try:
+        dry = deploy(env, project, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "STEP" not in dry.stderr  # --dry-run builds nothing
+        result = deploy(env, project, "--json")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)
+        assert record["image"].startswith(f"{name}:deploy-")
+        assert "STEP" in result.stderr  # the build's log, then the rollout
+        assert httpx.get(url).text == "built"
+    finally:
+        images = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", f"localhost/{name}"],
+                                capture_output=True, text=True).stdout.split()
+        if images:
+            subprocess.run(["podman", "rmi", "--force", *images], capture_output=True)
