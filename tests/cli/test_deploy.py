@@ -231,6 +231,16 @@ def test_bad_deploy_settings_exit_2_before_any_request(app_env):
     write_project(project, fleet, port, "v1", extra_deploy={"strategy": "sideways"})
     bad = deploy(env, project)
     assert bad.returncode == 2 and "[deploy] strategy" in bad.stderr and "sideways" in bad.stderr
+    for table, key, value, words in (("deploy", "stratgy", "rolling", ["unknown key 'stratgy' in [deploy]"]),
+                                     ("deploy", "count", "three", ["[deploy] count must be", "valyent.toml"]),
+                                     ("deploy", "max_unavailable", "lots", ["[deploy] max_unavailable"]),
+                                     ("build", "contxt", ".", ["unknown key 'contxt' in [build]"])):
+        write_project(project, fleet, port, "v1", extra_deploy={key: value} if table == "deploy" else None)
+        if table == "build":
+            with open(project / "valyent.toml", "a") as f:
+                f.write(f'\n[build]\n{key} = "{value}"\n')
+        result = deploy(env, project)
+        assert result.returncode == 2 and all(w in result.stderr for w in words), (key, result.stderr)
     write_project(project, fleet, port, "v1")
     for args, word in ((["--strategy", "x"], "--strategy"), (["--max-unavailable", "0"], "--max-unavailable"),
                        (["--count", "0"], "--count"), (["--wait-timeout", "soon"], "--wait-timeout")):
