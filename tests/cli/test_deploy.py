@@ -271,10 +271,9 @@ def test_ctrl_c_undoes_the_release_and_exits_130(app_env):
     assert deploy(env, project).returncode == 0
     # v2 never gets healthy: the deploy waits on it until Ctrl-C
     write_project(project, fleet, port, "v2", count=1)
-    doc = (project / "valyent.toml").read_text() + ""
     import tomllib
 
-    data = tomllib.loads(doc)
+    data = tomllib.loads((project / "valyent.toml").read_text())
     data["machine"]["health_cmd"] = "/bin/false"
     data["machine"]["health_interval"] = 1
     (project / "valyent.toml").write_text(tomli_w.dumps(data))
@@ -457,3 +456,22 @@ def test_podman_deploy_builds_the_image_of_the_build_table_first(podman_app, eng
                                 capture_output=True, text=True).stdout.split()
         if images:
             subprocess.run(["podman", "rmi", "--force", *images], capture_output=True)
+
+
+def test_an_unhealthy_release_shows_its_health_checks_output(app_env):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=1)
+    assert deploy(env, project).returncode == 0
+    write_project(project, fleet, port, "v2", count=1)
+    import tomllib
+
+    data = tomllib.loads((project / "valyent.toml").read_text())
+    data["machine"].update(health_cmd="/bin/sh -c 'echo the database is unreachable; exit 1'", health_interval=1,
+                           health_retries=1)
+    (project / "valyent.toml").write_text(tomli_w.dumps(data))
+    failed = deploy(env, project)
+    assert failed.returncode == 1, failed.stderr
+    assert "unhealthy" in failed.stderr
+    assert "exit code 1: the database is unreachable" in failed.stderr  # its health check, run once more
+    assert releases_of(app_machines(client, fleet)) == ["1"]
+    assert httpx.get(url).text == "v1"

@@ -338,6 +338,7 @@ class Engine:
                 self.client.machines.disable_gateway(self.fleet, machine_id)
             except ValyentError:
                 pass
+        new += self._untracked()
         try:
             self._stop_ids(new, None)
         except ValyentError as exc:
@@ -347,6 +348,20 @@ class Engine:
                 self._delete_ids([machine_id], None)
             except ValyentError as exc:
                 self.report(f"could not delete {machine_id}: {exc}", None)
+
+    def _untracked(self) -> list[str]:
+        """Machines of this release the engine has no id of: created by a request that a Ctrl-C cut before its
+        answer came. Found by their labels."""
+        from valyent_cli.api import ValyentError
+
+        known = {t.id for t in self.machines.values()}
+        try:
+            found = self.client.machines.list(self.fleet, labels={APP_LABEL: self.plan.app,
+                                                                  RELEASE_LABEL: str(self.plan.to_release)})
+        except ValyentError:
+            return []
+        return [str(m.get("id")) for m in found
+                if m.get("id") not in known and m.get("state") not in ("destroyed", "destroying")]
 
     def _restore(self) -> None:
         """Earlier batches removed old machines: as many machines of the previous release are created again from
