@@ -231,6 +231,16 @@ def test_bad_deploy_settings_exit_2_before_any_request(app_env):
     write_project(project, fleet, port, "v1", extra_deploy={"strategy": "sideways"})
     bad = deploy(env, project)
     assert bad.returncode == 2 and "[deploy] strategy" in bad.stderr and "sideways" in bad.stderr
+    for table, key, value, words in (("deploy", "stratgy", "rolling", ["unknown key 'stratgy' in [deploy]"]),
+                                     ("deploy", "count", "three", ["[deploy] count must be", "valyent.toml"]),
+                                     ("deploy", "max_unavailable", "lots", ["[deploy] max_unavailable"]),
+                                     ("build", "contxt", ".", ["unknown key 'contxt' in [build]"])):
+        write_project(project, fleet, port, "v1", extra_deploy={key: value} if table == "deploy" else None)
+        if table == "build":
+            with open(project / "valyent.toml", "a") as f:
+                f.write(f'\n[build]\n{key} = "{value}"\n')
+        result = deploy(env, project)
+        assert result.returncode == 2 and all(w in result.stderr for w in words), (key, result.stderr)
     write_project(project, fleet, port, "v1")
     for args, word in ((["--strategy", "x"], "--strategy"), (["--max-unavailable", "0"], "--max-unavailable"),
                        (["--count", "0"], "--count"), (["--wait-timeout", "soon"], "--wait-timeout")):
@@ -255,27 +265,28 @@ def test_release_command_runs_first_and_a_failing_one_aborts(app_env):
     assert httpx.get(url).text == "v1"
 
 
-def test_ctrl_c_undoes_the_release_and_exits_130(app_env):
+@pytest.mark.parametrize("signum,code,why", [(2, 130, "interrupted"), (15, 143, "Terminated")],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_undoes_the_release(app_env, signum, code, why):
     env, client, fleet, port, url, project = app_env
     write_project(project, fleet, port, "v1", count=1)
     assert deploy(env, project).returncode == 0
     # v2 never gets healthy: the deploy waits on it until Ctrl-C
     write_project(project, fleet, port, "v2", count=1)
-    doc = (project / "valyent.toml").read_text() + ""
     import tomllib
 
-    data = tomllib.loads(doc)
+    data = tomllib.loads((project / "valyent.toml").read_text())
     data["machine"]["health_cmd"] = "/bin/false"
     data["machine"]["health_interval"] = 1
     (project / "valyent.toml").write_text(tomli_w.dumps(data))
     proc = Proc(["deploy"], env={**env}, cwd=str(project))
     proc.wait_for(lambda: any("wait until they count" in line for line in proc.err), 60, "the wait step")
-    code = proc.interrupt(60)
-    assert code == 130, proc.stderr
+    proc.proc.send_signal(signum)
+    assert proc.finish(60) == code, proc.stderr
     assert releases_of(app_machines(client, fleet)) == ["1"]
     assert httpx.get(url).text == "v1"
     records = json.loads(run_cli("releases", "--json", env=env, cwd=str(project)).stdout)
-    assert records[0]["status"] == "failed" and "interrupted" in records[0]["error"]
+    assert records[0]["status"] == "failed" and why in records[0]["error"]
 
 
 # -- the podman driver: two images built offline (tests/support/engine.py) -----------------------------------------
@@ -384,3 +395,85 @@ def test_a_failure_in_a_later_batch_recreates_the_old_machines_removed_before(ap
     # as many machines as before, all of release 1: the one removed by batch 1 was made again
     assert releases_of(app_machines(client, fleet)) == ["1", "1", "1"]
     assert all(m["gateway_enabled"] for m in app_machines(client, fleet))
+
+
+def test_on_a_terminal_the_progress_is_a_live_table(fleet_env):
+    from support.cli import ANSI, on_terminal
+
+    env, client, fleet = fleet_env
+    code, screen = on_terminal(["deploy", "--image", "local/idle:1", "--count", "2"], env, columns=120)
+    text = ANSI.sub("", screen)
+    assert code == 0, text
+    assert "Deploying" in text and "MACHINE" in text and "HEALTH" in text and "GATEWAY" in text
+    assert "Deployed" in text
+    assert releases_of(app_machines(client, fleet)) == ["1", "1"]
+
+
+@pytest.mark.parametrize("strategy", ["bluegreen", "canary"])
+def test_bluegreen_and_canary_lose_no_request(app_env, strategy):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=2, strategy=strategy)
+    assert deploy(env, project).returncode == 0
+    write_project(project, fleet, port, "v2", count=2, strategy=strategy)
+    with Traffic(url) as traffic:
+        second = deploy(env, project)
+        deadline = len(traffic.answers) + 20
+        while len(traffic.answers) < deadline and not traffic.errors:
+            traffic._stop.wait(0.01)
+    assert second.returncode == 0, second.stderr
+    assert traffic.failures() == [], traffic.failures()[:5]
+    assert {body for _, body in traffic.answers[-10:]} == {"v2"}
+    assert releases_of(app_machines(client, fleet)) == ["2", "2"]
+    steps = [line for line in second.stderr.splitlines() if "] " in line]
+    if strategy == "bluegreen":  # one batch: every new machine counts before any old one leaves the gateway
+        assert all("[batch 1]" in line for line in steps), steps
+    else:  # canary: a batch of one first
+        assert any("[batch 2]" in line for line in steps), steps
+
+
+def test_podman_deploy_builds_the_image_of_the_build_table_first(podman_app, engine_images):
+    import secrets
+    import subprocess
+
+    env, client, fleet, url, project = podman_app
+    name = f"valyent-test-built-{secrets.token_hex(3)}"
+    (project / "Dockerfile").write_text(
+        f"FROM {engine_images['base']}\n"
+        'CMD ["sh", "-c", "mkdir -p /app && printf built > /app/index.html && exec httpd -f -p 8080 -h /app"]\n')
+    doc = {"fleet": fleet, "machine": {"enable_gateway": True, "stop_timeout": 2},
+           "deploy": {"count": 1, "wait_timeout": "60s"}, "build": {"context": ".", "image": name}}
+    (project / "valyent.toml").write_text(tomli_w.dumps(doc))
+    try:
+        dry = deploy(env, project, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "STEP" not in dry.stderr  # --dry-run builds nothing
+        result = deploy(env, project, "--json")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)
+        assert record["image"].startswith(f"{name}:deploy-")
+        assert "STEP" in result.stderr  # the build's log, then the rollout
+        assert httpx.get(url).text == "built"
+    finally:
+        images = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", f"localhost/{name}"],
+                                capture_output=True, text=True).stdout.split()
+        if images:
+            subprocess.run(["podman", "rmi", "--force", *images], capture_output=True)
+
+
+def test_an_unhealthy_release_shows_its_health_checks_output(app_env):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=1)
+    assert deploy(env, project).returncode == 0
+    write_project(project, fleet, port, "v2", count=1)
+    import tomllib
+
+    data = tomllib.loads((project / "valyent.toml").read_text())
+    data["machine"].update(health_cmd="/bin/sh -c 'echo the database is unreachable; exit 1'", health_interval=1,
+                           health_retries=1)
+    (project / "valyent.toml").write_text(tomli_w.dumps(data))
+    failed = deploy(env, project)
+    assert failed.returncode == 1, failed.stderr
+    assert "unhealthy" in failed.stderr
+    assert "exit code 1: the database is unreachable" in failed.stderr  # its health check, run once more
+    assert releases_of(app_machines(client, fleet)) == ["1"]
+    assert httpx.get(url).text == "v1"

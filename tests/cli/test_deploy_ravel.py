@@ -64,9 +64,15 @@ def test_a_rolling_release_on_ravel_labels_records_and_orders_its_calls(env, rav
     client = Client(TOKEN, endpoint=ravel.url, namespace="demo")
     client.fleets.update_metadata("web", {"labels": {"team": "a"}, "annotations": {"owner": "ops"}})
     project(tmp_path, "registry.example.com/web:1")
-    first = run_cli("deploy", "--json", env=env, cwd=str(tmp_path), timeout=60)
+    ci = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "alice", "GITHUB_REPOSITORY": "acme/web",
+          "GITHUB_SHA": "0123456789abcdef", "GITHUB_RUN_ID": "42"}
+    first = run_cli("deploy", "--json", env={**env, **ci}, cwd=str(tmp_path), timeout=60)
     assert first.returncode == 0, first.stderr
     old = sorted(json.loads(first.stdout)["machines"])
+    # who and from where: the CI's variables
+    assert json.loads(first.stdout)["by"] == {"ci": "github-actions", "actor": "alice", "repository": "acme/web",
+                                              "commit": "0123456789abcdef", "run": "42"}
+    assert "alice (github-actions 0123456789ab)" in ok(run_cli("releases", env=env, cwd=str(tmp_path))).stdout
     assert len(old) == 2
 
     project(tmp_path, "registry.example.com/web:2")

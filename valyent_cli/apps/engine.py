@@ -118,13 +118,19 @@ class Engine:
             self.report(f"created {tracked.id}", step)
 
     def _wait(self, step: Step) -> None:
+        from valyent_cli.api import NotFound
+
         deadline = time.monotonic() + self.wait_timeout
         first_seen: dict[str, float] = {}
         pending = list(step.targets)
         while pending:
             for slot in list(pending):
                 tracked = self.machines[slot]
-                machine = self.client.machines.get(self.fleet, str(tracked.id))
+                try:
+                    machine = self.client.machines.get(self.fleet, str(tracked.id))
+                except NotFound:
+                    raise DeployFailed(f"machine {tracked.id} is gone (destroyed while it was awaited)",
+                                       machine=tracked.id) from None
                 changed = (tracked.state, tracked.health) != (machine.get("state"), machine.get("health") or "-")
                 tracked.state, tracked.health = str(machine.get("state")), str(machine.get("health") or "-")
                 checked = bool(((machine.get("config") or {}).get("workload") or {}).get("health_check"))
@@ -209,6 +215,8 @@ class Engine:
                 self.client.machines.wait(self.fleet, machine_id, "stopped", 90)
             except NotFound:
                 pass
+            except ValyentError as exc:  # it did not stop in time: the delete (forced) ends it
+                self.report(f"{machine_id} did not stop ({exc}): deleting it anyway", step)
             if machine_id in self.machines:
                 self.machines[machine_id].state = "stopped"
         if ids:
@@ -330,6 +338,7 @@ class Engine:
                 self.client.machines.disable_gateway(self.fleet, machine_id)
             except ValyentError:
                 pass
+        new += self._untracked()
         try:
             self._stop_ids(new, None)
         except ValyentError as exc:
@@ -339,6 +348,20 @@ class Engine:
                 self._delete_ids([machine_id], None)
             except ValyentError as exc:
                 self.report(f"could not delete {machine_id}: {exc}", None)
+
+    def _untracked(self) -> list[str]:
+        """Machines of this release the engine has no id of: created by a request that a Ctrl-C cut before its
+        answer came. Found by their labels."""
+        from valyent_cli.api import ValyentError
+
+        known = {t.id for t in self.machines.values()}
+        try:
+            found = self.client.machines.list(self.fleet, labels={APP_LABEL: self.plan.app,
+                                                                  RELEASE_LABEL: str(self.plan.to_release)})
+        except ValyentError:
+            return []
+        return [str(m.get("id")) for m in found
+                if m.get("id") not in known and m.get("state") not in ("destroyed", "destroying")]
 
     def _restore(self) -> None:
         """Earlier batches removed old machines: as many machines of the previous release are created again from

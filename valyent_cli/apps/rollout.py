@@ -79,8 +79,8 @@ def execute(client: Client, fleet: str, prepared: Prepared, payload: dict[str, A
         record.update(status=rel.FAILED, finished_at=rel.now(), error="interrupted (Ctrl-C)")
         prepared.releases.save(record)
         raise
-    except Exception as exc:
-        record.update(status=rel.FAILED, finished_at=rel.now(), error=str(exc))
+    except BaseException as exc:  # an API error, or the process asked to end (SIGTERM: a CI job cancelled)
+        record.update(status=rel.FAILED, finished_at=rel.now(), error=type(exc).__name__ + (f": {exc}" if str(exc) else ""))
         _save_quietly(prepared.releases, record)
         raise
     record.update(status=rel.SUCCEEDED, finished_at=rel.now(), machines=machines)

@@ -51,7 +51,8 @@ def status(ctx: typer.Context, app_name: AppOpt = None, fleet: FleetOpt = None, 
                           ("Image", current.get("image")), ("Strategy", current.get("strategy"))])
     if records and records[0] is not current:
         latest = records[0]
-        out.warn(f"the newest release, {latest['release']}, is {latest.get('status')}"
+        state = "is still running (or was cut short)" if latest.get("status") == "running" else latest.get("status")
+        out.warn(f"the newest release, {latest['release']}, {state}"
                  + (f": {latest['error']}" if latest.get("error") else ""))
     out.text()
     columns = [
