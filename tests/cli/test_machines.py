@@ -56,6 +56,43 @@ def test_create_reports_a_command_that_exits_at_once(fleet_env):
         assert "exit code 3" in result.stderr
 
 
+def test_create_of_a_one_shot_command_that_exits_0_succeeds_with_a_note(fleet_env):
+    # The README's build example (CMD `echo built`): it ran and ended well. Not "did not start" (exit 1).
+    env, client, fleet = fleet_env
+    result = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--", "echo", "built", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "did not start" not in result.stderr
+    if "exited 0" in result.stderr:  # seen exiting (else seen running, the moment before)
+        assert "right after starting; for one-shot commands use `valyent machines run`" in result.stderr
+
+
+def test_start_verdict_judges_a_crash_loop_from_its_events(fleet_env):
+    # The events of a real crash loop (on-failure restarts of `exit 3`): failed, whatever state it is in right now.
+    from valyent_cli.cli.exitstatus import ordered
+    from valyent_cli.commands.machine_views import start_verdict
+    from support.util import wait_until
+
+    env, client, fleet = fleet_env
+    machine_id = ok(run_inproc("machines", "create", "-q", "-d", "--image", "x", "--restart", "on-failure",
+                               "--max-retries", "50", "--", "sh", "-c", "exit 3", env=env)).stdout.strip()
+    events = wait_until(lambda: (ev := ordered(client.machines.events(fleet, machine_id)))
+                        and sum(e["type"] == "machine.exited" for e in ev) >= 3 and ev, 30, message="three exits")
+    outcome, reason = start_verdict(events)
+    assert outcome == "failed" and "crash-looping" in reason and "exit code 3" in reason
+    running = [e for e in events if e["type"] != "machine.exited"]  # never an exit seen: running
+    assert start_verdict(running)[0] == "running"
+    one_shot = [e for e in events if e["type"] != "machine.start" or not e["payload"]["start"]["is_restart"]]
+    cut = next(i for i, e in enumerate(one_shot) if e["type"] == "machine.exited")
+    first_exit = dict(one_shot[cut], payload={"stopped": {"exit_code": 0}})
+    assert start_verdict([*one_shot[:cut], first_exit]) == ("exited", views_note())
+
+
+def views_note() -> str:
+    from valyent_cli.commands.machine_views import ONE_SHOT_NOTE
+
+    return ONE_SHOT_NOTE
+
+
 def test_config_file_and_flags_override_it(fleet_env, tmp_path):
     env, client, fleet = fleet_env
     config = tmp_path / "machine.toml"

@@ -142,6 +142,21 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
     assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr
 
 
+def test_an_image_that_cannot_be_pulled_is_said_once_with_what_to_do_and_the_pull_shows(podman_env, engine_images):
+    missing = f"localhost/valyent-no-such-image-{secrets.token_hex(4)}:1"
+    r = run_cli("machines", "create", "--image", missing, env=podman_env, timeout=120)
+    assert r.returncode == 1
+    mid = r.stderr.split("Created machine ")[1].split()[0]
+    [failure] = [e for e in events(podman_env, mid) if e["type"] == "machine.prepare_failed"]
+    reason = failure["payload"]["prepare_failed"]["error"]
+    engine_error = reason.split(": ", 1)[1]
+    assert r.stderr.count(engine_error) == 1, r.stderr  # once: not in an event line, log excerpt and error each
+    assert f"podman pull {missing}" in r.stderr and "valyent local start --driver process" in r.stderr
+    assert f"(pulling image {missing})" in r.stderr  # the pull's progress, as it goes
+    shown = run_cli("machines", "events", mid, env=podman_env)
+    assert f"pulling image {missing}" in shown.stdout
+
+
 def test_reconcile_by_label_after_kill_9(tmp_path, engine_images):
     sb = Sandbox(tmp_path / "data", driver="podman").start()
     try:
