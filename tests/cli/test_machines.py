@@ -93,6 +93,24 @@ def views_note() -> str:
     return ONE_SHOT_NOTE
 
 
+def test_start_of_a_machine_that_cannot_start_fails_at_once_with_its_reason(fleet_env):
+    # Not a 60 s wait ending in exit 5: the failed start's own reason, exit 1. The SDK's wait raises it too.
+    from valyent_cli.api import MachineFailed
+    import pytest
+
+    env, client, fleet = fleet_env
+    created = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--", "/nonexistent/binary", env=env)
+    assert created.returncode == 1, created.stderr
+    machine_id = created.stderr.split("Created machine ")[1].split()[0]
+    result = run_inproc("machines", "start", machine_id, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start" in result.stderr and "/nonexistent/binary" in result.stderr
+    assert result.stderr.count("/nonexistent/binary") == 1
+    with pytest.raises(MachineFailed) as info:
+        client.machines.get(fleet, machine_id).wait("running", 30)
+    assert "/nonexistent/binary" in info.value.reason
+
+
 def test_config_file_and_flags_override_it(fleet_env, tmp_path):
     env, client, fleet = fleet_env
     config = tmp_path / "machine.toml"

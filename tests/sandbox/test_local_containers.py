@@ -126,6 +126,9 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
     progress = [e["payload"]["prepare"]["progress"] for e in events(podman_env, mid)
                 if e["type"] == "machine.prepare" and e["payload"].get("prepare")]
     assert progress and progress[0] == f"pulling image {missing}"  # the engine's lines follow
+    again = run_cli("machines", "start", mid, env=podman_env, timeout=50)  # at once, with the reason (was 60 s, exit 5)
+    assert again.returncode == 1 and "cannot start" in again.stderr and f"pulling image {missing}" in again.stderr
+    assert f"podman pull {missing}" in again.stderr
     # once the image exists, a start pulls (prepares) again, and runs it
     subprocess.run(["podman", "tag", engine_images["hello"], missing], check=True)
     try:
@@ -139,7 +142,7 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(p
     r = run_cli("machines", "create", "--image", engine_images["base"], "--", "no-such-command", env=podman_env,
                 timeout=120)
     assert r.returncode == 1
-    assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr
+    assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr, r.stderr
 
 
 def test_an_image_that_cannot_be_pulled_is_said_once_with_what_to_do_and_the_pull_shows(podman_env, engine_images):

@@ -255,11 +255,24 @@ def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
         m = _machine(app_, fleet_ref, ref)
         m.start()
         if wait:
-            m.wait("running", 60)
+            _wait_started(app_, fleet_ref, m)
         if not quiet:
             out.done(f"Started {m.get('id')}")
         done.append(m)
     _print_after(out, done)
+
+
+def _wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
+    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
+    from valyent_cli.api import MachineFailed
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    try:
+        m.wait("running", 60)
+    except MachineFailed as exc:
+        hint = views.failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
+        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
 
 
 @app.command("stop")
