@@ -319,3 +319,20 @@ def test_machines_run_with_the_container_driver(podman_sandbox, podman_env, engi
     assert machine["state"] in ("stopped", "stopping", "destroyed")
     delete(podman_env, machine["id"])
     assert containers_of(machine["id"]) == []
+
+
+def test_local_start_offline_suggests_an_image_the_engine_has_not_nginx(tmp_path, engine_images):
+    from support.env import free_port
+    from valyent_cli.local.hints import registry_reachable
+
+    if registry_reachable() or subprocess.run(["podman", "image", "exists", "nginx"]).returncode == 0:
+        pytest.skip("nginx can be pulled or is there: `--image nginx` works on this machine")
+    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "data")
+    try:
+        r = run_cli("local", "start", "--driver", "podman", "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "--image nginx" not in r.stderr
+        assert "Try: valyent machines create --image " in r.stderr or "--driver process" in r.stderr
+    finally:
+        run_cli("local", "stop", env=env, timeout=60)
+        remove_containers_of_sandbox(tmp_path / "data")
