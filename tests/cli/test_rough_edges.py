@@ -404,6 +404,21 @@ def test_readme_first_commands_use_a_venv_and_ci_runs_the_same():
     assert tests in (REPO / ".ci" / "run").read_text().splitlines()
 
 
+def test_deleting_a_fleet_of_that_name_in_another_namespace_keeps_the_profiles_fleet(tmp_path, sandbox):
+    env = cli_environ(tmp_path / "config")
+    ok(run_inproc("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+                  input=sandbox.token))
+    name, other = f"web-{secrets.token_hex(3)}", f"demo-{secrets.token_hex(3)}"
+    ok(run_inproc("fleets", "create", name, "--use", env=env))
+    ok(run_inproc("namespaces", "create", other, env=env))
+    ok(run_inproc("--namespace", other, "fleets", "create", name, env=env))
+    deleted = ok(run_inproc("--namespace", other, "fleets", "delete", name, "--yes", env=env))
+    assert "no default fleet now" not in deleted.stderr
+    assert json.loads(ok(run_inproc("profiles", "show", "sb", "--json", env=env)).stdout)["fleet"] == name
+    ok(run_inproc("fleets", "show", name, env=env))  # still there, and still the profile's
+    ok(run_inproc("fleets", "delete", name, "--yes", env=env))
+
+
 def test_readme_says_how_to_read_the_man_pages_from_the_checkout():
     from support.cli import REPO
 
