@@ -149,3 +149,12 @@ def test_ravel_shaped_answers_unordered_events_and_a_nested_exit_code(tmp_path):
         assert server.count("DELETE") == 1
     finally:
         server.close()
+
+
+def test_debug_shows_no_traceback_for_a_run_that_succeeds_or_ends_with_its_code(fleet_env):
+    env, _, _ = fleet_env
+    done = run_cli("--debug", "machines", "run", "--rm", "--image", "x", "--", "true", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "typer" not in done.stderr
+    failed = run_cli("--debug", "machines", "run", "--rm", "--image", "x", "--", "sh", "-c", "exit 3", env=env)
+    assert failed.returncode == 3 and "Traceback" not in failed.stderr
