@@ -228,7 +228,7 @@ complete -c valyent -n '__valyent_at \'fleets use\'' -a '(__valyent_dynamic flee
 complete -c valyent -n '__valyent_at \'machines\'' -a 'create' -d 'Create a machine and wait until it runs.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'list' -d 'List the machines of a fleet.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'show' -d 'Show a machine.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. With --json, the machines after the start (one: an object; several: an array).'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. A machine already running is left as it is, with a note (exit 0). With --json, the machines after the start (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json, the machines after the stop (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'restart' -d 'Stop then start machines, waiting for each step.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).'
@@ -445,7 +445,7 @@ complete -c valyent -n '__valyent_at \'builds\'' -a 'create' -d 'Build an image 
 complete -c valyent -n '__valyent_at \'builds\'' -a 'list' -d 'List the namespace\'s builds, newest first.'
 complete -c valyent -n '__valyent_at \'builds\'' -a 'show' -d 'Show a build: its image, status, error, digest and duration.'
 complete -c valyent -n '__valyent_at \'builds\'' -a 'logs' -d 'Print a build\'s log (stdout); -f follows it live until the build ends.'
-complete -c valyent -n '__valyent_at \'builds\'' -a 'cancel' -d 'Cancel a build that has not ended.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'cancel' -d 'Cancel a build that has not ended. A build that has ended is left as it is, with a note (exit 0).'
 complete -c valyent -n '__valyent_at \'builds\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent builds create

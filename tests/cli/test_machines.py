@@ -111,6 +111,20 @@ def test_start_of_a_machine_that_cannot_start_fails_at_once_with_its_reason(flee
     assert "/nonexistent/binary" in info.value.reason
 
 
+def test_one_rule_for_not_found_and_already_in_that_state(fleet_env):
+    # not found: 4 everywhere (exec too, not 255); already running/stopped: a note, exit 0, for start as for stop
+    env, client, fleet = fleet_env
+    missing = run_inproc("machines", "exec", "01nosuchmachine", "--", "true", env=env)
+    assert missing.returncode == 4, missing.stderr
+    machine_id = ok(run_inproc("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
+    again = run_inproc("machines", "start", machine_id, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"Machine {machine_id} is already running: nothing to start" in again.stderr
+    ok(run_inproc("machines", "stop", machine_id, env=env))
+    stopped = run_inproc("machines", "stop", machine_id, env=env)
+    assert stopped.returncode == 0 and "nothing to stop" in stopped.stderr
+
+
 def test_config_file_and_flags_override_it(fleet_env, tmp_path):
     env, client, fleet = fleet_env
     config = tmp_path / "machine.toml"
@@ -224,7 +238,7 @@ def test_exec_streams_and_exit_codes(fleet_env):
     as_json = json.loads(with_json.stdout)
     assert as_json == {"stdout": "x\n", "stderr": "", "exit_code": 4}
     missing = run_inproc("machines", "exec", "no-such-machine", "--", "true", env=env)
-    assert missing.returncode == 255 and "no-such-machine" in missing.stderr
+    assert missing.returncode == 4 and "no-such-machine" in missing.stderr  # not found: 4, as everywhere
     ok(run_inproc("machines", "stop", mid, env=env))
     not_running = run_inproc("machines", "exec", mid, "--", "true", env=env)
     assert not_running.returncode == 255 and "Traceback" not in not_running.stderr

@@ -221,6 +221,8 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 #: states in which stop has nothing to do (a second stop succeeds, as scripts expect)
 NOT_RUNNING = ("created", "stopped", "destroying", "destroyed")
+#: states in which start has nothing to do (a second start succeeds too)
+ALREADY_STARTED = ("starting", "running")
 
 
 def _nothing_to_stop(machine_id: Any, state: Any) -> str:
@@ -245,20 +247,32 @@ def _state_now(m: Machine) -> str | None:
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
           json: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Start stopped machines. With --json, the machines after the start (one: an object; several: an array).
+    """Start stopped machines. A machine already running is left as it is, with a note (exit 0). With --json, the
+    machines after the start (one: an object; several: an array).
 
     Example: valyent machines start 01jqb7x4c9ts 01jqb7x4c9tv
     """
+    from valyent_cli.api import ApiError
+
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
-        m.start()
+        done.append(m)
+        if m.get("state") in ALREADY_STARTED:
+            out.info(f"Machine {m.get('id')} is already {m.get('state')}: nothing to start")
+            continue
+        try:
+            m.start()
+        except ApiError as exc:  # it started meanwhile: done, as a second start is
+            if exc.status >= 500 or (state := _state_now(m)) not in ALREADY_STARTED:
+                raise
+            out.info(f"Machine {m.get('id')} is already {state}: nothing to start")
+            continue
         if wait:
             _wait_started(app_, fleet_ref, m)
         if not quiet:
             out.done(f"Started {m.get('id')}")
-        done.append(m)
     _print_after(out, done)
 
 
@@ -473,7 +487,8 @@ def exec_(
 ) -> None:
     """Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.
 
-    If the command cannot be run at all, the exit code is 255 (as ssh); one stopped by --timeout exits 124. The
+    If the command cannot be run at all, the exit code is 255 (as ssh; a machine that does not exist: 4); one
+    stopped by --timeout exits 124. The
     API returns the output when the command ends, and takes no input: piped stdin is refused (send data with
     `valyent fs put`). With --json, the result object is printed and the exit code is still the command's.
 
@@ -500,8 +515,8 @@ def exec_(
     except Exception as exc:  # noqa: BLE001 - exec's own failures exit 255, after the usual message
         from valyent_cli.cli.errors import handle
 
-        handle(exc)
-        raise typer.Exit(Exit.EXEC_FAILED) from None
+        code = handle(exc)  # not found (4), auth (3), bad usage (2) keep their codes, as for every command
+        raise typer.Exit(code if code in (Exit.USAGE, Exit.AUTH, Exit.NOT_FOUND) else Exit.EXEC_FAILED) from None
     if getattr(result, "from_headers", False):
         out.warn("this server sends exec output in HTTP headers, which cannot hold newlines: they show as spaces")
     code = result.get("exit_code")
