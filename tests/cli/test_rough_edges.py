@@ -36,8 +36,17 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
     server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", port]
     ok(run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env))
     second = run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env)
-    assert second.returncode == 1, second.stderr
-    assert "Address already in use" in second.stderr
+    # Judged from the events (issue 24 item 5): the exit is reported when create sees it (exit 1, the machine's
+    # words); a start seen running the moment before it failed is exit 0, and the machine then stops with it.
+    assert second.returncode in (0, 1), second.stderr
+    if second.returncode == 1:
+        assert "Address already in use" in second.stderr
+    else:
+        from support.util import wait_until
+
+        mid = second.stdout.strip()
+        wait_until(lambda: "Address already in use" in run_inproc("logs", mid, env=env).stdout, 20,
+                   message="the second server's failure in its log")
 
 
 # 2, 3. the local profile keeps its fleet and knows its sandbox's data dir
