@@ -306,3 +306,28 @@ def test_nothing_configured_says_how_to_start(tmp_path):
     result = run_inproc("machines", "list", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "not logged in" in result.stderr and "valyent local start" in result.stderr
+
+
+def test_every_time_option_and_key_takes_30_30s_and_2m(fleet_env, tmp_path):
+    env, client, fleet = fleet_env
+    body = json.loads(ok(run_inproc("machines", "create", "--image", "x", "--stop-timeout", "5s", "--dry-run",
+                                    env=env)).stdout)
+    assert body["config"]["stop_config"]["timeout"] == 5
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "valyent.toml").write_text('[machine]\nstop_timeout = "7s"\n')
+    body = json.loads(ok(run_inproc("machines", "create", "--image", "x", "--dry-run", env=env, cwd=project)).stdout)
+    assert body["config"]["stop_config"]["timeout"] == 7
+    too_long = run_inproc("machines", "create", "--image", "x", "--stop-timeout", "1m", "--dry-run", env=env)
+    assert too_long.returncode == 2 and "--stop-timeout" in too_long.stderr and "pydantic" not in too_long.stderr
+    machine_id = ok(run_inproc("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
+    ok(run_inproc("machines", "stop", machine_id, "--timeout", "2s", env=env))
+    stop = [e for e in client.machines.events(fleet, machine_id) if e["type"] == "machine.stop"][-1]
+    assert stop["payload"]["stop"]["config"]["timeout"] == 2
+    bad = run_inproc("machines", "stop", machine_id, "--timeout", "2 parsecs", env=env)
+    assert bad.returncode == 2 and "--timeout" in bad.stderr
+    ok(run_inproc("profiles", "create", "p", "--endpoint", "https://ravel.example", "--timeout", "1m", env=env))
+    assert json.loads(ok(run_inproc("profiles", "show", "p", "--json", env=env)).stdout)["timeout"] == 60.0
+    for value, seconds in (("30", 30.0), ("30s", 30.0), ("2m", 120.0)):
+        ok(run_inproc("profiles", "set", "timeout", value, "--profile", "p", env=env))
+        assert json.loads(ok(run_inproc("profiles", "show", "p", "--json", env=env)).stdout)["timeout"] == seconds

@@ -76,7 +76,7 @@ def create(
     auto_destroy: Annotated[bool | None, typer.Option("--auto-destroy/--no-auto-destroy", help="Destroy the machine when it exits.", show_default=False)] = None,
     skip_start: Annotated[bool | None, typer.Option("--skip-start", help="Create it without starting it.", show_default=False)] = None,
     stop_signal: Annotated[str | None, typer.Option("--stop-signal", metavar="SIGNAL", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
-    stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", metavar="SECONDS", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
+    stop_timeout: Annotated[str | None, typer.Option("--stop-timeout", metavar="DURATION", help="Time before SIGKILL when stopping: 10, 10s (0-30s).", show_default=False)] = None,
     enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
     secret: Annotated[list[str] | None, typer.Option("--secret", metavar="NAME:ENV_VAR", help="Put a secret of the namespace in the environment as ENV_VAR (repeatable).", show_default=False, autocompletion=complete.secrets)] = None,
     health_cmd: Annotated[str | None, typer.Option("--health-cmd", metavar="COMMAND", help="Health check command, split like a shell (exit 0: healthy).", show_default=False)] = None,
@@ -294,7 +294,7 @@ def stop(
     ctx: typer.Context,
     machines: MachinesArg,
     signal: Annotated[str | None, typer.Option("--signal", metavar="SIGNAL", help="Signal to send (default: the machine's stop signal).", show_default=False, autocompletion=complete.signals)] = None,
-    timeout: Annotated[int | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", metavar="DURATION", help="Time before SIGKILL: 10, 10s (0-30s).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
     json: JsonOpt = False,
@@ -309,7 +309,7 @@ def stop(
     from valyent_cli.cli import validate as v
 
     sig = v.signal_name(signal) if signal is not None else None
-    v.positive_int(timeout, "--timeout", minimum=0, maximum=30)
+    seconds = v.whole_seconds(timeout, "--timeout", minimum=0, maximum=30) if timeout is not None else None
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     done = []
     for ref in machines:
@@ -319,14 +319,14 @@ def stop(
             out.info(_nothing_to_stop(m.get("id"), m.get("state")))
             continue
         try:
-            m.stop(signal=sig, timeout=timeout)
+            m.stop(signal=sig, timeout=seconds)
         except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
             if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
                 raise
             out.info(_nothing_to_stop(m.get("id"), state))
             continue
         if wait:
-            m.wait("stopped", (timeout or 30) + 30)
+            m.wait("stopped", (seconds or 30) + 30)
         if not quiet:
             out.done(f"Stopped {m.get('id')}")
     _print_after(out, done)
