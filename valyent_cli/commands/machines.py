@@ -135,6 +135,9 @@ def create(
     )
     out = app_.output(json=json, quiet=quiet)
     engine = ctx.meta.get(RUN_ENGINE)
+    if engine is not None and not dry_run and _stdin_has_data():
+        raise UsageError("machines run cannot pass stdin to the command (the API takes none): put the data in "
+                         "the command or --env, or create the machine and send it with `valyent fs put MACHINE - PATH`")
     if engine is not None:  # `machines run`: these flags and this payload, then its own engine (commands/run.py)
         engine(app_, out, body, fleet=fleet, dry_run=dry_run, detach=detach, limit=limit)
         return

@@ -46,7 +46,8 @@ nothing else on stdout. The exit code is the machine's own (128+N when a signal 
 --rm destroys the machine afterwards, whatever happened (after Ctrl-C too, which stops it first; Ctrl-C exits
 130); --timeout stops it (its stop signal, then a kill) and exits 124. A machine that cannot start fails with the
 server's reason (exit 1). --json prints the final machine object instead of the log. --detach does what
-`create -q` does: it prints the id once the machine runs, and returns.
+`create -q` does: it prints the id once the machine runs, and returns. The API takes no input: piped stdin is
+refused (exit 2), as `machines exec` refuses it.
 
 Examples:
 
