@@ -331,3 +331,25 @@ def test_every_time_option_and_key_takes_30_30s_and_2m(fleet_env, tmp_path):
     for value, seconds in (("30", 30.0), ("30s", 30.0), ("2m", 120.0)):
         ok(run_inproc("profiles", "set", "timeout", value, "--profile", "p", env=env))
         assert json.loads(ok(run_inproc("profiles", "show", "p", "--json", env=env)).stdout)["timeout"] == seconds
+
+
+def test_health_as_of_now_its_value_in_events_and_the_last_checks_output(fleet_env):
+    from support.util import wait_until
+
+    env, client, fleet = fleet_env
+    failing = ok(run_inproc("machines", "create", "-q", "--image", "x", "--health-cmd", "sh -c 'echo not ready yet; exit 1'",
+                            "--health-interval", "1s", "--health-retries", "2", "--", *SLEEPER, env=env)).stdout.strip()
+    passing = ok(run_inproc("machines", "create", "-q", "--image", "x", "--health-cmd", "true", "--health-interval", "1s",
+                            "--", *SLEEPER, env=env)).stdout.strip()
+    wait_until(lambda: client.machines.get(fleet, failing).get("health") == "unhealthy", 30, message="unhealthy")
+    events = ok(run_inproc("machines", "events", failing, env=env)).stdout
+    assert "unhealthy" in events and "not ready yet" in events  # the value, and what the check said
+    shown = ok(run_inproc("machines", "show", failing, env=env)).stdout
+    assert "Last check" in shown and "not ready yet" in shown
+    waited = run_inproc("machines", "wait", failing, "--healthy", "--timeout", "1s", env=env)
+    assert waited.returncode == 5 and "not ready yet" in waited.stderr, waited.stderr
+    ok(run_inproc("machines", "wait", passing, "--healthy", "--timeout", "30s", env=env))
+    ok(run_inproc("machines", "stop", passing, env=env))
+    row = next(line for line in ok(run_inproc("machines", "list", env=env)).stdout.splitlines() if passing in line)
+    assert "healthy" not in row.split()  # stopped: no health as of now (the API keeps the last value)
+    assert "Health:" not in ok(run_inproc("machines", "show", passing, env=env)).stdout

@@ -251,7 +251,31 @@ def failure_hint(app_: AppContext, fleet: str, machine_id: str, reason: str, ima
     return f"see its logs: valyent logs {machine_id} --fleet {fleet}"
 
 
-def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
+def health_now(m: dict[str, Any]) -> str | None:
+    """The machine's health as of now: a machine that does not run has none (the API keeps the last value)."""
+    return m.get("health") if m.get("state") == "running" else None
+
+
+def last_check(client: Any, fleet: str, machine_id: str) -> str | None:
+    """The output of the machine's last health check the events tell of (the sandbox records it; Ravel does not)."""
+    from valyent_cli.api import ValyentError
+    from valyent_cli.cli.exitstatus import ordered
+
+    try:
+        events = ordered(list(client.machines.events(fleet, machine_id)))
+    except ValyentError:
+        return None
+    for event in reversed(events):
+        payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+        health = payload.get("health") if isinstance(payload.get("health"), dict) else {}
+        if event.get("type") == "machine.health" and "output" in health:
+            failures = health.get("consecutive_failures")
+            said = str(health.get("output") or "").strip() or "(no output)"
+            return said + (f"  [{failures} failed in a row]" if failures else "  [passed]")
+    return None
+
+
+def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None, check_output: str | None = None) -> None:
     from valyent_cli.cli.output import state_style
     from valyent_cli.cli.humanize import clock
 
@@ -275,10 +299,10 @@ def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None)
         ("Created", clock(m.get("created_at"))),
         ("Updated", clock(m.get("updated_at"))),
     ]
-    if m.get("health"):
-        rows.insert(2, ("Health", m.get("health")))
+    if health_now(m):
+        rows.insert(2, ("Health", health_now(m)))
     rows[rows.index(("Env", ", ".join(workload.get("env") or []) or None))] = ("Env", _env_shown(workload))
-    rows[-3:-3] = _ravel_rows(m, workload)
+    rows[-3:-3] = _ravel_rows(m, workload) + ([("Last check", check_output)] if check_output else [])
     out.fields(m, rows, styles={"State": state_style, "Health": state_style})
 
 

@@ -204,7 +204,7 @@ def list_(
            for m in machines):
         from valyent_cli.cli.output import Column, state_style
 
-        columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
+        columns.insert(2, Column("HEALTH", lambda m: views.health_now(m) or "-", style=state_style))
     out.table(machines, columns, empty=f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx")
 
 
@@ -218,7 +218,9 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     found = _machine(app_, fleet_ref, machine)
-    views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
+    checked = not json and ((found.get("config") or {}).get("workload") or {}).get("health_check")
+    views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")),
+                       views.last_check(app_.connect(), fleet_ref, str(found.get("id"))) if checked else None)
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
@@ -437,7 +439,13 @@ def wait(
 
     if healthy:
         with out.progress(f"Waiting for {m.get('id')} to be healthy..."):
-            m.wait_healthy(seconds)
+            try:
+                m.wait_healthy(seconds)
+            except WaitTimeout as exc:
+                output = views.last_check(app_.connect(), fleet_ref, str(m.get("id")))
+                if getattr(exc, "url", None) or not output:
+                    raise
+                raise CliError(f"{exc}; its last health check said: {output}", Exit.TIMEOUT) from None
         out.done(f"Machine {m.get('id')} is healthy")
         return
     with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
