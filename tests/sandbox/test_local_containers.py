@@ -336,3 +336,27 @@ def test_local_start_offline_suggests_an_image_the_engine_has_not_nginx(tmp_path
     finally:
         run_cli("local", "stop", env=env, timeout=60)
         remove_containers_of_sandbox(tmp_path / "data")
+
+
+def test_local_stop_leaves_no_container_behind_and_a_stopped_machine_starts_again(tmp_path, engine_images):
+    from support.env import free_port
+
+    data = tmp_path / "data"
+    env = cli_environ(tmp_path / "config", local_dir=data)
+    try:
+        r = run_cli("local", "start", "--driver", "podman", "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        running = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        stopped = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        assert run_cli("machines", "stop", stopped, env=env, timeout=60).returncode == 0
+        assert len(containers_of_sandbox(data)) == 2
+        assert run_cli("local", "stop", env=env, timeout=60).returncode == 0
+        assert containers_of_sandbox(data) == []  # the stopped machine's container too
+        r = run_cli("local", "start", "--driver", "podman", "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        again = run_cli("machines", "start", stopped, env=env, timeout=60)  # its container is made again
+        assert again.returncode == 0, again.stderr
+        assert running
+    finally:
+        run_cli("local", "stop", env=env, timeout=60)
+        remove_containers_of_sandbox(data)
