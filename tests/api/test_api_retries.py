@@ -200,11 +200,11 @@ def test_wait_loops_the_long_poll_then_times_out(fault_server, timeout, polls):
     _wait_server(fault_server)
     with client_for(fault_server) as client:
         with pytest.raises(errors.TimeoutError) as info:
-            client.machines.wait("fleet-1", "m-1", "running", timeout)
+            client.machines.wait("fleet-1", "m-1", "stopped", timeout)
     assert [r.param("timeout") for r in fault_server.requests] == polls
-    assert all(r.param("status") == "running" for r in fault_server.requests)
+    assert all(r.param("status") == "stopped" for r in fault_server.requests)
     assert all(r.path == "/v1/fleets/fleet-1/machines/m-1/wait" for r in fault_server.requests)
-    assert "m-1" in str(info.value) and "running" in str(info.value)
+    assert "m-1" in str(info.value) and "stopped" in str(info.value)
     assert not isinstance(info.value, errors.ApiError)  # the CLI maps it to exit 5 like any timeout
 
 
@@ -220,7 +220,7 @@ def test_wait_408_is_not_retried_but_5xx_is(fault_server):
     answers = iter([Reply(408, json=DEADLINE), Reply(503), Reply(json={"ok": True})])
     fault_server.handler = lambda r: next(answers)
     with client_for(fault_server) as client:
-        client.machines.wait("fleet-1", "m-1", "running", 90)
+        client.machines.wait("fleet-1", "m-1", "stopped", 90)
     assert [r.param("timeout") for r in fault_server.requests] == ["60", "30", "30"]
 
 
@@ -240,8 +240,18 @@ def test_bound_machine_wait(fault_server):
     fault_server.queue(Reply(json={"id": "m-1", "fleet": "fleet-1", "state": "starting"}), Reply(json={}))
     with client_for(fault_server) as client:
         machine = client.machines.get("fleet-1", "m-1")
-        machine.wait("running", 60)
-    assert fault_server.last.target == "/v1/fleets/fleet-1/machines/m-1/wait?status=running&timeout=60"
+        machine.wait("stopped", 60)
+    assert fault_server.last.target == "/v1/fleets/fleet-1/machines/m-1/wait?status=stopped&timeout=60"
+
+
+def test_wait_for_running_reads_the_events_between_short_polls(fault_server):
+    """Waiting for running looks at the events between long polls of 2 s: a failed start ends it at once."""
+    answers = iter([Reply(json=[]), Reply(408, json=DEADLINE), Reply(json=[]), Reply(json={"ok": True})])
+    fault_server.handler = lambda r: next(answers)
+    with client_for(fault_server) as client:
+        client.machines.wait("fleet-1", "m-1", "running", 90)
+    assert [r.path.rsplit("/", 1)[1] for r in fault_server.requests] == ["events", "wait", "events", "wait"]
+    assert [r.param("timeout") for r in fault_server.requests if r.path.endswith("/wait")] == ["2", "2"]
 
 
 # -- the debug hook -----------------------------------------------------------------------------------------------

@@ -56,6 +56,75 @@ def test_create_reports_a_command_that_exits_at_once(fleet_env):
         assert "exit code 3" in result.stderr
 
 
+def test_create_of_a_one_shot_command_that_exits_0_succeeds_with_a_note(fleet_env):
+    # The README's build example (CMD `echo built`): it ran and ended well. Not "did not start" (exit 1).
+    env, client, fleet = fleet_env
+    result = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--", "echo", "built", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "did not start" not in result.stderr
+    if "exited 0" in result.stderr:  # seen exiting (else seen running, the moment before)
+        assert "right after starting; for one-shot commands use `valyent machines run`" in result.stderr
+
+
+def test_start_verdict_judges_a_crash_loop_from_its_events(fleet_env):
+    # The events of a real crash loop (on-failure restarts of `exit 3`): failed, whatever state it is in right now.
+    from valyent_cli.cli.exitstatus import ordered
+    from valyent_cli.commands.machine_views import start_verdict
+    from support.util import wait_until
+
+    env, client, fleet = fleet_env
+    machine_id = ok(run_inproc("machines", "create", "-q", "-d", "--image", "x", "--restart", "on-failure",
+                               "--max-retries", "50", "--", "sh", "-c", "exit 3", env=env)).stdout.strip()
+    events = wait_until(lambda: (ev := ordered(client.machines.events(fleet, machine_id)))
+                        and sum(e["type"] == "machine.exited" for e in ev) >= 3 and ev, 30, message="three exits")
+    outcome, reason = start_verdict(events)
+    assert outcome == "failed" and "crash-looping" in reason and "exit code 3" in reason
+    running = [e for e in events if e["type"] != "machine.exited"]  # never an exit seen: running
+    assert start_verdict(running)[0] == "running"
+    one_shot = [e for e in events if e["type"] != "machine.start" or not e["payload"]["start"]["is_restart"]]
+    cut = next(i for i, e in enumerate(one_shot) if e["type"] == "machine.exited")
+    first_exit = dict(one_shot[cut], payload={"stopped": {"exit_code": 0}})
+    assert start_verdict([*one_shot[:cut], first_exit]) == ("exited", views_note())
+
+
+def views_note() -> str:
+    from valyent_cli.commands.machine_views import ONE_SHOT_NOTE
+
+    return ONE_SHOT_NOTE
+
+
+def test_start_of_a_machine_that_cannot_start_fails_at_once_with_its_reason(fleet_env):
+    # Not a 60 s wait ending in exit 5: the failed start's own reason, exit 1. The SDK's wait raises it too.
+    from valyent_cli.api import MachineFailed
+    import pytest
+
+    env, client, fleet = fleet_env
+    created = run_inproc("machines", "create", "--image", "x", "--restart", "never", "--", "/nonexistent/binary", env=env)
+    assert created.returncode == 1, created.stderr
+    machine_id = created.stderr.split("Created machine ")[1].split()[0]
+    result = run_inproc("machines", "start", machine_id, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "cannot start" in result.stderr and "/nonexistent/binary" in result.stderr
+    assert result.stderr.count("/nonexistent/binary") == 1
+    with pytest.raises(MachineFailed) as info:
+        client.machines.get(fleet, machine_id).wait("running", 30)
+    assert "/nonexistent/binary" in info.value.reason
+
+
+def test_one_rule_for_not_found_and_already_in_that_state(fleet_env):
+    # not found: 4 everywhere (exec too, not 255); already running/stopped: a note, exit 0, for start as for stop
+    env, client, fleet = fleet_env
+    missing = run_inproc("machines", "exec", "01nosuchmachine", "--", "true", env=env)
+    assert missing.returncode == 4, missing.stderr
+    machine_id = ok(run_inproc("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
+    again = run_inproc("machines", "start", machine_id, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"Machine {machine_id} is already running: nothing to start" in again.stderr
+    ok(run_inproc("machines", "stop", machine_id, env=env))
+    stopped = run_inproc("machines", "stop", machine_id, env=env)
+    assert stopped.returncode == 0 and "nothing to stop" in stopped.stderr
+
+
 def test_config_file_and_flags_override_it(fleet_env, tmp_path):
     env, client, fleet = fleet_env
     config = tmp_path / "machine.toml"
@@ -169,7 +238,7 @@ def test_exec_streams_and_exit_codes(fleet_env):
     as_json = json.loads(with_json.stdout)
     assert as_json == {"stdout": "x\n", "stderr": "", "exit_code": 4}
     missing = run_inproc("machines", "exec", "no-such-machine", "--", "true", env=env)
-    assert missing.returncode == 255 and "no-such-machine" in missing.stderr
+    assert missing.returncode == 4 and "no-such-machine" in missing.stderr  # not found: 4, as everywhere
     ok(run_inproc("machines", "stop", mid, env=env))
     not_running = run_inproc("machines", "exec", mid, "--", "true", env=env)
     assert not_running.returncode == 255 and "Traceback" not in not_running.stderr
@@ -237,3 +306,50 @@ def test_nothing_configured_says_how_to_start(tmp_path):
     result = run_inproc("machines", "list", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "not logged in" in result.stderr and "valyent local start" in result.stderr
+
+
+def test_every_time_option_and_key_takes_30_30s_and_2m(fleet_env, tmp_path):
+    env, client, fleet = fleet_env
+    body = json.loads(ok(run_inproc("machines", "create", "--image", "x", "--stop-timeout", "5s", "--dry-run",
+                                    env=env)).stdout)
+    assert body["config"]["stop_config"]["timeout"] == 5
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "valyent.toml").write_text('[machine]\nstop_timeout = "7s"\n')
+    body = json.loads(ok(run_inproc("machines", "create", "--image", "x", "--dry-run", env=env, cwd=project)).stdout)
+    assert body["config"]["stop_config"]["timeout"] == 7
+    too_long = run_inproc("machines", "create", "--image", "x", "--stop-timeout", "1m", "--dry-run", env=env)
+    assert too_long.returncode == 2 and "--stop-timeout" in too_long.stderr and "pydantic" not in too_long.stderr
+    machine_id = ok(run_inproc("machines", "create", "-q", "--image", "x", "--", *SLEEPER, env=env)).stdout.strip()
+    ok(run_inproc("machines", "stop", machine_id, "--timeout", "2s", env=env))
+    stop = [e for e in client.machines.events(fleet, machine_id) if e["type"] == "machine.stop"][-1]
+    assert stop["payload"]["stop"]["config"]["timeout"] == 2
+    bad = run_inproc("machines", "stop", machine_id, "--timeout", "2 parsecs", env=env)
+    assert bad.returncode == 2 and "--timeout" in bad.stderr
+    ok(run_inproc("profiles", "create", "p", "--endpoint", "https://ravel.example", "--timeout", "1m", env=env))
+    assert json.loads(ok(run_inproc("profiles", "show", "p", "--json", env=env)).stdout)["timeout"] == 60.0
+    for value, seconds in (("30", 30.0), ("30s", 30.0), ("2m", 120.0)):
+        ok(run_inproc("profiles", "set", "timeout", value, "--profile", "p", env=env))
+        assert json.loads(ok(run_inproc("profiles", "show", "p", "--json", env=env)).stdout)["timeout"] == seconds
+
+
+def test_health_as_of_now_its_value_in_events_and_the_last_checks_output(fleet_env):
+    from support.util import wait_until
+
+    env, client, fleet = fleet_env
+    failing = ok(run_inproc("machines", "create", "-q", "--image", "x", "--health-cmd", "sh -c 'echo not ready yet; exit 1'",
+                            "--health-interval", "1s", "--health-retries", "2", "--", *SLEEPER, env=env)).stdout.strip()
+    passing = ok(run_inproc("machines", "create", "-q", "--image", "x", "--health-cmd", "true", "--health-interval", "1s",
+                            "--", *SLEEPER, env=env)).stdout.strip()
+    wait_until(lambda: client.machines.get(fleet, failing).get("health") == "unhealthy", 30, message="unhealthy")
+    events = ok(run_inproc("machines", "events", failing, env=env)).stdout
+    assert "unhealthy" in events and "not ready yet" in events  # the value, and what the check said
+    shown = ok(run_inproc("machines", "show", failing, env=env)).stdout
+    assert "Last check" in shown and "not ready yet" in shown
+    waited = run_inproc("machines", "wait", failing, "--healthy", "--timeout", "1s", env=env)
+    assert waited.returncode == 5 and "not ready yet" in waited.stderr, waited.stderr
+    ok(run_inproc("machines", "wait", passing, "--healthy", "--timeout", "30s", env=env))
+    ok(run_inproc("machines", "stop", passing, env=env))
+    row = next(line for line in ok(run_inproc("machines", "list", env=env)).stdout.splitlines() if passing in line)
+    assert "healthy" not in row.split()  # stopped: no health as of now (the API keeps the last value)
+    assert "Health:" not in ok(run_inproc("machines", "show", passing, env=env)).stdout

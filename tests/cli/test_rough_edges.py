@@ -36,8 +36,17 @@ def test_create_fails_when_the_port_is_taken(fleet_env):
     server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", port]
     ok(run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env))
     second = run_inproc("machines", "create", "-q", "--image", "python", "--", *server, env=env)
-    assert second.returncode == 1, second.stderr
-    assert "Address already in use" in second.stderr
+    # Judged from the events (issue 24 item 5): the exit is reported when create sees it (exit 1, the machine's
+    # words); a start seen running the moment before it failed is exit 0, and the machine then stops with it.
+    assert second.returncode in (0, 1), second.stderr
+    if second.returncode == 1:
+        assert "Address already in use" in second.stderr
+    else:
+        from support.util import wait_until
+
+        mid = second.stdout.strip()
+        wait_until(lambda: "Address already in use" in run_inproc("logs", mid, env=env).stdout, 20,
+                   message="the second server's failure in its log")
 
 
 # 2, 3. the local profile keeps its fleet and knows its sandbox's data dir
@@ -402,6 +411,21 @@ def test_readme_first_commands_use_a_venv_and_ci_runs_the_same():
         assert "python3 -m pip install" not in command  # the system pip: "externally-managed-environment"
     assert try_it.endswith("valyent local start && valyent machines create --image nginx")
     assert tests in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_deleting_a_fleet_of_that_name_in_another_namespace_keeps_the_profiles_fleet(tmp_path, sandbox):
+    env = cli_environ(tmp_path / "config")
+    ok(run_inproc("profiles", "create", "sb", "--endpoint", sandbox.url, "--token-stdin", "--use", env=env,
+                  input=sandbox.token))
+    name, other = f"web-{secrets.token_hex(3)}", f"demo-{secrets.token_hex(3)}"
+    ok(run_inproc("fleets", "create", name, "--use", env=env))
+    ok(run_inproc("namespaces", "create", other, env=env))
+    ok(run_inproc("--namespace", other, "fleets", "create", name, env=env))
+    deleted = ok(run_inproc("--namespace", other, "fleets", "delete", name, "--yes", env=env))
+    assert "no default fleet now" not in deleted.stderr
+    assert json.loads(ok(run_inproc("profiles", "show", "sb", "--json", env=env)).stdout)["fleet"] == name
+    ok(run_inproc("fleets", "show", name, env=env))  # still there, and still the profile's
+    ok(run_inproc("fleets", "delete", name, "--yes", env=env))
 
 
 def test_readme_says_how_to_read_the_man_pages_from_the_checkout():

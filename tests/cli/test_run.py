@@ -156,3 +156,22 @@ def test_ravel_shaped_answers_unordered_events_and_a_nested_exit_code(tmp_path, 
         assert server.count("DELETE") == 1
     finally:
         server.close()
+
+
+def test_debug_shows_no_traceback_for_a_run_that_succeeds_or_ends_with_its_code(fleet_env):
+    env, _, _ = fleet_env
+    done = run_cli("--debug", "machines", "run", "--rm", "--image", "x", "--", "true", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "typer" not in done.stderr
+    failed = run_cli("--debug", "machines", "run", "--rm", "--image", "x", "--", "sh", "-c", "exit 3", env=env)
+    assert failed.returncode == 3 and "Traceback" not in failed.stderr
+
+
+def test_piped_stdin_is_refused_as_exec_refuses_it(fleet_env):
+    env, client, fleet = fleet_env
+    refused = run_cli("machines", "run", "--rm", "--image", "x", "--", "cat", env=env, input="some data\n")
+    assert refused.returncode == 2, refused.stderr
+    assert "cannot pass stdin" in refused.stderr
+    assert client.machines.list(fleet) == []  # refused before any request
+    empty = run_cli("machines", "run", "--rm", "--image", "x", "--", "true", env=env, input="")
+    assert empty.returncode == 0, empty.stderr  # an open, empty stdin (CI runners) is not data

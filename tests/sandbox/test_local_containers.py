@@ -130,6 +130,9 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(e
     progress = [e["payload"]["prepare"]["progress"] for e in events(engine_env, mid)
                 if e["type"] == "machine.prepare" and e["payload"].get("prepare")]
     assert progress and progress[0] == f"pulling image {missing}"  # the engine's lines follow
+    again = run_cli("machines", "start", mid, env=engine_env, timeout=50)  # at once, with the reason (was 60 s, exit 5)
+    assert again.returncode == 1 and "cannot start" in again.stderr and f"pulling image {missing}" in again.stderr
+    assert f"{engine.name} pull {missing}" in again.stderr
     # once the image exists, a start pulls (prepares) again, and runs it
     engine.run("tag", engine_images["hello"], missing, check=True)
     try:
@@ -143,7 +146,22 @@ def test_a_missing_image_or_command_fails_the_machine_with_the_engines_message(e
     r = run_cli("machines", "create", "--image", engine_images["base"], "--", "no-such-command", env=engine_env,
                 timeout=120)
     assert r.returncode == 1
-    assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr
+    assert "machine.start_failed" in r.stderr and "no-such-command" in r.stderr, r.stderr
+
+
+def test_an_image_that_cannot_be_pulled_is_said_once_with_what_to_do_and_the_pull_shows(podman_env, engine_images):
+    missing = f"localhost/valyent-no-such-image-{secrets.token_hex(4)}:1"
+    r = run_cli("machines", "create", "--image", missing, env=podman_env, timeout=120)
+    assert r.returncode == 1
+    mid = r.stderr.split("Created machine ")[1].split()[0]
+    [failure] = [e for e in events(podman_env, mid) if e["type"] == "machine.prepare_failed"]
+    reason = failure["payload"]["prepare_failed"]["error"]
+    engine_error = reason.split(": ", 1)[1]
+    assert r.stderr.count(engine_error) == 1, r.stderr  # once: not in an event line, log excerpt and error each
+    assert f"podman pull {missing}" in r.stderr and "valyent local start --driver process" in r.stderr
+    assert f"(pulling image {missing})" in r.stderr  # the pull's progress, as it goes
+    shown = run_cli("machines", "events", mid, env=podman_env)
+    assert f"pulling image {missing}" in shown.stdout
 
 
 def test_reconcile_by_label_after_kill_9(engine, tmp_path, engine_images):
@@ -314,3 +332,44 @@ def test_a_memory_limit_the_engine_refuses_fails_the_machine_instead_of_running_
     else:
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == str(4 * 1024 * 1024)
+
+
+def test_local_start_offline_suggests_an_image_the_engine_has_not_nginx(engine, tmp_path, engine_images):
+    from support.env import free_port
+    from valyent_cli.local.hints import registry_reachable
+
+    if registry_reachable() or engine.run("image", "inspect", "nginx").returncode == 0:
+        pytest.skip("nginx can be pulled or is there: `--image nginx` works on this machine")
+    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "data")
+    try:
+        r = run_cli("local", "start", "--driver", engine.name, "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "--image nginx" not in r.stderr
+        assert "Try: valyent machines create --image " in r.stderr or "--driver process" in r.stderr
+    finally:
+        run_cli("local", "stop", env=env, timeout=60)
+        engine.remove_containers_of_sandbox(tmp_path / "data")
+
+
+def test_local_stop_leaves_no_container_behind_and_a_stopped_machine_starts_again(engine, tmp_path, engine_images):
+    from support.env import free_port
+
+    data = tmp_path / "data"
+    env = cli_environ(tmp_path / "config", local_dir=data)
+    try:
+        r = run_cli("local", "start", "--driver", engine.name, "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        running = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        stopped = create(env, "--image", engine_images["base"], "--", "sleep", "600")
+        assert run_cli("machines", "stop", stopped, env=env, timeout=60).returncode == 0
+        assert len(engine.containers_of_sandbox(data)) == 2
+        assert run_cli("local", "stop", env=env, timeout=60).returncode == 0
+        assert engine.containers_of_sandbox(data) == []  # the stopped machine's container too
+        r = run_cli("local", "start", "--driver", engine.name, "--port", str(free_port()), env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        again = run_cli("machines", "start", stopped, env=env, timeout=60)  # its container is made again
+        assert again.returncode == 0, again.stderr
+        assert running
+    finally:
+        run_cli("local", "stop", env=env, timeout=60)
+        engine.remove_containers_of_sandbox(data)

@@ -212,3 +212,19 @@ def test_local_start_driver_auto_picks_podman_first_then_docker(installed, tmp_p
         run_cli("local", "stop", env=env)
         for pid in serve_processes(data):
             os.kill(pid, signal.SIGKILL)
+def test_an_unknown_driver_is_bad_usage_whether_or_not_a_sandbox_runs(local):
+    env, _ = local
+    env = {**env, "VALYENT_LOCAL_PORT": ""}
+    port = str(free_port())
+    for argv, extra, named in ((["--driver", "bogus"], {}, "--driver"), ([], {"VALYENT_LOCAL_DRIVER": "bogus"}, "VALYENT_LOCAL_DRIVER")):
+        down = run_cli("local", "start", "--port", port, *argv, env={**env, **extra})
+        assert down.returncode == 2 and named in down.stderr and "bogus" in down.stderr, down.stderr
+    started = run_cli("local", "start", "--port", port, "--driver", "process", env=env)
+    assert started.returncode == 0, started.stderr
+    up = run_cli("local", "start", "--port", port, "--driver", "bogus", env=env)
+    assert up.returncode == 2 and "--driver" in up.stderr, up.stderr
+    from_env = run_cli("local", "start", "--port", port, env={**env, "VALYENT_LOCAL_DRIVER": "podman"})
+    assert from_env.returncode == 0, from_env.stderr
+    assert "VALYENT_LOCAL_DRIVER=podman is not applied" in from_env.stderr  # as --driver podman says
+    flag = run_cli("local", "start", "--port", port, "--driver", "podman", env=env)
+    assert "--driver podman is not applied" in flag.stderr

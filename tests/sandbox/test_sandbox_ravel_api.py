@@ -145,9 +145,11 @@ def test_health_goes_unhealthy_then_healthy_when_the_checked_file_appears(api):
     exec_(api, m["id"], "touch", "/ready")
     wait_until(lambda: get()["health"] == "healthy", timeout=20, message="healthy")
     events = [e for e in api.get(f"/fleets/default/machines/{m['id']}/events").json() if e["type"] == "machine.health"]
-    assert [e["payload"]["health"]["status"] for e in events] == ["unhealthy", "healthy"]
+    # an event on each change, and on each failure before unhealthy (with the check's output: the sandbox's addition)
+    assert [e["payload"]["health"]["status"] for e in events] == ["starting", "unhealthy", "healthy"]
     # unhealthy on exactly the `retries`-th failure in a row, not one check late (issue 28 item 8)
-    assert [e["payload"]["health"]["consecutive_failures"] for e in events] == [2, 0]
+    assert [e["payload"]["health"]["consecutive_failures"] for e in events] == [1, 2, 0]
+    assert all("output" in e["payload"]["health"] for e in events)
     assert all(e["status"] == "running" for e in events)
     destroy(api, m["id"])
 

@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["DEFAULT_ENDPOINT", "DEFAULT_INITD_ENDPOINT", "Client", "Exchange"], "client"),
     **dict.fromkeys([
         "ApiError", "AuthError", "BadRequest", "Conflict", "ConnectError", "DeadlineExceeded", "InvalidArgument",
-        "NotFound", "PaymentRequired", "RateLimited", "ResponseError", "ServerError", "StreamError", "TimeoutError",
+        "MachineFailed", "NotFound", "PaymentRequired", "RateLimited", "ResponseError", "ServerError", "StreamError", "TimeoutError",
         "TransportError", "ValyentError",
     ], "errors"),
     "Build": "builds",
@@ -58,8 +58,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
     from valyent_cli.api.client import DEFAULT_ENDPOINT, DEFAULT_INITD_ENDPOINT, Client, Exchange  # noqa: F401
     from valyent_cli.api.errors import (  # noqa: F401
-        ApiError, AuthError, BadRequest, Conflict, ConnectError, DeadlineExceeded, InvalidArgument, NotFound,
-        PaymentRequired, RateLimited, ResponseError, ServerError, StreamError, TimeoutError, TransportError,
+        ApiError, AuthError, BadRequest, Conflict, ConnectError, DeadlineExceeded, InvalidArgument, MachineFailed,
+        NotFound, PaymentRequired, RateLimited, ResponseError, ServerError, StreamError, TimeoutError, TransportError,
         ValyentError,
     )
     from valyent_cli.api.builds import Build  # noqa: F401

@@ -123,6 +123,15 @@ class InvalidArgument(ValyentError, ValueError):
     """
 
 
+class MachineFailed(ValyentError):
+    """A machine that was waited for cannot get there: its last start failed (an image that cannot be pulled, a
+    command that cannot be run). ``reason`` is the server's own words."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ResponseError(ValyentError):
     """The server answered 2xx with a body that is not what the contract says (e.g. malformed JSON)."""
 

@@ -25,6 +25,21 @@ if TYPE_CHECKING:  # annotations only: building the TypedDicts of api/types.py c
 
 #: the longest wait the server holds one long poll for
 MAX_WAIT_POLL = 60
+#: seconds between two looks at the events while waiting for "running" (a failed start ends the wait)
+FAILURE_POLL = 2
+
+
+def _by_time(events: list[Any]) -> list[Any]:
+    """Events oldest first (Ravel's listing has no ORDER BY); the listing's order where a stamp does not parse."""
+    from datetime import datetime
+
+    def when(event: Any) -> float:
+        try:
+            return datetime.fromisoformat(str(event.get("timestamp"))).timestamp()
+        except (TypeError, ValueError, OverflowError):
+            return 0.0
+
+    return sorted(events, key=when)
 
 
 class Machine(ApiObject):
@@ -187,7 +202,9 @@ class Machines(Resource):
         """Wait until the machine reaches ``status`` (running, stopped or destroyed).
 
         Any ``timeout`` (seconds) works: the server holds a long poll of at most 60 s, so a longer wait loops it.
-        Raises :class:`~valyent_cli.api.errors.TimeoutError` when the state is not reached in time.
+        Raises :class:`~valyent_cli.api.errors.TimeoutError` when the state is not reached in time, and, waiting for
+        ``running``, :class:`~valyent_cli.api.errors.MachineFailed` as soon as the machine's last start failed (the
+        events are read between long polls of at most 2 s).
         """
         status = str(status)
         if status not in STATES:  # the values of types.WAITABLE_STATES
@@ -201,6 +218,10 @@ class Machines(Resource):
         while True:
             remaining = min(deadline - time.monotonic(), budget)
             poll = max(1, min(MAX_WAIT_POLL, math.ceil(remaining - 1e-9)))
+            if status == "running":
+                # A failed start never becomes running: look at the events between shorter polls, and raise it.
+                self._raise_start_failure(fleet, machine)
+                poll = min(poll, FAILURE_POLL)
             try:
                 self._client.request(
                     "GET",
@@ -222,6 +243,23 @@ class Machines(Resource):
                     raise errors.TimeoutError(
                         f"machine {machine} did not reach {status!r} within {_seconds(timeout)}"
                     ) from None
+
+    def _raise_start_failure(self, fleet: str, machine: str) -> None:
+        """MachineFailed when the machine's last start failed (its latest lifecycle event is a failure)."""
+        try:
+            events = self.events(fleet, machine)
+        except errors.ValyentError:
+            return  # the events cannot be read now: the wait itself says what is wrong
+        for event in reversed(_by_time(events)):
+            kind = str(event.get("type"))
+            if kind == "machine.health":
+                continue
+            if kind in ("machine.prepare_failed", "machine.start_failed"):
+                payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+                inner = payload.get(kind.split(".", 1)[1])
+                reason = str((inner if isinstance(inner, dict) else payload).get("error") or kind)
+                raise errors.MachineFailed(f"machine {machine} cannot start: {reason}", reason=reason)
+            return
 
     def wait_healthy(self, fleet: str, machine: str, timeout: float = 60, interval: float = 1.0) -> Machine:
         """Poll the machine until its ``health`` is ``healthy``; returns it.

@@ -105,7 +105,8 @@ def _not_found_hint(exc: Exception) -> str | None:
 
 def handle(exc: BaseException, *, debug: bool = False) -> int:
     """Print what happened and what to run next; return the exit code."""
-    if debug and not isinstance(exc, SystemExit):
+    # An exit is how a command ends (typer.Exit, `machines run` with the machine's code), not a failure to trace.
+    if debug and not isinstance(exc, SystemExit) and not (type(exc).__name__ == "Exit" and hasattr(exc, "exit_code")):
         _out().traceback(exc)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

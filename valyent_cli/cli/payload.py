@@ -62,7 +62,7 @@ class CreateFlags:
     auto_destroy: bool | None = None
     skip_start: bool | None = None
     stop_signal: str | None = None
-    stop_timeout: int | None = None
+    stop_timeout: str | int | None = None
     enable_gateway: bool | None = None
     secrets: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
@@ -272,7 +272,7 @@ def apply_flags(payload: dict[str, Any], f: CreateFlags, *, source: str | None) 
     if f.stop_signal is not None:
         stop["signal"] = v.signal_name(str(f.stop_signal), name("--stop-signal", "stop_signal"))
     if f.stop_timeout is not None:
-        stop["timeout"] = _int(f.stop_timeout, name("--stop-timeout", "stop_timeout"), minimum=0, maximum=30)
+        stop["timeout"] = v.whole_seconds(f.stop_timeout, name("--stop-timeout", "stop_timeout"), minimum=0, maximum=30)
     if not stop:
         config.pop("stop_config")
     if not config:

@@ -14,9 +14,7 @@ from valyent_cli.cli.errors import UsageError
 _NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 _ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SIZE = r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$"
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = r"\d+(?:\.\d+)?|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+"
-_DURATION_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)"
+from valyent_cli.durations import PATTERN as _DURATION
 MAX_ARG = 64 * 1024
 # An image's name and tag as engines take them (the distribution reference grammar): lower-case path components
 # joined by `.`, `_`, `__` or dashes, after an optional registry host (`ghcr.io/`, `localhost:5000/`).
@@ -148,12 +146,28 @@ def is_duration(value: str) -> bool:
 
 def duration(value: str, flag: str) -> float:
     """Seconds from `30` (seconds), `30s`, `10m`, `2h`, `1d`, `1w`, `500ms`, or a sum such as `1h30m`."""
-    text_ = value.strip().lower()
-    if not re.fullmatch(_DURATION, text_):
+    from valyent_cli.durations import parse
+
+    seconds = parse(value)
+    if seconds is None:
         raise UsageError(f"{flag}: invalid duration {value!r}: use e.g. 30s, 10m, 2h, 1d or 1h30m")
-    if text_[-1].isdigit():
-        return float(text_)
-    return sum(float(n) * _UNITS[unit] for n, unit in re.findall(_DURATION_PART, text_))
+    return seconds
+
+
+def whole_seconds(value: object, flag: str, *, minimum: int, maximum: int | None = None) -> int:
+    """A duration (`5`, `5s`, `1m`) as whole seconds (rounded up) within bounds, for the API's integer fields."""
+    import math
+
+    from valyent_cli.durations import parse
+
+    seconds = parse(value)
+    if seconds is None:
+        raise UsageError(f"{flag}: invalid duration {value!r}: use e.g. 5, 5s or 1m")
+    whole = int(math.ceil(seconds))
+    if whole < minimum or (maximum is not None and whole > maximum):
+        bound = f"between {minimum}s and {maximum}s" if maximum is not None else f"at least {minimum}s"
+        raise UsageError(f"{flag} must be {bound}, not {value}")
+    return whole
 
 
 def command_line(value: str, flag: str = "--cmd") -> list[str]:
@@ -249,3 +263,26 @@ def registry(value: str, flag: str = "--registry") -> str:
         raise UsageError(f"{flag}: invalid registry {value[:80]!r}: a host, with a port and a path if needed "
                          "(e.g. ghcr.io/team, localhost:5000)")
     return value
+
+
+def stdin_has_data() -> bool:
+    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
+    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
+    import os
+    import select
+    import stat
+    import sys
+
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            return False
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
+        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        return bool(ready) and bool(os.read(fd, 1))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -29,14 +29,23 @@ def _columns():
     return [
         Column("ID", lambda b: b.get("id")),
         Column("IMAGE", lambda b: b.get("full_image")),
-        Column("STATUS", lambda b: b.get("status")),
+        Column("STATUS", _status),
         Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-", drop=1),
         Column("CREATED", lambda b: ago(b.get("created_at")), drop=2),
     ]
 
 
+def _status(b):
+    """The status in words: a cancelled build, which the API reports as failed (Ravel has no cancelled status;
+    its error says canceled), is "cancelled"."""
+    status = b.get("status")
+    if status == "failed" and "cancel" in str(b.get("error") or "").lower():
+        return "cancelled"
+    return status
+
+
 def _rows(b):
-    rows = [("ID", b.get("id")), ("Image", b.get("full_image")), ("Status", b.get("status"))]
+    rows = [("ID", b.get("id")), ("Image", b.get("full_image")), ("Status", _status(b))]
     for label, key in (("Error", "error"), ("Digest", "digest"), ("Created", "created_at"),
                        ("Completed", "completed_at")):
         if b.get(key):
@@ -228,11 +237,27 @@ def logs(ctx: typer.Context, build: BuildArg,
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, build: BuildArg) -> None:
-    """Cancel a build that has not ended.
+    """Cancel a build that has not ended. A build that has ended is left as it is, with a note (exit 0).
 
     Example: valyent builds cancel build_01jq...
     """
+    from valyent_cli.api import ApiError, NotFound, ValyentError
+
     app_ = ctx.obj
-    build = str(_resolve(app_, build)["id"])
-    app_.connect().builds.cancel(build)
-    app_.output().done(f"Canceled build {build}")
+    out = app_.output()
+    build = str(_resolve(app_, build)["id"])  # an unknown id is a 500 on Ravel (ravel/server/endpoints/builds.go)
+    client = app_.connect()
+    try:
+        client.builds.cancel(build)
+    except NotFound:
+        raise
+    except ApiError as exc:  # already ended (a second cancel): nothing to do, as a second stop
+        try:
+            current = client.builds.get(build)
+        except ValyentError:
+            raise exc from None
+        if not current.done:
+            raise
+        out.info(f"Build {build} has already ended ({_status(current)}): nothing to cancel")
+        return
+    out.done(f"Cancelled build {build}")

@@ -140,6 +140,13 @@ def delete(ctx: typer.Context, fleets: Annotated[list[str], typer.Argument(metav
     confirm(out, f"Delete fleet{'s' if len(fleets) > 1 else ''} {', '.join(fleets)}?", yes)
     settings = app_.settings
     saved = settings.fleet if settings.profile and settings.sources.get("fleet") == "profile" else None
+    if saved and settings.sources.get("namespace") not in ("profile", "default", None):
+        # The profile's fleet lives in the profile's namespace: a fleet of that name elsewhere is another fleet.
+        from valyent_cli import config
+
+        own = (config.list_profiles()[1].get(str(settings.profile)) or {}).get("namespace")
+        if (own or None) != (settings.namespace or None):
+            saved = None
     for fleet in fleets:
         known = {fleet}
         if saved:

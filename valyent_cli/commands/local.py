@@ -114,6 +114,17 @@ def _set_retention(lines: int | None, size: str | None) -> bool:
     return lines is not None or size is not None
 
 
+def _driver_asked(flag: str | None) -> str:
+    """The driver asked for (--driver, else VALYENT_LOCAL_DRIVER, else auto); a bad name is bad usage (exit 2)."""
+    from valyent_cli.cli.errors import UsageError
+    from valyent_cli.local.drivers import DriverError, requested
+
+    try:
+        return requested(flag)
+    except DriverError as exc:
+        raise UsageError(f"{'--driver' if flag else 'VALYENT_LOCAL_DRIVER'}: {exc}") from None
+
+
 @app.command()
 def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None,
           allow_remote: AllowRemoteOpt = False, log_max_lines: LogLinesOpt = None,
@@ -122,6 +133,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
     Example: valyent local serve --port 9000 --data-dir ./sandbox --driver podman
     """
+    _driver_asked(driver)
     _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
     from valyent_cli.local.runner import ServeError, server_urls
@@ -154,6 +166,7 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
       valyent local start --log-max-lines 100000
     """
+    wanted = _driver_asked(driver)
     retention = _set_retention(log_max_lines, log_max_bytes)
     from valyent_cli.local import daemon
     from valyent_cli.local.runner import ServeError
@@ -173,8 +186,10 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     else:
         _say(f"The local sandbox is already running on {info['endpoint']} (pid {info['pid']}, "
              f"driver {info.get('driver', 'process')}).")
-        if driver and info.get("driver") and info["driver"] != driver and driver != "auto":
-            _say(f"It keeps its driver {info['driver']}: `valyent local stop` first to change it.")
+        if wanted != "auto" and info.get("driver") and info["driver"] != wanted:
+            asked = f"--driver {driver}" if driver else f"VALYENT_LOCAL_DRIVER={wanted}"
+            _say(f"It keeps its driver {info['driver']} ({asked} is not applied): `valyent local stop` first to "
+                 "change it.")
         if retention:
             _say("Its log retention is unchanged: `valyent local stop` first to start it with a new one.")
 
@@ -193,7 +208,9 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
         _say(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
     else:
         _say("Profile `local` is now active (`valyent profiles list` shows the others).")
-    _say("Try: valyent machines create --image nginx")
+    from valyent_cli.local.hints import first_command
+
+    _say(first_command(info.get("driver")))
 
 
 @app.command()

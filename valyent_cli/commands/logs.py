@@ -58,12 +58,11 @@ def _idle_timeout() -> float | None:
     raw = os.environ.get("VALYENT_STREAM_IDLE_TIMEOUT")
     if raw is None or not raw.strip():
         return DEFAULT_IDLE_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise UsageError(f"VALYENT_STREAM_IDLE_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    from valyent_cli.durations import parse
+
+    value = parse(raw)
+    if value is None or not value > 0:
+        raise UsageError(f"VALYENT_STREAM_IDLE_TIMEOUT must be a positive duration (seconds, or 30s, 2m), not {raw!r}")
     return value
 
 

@@ -49,8 +49,9 @@ def version_columns(current: Any) -> list[Any]:
     ]
 
 
-def describe_event(event: dict[str, Any]) -> str:
-    """An event's meaning in words: exit code, error, reason."""
+def describe_event(event: dict[str, Any], brief: bool = False) -> str:
+    """An event's meaning in words: exit code, error, reason, pull progress, health (``brief``: the reason alone,
+    without its key)."""
     payload = event.get("payload") or {}
     kind = str(event.get("type", ""))
     parts: list[str] = []
@@ -58,14 +59,21 @@ def describe_event(event: dict[str, Any]) -> str:
         return ""
     # Ravel nests the payload under one key per event kind ({"stopped": {"exit_code": 0, ...}}); accept it flat too.
     inner: dict[str, Any] = dict(payload)
-    for key in ("prepare_failed", "start", "start_failed", "started", "stop", "stopped", "destroy"):
+    for key in ("prepare", "prepare_failed", "start", "start_failed", "started", "stop", "stopped", "destroy", "health"):
         if isinstance(payload.get(key), dict):
             inner.update(payload[key])
     if "exit_code" in inner:
         parts.append(f"exit code {inner['exit_code']}")
+    if brief:
+        return str(inner.get("error") or inner.get("reason") or "")
     for key in ("error", "reason", "progress"):
         if inner.get(key):
-            parts.append(f"{key}: {inner[key]}")
+            parts.append(f"{key}: {inner[key]}" if key != "progress" else str(inner[key]))
+    if kind.endswith(".health") and inner.get("status"):
+        failures = inner.get("consecutive_failures")
+        parts.append(str(inner["status"]) + (f" ({failures} failed checks in a row)" if failures else ""))
+        if inner.get("output"):
+            parts.append(f"last check: {inner['output']}")
     if kind.endswith(".start") and inner.get("is_restart"):
         parts.append("restart")
     if kind.endswith(".destroy"):
@@ -81,42 +89,95 @@ def describe_event(event: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
-#: seconds a new machine must keep running before create calls it started (one long poll; the server's minimum)
-START_SETTLE = 1
 #: log lines shown when a machine fails to start
 LAST_LINES = 10
+#: seconds create keeps looking at the events of a machine that runs, for an exit or a restart at its first breath
+CONFIRM = 0.3
+#: the note for a machine that ran its command and exited 0 at once (a one-shot command, not a service)
+ONE_SHOT_NOTE = "exited 0 right after starting; for one-shot commands use `valyent machines run`"
 
 
-def _print_last_lines(client: Any, out: Output, fleet: str, machine_id: str) -> None:
-    """The end of a machine's log on stderr: what it said before it died."""
+def _print_last_lines(client: Any, out: Output, fleet: str, machine_id: str, said: str) -> None:
+    """The end of a machine's log on stderr: what it said before it died (lines the error already says are left out)."""
     from collections import deque
 
     from valyent_cli.api import ValyentError
 
     try:
-        last = deque(client.machines.iter_logs(fleet, machine_id), maxlen=LAST_LINES)
+        last = deque((str(e.get("message", "")) for e in client.machines.iter_logs(fleet, machine_id)), maxlen=LAST_LINES)
     except ValyentError:
         return
-    if last:
+    lines = [line for line in last if line.strip() and line.strip() not in said]
+    if lines:
         out.info("Last lines of its log:")
-        for entry in last:
-            out.info(f"  {entry.get('message', '')}")
+        for line in lines:
+            out.info(f"  {line}")
 
 
-def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
-    """Show each state and event live on stderr until the machine runs; fail with its own error if it does not."""
-    from valyent_cli.api import ApiError, NotFound, ValyentError
+def _is_restart(event: dict[str, Any]) -> bool:
+    payload = event.get("payload") or {}
+    inner = payload.get("start") if isinstance(payload, dict) and isinstance(payload.get("start"), dict) else payload
+    return bool(isinstance(inner, dict) and inner.get("is_restart"))
+
+
+def start_verdict(events: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """How a start went, from the machine's events since it was asked to start (oldest first):
+    ("running", note), ("exited", note) for a command that ran and exited 0, ("failed", reason), or None while
+    it is undecided (preparing, starting). Judged from what happened (which exit code, how many restarts), never
+    from how long it has been running."""
+    from valyent_cli.cli.exitstatus import exit_code_of
+
+    exits: list[int | None] = []
+    restarts = 0
+    last_state = None
+    for event in events:
+        kind = str(event.get("type"))
+        if kind in ("machine.prepare_failed", "machine.start_failed"):
+            return ("failed", describe_event(event, brief=True) or kind)
+        if kind == "machine.exited":
+            exits.append(exit_code_of(event))
+        elif kind == "machine.start" and _is_restart(event):
+            restarts += 1
+        if kind != "machine.health" and event.get("status"):
+            last_state = str(event.get("status"))
+    failures = [c for c in exits if c != 0]
+    if failures:
+        code = failures[-1]
+        said = f"exit code {code}" if code is not None else "no exit code"
+        if restarts >= 2 or (restarts and last_state != "running"):
+            return ("failed", f"it is crash-looping: exited {len(exits)} times, restarted {restarts} ({said})")
+        if last_state != "running":
+            return ("failed", f"it exited ({said})")
+        return ("running", f"it exited ({said}) and was restarted")
+    if exits and last_state != "running":
+        return ("exited", ONE_SHOT_NOTE)
+    if last_state in ("destroying", "destroyed"):
+        return ("failed", f"it was {last_state}")
+    if last_state == "running":
+        return ("running", f"it exited 0 and was restarted {restarts} times" if exits else "")
+    return None
+
+
+def event_key(event: dict[str, Any]) -> str:
+    return str(event.get("id") or (event.get("type"), event.get("timestamp")))
+
+
+def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float,
+                before: set[str] | None = None) -> Machine:
+    """Show each state and event live on stderr until the start is judged from the events (start_verdict); fail
+    with the machine's own error if it does not run. ``before``: the keys of events older than this start."""
+    from valyent_cli.api import ApiError, NotFound
     from valyent_cli.cli.errors import CliError
-    from valyent_cli.cli.exits import Exit
     from valyent_cli.cli.exitstatus import ordered
+    from valyent_cli.cli.exits import Exit
 
     client = app_.connect()
     machine_id = str(machine.get("id"))
     deadline = time.monotonic() + limit
-    seen: set[str] = set()
-    failure: str | None = None
-    settled = False
+    seen: set[str] = set(before or ())
+    mine: list[dict[str, Any]] = []
     delay = 0.05
+    confirm_until = 0.0
     with out.progress(f"Waiting for {machine_id} to run...") as update:
         while True:
             try:
@@ -124,42 +185,32 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
             except NotFound:
                 events = []
             for event in events:
-                key = str(event.get("id") or (event.get("type"), event.get("timestamp")))
+                key = event_key(event)
                 if key in seen:
                     continue
                 seen.add(key)
-                detail = describe_event(event)
-                line = f"  {event.get('type')} -> {event.get('status')}" + (f" ({detail})" if detail else "")
-                out.event_line(line)
-                update(f"Waiting for {machine_id} to run: {event.get('status')}...")
+                mine.append(event)
                 kind = str(event.get("type"))
-                if kind in ("machine.start_failed", "machine.prepare_failed"):
-                    failure = detail or kind
-                elif kind == "machine.exited" and failure is None:
-                    failure = f"it exited ({detail})" if detail else "it exited"
-            state = str(events[-1].get("status")) if events else str(machine.get("state"))
-            if state == "running" and not settled:
-                # Running is not started yet: a command that fails at once (a taken port, `false`) exits within
-                # moments. Hold on for the settle window (the long poll returns as soon as it stops), then look
-                # again: any exit by then, whatever the restart policy does next, is a failed start.
-                settled = True
-                update(f"Waiting for {machine_id} to settle...")
-                try:
-                    client.machines.wait(fleet, machine_id, "stopped", START_SETTLE)
-                except ValyentError:
-                    pass  # still running at the end of the window (the usual case), or gone: the events say
-                continue
-            if state == "running" and failure is None:
+                # a failure's reason is said once, in the error below
+                detail = "" if kind in ("machine.prepare_failed", "machine.start_failed") else describe_event(event)
+                if kind == "machine.prepare" and detail.startswith("Error:"):
+                    continue  # the engine's own error line: the failure event that follows carries it
+                out.event_line(f"  {kind} -> {event.get('status')}" + (f" ({detail})" if detail else ""))
+                update(f"Waiting for {machine_id} to run: {event.get('status')}" + (f" ({detail})" if detail else "") + "...")
+            verdict = start_verdict(mine)
+            if verdict is not None and verdict[0] == "running":
+                # A command that fails (or ends) at its first breath does so within moments: a few quick looks at
+                # the events catch its exit or restart; a server that keeps running is never held up longer.
+                now = time.monotonic()
+                confirm_until = confirm_until or now + CONFIRM
+                if now < confirm_until:
+                    time.sleep(min(0.05, confirm_until - now))
+                    continue
+            if verdict is not None:
                 break
-            if state in ("stopped", "destroyed", "destroying") and (failure or len(seen) > 2) or failure and settled:
-                _print_last_lines(client, out, fleet, machine_id)
-                raise CliError(
-                    f"machine {machine_id} did not start: {failure or state}",
-                    Exit.ERROR,
-                    hint=f"see its logs: valyent logs {machine_id} --fleet {fleet}",
-                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                state = str(mine[-1].get("status")) if mine else str(machine.get("state"))
                 raise CliError(
                     f"machine {machine_id} is not running after {limit:g} s (state: {state})",
                     Exit.TIMEOUT,
@@ -167,18 +218,68 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 0.5)
+    outcome, note = verdict
+    if outcome == "failed":
+        _print_last_lines(client, out, fleet, machine_id, note)
+        raise CliError(f"machine {machine_id} did not start: {note}", Exit.ERROR,
+                       hint=failure_hint(app_, fleet, machine_id, note, (machine.get("config") or {}).get("image")))
     try:
         machine = client.machines.get(fleet, machine_id)
+    except NotFound:
+        pass  # auto-destroyed after its exit
     except ApiError as exc:  # a Ravel with the no-op cluster state cannot read machines: its events said running
         if exc.status < 500:
             raise
         machine = type(machine)({**machine, "state": "running"}, client, fleet)
     if not out.quiet:
-        out.done(f"Machine {machine_id} is running")
+        if outcome == "exited":
+            out.note(f"Machine {machine_id} {note}")
+        else:
+            out.done(f"Machine {machine_id} is running" + (f" ({note})" if note else ""))
     return machine
 
 
-def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None) -> None:
+def failure_hint(app_: AppContext, fleet: str, machine_id: str, reason: str, image: Any) -> str:
+    """What to do about a failed start: for an image the sandbox's engine cannot pull (its words: "pulling image
+    ..."), the ways out; else where to look."""
+    if reason.startswith("pulling image") and image:
+        engine = None
+        if app_.settings.is_local:
+            from valyent_cli.local.autostart import local_driver
+
+            engine = local_driver(app_.settings)
+        engine = engine if engine in ("podman", "docker") else "podman"
+        return (f"the sandbox's {engine} cannot pull {image}: pull it yourself (`{engine} pull {image}`), use an "
+                f"image it already has (`{engine} images`), or run commands without images: "
+                "`valyent local stop && valyent local start --driver process`")
+    return f"see its logs: valyent logs {machine_id} --fleet {fleet}"
+
+
+def health_now(m: dict[str, Any]) -> str | None:
+    """The machine's health as of now: a machine that does not run has none (the API keeps the last value)."""
+    return m.get("health") if m.get("state") == "running" else None
+
+
+def last_check(client: Any, fleet: str, machine_id: str) -> str | None:
+    """The output of the machine's last health check the events tell of (the sandbox records it; Ravel does not)."""
+    from valyent_cli.api import ValyentError
+    from valyent_cli.cli.exitstatus import ordered
+
+    try:
+        events = ordered(list(client.machines.events(fleet, machine_id)))
+    except ValyentError:
+        return None
+    for event in reversed(events):
+        payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+        health = payload.get("health") if isinstance(payload.get("health"), dict) else {}
+        if event.get("type") == "machine.health" and "output" in health:
+            failures = health.get("consecutive_failures")
+            said = str(health.get("output") or "").strip() or "(no output)"
+            return said + (f"  [{failures} failed in a row]" if failures else "  [passed]")
+    return None
+
+
+def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None, check_output: str | None = None) -> None:
     from valyent_cli.cli.output import state_style
     from valyent_cli.cli.humanize import clock
 
@@ -202,10 +303,10 @@ def show_machine(out: Output, m: dict[str, Any], fleet_label: str | None = None)
         ("Created", clock(m.get("created_at"))),
         ("Updated", clock(m.get("updated_at"))),
     ]
-    if m.get("health"):
-        rows.insert(2, ("Health", m.get("health")))
+    if health_now(m):
+        rows.insert(2, ("Health", health_now(m)))
     rows[rows.index(("Env", ", ".join(workload.get("env") or []) or None))] = ("Env", _env_shown(workload))
-    rows[-3:-3] = _ravel_rows(m, workload)
+    rows[-3:-3] = _ravel_rows(m, workload) + ([("Last check", check_output)] if check_output else [])
     out.fields(m, rows, styles={"State": state_style, "Health": state_style})
 
 

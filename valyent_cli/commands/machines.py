@@ -76,7 +76,7 @@ def create(
     auto_destroy: Annotated[bool | None, typer.Option("--auto-destroy/--no-auto-destroy", help="Destroy the machine when it exits.", show_default=False)] = None,
     skip_start: Annotated[bool | None, typer.Option("--skip-start", help="Create it without starting it.", show_default=False)] = None,
     stop_signal: Annotated[str | None, typer.Option("--stop-signal", metavar="SIGNAL", help="Signal sent to stop it (default SIGTERM).", show_default=False, autocompletion=complete.signals)] = None,
-    stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", metavar="SECONDS", help="Seconds before SIGKILL when stopping (0-30).", show_default=False)] = None,
+    stop_timeout: Annotated[str | None, typer.Option("--stop-timeout", metavar="DURATION", help="Time before SIGKILL when stopping: 10, 10s (0-30s).", show_default=False)] = None,
     enable_gateway: Annotated[bool | None, typer.Option("--enable-gateway", help="Enable the machine's gateway.", show_default=False)] = None,
     secret: Annotated[list[str] | None, typer.Option("--secret", metavar="NAME:ENV_VAR", help="Put a secret of the namespace in the environment as ENV_VAR (repeatable).", show_default=False, autocompletion=complete.secrets)] = None,
     health_cmd: Annotated[str | None, typer.Option("--health-cmd", metavar="COMMAND", help="Health check command, split like a shell (exit 0: healthy).", show_default=False)] = None,
@@ -179,7 +179,7 @@ def list_(
            for m in machines):
         from valyent_cli.cli.output import Column, state_style
 
-        columns.insert(2, Column("HEALTH", lambda m: m.get("health") or "-", style=state_style))
+        columns.insert(2, Column("HEALTH", lambda m: views.health_now(m) or "-", style=state_style))
     empty = f"No machines in fleet {fleet_ref}. Create one: valyent machines create --image nginx"
     if wanted:
         empty = f"No machines with {' '.join(f'{k}={v}' for k, v in wanted.items())} in fleet {fleet_ref}."
@@ -196,12 +196,16 @@ def show(ctx: typer.Context, machine: MachineArg, fleet: FleetOpt = None, json: 
 
     app_, out, fleet_ref = _setup(ctx, fleet, json=json)
     found = _machine(app_, fleet_ref, machine, "there is nothing to show without it (its events and versions can be read)")
-    views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")))
+    checked = not json and ((found.get("config") or {}).get("workload") or {}).get("health_check")
+    views.show_machine(out, found, None if json else resolve.fleet_label(app_, fleet_ref, found.get("fleet")),
+                       views.last_check(app_.connect(), fleet_ref, str(found.get("id"))) if checked else None)
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 #: states in which stop has nothing to do (a second stop succeeds, as scripts expect)
 NOT_RUNNING = ("created", "stopped", "destroying", "destroyed")
+#: states in which start has nothing to do (a second start succeeds too)
+ALREADY_STARTED = ("starting", "running")
 
 
 def _nothing_to_stop(machine_id: Any, state: Any) -> str:
@@ -232,21 +236,46 @@ def _state_now(m: Machine) -> str | None:
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
           json: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Start stopped machines. With --json, the machines after the start (one: an object; several: an array).
+    """Start stopped machines. A machine already running is left as it is, with a note (exit 0). With --json, the
+    machines after the start (one: an object; several: an array).
 
     Example: valyent machines start 01jqb7x4c9ts 01jqb7x4c9tv
     """
+    from valyent_cli.api import ApiError
+
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     done = []
     for ref in machines:
         m = _machine(app_, fleet_ref, ref)
-        m.start()
+        done.append(m)
+        if m.get("state") in ALREADY_STARTED:
+            out.info(f"Machine {m.get('id')} is already {m.get('state')}: nothing to start")
+            continue
+        try:
+            m.start()
+        except ApiError as exc:  # it started meanwhile: done, as a second start is
+            if exc.status >= 500 or (state := _state_now(m)) not in ALREADY_STARTED:
+                raise
+            out.info(f"Machine {m.get('id')} is already {state}: nothing to start")
+            continue
         if wait:
-            m.wait("running", 60)
+            _wait_started(app_, fleet_ref, m)
         if not quiet:
             out.done(f"Started {m.get('id')}")
-        done.append(m)
     _print_after(out, done)
+
+
+def _wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
+    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
+    from valyent_cli.api import MachineFailed
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    try:
+        m.wait("running", 60)
+    except MachineFailed as exc:
+        hint = views.failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
+        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
 
 
 @app.command("stop")
@@ -254,7 +283,7 @@ def stop(
     ctx: typer.Context,
     machines: MachinesArg,
     signal: Annotated[str | None, typer.Option("--signal", metavar="SIGNAL", help="Signal to send (default: the machine's stop signal).", show_default=False, autocompletion=complete.signals)] = None,
-    timeout: Annotated[int | None, typer.Option("--timeout", metavar="SECONDS", help="Seconds before SIGKILL (0-30).", show_default=False)] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", metavar="DURATION", help="Time before SIGKILL: 10, 10s (0-30s).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each has stopped.")] = True,
     fleet: FleetOpt = None,
     json: JsonOpt = False,
@@ -269,7 +298,7 @@ def stop(
     from valyent_cli.cli import validate as v
 
     sig = v.signal_name(signal) if signal is not None else None
-    v.positive_int(timeout, "--timeout", minimum=0, maximum=30)
+    seconds = v.whole_seconds(timeout, "--timeout", minimum=0, maximum=30) if timeout is not None else None
     app_, out, fleet_ref = _setup(ctx, fleet, json=json, quiet=quiet)
     done = []
     for ref in machines:
@@ -279,7 +308,7 @@ def stop(
             out.info(_nothing_to_stop(m.get("id"), m.get("state")))
             continue
         try:
-            m.stop(signal=sig, timeout=timeout)
+            m.stop(signal=sig, timeout=seconds)
         except ApiError as exc:  # it stopped meanwhile: done, as a second stop is (Ravel masks why as a 500)
             masked = exc.status == 500 and "Failed to stop machine" in exc.message  # ravel/orchestrator/machines.go
             if (exc.status >= 500 and not masked) or (state := _state_now(m)) not in NOT_RUNNING:
@@ -287,7 +316,7 @@ def stop(
             out.info(_nothing_to_stop(m.get("id"), state))
             continue
         if wait:
-            m.wait("stopped", (timeout or 30) + 30)
+            m.wait("stopped", (seconds or 30) + 30)
         if not quiet:
             out.done(f"Stopped {m.get('id')}")
     _print_after(out, done)
@@ -401,7 +430,13 @@ def wait(
 
     if healthy:
         with out.progress(f"Waiting for {m.get('id')} to be healthy..."):
-            m.wait_healthy(seconds)
+            try:
+                m.wait_healthy(seconds)
+            except WaitTimeout as exc:
+                output = views.last_check(app_.connect(), fleet_ref, str(m.get("id")))
+                if getattr(exc, "url", None) or not output:
+                    raise
+                raise CliError(f"{exc}; its last health check said: {output}", Exit.TIMEOUT) from None
         out.done(f"Machine {m.get('id')} is healthy")
         return
     with out.progress(f"Waiting for {m.get('id')} to be {state}..."):
@@ -459,7 +494,8 @@ def exec_(
 ) -> None:
     """Run a command in a machine: its stdout to stdout, its stderr to stderr, its exit code as ours.
 
-    If the command cannot be run at all, the exit code is 255 (as ssh); one stopped by --timeout exits 124. The
+    If the command cannot be run at all, the exit code is 255 (as ssh; a machine that does not exist: 4); one
+    stopped by --timeout exits 124. The
     API returns the output when the command ends, and takes no input: piped stdin is refused (send data with
     `valyent fs put`). With --json, the result object is printed and the exit code is still the command's.
 
@@ -473,7 +509,9 @@ def exec_(
     if seconds <= 0:
         raise UsageError("--timeout must be more than 0")
     argv = [v.text(a, "COMMAND") for a in command]
-    if _stdin_has_data():
+    from valyent_cli.cli.validate import stdin_has_data
+
+    if stdin_has_data():
         raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
                          "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
@@ -486,8 +524,8 @@ def exec_(
     except Exception as exc:  # noqa: BLE001 - exec's own failures exit 255, after the usual message
         from valyent_cli.cli.errors import handle
 
-        handle(exc)
-        raise typer.Exit(Exit.EXEC_FAILED) from None
+        code = handle(exc)  # not found (4), auth (3), bad usage (2) keep their codes, as for every command
+        raise typer.Exit(code if code in (Exit.USAGE, Exit.AUTH, Exit.NOT_FOUND) else Exit.EXEC_FAILED) from None
     code = result.get("exit_code")
     if getattr(result, "from_headers", False):  # a stock Ravel (api/machines.py: exec_result_from_headers)
         out.warn("this server sends exec output in HTTP headers, which cannot hold newlines (they show as spaces), "
@@ -500,28 +538,6 @@ def exec_(
         raise typer.Exit(code)
     out.command_output(result.get("stdout") or "", result.get("stderr") or "")
     raise typer.Exit(code)
-
-
-def _stdin_has_data() -> bool:
-    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
-    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
-    import os
-    import select
-    import stat
-
-    try:
-        fd = sys.stdin.fileno()
-        if os.isatty(fd):
-            return False
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISREG(mode):
-            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
-        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
-            return False
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        return bool(ready) and bool(os.read(fd, 1))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @app.command("enable-gateway")

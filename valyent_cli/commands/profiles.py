@@ -125,7 +125,7 @@ def create(
     initd_endpoint: Annotated[
         str | None, typer.Option("--initd-endpoint", metavar="URL", help="URL template of a machine's agent, with {machine_id}.")
     ] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Request timeout in seconds.")] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", metavar="DURATION", help="Request timeout: seconds, or 30s, 2m.")] = None,
     cpu_kind: Annotated[str | None, typer.Option("--cpu-kind", metavar="KIND", help="Default CPU kind for new machines (one of the server's templates, e.g. eco).", autocompletion=complete.cpu_kinds)] = None,
     auth_scheme: Annotated[str | None, typer.Option("--auth-scheme", metavar="SCHEME", help="bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).", autocompletion=complete.auth_schemes)] = None,
     ca_cert: Annotated[str | None, typer.Option("--ca-cert", metavar="FILE", help="PEM file of the CA that signed the server's certificate.")] = None,

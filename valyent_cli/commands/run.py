@@ -43,7 +43,8 @@ nothing else on stdout. The exit code is the machine's own (128+N when a signal 
 --rm destroys the machine afterwards, whatever happened (after Ctrl-C too, which stops it first; Ctrl-C exits
 130); --timeout stops it (its stop signal, then a kill) and exits 124. A machine that cannot start fails with the
 server's reason (exit 1). --json prints the final machine object instead of the log. --detach does what
-`create -q` does: it prints the id once the machine runs, and returns.
+`create -q` does: it prints the id once the machine runs, and returns. The API takes no input: piped stdin is
+refused (exit 2), as `machines exec` refuses it.
 
 Examples:
 
@@ -341,6 +342,10 @@ def build(create: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError("--detach returns once the machine runs: it cannot be combined with --rm or --timeout")
         if kwargs.get("json") and kwargs.get("quiet"):
             raise UsageError("choose one of --json and -q/--quiet")
+        if not kwargs.get("dry_run") and v.stdin_has_data():
+            raise UsageError("machines run cannot pass stdin to the command (the API takes none): put the data in "
+                             "the command or --env, or create the machine and send it with "
+                             "`valyent fs put MACHINE - PATH`")
         app_: AppContext = ctx.obj
         flags = pl.create_flags(kwargs)
         limit = v.duration(kwargs["wait_timeout"], "--wait-timeout")

@@ -31,8 +31,11 @@ def _check_machine(path: Path, table: Any) -> None:
             ok = bool(value.strip())  # a size such as "1gb": `machines create` parses it like --memory
         elif key in ("cpus", "memory", "memory_mb"):
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        elif key in ("max_retries", "stop_timeout"):
+        elif key == "max_retries":
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif key == "stop_timeout":  # 10 or "10s", as --stop-timeout
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+                isinstance(value, str) and bool(value.strip()))
         elif key in ("auto_destroy", "skip_start", "enable_gateway"):
             ok = isinstance(value, bool)
         elif key == "restart":

@@ -108,14 +108,14 @@ def parse_bool(value: Any, what: str) -> bool:
 
 
 def _check_timeout(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number of seconds")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number of seconds") from None
+    """Seconds from 30, 30.5, "30", "30s" or "2m" (durations.parse, as every time option)."""
+    from valyent_cli.durations import parse
+
+    number = parse(value)
+    if number is None:
+        raise ValueError(f"{what} must be a duration: seconds, or such as 30s or 2m, not {value!r}")
     if not (number > 0) or number == float("inf"):
-        raise ValueError(f"{what} must be a positive number of seconds")
+        raise ValueError(f"{what} must be a positive duration")
     return number
 
 

@@ -86,3 +86,13 @@ def ensure_sandbox(settings: Settings, *, data_dir: Path | None, note: Callable[
 
         return dataclasses.replace(settings, token=token)
     return settings
+
+
+def local_driver(settings: Settings) -> str | None:
+    """The driver of the sandbox the `local` profile points at (podman, docker, process), when it says."""
+    from valyent_cli.local.daemon import read_info
+    from valyent_cli.local.paths import resolve_data_dir
+
+    info = read_info(resolve_data_dir(sandbox_data_dir(None))) or {}
+    driver = info.get("driver")
+    return str(driver) if driver else None

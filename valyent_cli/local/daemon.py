@@ -227,7 +227,7 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
         while _alive(pid):
             time.sleep(0.05)
     procs.kill_machine_processes(data_dir)  # the server does this itself; this covers a SIGKILL
-    _kill_containers(data_dir)
+    _kill_containers(data_dir, remove=True)
     try:
         (data_dir / "server.pid").unlink()
     except OSError:
@@ -235,13 +235,14 @@ def stop(data_dir: Path | str | None = None, timeout: float = 20.0) -> int | Non
     return pid
 
 
-def _kill_containers(data_dir: Path) -> None:
-    """Containers of a server that died without stopping them (the server stops its own)."""
+def _kill_containers(data_dir: Path, remove: bool = False) -> None:
+    """Containers of a server that died without stopping them (the server stops its own); ``remove``: after a
+    stop, the stopped containers go too (a machine's container is made again at its next start)."""
     info = read_info(data_dir) or {}
     if info.get("driver") in ("podman", "docker"):
         from valyent_cli.local.drivers import kill_leftover_containers
 
-        kill_leftover_containers(data_dir)
+        kill_leftover_containers(data_dir, remove=remove)
 
 
 def _alive(pid: int) -> bool:

@@ -389,11 +389,12 @@ class Supervisor:
                 return  # no longer running
             failures = 0 if ok else failures + 1
             new = "healthy" if ok else ("unhealthy" if failures >= retries else health)
-            if new != health and rt.instance is instance:
-                health = new
-                row = self.store.machine_row(machine_id)
-                self.record(machine_id, "machine.health", row["state"], payload={
-                    "health": {"status": health, "consecutive_failures": failures}}, health=health)
+            # an event on each change, and on each failure until unhealthy, with the check's output (the sandbox's
+            # addition to Ravel's payload: what failed shows in `events`, `machines show` and `wait --healthy`)
+            if (new != health or not ok and new != "unhealthy") and rt.instance is instance:
+                health, output = new, (result.get("stdout") or "") + (result.get("stderr") or "")
+                self.record(machine_id, "machine.health", self.store.machine_row(machine_id)["state"], payload={"health": {
+                    "status": health, "consecutive_failures": failures, "output": output.strip()[-500:]}}, health=health)
 
     async def _watch(self, machine_id: str, rt: Runtime, instance: Instance) -> None:
         code = await instance.exited

@@ -86,21 +86,24 @@ def make(kind: str, engine: str | None, data_dir: Path, isolation_problem: str |
     return ContainerDriver(kind, engine or kind, data_dir)
 
 
-def kill_leftover_containers(data_dir: Path) -> int:
+def kill_leftover_containers(data_dir: Path, remove: bool = False) -> int:
     """Kill the running containers of this sandbox (by label) with whichever engine is installed; for `local stop`
-    after the server died without stopping them. Returns how many were killed."""
+    after the server died without stopping them. ``remove``: remove every container of this sandbox, stopped ones
+    too (`local stop` leaves nothing behind). Returns how many were killed or removed."""
     from valyent_cli.local import procs
     from valyent_cli.local.drivers.container import SANDBOX_LABEL
 
-    killed = 0
+    done = 0
     for engine in filter(None, (shutil.which("podman"), shutil.which("docker"))):
         try:
-            ps = subprocess.run([engine, "ps", "--quiet", "--filter", f"label={SANDBOX_LABEL}={procs.sandbox_id(data_dir)}"],
+            ps = subprocess.run([engine, "ps", "--quiet", *(["--all"] if remove else []), "--filter",
+                                 f"label={SANDBOX_LABEL}={procs.sandbox_id(data_dir)}"],
                                 capture_output=True, text=True, timeout=20)
             ids = ps.stdout.split() if ps.returncode == 0 else []
             if ids:
-                subprocess.run([engine, "kill", *ids], capture_output=True, timeout=30)
-                killed += len(ids)
+                subprocess.run([engine, *(["rm", "--force"] if remove else ["kill"]), *ids], capture_output=True,
+                               timeout=60)
+                done += len(ids)
         except (OSError, subprocess.SubprocessError):
             continue
-    return killed
+    return done
