@@ -116,7 +116,7 @@ def _follow(app_, out, build):
     """Print the build log live on stderr until the build ends; the build as it ended."""
     client = app_.connect()
     for line in client.builds.iter_logs(build["id"], follow=True):
-        out.raw_stderr(line + "\n")
+        out.build_log(line, to_stderr=True)
     build = client.builds.get(build["id"])
     while not build.done:  # the stream ended early (a proxy, a restart): wait for the end
         time.sleep(1)
@@ -158,7 +158,7 @@ def logs(ctx: typer.Context, build: BuildArg,
     app_ = ctx.obj
     out = app_.output()
     for line in app_.connect().builds.iter_logs(build, follow=follow):
-        out.raw_stdout(line + "\n", flush=follow)
+        out.build_log(line, to_stderr=False, flush=follow)
 
 
 @app.command("cancel")
