@@ -18,6 +18,7 @@ from support.env import cli_environ
 from support.sandbox import Sandbox
 from support.engine import containers_of, containers_of_sandbox, remove_containers_of_sandbox
 from support.cli import run_cli
+from support.util import wait_until
 
 pytestmark = pytest.mark.usefixtures("engine_images")
 
@@ -301,3 +302,21 @@ def test_machines_run_with_the_container_driver(podman_sandbox, podman_env, engi
     assert machine["state"] in ("stopped", "stopping", "destroyed")
     delete(podman_env, machine["id"])
     assert containers_of(machine["id"]) == []
+
+
+def test_an_exec_timeout_ends_what_the_command_started_in_the_container(podman_env, engine_images):
+    """Issue 27, item 12: an `env -i` child (no marker in its environment) and a `setsid` one end with the exec
+    that timed out, as the command itself does."""
+    mid = create(podman_env, "--image", engine_images["base"], "--", "sleep", "600")
+    try:
+        slow = run_cli("machines", "exec", "--timeout", "1s", mid, "--", "sh", "-c",
+                       "env -i sleep 7071 & setsid sleep 7072 & sleep 7073", env=podman_env)
+        assert slow.returncode == 124, slow.stderr
+
+        def left() -> str:
+            ps = run_cli("machines", "exec", mid, "--", "ps", env=podman_env)
+            return "" if any(f"sleep {n}" in ps.stdout for n in (7071, 7072, 7073)) else "gone"
+
+        wait_until(left, timeout=10, message="the exec's children to end with it")
+    finally:
+        delete(podman_env, mid)
