@@ -184,3 +184,70 @@ def test_bad_image_names_tags_and_registries_are_refused_before_sending(cli_env,
     r = run_cli("builds", "create", str(tmp_path), "--image", "team/my_app-2", "--tag", "v1.2_rc-1",
                 "--registry", "localhost:5000/team", env=cli_env)
     assert r.returncode == 1 and "Sending" in r.stderr, r.stderr
+
+
+# -- issue 27, items 13 and 14: contexts that cost the server, and no host path in build answers ------------------
+def _tar_gz_of(entries: dict[str, bytes], empty_files: int = 0) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for i in range(empty_files):
+            tar.addfile(tarfile.TarInfo(f"f{i}"))
+    return buf.getvalue()
+
+
+def _post_build(sandbox, context: bytes, image: str):
+    with sandbox.client(timeout=120) as api:
+        return api.post("/namespaces/default/builds", params={"image_name": image},
+                        files={"context": ("context.tar.gz", context, "application/gzip")})
+
+
+def _no_host_path(text: str, sandbox) -> None:
+    import os
+
+    for path in {str(sandbox.data_dir), os.path.realpath(sandbox.data_dir)}:
+        assert path not in text, text
+
+
+MAX_ENTRIES = 100_000  # docs/reliability.md
+
+
+def test_a_context_of_too_many_entries_is_refused_before_it_is_extracted(engine, engine_sandbox, engine_images):
+    context = _tar_gz_of({"Dockerfile": f"FROM {engine_images['base']}\n".encode()}, empty_files=MAX_ENTRIES)
+    r = _post_build(engine_sandbox, context, f"valyent-test-many-{secrets.token_hex(3)}")
+    assert r.status_code == 400, r.text
+    assert f"more than {MAX_ENTRIES} entries" in r.json()["detail"], r.text
+    builds = engine_sandbox.data_dir / "builds"
+    assert not any((d / "context" / "f0").exists() for d in builds.iterdir()), "the context was extracted"
+
+
+def test_build_answers_name_no_host_path(engine, engine_sandbox, engine_images):
+    escaping = _tar_gz_of({"Dockerfile": b"FROM scratch\n", "../outside.txt": b"x"})
+    r = _post_build(engine_sandbox, escaping, f"valyent-test-esc-{secrets.token_hex(3)}")
+    assert r.status_code == 400, r.text
+    assert "outside.txt" in r.text
+    _no_host_path(r.text, engine_sandbox)
+    missing = _tar_gz_of({"Dockerfile": f"FROM {engine_images['base']}\nCOPY missing.txt /x\n".encode()})
+    r = _post_build(engine_sandbox, missing, f"valyent-test-miss-{secrets.token_hex(3)}")
+    assert r.status_code == 200, r.text
+    build_id = r.json()["id"]
+    with engine_sandbox.client() as api:
+        def ended():
+            build = api.get(f"/namespaces/default/builds/{build_id}").json()
+            return build if build["status"] in ("completed", "failed") else None
+
+        from support.util import wait_until
+
+        build = wait_until(ended, timeout=120, message="the build to end")
+    assert build["status"] == "failed" and "missing.txt" in build["error"], build
+    _no_host_path(json.dumps(build), engine_sandbox)
+    with engine_sandbox.client() as api:
+        log = api.get(f"/namespaces/default/builds/{build_id}/logs").text
+    assert "missing.txt" in log
+    _no_host_path(log, engine_sandbox)

@@ -147,3 +147,37 @@ def test_completion_never_offers_a_name_with_a_control_character(fault_server, t
     assert result.returncode == 0
     offered = [line.split("\t")[0] for line in result.stdout.splitlines()]
     assert "good" in offered and not any("\x1b" in v or "\x07" in v for v in result.stdout), offered
+
+
+def serve_build(server: FaultServer) -> None:
+    """A build whose log carries a title, a clear-screen and an OSC 52 clipboard write (issue 27, item 10)."""
+    build = {"id": "b1", "status": "completed", "full_image": "localhost/app:latest"}
+    log = f"\x1b[31mred\x1b[0m step {TITLE}{CLEAR}\x1b]52;c;cGF5bG9hZA==\x07end\n".encode()
+
+    def handler(request):
+        if request.path.endswith("/builds/b1/logs"):
+            return Reply(200, body=log, headers={"Content-Type": "text/plain"})
+        if request.path.endswith("/builds/b1") or (request.method == "POST" and request.path.endswith("/builds")):
+            return Reply(200, json=build)
+        return Reply(404, json={"detail": "no"})
+
+    server.handler = handler
+
+
+@pytest.mark.parametrize("argv", [["builds", "logs", "b1"], ["builds", "logs", "-f", "b1"],
+                                  ["builds", "create", "{ctx}", "--image", "app"]], ids=lambda a: " ".join(a[:3]))
+def test_build_logs_on_a_terminal_keep_colour_and_nothing_else(fault_server, tmp_path, argv):
+    serve_build(fault_server)
+    env = cli_env_for(fault_server, tmp_path)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    argv = [str(ctx) if a == "{ctx}" else a for a in argv]
+    code, screen = on_terminal(argv, env, columns=200)
+    assert code == 0, screen
+    assert "\x1b[31mred\x1b[0m step" in screen, repr(screen)
+    inert(screen)
+    assert "\\x1b]52;c;cGF5bG9hZA==\\x07end" in screen, repr(screen)
+    if argv[1] == "logs":  # piped, a build's log is passed on as written
+        piped = run_cli(*argv, env=env)
+        assert f"{TITLE}{CLEAR}\x1b]52;c;" in piped.stdout

@@ -18,6 +18,7 @@ import pytest
 from support.env import cli_environ
 from support.sandbox import Sandbox
 from support.cli import run_cli
+from support.util import wait_until
 
 pytestmark = pytest.mark.usefixtures("engine_images")
 
@@ -373,3 +374,22 @@ def test_local_stop_leaves_no_container_behind_and_a_stopped_machine_starts_agai
     finally:
         run_cli("local", "stop", env=env, timeout=60)
         engine.remove_containers_of_sandbox(data)
+
+
+
+def test_an_exec_timeout_ends_what_the_command_started_in_the_container(engine, engine_env, engine_images):
+    """Issue 27, item 12: an `env -i` child (no marker in its environment) and a `setsid` one end with the exec
+    that timed out, as the command itself does."""
+    mid = create(engine_env, "--image", engine_images["base"], "--", "sleep", "600")
+    try:
+        slow = run_cli("machines", "exec", "--timeout", "1s", mid, "--", "sh", "-c",
+                       "env -i sleep 7071 & setsid sleep 7072 & sleep 7073", env=engine_env)
+        assert slow.returncode == 124, slow.stderr
+
+        def left() -> str:
+            ps = run_cli("machines", "exec", mid, "--", "ps", env=engine_env)
+            return "" if any(f"sleep {n}" in ps.stdout for n in (7071, 7072, 7073)) else "gone"
+
+        wait_until(left, timeout=10, message="the exec's children to end with it")
+    finally:
+        delete(engine_env, mid)

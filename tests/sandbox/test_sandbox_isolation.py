@@ -223,3 +223,33 @@ def test_the_sandboxs_python_and_its_venv_are_visible_in_a_machine():
     mounted = [src for src, _, ro in isolation.system_mounts() if ro]
     for prefix in (os.path.realpath(sys.base_prefix), os.path.abspath(sys.prefix)):
         assert any(prefix == m or prefix.startswith(m.rstrip("/") + "/") for m in mounted), (prefix, mounted)
+
+
+# -- issue 27, item 12: an exec's timeout and a health check's end every process they started ----------------------
+def test_an_exec_timeout_ends_what_the_command_started(isolated, env):
+    mid = _create(env, "sleep", "600")
+    marker = f"{5000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 100000}"
+    result = run_cli("machines", "exec", mid, "--timeout", "1s", "--", "sh", "-c",
+                     f"setsid sleep {marker} & setsid env -i sleep {marker} & sleep {marker}", env=env, timeout=60)
+    assert result.returncode == 124, result.stderr
+    wait_until(lambda: not _pids_with_arg(marker), message="the exec's setsid children to end at its timeout")
+    ok(run_cli("machines", "delete", mid, "--force", "--yes", env=env))
+
+
+def test_a_health_check_that_times_out_leaves_nothing_running(isolated, sandbox):
+    marker = f"{6000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 100000}"
+    payload = machine_payload(["sleep", "600"])
+    payload["config"]["workload"]["health_check"] = {
+        "exec": ["sh", "-c", f"setsid sleep {marker} & sleep {marker}"], "interval": 1, "timeout": 1, "retries": 3}
+    with sandbox.client() as api:
+        mid = api.post("/fleets/default/machines", json=payload).json()["id"]
+        try:
+            def checks_done():
+                events = api.get(f"/fleets/default/machines/{mid}/events").json()
+                return any((e.get("payload") or {}).get("health", {}).get("status") == "unhealthy" for e in events)
+
+            wait_until(checks_done, timeout=60, message="three health checks to time out")
+            # at most the check running now (its two sleeps); none left from the checks that timed out
+            assert len(_pids_with_arg(marker)) <= 2, _pids_with_arg(marker)
+        finally:
+            api.delete(f"/fleets/default/machines/{mid}", params={"force": "true"})

@@ -37,6 +37,11 @@ AUTH_SCHEMES = ("bearer", "raw")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+#: the most a whole answer (not a stream) may hold once decoded: a 1 MB gzip answer can expand to 1 GiB
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+#: of an error answer, what is read (its message is near the start; a hostile server may send gigabytes)
+MAX_ERROR_BYTES = 1024 * 1024
+
 
 @dataclass
 class Exchange:
@@ -277,7 +282,7 @@ class Transport:
                 if stream:
                     return response
                 try:
-                    response.read()
+                    read_capped(response, MAX_ANSWER_BYTES)
                 except httpx.TransportError as exc:
                     if attempt < self.max_retries and idempotent and _replayable(request):
                         self._sleep(attempt)
@@ -288,7 +293,7 @@ class Transport:
                     response.close()
                 return response
             try:
-                content = response.read()
+                content = read_capped(response, MAX_ERROR_BYTES, truncate=True)
             except httpx.TransportError:
                 content = b""
             finally:
@@ -428,6 +433,27 @@ def parse_json(response: httpx.Response) -> Any:
             f"the server answered {response.status_code} with a body that is not JSON"
             f" ({_public_url(response.request.url)}): {snippet}"
         ) from None
+
+
+def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+    """Read a streamed answer's decoded body, at most ``limit`` bytes of it: past that, a ``ResponseError``
+    (or, with ``truncate``, what was read so far). It becomes the response's ``content``, as ``read()`` makes it."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                parts.append(chunk[: len(chunk) - (size - limit)])
+                break
+            response.close()
+            raise errors.ResponseError(
+                f"the answer from {_public_url(response.request.url)} is larger than {limit // (1024 * 1024)} MiB "
+                "once decoded: refusing to read more (a broken or hostile server?)"
+            )
+        parts.append(chunk)
+    response._content = content = b"".join(parts)  # what httpx's read() sets: .content, .text and .json() use it
+    return content
 
 
 def _replayable(request: httpx.Request) -> bool:

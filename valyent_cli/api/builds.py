@@ -83,7 +83,9 @@ class Builds(Resource):
         timeout = httpx.Timeout(self._client.timeout, read=None) if follow else None
         with self._client.stream("GET", self._url(build_id, "logs"), params=params, timeout=timeout,
                                  headers={"Accept": "text/plain"}) as response:
-            yield from response.iter_lines()
+            from valyent_cli.api.logs import text_lines
+
+            yield from text_lines(response.iter_bytes())  # httpx's iter_lines would hold a line without end whole
 
     def cancel(self, build_id: str) -> None:
         self._client.request("POST", self._url(build_id, "cancel"))

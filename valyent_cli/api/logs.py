@@ -24,6 +24,15 @@ NDJSON = "application/x-ndjson"
 LOGS_ACCEPT = f"{NDJSON}, application/json;q=0.9"
 #: how many of the latest entries' fingerprints a follower keeps to match a replay against (Ravel's nodes keep 100)
 TAIL = 1000
+#: the longest line a log stream may send: a server whose line never ends would otherwise fill the memory
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+def _too_long(size: int) -> errors.ResponseError:
+    return errors.ResponseError(
+        f"the server sent a log line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB ({size} bytes so far, no "
+        "end of line): refusing to read more (a broken or hostile server?)"
+    )
 
 
 def entry_time(entry: dict[str, Any]) -> float | None:
@@ -49,22 +58,39 @@ def line_batches(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
     """The complete lines of a byte stream, a list per chunk that ended at least one: lines split across chunks
     are joined (once, not re-copied at each chunk), and a last line without a newline comes at the end."""
     pending: list[bytes] = []  # the pieces of the line not yet ended
+    size = 0  # their length
     for chunk in chunks:
         if not chunk:
             continue
         if b"\n" not in chunk:
             pending.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE_BYTES:
+                raise _too_long(size)
             continue
         if pending:
+            if size + chunk.index(b"\n") > MAX_LINE_BYTES:
+                raise _too_long(size + chunk.index(b"\n"))
             pending.append(chunk)
             chunk = b"".join(pending)
             pending = []
         *lines, rest = chunk.split(b"\n")
+        size = len(rest)
         if rest:
             pending.append(rest)
+            if size > MAX_LINE_BYTES:
+                raise _too_long(size)
         yield lines
     if pending:
         yield [b"".join(pending)]
+
+
+def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a plain-text stream (a build's log) as text, without their newline (nor a CR before it),
+    blank lines kept; a line longer than ``MAX_LINE_BYTES`` raises a ``ResponseError``."""
+    for lines in line_batches(chunks):
+        for line in lines:
+            yield line.decode("utf-8", "replace").removesuffix("\r")
 
 
 def line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -72,12 +98,16 @@ def line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
     with a newline (a last line without one gets it). No line is split out: a block is a network read's worth of
     lines, for the callers that check, pass on or decode them a block at a time."""
     pending: list[bytes] = []  # the pieces of the line not yet ended
+    size = 0  # their length
     for chunk in chunks:
         if not chunk:
             continue
         end = chunk.rfind(b"\n") + 1
         if not end:
             pending.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE_BYTES:
+                raise _too_long(size)
             continue
         if pending:
             pending.append(chunk[:end])
@@ -85,8 +115,11 @@ def line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
             pending = []
         else:
             block = chunk if end == len(chunk) else chunk[:end]
-        if end < len(chunk):
+        size = len(chunk) - end
+        if size:
             pending.append(chunk[end:])
+            if size > MAX_LINE_BYTES:
+                raise _too_long(size)
         yield block
     if pending:
         yield b"".join(pending) + b"\n"
@@ -125,7 +158,9 @@ def decode_response(response: httpx.Response) -> Iterator[dict[str, Any]]:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     chunks = response.iter_bytes()
     if content_type == "application/json" or not content_type:
-        body = b"".join(chunks)
+        from valyent_cli.api._transport import MAX_ANSWER_BYTES, read_capped
+
+        body = read_capped(response, MAX_ANSWER_BYTES)
         stripped = body.lstrip()
         if stripped.startswith(b"["):
             try:

@@ -335,16 +335,19 @@ class Output:
         sys.stderr.write(f"[debug] {message}\n")
         sys.stderr.flush()
 
+    def build_log(self, line: str, *, to_stderr: bool, flush: bool = True) -> None:
+        """A line of a build's log, as it came to a pipe; on a terminal with :func:`sanitize.output` (colours
+        kept, every other control sequence escaped), as log lines are: a Dockerfile's `RUN` prints what it likes."""
+        stream = sys.stderr if to_stderr else sys.stdout
+        stream.write((sanitize.output(line) if stream.isatty() else line) + "\n")
+        if flush:
+            stream.flush()
+
     def raw_stdout(self, text: str, *, flush: bool = True) -> None:
-        """Text on stdout exactly as given (a completion script, a build's log, completion candidates)."""
+        """Text on stdout exactly as given (a completion script, completion candidates)."""
         sys.stdout.write(text)
         if flush:
             sys.stdout.flush()
-
-    def raw_stderr(self, text: str) -> None:
-        """Text on stderr exactly as given (a build's progress)."""
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     def log_message(self, message: str, *, to_stderr: bool) -> None:
         """A machine's log line as it arrives (`valyent run`): its stderr on stderr, the rest on stdout."""

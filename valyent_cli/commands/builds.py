@@ -145,10 +145,10 @@ def _follow(app_, out, build):
     client = app_.connect()
     printed = 0
     for line in client.builds.iter_logs(build["id"], follow=True):
-        out.raw_stderr(line + "\n")
+        out.build_log(line, to_stderr=True)
         printed += 1
     for line in _poll(out, client, build["id"], printed):
-        out.raw_stderr(line + "\n")
+        out.build_log(line, to_stderr=True)
     return client.builds.get(build["id"])
 
 
@@ -228,11 +228,11 @@ def logs(ctx: typer.Context, build: BuildArg,
     out = app_.output()
     printed = 0
     for line in app_.connect().builds.iter_logs(build, follow=follow):
-        out.raw_stdout(line + "\n", flush=follow)
+        out.build_log(line, to_stderr=False, flush=follow)
         printed += 1
     if follow:  # until the build ends, whatever the stream did
         for line in _poll(out, app_.connect(), build, printed):
-            out.raw_stdout(line + "\n")
+            out.build_log(line, to_stderr=False)
 
 
 @app.command("cancel")

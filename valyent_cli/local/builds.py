@@ -38,6 +38,8 @@ CREATE INDEX IF NOT EXISTS builds_namespace ON builds(namespace, created_at);
 """
 FINAL = ("completed", "failed")
 MAX_CONTEXT = 2 * 1024 ** 3
+#: the most entries a build context may hold: each costs a file to create, and 300,000 empty ones fit in 2.7 MB
+MAX_ENTRIES = 100_000
 
 
 class BuildService:
@@ -119,15 +121,19 @@ class BuildService:
         work = self.dir / build["id"]
         ctx = work / "context"
         ctx.mkdir(parents=True)
+        # the headers only (entries, sizes, names, the Dockerfile): a bad context is refused before anything is
+        # extracted; the extraction is the build's first step, after the answer
         try:
-            await asyncio.to_thread(_extract, context_file, ctx)
+            await asyncio.to_thread(_scan, context_file, ctx, dockerfile)
+            await asyncio.to_thread(_keep, context_file, work / "context.tar")
+        except Problem:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             shutil.rmtree(work, ignore_errors=True)
-            raise invalid(f"the build context is not a readable tar.gz: {exc}", "body.context") from None
-        df = (ctx / dockerfile).resolve()
-        if not str(df).startswith(str(ctx.resolve()) + os.sep) or not df.is_file():
-            shutil.rmtree(work, ignore_errors=True)
-            raise invalid(f"no {dockerfile} in the build context", "query.dockerfile", dockerfile)
+            raise invalid(f"the build context is not a readable tar.gz: {_no_host_paths(exc, ctx)}",
+                          "body.context") from None
+        df = ctx / dockerfile
         # --force-rm: a failed build leaves no working container behind
         args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df)]
         if await self._own_cgroups():
@@ -150,8 +156,13 @@ class BuildService:
     async def _run(self, build: dict, args: list[str], registry: str) -> None:
         bid = build["id"]
         started = time.monotonic()
-        self._update(bid, status="building")
-        ok, error = await self._step(bid, args, "build")
+        ctx = self.dir / bid / "context"
+        ok, error = await self._unpack(bid, ctx, Path(args[args.index("--file") + 1]))
+        if ok:
+            self._update(bid, status="building")
+            ok, error = await self._step(bid, args, "build")
+        if error:
+            error = _no_host_paths(error, ctx, self.dir.parent)
         if ok and registry:
             self._update(bid, status="pushing")
             ok, error = await self._step(bid, [args[0], "push", build["full_image"]], "push")
@@ -167,6 +178,21 @@ class BuildService:
                 break
             await asyncio.sleep(0.1)
 
+    async def _unpack(self, bid: str, ctx: Path, dockerfile: Path) -> tuple[bool, str | None]:
+        """Extract the context the request brought (checked by `_scan`); (ok, error)."""
+        archive = ctx.parent / "context.tar"
+        try:
+            with open(archive, "rb") as fh:
+                await asyncio.to_thread(_extract, fh, ctx)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            return False, f"the build context could not be extracted: {exc}"
+        finally:
+            archive.unlink(missing_ok=True)
+        df = dockerfile.resolve()
+        if not str(df).startswith(str(ctx.resolve()) + os.sep) or not df.is_file():
+            return False, f"no {dockerfile.relative_to(ctx)} in the build context"
+        return True, None
+
     async def _step(self, bid: str, args: list[str], what: str) -> tuple[bool, str | None]:
         if bid in self.cancelled:
             return False, "build canceled"
@@ -175,12 +201,16 @@ class BuildService:
                 proc = await asyncio.create_subprocess_exec(*args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                                             stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as exc:
-                log.write(f"cannot run {args[0]}: {exc}\n".encode())
-                return False, f"cannot run {args[0]}: {exc}"
+                log.write(f"cannot run {args[0]}: {exc.strerror or exc}\n".encode())
+                return False, f"cannot run {os.path.basename(args[0])}: {exc.strerror or type(exc).__name__}"
             self.procs[bid] = proc
             last = b""
             assert proc.stdout is not None
+            ctx = self.dir / bid / "context"
+            hide = sorted({os.fsencode(ctx), os.fsencode(os.path.realpath(ctx))}, key=len, reverse=True)
             async for line in proc.stdout:
+                for path in hide:  # the engine names the context directory: the log says `.`
+                    line = line.replace(path, b".")
                 log.write(line)
                 log.flush()
                 if line.strip():
@@ -300,6 +330,60 @@ def _kill_cgroup(name: str, remove: bool = False) -> bool:
                 except OSError:
                     pass
     return any(os.path.isdir(d) for d in dirs)
+
+
+def _scan(fileobj, dest: Path, dockerfile: str) -> None:
+    """Check a context by its headers alone, stopping at the first fault: at most MAX_ENTRIES entries and
+    MAX_CONTEXT bytes, nothing the extraction would refuse (absolute, `..`, a link out, a device), and the
+    Dockerfile among them. A 400 Problem (naming no host path) when it fails."""
+    import posixpath
+
+    fileobj.seek(0)
+    want = posixpath.normpath(dockerfile)
+    found = False
+    with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
+        total = count = 0
+        while (member := tar.next()) is not None:
+            count += 1
+            if count > MAX_ENTRIES:
+                raise invalid(f"the build context has more than {MAX_ENTRIES} entries: leave out what the image "
+                              "does not need (.dockerignore)", "body.context")
+            total += max(member.size, 0)
+            if total > MAX_CONTEXT:
+                raise invalid("the build context is larger than 2 GiB", "body.context")
+            if hasattr(tarfile, "data_filter"):
+                try:
+                    tarfile.data_filter(member, str(dest))
+                except tarfile.FilterError as exc:
+                    raise invalid(f"refusing {member.name!r} in the build context: "
+                                  f"{_no_host_paths(type(exc).__name__, dest)}", "body.context") from None
+            elif member.name.startswith("/") or ".." in member.name.split("/") or not (member.isfile()
+                                                                                      or member.isdir()):
+                raise invalid(f"refusing {member.name!r} in the build context (absolute, .., a link or a device)",
+                              "body.context")
+            found = found or posixpath.normpath(member.name) == want
+            tar.members.clear()  # headers are not kept: 100,000 of them would hold memory for nothing
+    if not found:
+        raise invalid(f"no {dockerfile} in the build context", "query.dockerfile", dockerfile)
+
+
+def _keep(fileobj, path: Path) -> None:
+    """The uploaded context, copied beside the build (the request's file goes when the answer is sent)."""
+    fileobj.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(fileobj, out, 1024 * 1024)
+
+
+def _no_host_paths(text: object, ctx: Path, data_dir: Path | None = None) -> str:
+    """A message about a build with its context directory said as `.`, and the sandbox's data dir as
+    `<data dir>`: no host path reaches an answer."""
+    text = str(text)
+    for path, said in ((ctx, "."), (data_dir, "<data dir>")):
+        if path is None:
+            continue
+        for form in {str(path), os.path.realpath(path)}:
+            text = text.replace(form + "/", "./" if said == "." else said + "/").replace(form, said)
+    return text
 
 
 def _extract(fileobj, dest: Path) -> None:

@@ -55,8 +55,19 @@ def exec_argv(init_pid: int, cmd: list[str]) -> list[str]:
     # --preserve-credentials: our own uid is root inside; without it nsenter calls setgroups, which a user
     # namespace made by an unprivileged user refuses
     # setpriv inside: without CAP_SYS_ADMIN it cannot undo the machine's read-only mounts (as its workload)
+    # unshare --pid --kill-child: the exec is PID 1 of a PID namespace of its own (inside the machine's), so when
+    # it ends (its timeout kills its process group) the kernel ends everything it started, `setsid` children too
+    inner = [setpriv() or "setpriv", "--bounding-set=-sys_admin", "--", *cmd]
+    if unshare() is not None:
+        inner = [unshare(), "--pid", "--kill-child", "--", *inner]
     return [nsenter() or "nsenter", f"--target={init_pid}", "--user", "--mount", "--pid", "--root", "--wd",
-            "--preserve-credentials", "--", setpriv() or "setpriv", "--bounding-set=-sys_admin", "--", *cmd]
+            "--preserve-credentials", "--", *inner]
+
+
+def unshare() -> str | None:
+    """util-linux unshare, when it lives where a machine sees it too (a system directory)."""
+    path = shutil.which("unshare", path=MACHINE_PATH)
+    return path if path and any(path.startswith(d + "/") for d in SYSTEM_DIRS) else None
 
 
 def setpriv() -> str | None:

@@ -145,6 +145,51 @@ def kill_machine_processes(data_dir: Path, machine_id: str | None = None) -> int
     return count
 
 
+#: in an exec's environment (container driver; process driver without namespaces): how its processes are found
+EXEC_MARKER = "VALYENT_EXEC_ID"
+
+
+def kill_exec(mark: str, rounds: int = 3) -> int:
+    """SIGKILL an exec's processes: those whose environment carries EXEC_MARKER=mark, and every descendant of
+    theirs (a child started with `env -i` has no marker; one started with `setsid` has left the process group).
+    A few rounds, for what forked meanwhile. Returns how many were signalled. Linux only."""
+    want = f"{EXEC_MARKER}={mark}".encode()
+    killed = 0
+    for _ in range(rounds):
+        parent: dict[int, int] = {}
+        marked: list[int] = []
+        for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    parent[int(name)] = int(fh.read().rsplit(b")", 1)[-1].split()[1])
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if want in fh.read().split(b"\0"):
+                        marked.append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+        children: dict[int, list[int]] = {}
+        for pid, ppid in parent.items():
+            children.setdefault(ppid, []).append(pid)
+        doomed, todo = set(), list(marked)
+        while todo:
+            pid = todo.pop()
+            if pid not in doomed:
+                doomed.add(pid)
+                todo.extend(children.get(pid, ()))
+        doomed.discard(os.getpid())
+        if not doomed:
+            break
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
 def killpg(pgid: int | None, sig: int) -> bool:
     if not pgid:
         return False

@@ -36,6 +36,9 @@ class GatewayProxy:
         self.servers: dict[str, asyncio.base_events.Server] = {}
         self.turn: dict[str, int] = {}
         self.conns: set[asyncio.Task] = set()
+        from valyent_cli.local.listeners import Guard
+
+        self.guard = Guard("the gateways")  # a head timeout and a connection cap (local/listeners.py)
 
     async def start_all(self) -> None:
         """Listen for every gateway in the database (after a restart, on its former port when it is free)."""
@@ -77,11 +80,34 @@ class GatewayProxy:
 
     # -- one connection -----------------------------------------------------------------------------------
     async def _serve(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from valyent_cli.local.listeners import BUSY_503
+
         task = asyncio.current_task()  # kept, so that shutdown ends open (kept-alive) connections
+        if not self.guard.admit():
+            writer.write(BUSY_503)
+            writer.close()
+            return
         if task is not None:
             self.conns.add(task)
             task.add_done_callback(self.conns.discard)
-        await self._proxy(gateway_id, reader, writer)
+        try:
+            await self._proxy(gateway_id, reader, writer)
+        finally:
+            self.guard.gone(task)
+
+    async def _request_head(self, client, reader: asyncio.StreamReader):
+        """The next request's head, within the head timeout (None when it does not come in time); meanwhile the
+        connection is idle: the first closed when the gateways reach their connection cap."""
+        from valyent_cli.local.listeners import header_timeout
+
+        task = asyncio.current_task()
+        self.guard.idle(task, task.cancel)
+        try:
+            return await asyncio.wait_for(_next_event(client, reader), header_timeout())
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self.guard.busy(task)
 
     async def _proxy(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h11
@@ -90,7 +116,7 @@ class GatewayProxy:
         peer = (writer.get_extra_info("peername") or ("127.0.0.1",))[0]
         try:
             while True:
-                request = await _next_event(client, reader)
+                request = await self._request_head(client, reader)
                 if not isinstance(request, h11.Request):
                     return  # the client closed (or sent garbage): nothing to answer
                 gw = self.store.gateway_by_id(gateway_id)

@@ -185,8 +185,10 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driv
             if supervisor is not None and loop is not None:
                 loop.call_soon_threadsafe(supervisor.begin_shutdown)
 
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", loop="asyncio", http="h11",
+    from valyent_cli.local import listeners
+
+    config = uvicorn.Config(  # a head timeout and a connection cap: local/listeners.py
+        app, log_level="warning", access_log=False, lifespan="on", loop="asyncio", http=listeners.h11_protocol(),
         timeout_graceful_shutdown=5, server_header=False,
     )
     server = Server(config)
@@ -201,6 +203,7 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driv
 
     async def main():
         app.state.loop = asyncio.get_running_loop()
+        listeners.log_accept_errors(app.state.loop)  # EMFILE: one line, not a traceback per accept
         await server.serve(sockets=[sock])
 
     try:

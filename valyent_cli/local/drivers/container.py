@@ -36,7 +36,7 @@ log = logging.getLogger("valyent.local")
 MACHINE_LABEL = "valyent.machine"
 SANDBOX_LABEL = "valyent.sandbox"
 MAX_PULL_EVENTS = 40
-EXEC_MARKER = "VALYENT_EXEC_ID"
+EXEC_MARKER = procs.EXEC_MARKER
 
 
 def container_name(machine_id: str) -> str:
@@ -69,21 +69,6 @@ def _limits_unsupported(stderr: str) -> bool:
     if "minimum memory limit" in low:
         return False
     return any(w in low for w in ("cgroup", "memory", "cpu"))
-
-
-def _kill_marked(mark: str) -> None:
-    """SIGKILL the processes whose environment carries EXEC_MARKER=mark (an exec and what it started)."""
-    want = f"{EXEC_MARKER}={mark}".encode()
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                if want not in fh.read().split(b"\0"):
-                    continue
-            os.kill(int(name), signal.SIGKILL)
-        except OSError:
-            continue
 
 
 def _started(state: dict) -> bool:
@@ -324,7 +309,7 @@ class ContainerDriver(Driver):
             return {"stdout": "", "stderr": f"cannot run {self.engine}: {exc}\n", "exit_code": 255}
 
         def kill() -> None:
-            _kill_marked(mark)
+            procs.kill_exec(mark)  # the command and all it started, found by its marker and its descendants
             transport.kill()
 
         return await finish_exec(proto, transport, timeout_ms, kill)

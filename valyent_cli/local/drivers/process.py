@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -190,6 +191,7 @@ class ProcessDriver(Driver):
                    namespace: str = "default") -> dict:
         proto = Pipes(self.loop, 2)
         env = self.env(machine_id, env)
+        mark = env[procs.EXEC_MARKER] = secrets.token_hex(8)
         root = str(self.root(machine_id))
         try:
             if self.isolated:
@@ -214,7 +216,9 @@ class ProcessDriver(Driver):
         pgid = transport.get_pid()
 
         def kill() -> None:
-            procs.killpg(pgid, signal.SIGKILL)
+            procs.killpg(pgid, signal.SIGKILL)  # isolated: the exec's PID 1 (isolation.exec_argv), so all it started
+            if not self.isolated:  # no PID namespace: what left the group, found by its marker or its parent
+                procs.kill_exec(mark)
 
         # after the command exits, what it left behind in its group goes too
         return await finish_exec(proto, transport, timeout_ms, kill, after_exit=kill)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from valyent_cli.local import fs
 from valyent_cli.local.problems import Problem, check_exec, invalid, not_found, precondition
@@ -101,15 +101,30 @@ async def fs_rm(request: Request) -> Response:
 async def fs_read(request: Request) -> Response:
     mid = _initd_machine(request)
     base, path, _ = await _fs_at(request, mid, request.query_params.get("path"))
-    host, _ = fs.open_for_read(base, path)
-    return FileResponse(host, media_type="application/octet-stream")
+    file, size = await asyncio.to_thread(fs.open_for_read, base, path)
+    return StreamingResponse(_chunks(file, size), media_type="application/octet-stream",
+                             headers={"content-length": str(size)})
+
+
+async def _chunks(file, size: int):
+    """The `size` bytes the file held when it was opened, read from its fd (never reopened by name)."""
+    try:
+        left = size
+        while left > 0:
+            chunk = await asyncio.to_thread(file.read, min(left, 256 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        file.close()
 
 
 async def fs_write(request: Request) -> Response:
     mid = _initd_machine(request)
     root = await _root(request, mid)
     upload_dir = supervisor_of(request).driver.upload_dir(mid, root)
-    upload = fs.UploadParser(request.headers.get("content-type", ""), upload_dir)
+    upload = fs.UploadParser(request.headers.get("content-type", ""), root, upload_dir)
     try:
         try:
             async for chunk in request.stream():
