@@ -136,6 +136,7 @@ class Supervisor:
         self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
         self.reserve = data_dir / "reserve"
         self.dropped_logs: dict[str, int] = {}  # machine -> log lines dropped on a full disk, not said yet in it
+        self.watchers: list = []  # called with a machine's id after each of its events (the gateways' routing)
         self.make_reserve()
 
     def make_reserve(self) -> None:
@@ -207,6 +208,8 @@ class Supervisor:
             print("the disk holding the sandbox's data is full: released the space kept for machine state "
                   "changes; free some space", file=sys.stderr, flush=True)
             event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        for watcher in self.watchers:
+            watcher(machine_id)
         rt = self.rt(machine_id)
         for wanted, fut in rt.waiters:
             if wanted == status and not fut.done():
