@@ -103,6 +103,8 @@ class ContainerInstance(PipedInstance):
 
 
 class ContainerDriver(Driver):
+    prepares_in_background = True
+
     def __init__(self, kind: str, engine: str, data_dir: Path):
         self.name = kind
         self.engine = engine
