@@ -96,6 +96,10 @@ class GatewayProxy:
 
     # -- one connection -----------------------------------------------------------------------------------
     async def _serve(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # answers leave at once (Nagle's wait for an ACK would add ~40 ms to kept-alive ones)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.current_task()  # kept, so that shutdown ends open (kept-alive) connections
         if task is not None:
             self.conns.add(task)
@@ -166,10 +170,9 @@ class GatewayProxy:
                 return None
             up = conn.http
             try:
-                conn.writer.write(up.send(head))
                 if client.they_are_waiting_for_100_continue:
                     writer.write(client.send(h11.InformationalResponse(status_code=100, headers=[])))
-                if not await _send_body(client, reader, up, conn.writer):
+                if not await _send_body(client, reader, up, conn.writer, up.send(head)):
                     conn.close()
                     return False  # the client went away mid-request
                 response = await _response_head(up, conn.reader, self.timeout)
@@ -266,25 +269,33 @@ async def _next_event(conn, reader: asyncio.StreamReader):
         conn.receive_data(data)  # b"": the peer closed
 
 
-async def _send_body(client, reader, up, up_writer) -> bool:
-    """The request's body, to the machine as it comes (its end only, when it was read already). False when the
-    client went away before its end."""
+async def _send_body(client, reader, up, up_writer, head: bytes) -> bool:
+    """The request (its head, already encoded), then its body, to the machine as it comes (its end only, when it
+    was read already). False when the client went away before its end."""
     import h11
 
-    if client.their_state is h11.DONE:  # a retry of a request without a body
-        up_writer.write(up.send(h11.EndOfMessage()))
-        return True
-    while True:
-        event = await _next_event(client, reader)
+    pending = [head]
+    while client.their_state is not h11.DONE:  # DONE: a retry of a request without a body
+        event = client.next_event()
+        if event is h11.NEED_DATA:
+            if pending:
+                up_writer.writelines(pending)
+                pending = []
+            client.receive_data(await reader.read(CHUNK))
+            continue
         if isinstance(event, h11.Data):
-            up_writer.writelines(up.send_with_data_passthrough(event))
+            pending += up.send_with_data_passthrough(event)
+            up_writer.writelines(pending)
+            pending = []
             await up_writer.drain()
         elif isinstance(event, h11.EndOfMessage):
-            up_writer.write(up.send(h11.EndOfMessage()))
-            await up_writer.drain()
-            return True
+            break
         else:
             return False
+    pending.append(up.send(h11.EndOfMessage()))
+    up_writer.writelines(pending)
+    await up_writer.drain()
+    return True
 
 
 async def _response_head(up, up_reader, timeout: float):
@@ -308,22 +319,30 @@ async def _send_response(client, writer, up, up_reader, response, timeout: float
     import h11
 
     headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-    writer.write(client.send(h11.Response(status_code=response.status_code, headers=headers,
-                                          reason=response.reason)))
+    # the head waits for the first part of the body (or its end), so that a small answer leaves in one segment
+    pending = [client.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason))]
     try:
         while True:
             event = up.next_event()
             if event is h11.NEED_DATA:
+                if pending:
+                    writer.writelines(pending)
+                    pending = []
                 up.receive_data(await asyncio.wait_for(up_reader.read(CHUNK), timeout))
                 continue
             if isinstance(event, h11.Data):
-                writer.writelines(client.send_with_data_passthrough(event))
+                pending += client.send_with_data_passthrough(event)
+                writer.writelines(pending)
+                pending = []
                 await writer.drain()
             elif isinstance(event, h11.EndOfMessage):
-                writer.write(client.send(h11.EndOfMessage()))
+                pending.append(client.send(h11.EndOfMessage()))
+                writer.writelines(pending)
                 await writer.drain()
                 return True
             else:
+                if pending:
+                    writer.writelines(pending)
                 return False
     except (asyncio.TimeoutError, h11.RemoteProtocolError):
         return False
