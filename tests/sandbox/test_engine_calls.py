@@ -109,3 +109,25 @@ def test_a_create_answers_before_the_engine_has_prepared_the_machine(wrapped, en
             api.delete(f"/fleets/{fleet}")
     finally:
         gate.touch()
+
+
+def test_a_machines_start_and_exit_come_from_the_engines_events_not_from_polling(wrapped, engine_images):
+    sb, log, gate = wrapped
+    fleet = name("eng")
+    with sb.client(timeout=30) as api:
+        api.post("/fleets", json={"name": fleet})
+        before = len(engine_calls(log))
+        r = api.post(f"/fleets/{fleet}/machines",
+                     json=payload(engine_images["base"], ["sh", "-c", "echo last words; exit 3"]))
+        mid = r.json()["id"]
+        w = api.get(f"/fleets/{fleet}/machines/{mid}/wait", params={"status": "stopped", "timeout": 60})
+        assert w.status_code == 200, w.text
+        exits = [e for e in api.get(f"/fleets/{fleet}/machines/{mid}/events").json() if e["type"] == "machine.exited"]
+        assert [e["payload"]["stopped"]["exit_code"] for e in exits] == [3]
+        logs = api.get(f"/fleets/{fleet}/machines/{mid}/logs").text
+        assert "last words" in logs
+        calls = [c for c in engine_calls(log)[before:] if f"valyent-{mid}" in c]
+        # before: `container inspect` before the create, before the start, every 50 ms until it ran, after it exited
+        assert not [c for c in calls if c.startswith("container inspect")], calls
+        api.delete(f"/fleets/{fleet}/machines/{mid}", params={"force": "true"})
+        api.delete(f"/fleets/{fleet}")
