@@ -131,6 +131,61 @@ def find_machine_processes(data_dir: Path | None = None) -> list[tuple[int, str]
     return found
 
 
+#: local addresses (as /proc/net/tcp{,6} spell them) whose listeners take a connection to 127.0.0.1
+_LOOPBACK_LISTEN = {"0100007F", "00000000", "00000000000000000000000000000000",
+                    "0000000000000000FFFF00000100007F"}
+
+
+def loopback_listeners(port: int) -> set[int]:
+    """The socket inodes listening on `port` where a connection to 127.0.0.1 can land (this network namespace's
+    /proc/net/tcp and tcp6). Linux only: empty elsewhere."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) < 10 or fields[3] != "0A":  # 0A: LISTEN
+                        continue
+                    addr, _, hexport = fields[1].partition(":")
+                    if int(hexport, 16) == port and addr in _LOOPBACK_LISTEN:
+                        found.add(int(fields[9]))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets a process holds open."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def machine_owns_port(data_dir: Path, machine_id: str, port: int) -> bool:
+    """Whether what listens on 127.0.0.1:`port` is the machine's own (every such listener held by a process of
+    the machine, found by its marker): a gateway of the process driver reaches nothing else on loopback."""
+    listeners = loopback_listeners(port)
+    if not listeners:
+        return False
+    held: set[int] = set()
+    for pid, mid in find_machine_processes(data_dir):
+        if mid == machine_id:
+            held |= socket_inodes(pid)
+    return listeners <= held
+
+
 def kill_machine_processes(data_dir: Path, machine_id: str | None = None) -> int:
     """SIGKILL every live process of this sandbox (or of one machine). Returns how many were signalled."""
     count = 0

@@ -16,13 +16,18 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 
 log = logging.getLogger("valyent.local")
 
 HOST = "127.0.0.1"
-CONNECT_TIMEOUT = 3.0
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
+#: how long a machine may stay silent (before its answer's head, and between two parts of its body) before the
+#: gateway gives up: 504 Gateway Timeout when nothing was answered yet, else the connection is cut
+UPSTREAM_TIMEOUT = 60.0
+#: the largest request head (request line and headers) a gateway reads: 431 beyond
+MAX_HEAD = 32 * 1024
 
 
 def gateway_url(port: int | None) -> str | None:
@@ -31,14 +36,23 @@ def gateway_url(port: int | None) -> str | None:
 
 class GatewayProxy:
     def __init__(self, store, supervisor):
+        from valyent_cli.local.upstreams import Upstreams
+
         self.store = store
         self.supervisor = supervisor
         self.servers: dict[str, asyncio.base_events.Server] = {}
-        self.turn: dict[str, int] = {}
+        self.gateways: dict[str, dict] = {}  # id -> the gateway, read once when its listener opens
         self.conns: set[asyncio.Task] = set()
         from valyent_cli.local.listeners import Guard
 
         self.guard = Guard("the gateways")  # a head timeout and a connection cap (local/listeners.py)
+        self.upstreams = Upstreams(store, supervisor)
+        self.timeout = upstream_timeout()
+        supervisor.watchers.append(self.upstreams.machine_changed)
+
+    def machine_changed(self, machine_id: str) -> None:
+        """A machine's gateway switch changed (its lifecycle events come through the supervisor's watchers)."""
+        self.upstreams.machine_changed(machine_id)
 
     async def start_all(self) -> None:
         """Listen for every gateway in the database (after a restart, on its former port when it is free)."""
@@ -48,6 +62,9 @@ class GatewayProxy:
     async def open(self, gateway_id: str, port: int | None = None) -> int:
         if gateway_id in self.servers:
             return self.servers[gateway_id].sockets[0].getsockname()[1]
+        gw = self.store.gateway_by_id(gateway_id)
+        if gw is not None:
+            self.gateways[gateway_id] = gw
         sock = _bind(port)
         server = await asyncio.start_server(lambda r, w: self._serve(gateway_id, r, w), sock=sock)
         self.servers[gateway_id] = server
@@ -57,6 +74,7 @@ class GatewayProxy:
         return bound
 
     async def close(self, gateway_id: str) -> None:
+        self.gateways.pop(gateway_id, None)
         server = self.servers.pop(gateway_id, None)
         if server is not None:
             server.close()
@@ -77,11 +95,16 @@ class GatewayProxy:
             task.cancel()
         if self.conns:
             await asyncio.wait(list(self.conns), timeout=2)
+        self.upstreams.close_all()
 
     # -- one connection -----------------------------------------------------------------------------------
     async def _serve(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from valyent_cli.local.listeners import BUSY_503
 
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # answers leave at once (Nagle's wait for an ACK would add ~40 ms to kept-alive ones)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.current_task()  # kept, so that shutdown ends open (kept-alive) connections
         if not self.guard.admit():
             writer.write(BUSY_503)
@@ -112,39 +135,44 @@ class GatewayProxy:
     async def _proxy(self, gateway_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h11
 
-        client = h11.Connection(h11.SERVER)
+        client = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         peer = (writer.get_extra_info("peername") or ("127.0.0.1",))[0]
         try:
             while True:
-                request = await self._request_head(client, reader)
+                try:
+                    request = await self._request_head(client, reader)
+                except h11.RemoteProtocolError as exc:  # not HTTP, or a head too large: say so, then close
+                    if client.our_state is h11.IDLE and not reader.at_eof():
+                        await _refuse(writer, exc.error_status_hint, f"malformed request: {exc}")
+                    return
                 if not isinstance(request, h11.Request):
-                    return  # the client closed (or sent garbage): nothing to answer
-                gw = self.store.gateway_by_id(gateway_id)
+                    return  # the client closed
+                problem = _request_problem(request)
+                if problem:
+                    await _refuse(writer, *problem)
+                    return
+                gw = self.gateways.get(gateway_id)
                 if gw is None:
                     await _bad_gateway(client, writer, "this gateway was deleted")
                     return
-                upstream = await self._connect(gw)
-                if upstream is None:
-                    await _bad_gateway(
-                        client, writer,
-                        f"gateway {gw['name']}: no running machine of its fleet with its gateway enabled accepts "
-                        f"connections on port {gw['target_port']} (valyent machines create --enable-gateway, or "
-                        f"valyent machines enable-gateway ID)")
+                if _header(request, b"upgrade"):
+                    upstream = await self.upstreams.connect(gw, fresh=True)
+                    if upstream is not None:
+                        try:
+                            await _tunnel(client, request, reader, writer, upstream.reader, upstream.writer, peer)
+                        finally:
+                            upstream.close()
+                        return
+                    ok = None
+                else:
+                    ok = await self._exchange(gw, client, request, reader, writer, peer)
+                if ok is None:  # no machine took it
+                    await _bad_gateway(client, writer, _no_machine(gw))
                     if not await _drain_request(client, reader):
                         return
-                    if client.our_state is h11.MUST_CLOSE or client.their_state is h11.MUST_CLOSE:
-                        return
-                    client.start_next_cycle()
-                    continue
-                up_reader, up_writer = upstream
-                try:
-                    if _header(request, b"upgrade"):
-                        await _tunnel(client, request, reader, writer, up_reader, up_writer, peer)
-                        return
-                    ok = await _exchange(client, request, reader, writer, up_reader, up_writer, peer)
-                finally:
-                    up_writer.close()
-                if not ok or client.our_state is not h11.DONE or client.their_state is not h11.DONE:
+                elif not ok:
+                    return
+                if client.our_state is not h11.DONE or client.their_state is not h11.DONE:
                     return
                 client.start_next_cycle()
         except (ConnectionError, OSError, h11.ProtocolError, asyncio.IncompleteReadError):
@@ -154,26 +182,81 @@ class GatewayProxy:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _connect(self, gw: dict):
-        machines = self.store.gateway_backends(gw["fleet_id"])
-        if not machines:
-            return None
-        start = self.turn.get(gw["id"], 0)
-        self.turn[gw["id"]] = start + 1
-        for i in range(len(machines)):
-            mid = machines[(start + i) % len(machines)]
+    async def _exchange(self, gw, client, request, reader, writer, peer: str) -> bool | None:
+        """Forward one request and stream its answer back: True when the client's connection can go on, False
+        when it must end, None when no machine took the request (nothing was answered yet)."""
+        import h11
+
+        has_body = _header(request, b"transfer-encoding") is not None or (
+            _header(request, b"content-length") not in (None, b"0"))
+        head = h11.Request(method=request.method, target=request.target, headers=_forwarded_headers(request, peer))
+        for attempt in range(2):
+            conn = await self.upstreams.connect(gw, has_body=has_body, fresh=attempt > 0)
+            if conn is None:
+                return None
+            up = conn.http
             try:
-                endpoint = await self.supervisor.driver.endpoint(mid, gw["target_port"])
-            except Exception as exc:  # an engine that does not answer: try the next machine
-                log.warning("gateway %s: cannot find machine %s's port: %s", gw["id"], mid, exc)
-                continue
-            if endpoint is None:
-                continue
-            try:
-                return await asyncio.wait_for(asyncio.open_connection(*endpoint), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError):
-                continue
-        return None
+                if client.they_are_waiting_for_100_continue:
+                    writer.write(client.send(h11.InformationalResponse(status_code=100, headers=[])))
+                if not await _send_body(client, reader, up, conn.writer, up.send(head)):
+                    conn.close()
+                    return False  # the client went away mid-request
+                response = await _response_head(up, conn.reader, self.timeout)
+            except asyncio.TimeoutError:
+                conn.close()
+                await _answer(client, writer, 504, b"Gateway Timeout",
+                              f"gateway {gw['name']}: the machine did not answer within {self.timeout:g} s")
+                return False
+            except (ConnectionError, OSError, h11.RemoteProtocolError) as exc:
+                conn.close()
+                if conn.reused and not has_body and attempt == 0:
+                    continue  # the machine had closed the kept connection: once more, on a new one
+                if isinstance(exc, h11.RemoteProtocolError):
+                    await _bad_gateway(client, writer, f"the machine's answer is not valid HTTP: {exc}")
+                else:
+                    await _bad_gateway(client, writer, "the machine closed the connection without answering")
+                return False
+            if response is None:  # closed before answering
+                conn.close()
+                if conn.reused and not has_body and attempt == 0:
+                    continue
+                await _bad_gateway(client, writer, "the machine closed the connection without answering")
+                return False
+            ok = await _send_response(client, writer, up, conn.reader, response, self.timeout)
+            if ok:
+                self.upstreams.release(conn)
+            else:
+                conn.close()
+            return ok
+        return False
+
+
+def upstream_timeout() -> float:
+    """How long a gateway waits for a machine's answer (its head, then each part of its body) before it answers
+    504: VALYENT_LOCAL_GATEWAY_TIMEOUT seconds, default UPSTREAM_TIMEOUT."""
+    raw = os.environ.get("VALYENT_LOCAL_GATEWAY_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return UPSTREAM_TIMEOUT
+    return value if value > 0 else UPSTREAM_TIMEOUT
+
+
+def _no_machine(gw: dict) -> str:
+    return (f"gateway {gw['name']}: no running machine of its fleet with its gateway enabled accepts connections on "
+            f"port {gw['target_port']} (valyent machines create --enable-gateway, or valyent machines enable-gateway "
+            "ID)")
+
+
+def _request_problem(request) -> tuple[int, str] | None:
+    """Why a request cannot be forwarded as it is (RFC 9112): (status, message), or None."""
+    if _header(request, b"transfer-encoding") is not None and _header(request, b"content-length") is not None:
+        return 400, ("a request cannot have both Content-Length and Transfer-Encoding (RFC 9112, section 6.1): "
+                     "it would be read two ways")
+    # h11 limits a head that arrives in parts; one that arrives whole is measured here
+    if len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers) > MAX_HEAD:
+        return 431, f"malformed request: its head is over {MAX_HEAD} bytes"
+    return None
 
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
@@ -212,49 +295,82 @@ async def _next_event(conn, reader: asyncio.StreamReader):
         conn.receive_data(data)  # b"": the peer closed
 
 
-async def _exchange(client, request, reader, writer, up_reader, up_writer, peer: str) -> bool:
-    """Forward one request and stream its answer back. False when the client's connection must end."""
+async def _send_body(client, reader, up, up_writer, head: bytes) -> bool:
+    """The request (its head, already encoded), then its body, to the machine as it comes (its end only, when it
+    was read already). False when the client went away before its end."""
     import h11
 
-    upstream = h11.Connection(h11.CLIENT)
-    up_writer.write(upstream.send(h11.Request(method=request.method, target=request.target,
-                                              headers=_forwarded_headers(request, peer))))
-    if client.they_are_waiting_for_100_continue:
-        writer.write(client.send(h11.InformationalResponse(status_code=100, headers=[])))
-    while True:  # the request body, as it comes
-        event = await _next_event(client, reader)
+    pending = [head]
+    while client.their_state is not h11.DONE:  # DONE: a retry of a request without a body
+        event = client.next_event()
+        if event is h11.NEED_DATA:
+            if pending:
+                up_writer.writelines(pending)
+                pending = []
+            client.receive_data(await reader.read(CHUNK))
+            continue
         if isinstance(event, h11.Data):
-            up_writer.write(upstream.send(h11.Data(data=event.data)))
+            pending += up.send_with_data_passthrough(event)
+            up_writer.writelines(pending)
+            pending = []
             await up_writer.drain()
         elif isinstance(event, h11.EndOfMessage):
-            up_writer.write(upstream.send(h11.EndOfMessage()))
-            await up_writer.drain()
             break
         else:
-            return False  # the client went away mid-request
-    try:
-        while True:  # the answer, as it comes
-            event = await _next_event(upstream, up_reader)
+            return False
+    pending.append(up.send(h11.EndOfMessage()))
+    up_writer.writelines(pending)
+    await up_writer.drain()
+    return True
+
+
+async def _response_head(up, up_reader, timeout: float):
+    """The machine's response head (None when it closed first); asyncio.TimeoutError when it says nothing within
+    `timeout`."""
+    import h11
+
+    async def head():
+        while True:
+            event = await _next_event(up, up_reader)
             if isinstance(event, h11.InformationalResponse):
                 continue  # 100 Continue was answered already
-            if isinstance(event, h11.Response):
-                headers = [(k, v) for k, v in event.headers if k.lower() not in HOP_BY_HOP]
-                writer.write(client.send(h11.Response(status_code=event.status_code, headers=headers,
-                                                      reason=event.reason)))
-            elif isinstance(event, h11.Data):
-                writer.write(client.send(h11.Data(data=event.data)))
+            return event if isinstance(event, h11.Response) else None
+
+    return await asyncio.wait_for(head(), timeout)
+
+
+async def _send_response(client, writer, up, up_reader, response, timeout: float) -> bool:
+    """The answer, to the client as it comes. False when the client's connection must end (the machine closed or
+    went silent mid-answer: the client sees a cut answer, as it would from the machine)."""
+    import h11
+
+    headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+    # the head waits for the first part of the body (or its end), so that a small answer leaves in one segment
+    pending = [client.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason))]
+    try:
+        while True:
+            event = up.next_event()
+            if event is h11.NEED_DATA:
+                if pending:
+                    writer.writelines(pending)
+                    pending = []
+                up.receive_data(await asyncio.wait_for(up_reader.read(CHUNK), timeout))
+                continue
+            if isinstance(event, h11.Data):
+                pending += client.send_with_data_passthrough(event)
+                writer.writelines(pending)
+                pending = []
                 await writer.drain()
             elif isinstance(event, h11.EndOfMessage):
-                writer.write(client.send(h11.EndOfMessage()))
+                pending.append(client.send(h11.EndOfMessage()))
+                writer.writelines(pending)
                 await writer.drain()
                 return True
-            else:  # the machine closed before it answered in full
-                if client.our_state is h11.SEND_RESPONSE:
-                    await _bad_gateway(client, writer, "the machine closed the connection without answering")
+            else:
+                if pending:
+                    writer.writelines(pending)
                 return False
-    except h11.RemoteProtocolError as exc:
-        if client.our_state is h11.SEND_RESPONSE:
-            await _bad_gateway(client, writer, f"the machine's answer is not valid HTTP: {exc}")
+    except (asyncio.TimeoutError, h11.RemoteProtocolError):
         return False
 
 
@@ -272,12 +388,13 @@ async def _drain_request(client, reader) -> bool:
     """Read (and drop) the rest of a request that was answered without being forwarded."""
     import h11
 
-    while True:
+    while client.their_state is not h11.DONE:
         event = await _next_event(client, reader)
         if isinstance(event, h11.EndOfMessage):
             return True
         if not isinstance(event, h11.Data):
             return False
+    return True
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -297,13 +414,29 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 
 async def _bad_gateway(client, writer: asyncio.StreamWriter, message: str) -> None:
+    await _answer(client, writer, 502, b"Bad Gateway", message)
+
+
+async def _answer(client, writer: asyncio.StreamWriter, status: int, reason: bytes, message: str) -> None:
+    """A plain-text answer of the gateway's own, in the client's HTTP cycle."""
     import h11
 
     body = (message + "\n").encode()
-    writer.write(client.send(h11.Response(status_code=502, reason=b"Bad Gateway", headers=[
+    writer.write(client.send(h11.Response(status_code=status, reason=reason, headers=[
         (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())])))
     writer.write(client.send(h11.Data(data=body)))
     writer.write(client.send(h11.EndOfMessage()))
+    with contextlib.suppress(Exception):
+        await writer.drain()
+
+
+async def _refuse(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    """An answer to a request that could not be read as HTTP (or must not be): written as is, then the connection
+    ends, since where the next request would begin is unknown."""
+    body = (message.replace("\r", " ").replace("\n", " ") + "\n").encode("ascii", "replace")
+    reason = {400: "Bad Request", 431: "Request Header Fields Too Large"}.get(status, "Bad Request")
+    writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                 b"connection: close\r\n\r\n%s" % (status, reason.encode(), len(body), body))
     with contextlib.suppress(Exception):
         await writer.drain()
 

@@ -136,6 +136,7 @@ class Supervisor:
         self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
         self.reserve = data_dir / "reserve"
         self.dropped_logs: dict[str, int] = {}  # machine -> log lines dropped on a full disk, not said yet in it
+        self.watchers: list = []  # called with a machine's id after each of its events (the gateways' routing)
         self.make_reserve()
 
     def make_reserve(self) -> None:
@@ -207,6 +208,8 @@ class Supervisor:
             print("the disk holding the sandbox's data is full: released the space kept for machine state "
                   "changes; free some space", file=sys.stderr, flush=True)
             event = self.store.record_event(machine_id, type_, status, origin, payload, **fields)
+        for watcher in self.watchers:
+            watcher(machine_id)
         rt = self.rt(machine_id)
         for wanted, fut in rt.waiters:
             if wanted == status and not fut.done():
@@ -301,10 +304,23 @@ class Supervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def create(self, machine_id: str, skip_start: bool) -> None:
+        """Record the machine's creation and start it. With a driver whose preparation is engine work (pulling an
+        image, creating a container), as Ravel's agent does (agent/machine.go PutMachine: `go machine.Run()`): the
+        create answers with the machine `created`, and its events tell the rest."""
         self.record(machine_id, "machine.created", "created", "user")
-        if not skip_start:
-            async with self.rt(machine_id).lock:
-                await self._start_locked(machine_id, is_restart=False, origin="ravel")
+        if skip_start:
+            return
+        if self.driver.prepares_in_background:
+            self.spawn_task(self._first_start(machine_id))
+            await asyncio.sleep(0)  # the start holds the machine's lock before the answer goes
+            return
+        await self._first_start(machine_id)
+
+    async def _first_start(self, machine_id: str) -> None:
+        async with self.rt(machine_id).lock:
+            if self.store.machine_row(machine_id)["state"] != "created" or self.shutting_down:
+                return  # destroyed (or the server is stopping) before it could start
+            await self._start_locked(machine_id, is_restart=False, origin="ravel")
 
     async def start(self, machine_id: str) -> None:
         rt = self.rt(machine_id)

@@ -174,6 +174,8 @@ class Driver:
     #: what isolates machines: "namespaces" or "none" (process driver), "container"
     isolation = "container"
     isolation_problem: str | None = None
+    #: a create answers before `prepare` and `spawn` run (engine work: pulling an image, creating a container)
+    prepares_in_background = False
 
     def create_notice(self, config: dict) -> str | None:
         """Said once on stderr by `machines create` (the server sends it as a Valyent-Notice header)."""

@@ -29,6 +29,7 @@ from valyent_cli.local import procs
 from valyent_cli.local.drivers.base import (
     Driver, Instance, LineSink, PipedInstance, Pipes, PrepareFailed, StartFailed, finish_exec,
 )
+from valyent_cli.local.drivers.engine_events import EngineEvents
 from valyent_cli.local.problems import Problem
 
 log = logging.getLogger("valyent.local")
@@ -87,12 +88,24 @@ def qualify(image: str) -> str:
 
 
 class ContainerInstance(PipedInstance):
-    def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes):
+    def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes, died=None, activity=None):
         self.driver = driver
         self.name = name
+        self.died = died  # the engine's `died` event (EngineEvents), when it streams them
+        self.activity = activity or [0.0]  # when the container last wrote a line
         super().__init__(driver.loop, transport, proto)
 
     async def _wait(self) -> int:
+        if self.died is not None:
+            await asyncio.wait({self.died, self.proto.exited}, return_when=asyncio.FIRST_COMPLETED)
+            if self.died.done() and not self.died.cancelled() and isinstance(self.died.result(), int):
+                # The engine says the container died, with its code: its client (`start --attach`) takes a
+                # while longer to end (the engine's clean-up). Wait only for the output in transit to arrive.
+                await self._quiet()
+                self.proto.flush()
+                self.driver.spawn_task(self._reap())
+                return self.died.result()
+            self.driver.events.forget(self.name, self.died)
         returncode = await self.proto.exited
         await self._collect(2.0)
         state = await self.driver.inspect(self.name)
@@ -104,11 +117,28 @@ class ContainerInstance(PipedInstance):
             return state["State"]["ExitCode"]
         return procs.exit_code_of(returncode)
 
+    async def _quiet(self, quiet: float = 0.05, cap: float = 1.0) -> None:
+        """Until the container's output has been quiet for `quiet` s, or its pipes closed (at most `cap` s)."""
+        end = self.driver.loop.time() + cap
+        while not self.proto.pipes_closed.done():
+            now = self.driver.loop.time()
+            idle = now - self.activity[0]
+            if idle >= quiet or now >= end:
+                return
+            await asyncio.wait({self.proto.pipes_closed}, timeout=min(quiet - idle, end - now))
+
+    async def _reap(self) -> None:
+        """The engine's client ends after its clean-up: what it still relays goes to the log, then it is let go."""
+        await self.proto.exited
+        await self._collect(2.0)
+
     def signal(self, sig: signal.Signals) -> None:
         self.driver.spawn_task(self.driver.run("kill", "--signal", signal.Signals(sig).name, self.name))
 
 
 class ContainerDriver(Driver):
+    prepares_in_background = True
+
     def __init__(self, kind: str, engine: str, data_dir: Path):
         self.name = kind
         self.engine = engine
@@ -116,6 +146,13 @@ class ContainerDriver(Driver):
         self.loop = asyncio.get_running_loop()
         self.sandbox_id = procs.sandbox_id(data_dir)
         self.tasks: set[asyncio.Task] = set()
+        self.just_created: set[str] = set()
+        # what this server knows to be there, so that a create asks the engine only what it must
+        self.existing: set[str] = set()  # container names (created here, or kept by reconcile)
+        self.images: set[str] = set()  # images seen present
+        # starts and exits come from the engine's event stream, not from polling `inspect`
+        self.events = EngineEvents(engine, f"{SANDBOX_LABEL}={self.sandbox_id}", self.loop)
+        self.events.start()
 
     def describe(self) -> dict:
         return {"driver": self.name, "engine": self.engine}
@@ -154,8 +191,11 @@ class ContainerDriver(Driver):
     # -- prepare: image and container -------------------------------------------------------------------------
     async def _pull(self, image: str, progress) -> str:
         """The image's name to create the container from, pulled first when the engine does not have it."""
+        if image in self.images:
+            return image  # seen here before (a create that fails on it asks again: _create)
         code, _, _ = await self.run("image", "inspect", image)
         if code == 0:
+            self.images.add(image)
             return image
         image = qualify(image)
         progress(f"pulling image {image}")
@@ -226,14 +266,21 @@ class ContainerDriver(Driver):
     async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress,
                       namespace: str = "default") -> None:
         name = container_name(machine_id)
-        if await self.inspect(name) is not None:
-            return  # prepared before (a start after a stop)
+        if name in self.existing:
+            return  # prepared before (a start after a stop); spawn checks that it is still there
         image = str(config.get("image") or "")
         if not image:
             raise PrepareFailed("the machine has no image")
         config = {**config, "image": await self._pull(image, progress)}
         try:
             code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
+            if code != 0 and await self.inspect(name) is not None:
+                self.existing.add(name)  # left by an earlier server of this sandbox
+                return
+            if code != 0 and config["image"] in self.images:  # removed from the engine meanwhile: look again
+                self.images.discard(config["image"])
+                config = {**config, "image": await self._pull(image, progress)}
+                code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
             if code != 0 and _limits_unsupported(err):
                 progress(f"warning: {self.name} cannot apply the memory and cpu limits here "
                          f"({_error_text(err, 'error')}): the container runs without them")
@@ -243,25 +290,34 @@ class ContainerDriver(Driver):
             (self.data_dir / "machines" / machine_id / "create.env").unlink(missing_ok=True)
         if code != 0:
             raise PrepareFailed(f"creating the container: {_error_text(err, f'exit {code}')}")
+        self.just_created.add(name)
+        self.existing.add(name)
 
     # -- run --------------------------------------------------------------------------------------------------
     async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink,
                     namespace: str = "default") -> Instance:
         name = container_name(machine_id)
-        if await self.inspect(name) is None:
+        if name in self.just_created:  # created a moment ago by prepare: no need to ask the engine again
+            self.just_created.discard(name)
+        elif await self.inspect(name) is None:
             raise StartFailed(f"container {name} is gone (removed outside the sandbox): delete this machine and "
                               "create it again")
         # Until the container is seen started, its output is held back: if it never starts, what the engine
         # said is the start_failed error (and the log gets it once, from the supervisor).
         early: list[tuple[int, list[bytes]]] | None = []
+        activity = [self.loop.time()]
 
         def sink(fd: int, lines: list[bytes]) -> None:
+            activity[0] = self.loop.time()
             if early is not None:
                 early.append((fd, lines))
             else:
                 on_lines(fd, lines)
 
         proto = Pipes(self.loop, 2, sink)
+        started = died = None
+        if self.events.alive:  # registered before the start, so that its events cannot be missed
+            started, died = self.events.expect(name, "start"), self.events.expect(name, "died")
         try:
             args, preexec = procs.spawn_args([self.engine, "start", "--attach", name])
             transport, _ = await self.loop.subprocess_exec(
@@ -269,11 +325,16 @@ class ContainerDriver(Driver):
                 start_new_session=True, preexec_fn=preexec,
             )
         except (OSError, subprocess.SubprocessError) as exc:
+            for fut in (started, died):
+                if fut is not None:
+                    self.events.forget(name, fut)
             raise StartFailed(f"cannot run {self.engine}: {exc}") from None
         deadline = self.loop.time() + 30
         state: dict | None = None
+        if started is not None:  # the engine's start event, else (not within 2 s) ask it as below
+            await asyncio.wait({started, proto.exited}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
         while self.loop.time() < deadline:
-            if proto.exited.done():
+            if proto.exited.done() or (started is not None and started.done()):
                 break
             state = await self.inspect(name)
             if state and _started(state):
@@ -284,13 +345,17 @@ class ContainerDriver(Driver):
             state = await self.inspect(name)
             if not state or not _started(state):
                 transport.close()
+                if died is not None:
+                    self.events.forget(name, died)
                 said = b"\n".join(line for fd, lines in early if fd == 2 for line in lines).decode(errors="replace")
                 error = ((state or {}).get("State") or {}).get("Error") or _error_text(said, f"{self.engine} start failed")
                 raise StartFailed(error)
+        if started is not None and not started.done():
+            self.events.forget(name, started)
         held, early = early, None
         for fd, lines in held:
             on_lines(fd, lines)
-        return ContainerInstance(self, name, transport, proto)
+        return ContainerInstance(self, name, transport, proto, died, activity)
 
     async def exec(self, machine_id: str, config: dict, env: dict[str, str], cmd: list[str], timeout_ms: int,
                    namespace: str = "default") -> dict:
@@ -357,8 +422,10 @@ class ContainerDriver(Driver):
     # -- cleanup ----------------------------------------------------------------------------------------------
     async def remove(self, machine_id: str) -> None:
         name = container_name(machine_id)
-        await self.run("kill", name)
-        code, _, err = await self.run("rm", "--force", name)
+        self.existing.discard(name)
+        self.just_created.discard(name)
+        # --force kills a running container first (podman: at once, not after its 10 s stop timeout)
+        code, _, err = await self.run("rm", "--force", *(["--time", "0"] if self.name == "podman" else []), name)
         if code != 0 and await self.inspect(name) is not None:
             log.warning("cannot remove container %s: %s", name, _error_text(err, f"exit {code}"))
         path = self.data_dir / "machines" / machine_id
@@ -388,6 +455,8 @@ class ContainerDriver(Driver):
                 await self.run("kill", cid)
             if mid not in keep:
                 await self.run("rm", "--force", cid)
+            elif c.get("Name"):
+                self.existing.add(str(c["Name"]).lstrip("/"))
 
     async def shutdown(self) -> None:
         for c in await self.ours():
@@ -395,3 +464,4 @@ class ContainerDriver(Driver):
                 await self.run("kill", c.get("Id") or c.get("ID"))
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5)
+        await self.events.close()

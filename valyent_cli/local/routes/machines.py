@@ -154,6 +154,8 @@ async def _set_gateway(request: Request, enabled: bool) -> Response:
     if row["state"] in ("destroying", "destroyed"):
         raise precondition(f"machine is {row['state']}")
     store_of(request).update_machine(row["id"], gateway_enabled=int(enabled))
+    # before answering: once disabled, no new request goes to the machine (those under way finish)
+    request.app.state.proxy.machine_changed(row["id"])
     return JSONResponse(machine_of(request, row["id"]))
 
 

@@ -1,0 +1,360 @@
+"""Benchmark cases of the sandbox as a server (issue 26), for run.py: the gateway against the machine reached
+directly (process and podman drivers), `machines run` against `podman run`, create latency, and the machine list
+under 8 clients against a starlette+uvicorn floor serving the same body.
+
+Load comes from `ab` (Debian's apache2-utils): `ab -k -c 8` for throughput; a single kept-alive client
+(http.client, sequential) for the added p50 latency. Every pair alternates (direct, gateway, gateway, direct, ...)
+so that a busy machine weighs on both sides alike, and the ratio is the median of the rounds' ratios.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import run as R  # benchmarks/run.py: Row, Sandbox, alternate, ...
+
+WEB_IMAGE = "localhost/valyent-bench-web:latest"
+ROUNDS = 5
+
+
+# -- load tools --------------------------------------------------------------------------------------------------
+def ab(url: str, n: int, c: int = 8, headers: dict[str, str] | None = None) -> float:
+    """Requests per second of `ab -k -c c -n n url` (every request must succeed)."""
+    exe = shutil.which("ab")
+    if exe is None:
+        raise R.BenchError("no ab on this machine (apt-get install apache2-utils)")
+    args = [exe, "-q", "-k", "-c", str(c), "-n", str(n)]
+    for k, v in (headers or {}).items():
+        args += ["-H", f"{k}: {v}"]
+    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=300)
+    rps = re.search(r"Requests per second:\s+([\d.]+)", done.stdout)
+    failed = re.search(r"Failed requests:\s+(\d+)", done.stdout)
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", done.stdout)
+    if done.returncode != 0 or not rps or (failed and int(failed.group(1))) or non2xx:
+        raise R.BenchError(f"ab {url}: {(done.stdout + done.stderr)[-600:]}")
+    return float(rps.group(1))
+
+
+def p50_ms(url: str, n: int = 200) -> float:
+    """The median time of n sequential GETs from one kept-alive client (it reconnects when the server closes)."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    name, port = host.split(":")
+    conn = http.client.HTTPConnection(name, int(port), timeout=30)
+    times = []
+    for i in range(n + 10):
+        t = time.perf_counter()
+        conn.request("GET", "/" + rest)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise R.BenchError(f"GET {url}: {r.status}")
+        if i >= 10:
+            times.append(time.perf_counter() - t)
+    conn.close()
+    return statistics.median(times) * 1000
+
+
+def paired(direct, gateway, rounds: int = ROUNDS) -> tuple[list[float], list[float]]:
+    """Alternate the two measurements `rounds` times each (d g, g d, ...) after one warm-up of each."""
+    direct(), gateway()
+    ds, gs = [], []
+    for i in range(rounds):
+        order = [(direct, ds), (gateway, gs)]
+        if i % 2:
+            order.reverse()
+        for fn, into in order:
+            into.append(fn())
+    return ds, gs
+
+
+def throughput_rows(ctx, label: str, direct_url: str, gateway_url: str, n: int, target: float) -> None:
+    d, g = paired(lambda: ab(direct_url, n), lambda: ab(gateway_url, n))
+    ratio = statistics.median(gv / dv for gv, dv in zip(g, d))
+    ctx.results.add(R.Row(f"{label}: ab -k -c 8, gateway vs direct", f"{statistics.median(g):.0f} req/s",
+                          f"{statistics.median(d):.0f} req/s", ratio, f">= {target}", ratio >= target,
+                          note="ratio: the median of the paired rounds' ratios (gateway / direct)"))
+    if ratio >= target:
+        return
+    # the floor: the cheapest proxy this interpreter can be, bytes relayed with no HTTP at all
+    host, _, rest = direct_url.removeprefix("http://").partition("/")
+    port = R.free_port()
+    relay = subprocess.Popen([R.PY, "-c", RELAY, str(port), *host.split(":")], env=R.clean_env(ctx.root),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        relay_url = f"http://127.0.0.1:{port}/{rest}"
+        _wait_ok(relay_url, 30)
+        d, f = paired(lambda: ab(direct_url, n), lambda: ab(relay_url, n))
+        floor = statistics.median(fv / dv for fv, dv in zip(f, d))
+        ctx.results.add(R.Row(f"{label}: floor, a bare asyncio TCP relay (no HTTP) vs direct",
+                              f"{statistics.median(f):.0f} req/s", f"{statistics.median(d):.0f} req/s", floor, "-",
+                              None, note=("out of reach: the relay alone is below the target" if floor < target
+                                          else "the relay is within the target: the gap is the gateway's own")))
+    finally:
+        relay.terminate()
+        relay.wait(10)
+
+
+def latency_row(ctx, label: str, direct_url: str, gateway_url: str) -> None:
+    d, g = paired(lambda: p50_ms(direct_url), lambda: p50_ms(gateway_url))
+    added = statistics.median(gv - dv for gv, dv in zip(g, d))
+    ctx.results.add(R.Row(f"{label}: one client, p50 added by the gateway", f"{statistics.median(g):.2f} ms",
+                          f"{statistics.median(d):.2f} ms", None, "<= 2 ms added", added <= 2.0,
+                          note=f"added {added:.2f} ms (median of paired rounds)"))
+
+
+# The floor of any gateway written in Python with asyncio: each client connection relayed byte for byte to a new
+# connection to the machine (no parsing, no routing, no headers added); same interpreter, same venv.
+RELAY = """\
+import asyncio, sys
+port, host, target = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while data := await r.read(262144):
+            w.write(data)
+            await w.drain()
+    except OSError:
+        pass
+    finally:
+        w.close()
+async def serve(r, w):
+    try:
+        ur, uw = await asyncio.open_connection(host, target)
+    except OSError:
+        w.close()
+        return
+    await asyncio.gather(pipe(r, uw), pipe(ur, w))
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+# -- sandboxes ---------------------------------------------------------------------------------------------------
+class DriverSandbox(R.Sandbox):
+    def __init__(self, root: Path, driver: str, name: str) -> None:
+        super().__init__(root, name=name)
+        self.driver = driver
+
+    def server_env(self) -> dict[str, str]:
+        return {**R.clean_env(self.root, self.code), "VALYENT_LOCAL_DRIVER": self.driver}
+
+
+def _wait_ok(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise R.BenchError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def _machine(sb: R.Sandbox, fleet: str, config: dict) -> str:
+    with sb.client() as c:
+        r = c.post(f"/fleets/{fleet}/machines", json={"region": "local", "config": {
+            "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}, **config}, "enable_machine_gateway": True})
+        r.raise_for_status()
+        mid = r.json()["id"]
+        w = c.get(f"/fleets/{fleet}/machines/{mid}/wait", params={"status": "running", "timeout": 60})
+        if w.status_code != 200:
+            raise R.BenchError(f"machine {mid} did not run: {w.text}")
+        return mid
+
+
+def _gateway(sb: R.Sandbox, fleet: str, port: int) -> str:
+    with sb.client() as c:
+        r = c.post(f"/fleets/{fleet}/gateways", json={"name": "web", "target_port": port})
+        r.raise_for_status()
+        return r.json()["url"]
+
+
+SITE = ("import os; os.makedirs('site', exist_ok=True); open('site/1k.html', 'w').write('a' * 1024); "
+        "open('site/1m.bin', 'wb').write(os.urandom(1 << 20))")
+
+
+def case_gateway_process(ctx) -> None:
+    sb = DriverSandbox(ctx.root, "process", "gw-process")
+    sb.start()
+    try:
+        fleet = R.create_fleet(sb, "bench-gw")
+        port = R.free_port()
+        url = _gateway(sb, fleet, port)
+        _machine(sb, fleet, {"image": "python:3", "workload": {"init": {"cmd": [
+            "sh", "-c", f"python3 -c \"{SITE}\" && exec python3 -m http.server {port} --bind 127.0.0.1 "
+                        "--directory site"]}}})
+        direct = f"http://127.0.0.1:{port}"
+        _wait_ok(url + "/1k.html")
+        throughput_rows(ctx, "gateway, process driver, 1 KB (python http.server)", direct + "/1k.html",
+                        url + "/1k.html", 1000, 0.8)
+        throughput_rows(ctx, "gateway, process driver, 1 MB", direct + "/1m.bin", url + "/1m.bin", 200, 0.7)
+        latency_row(ctx, "gateway, process driver, 1 KB", direct + "/1k.html", url + "/1k.html")
+    finally:
+        sb.stop()
+
+
+def build_web_image(root: Path) -> str | None:
+    """An offline image: busybox-static with httpd serving /www (1k.html, 1m.bin). None with the reason when it
+    cannot be built (no podman, no busybox)."""
+    podman, busybox = shutil.which("podman"), shutil.which("busybox")
+    if not podman or not busybox:
+        return None
+    rootfs = root / "web-rootfs"
+    for d in ("bin", "etc", "tmp", "www", "proc", "sys", "dev"):
+        (rootfs / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(os.path.realpath(busybox), rootfs / "bin" / "busybox")
+    for applet in ("sh", "httpd", "echo", "sleep", "true"):
+        (rootfs / "bin" / applet).symlink_to("busybox")
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+    (rootfs / "www" / "1k.html").write_text("a" * 1024)
+    (rootfs / "www" / "1m.bin").write_bytes(os.urandom(1 << 20))
+    tarball = root / "web-rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    subprocess.run([podman, "import", "--change", "ENV PATH=/bin", "--change",
+                    'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]', str(tarball), WEB_IMAGE],
+                   check=True, capture_output=True, timeout=300)
+    return WEB_IMAGE
+
+
+def case_gateway_podman(ctx) -> None:
+    image = build_web_image(ctx.root)
+    if image is None:
+        ctx.results.add(R.Row("gateway, podman driver", "-", "-", None, "-", None, note="skipped: no podman or busybox"))
+        return
+    sb = DriverSandbox(ctx.root, "podman", "gw-podman")
+    sb.start()
+    try:
+        fleet = R.create_fleet(sb, "bench-gw")
+        url = _gateway(sb, fleet, 8080)
+        mid = _machine(sb, fleet, {"image": image})
+        out = subprocess.run(["podman", "port", f"valyent-{mid}", "8080"], capture_output=True, text=True).stdout
+        direct = "http://" + out.strip().splitlines()[0]
+        _wait_ok(url + "/1k.html")
+        throughput_rows(ctx, "gateway, podman driver, 1 KB (busybox httpd)", direct + "/1k.html",
+                        url + "/1k.html", 1000, 0.8)
+        throughput_rows(ctx, "gateway, podman driver, 1 MB", direct + "/1m.bin", url + "/1m.bin", 200, 0.7)
+        latency_row(ctx, "gateway, podman driver, 1 KB", direct + "/1k.html", url + "/1k.html")
+        run_rows(ctx, sb, image)
+    finally:
+        sb.stop()
+        subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
+
+
+def run_rows(ctx, sb: R.Sandbox, image: str) -> None:
+    """`valyent machines run --rm` against `podman run --rm`, and the create POST's latency, on the podman
+    sandbox."""
+    env = sb.env(ctx.root, "default")
+    a, b = R.alternate(ctx.valyent + ["machines", "run", "--rm", "--image", image, "--", "echo", "hi"],
+                       ["podman", "run", "--rm", image, "echo", "hi"], env, ctx.runs, stdout="pipe")
+    ctx.results.add(R.ratio_row("machines run --rm (podman)  vs  podman run --rm", a, b, 1.3))
+    lat = []
+    with sb.client() as c:
+        for _ in range(ctx.runs):
+            t = time.perf_counter()
+            r = c.post("/fleets/default/machines", json={"region": "local", "config": {
+                "image": image, "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
+                "workload": {"init": {"cmd": ["sleep", "300"]}}}})
+            lat.append(time.perf_counter() - t)
+            r.raise_for_status()
+            mid = r.json()["id"]
+            c.get(f"/fleets/default/machines/{mid}/wait", params={"status": "running", "timeout": 60})
+            c.delete(f"/fleets/default/machines/{mid}", params={"force": "true"})
+    ctx.results.add(R.Row("create POST (podman), answered before the engine work", R.ms(statistics.median(lat)),
+                          "-", None, "-", None, note=f"max {R.ms(max(lat))}"))
+
+
+def case_create(ctx) -> None:
+    """`machines create` (waits until it runs) against `create -d`, process driver (the shared sandbox)."""
+    env = ctx.sb.env(ctx.root, "default")
+    a, b = R.alternate(ctx.valyent + ["machines", "create", "-q", "--image", "x", "--", "sleep", "300"],
+                       ctx.valyent + ["machines", "create", "-q", "-d", "--image", "x", "--", "sleep", "300"],
+                       env, ctx.runs)
+    ctx.results.add(R.ratio_row("machines create  vs  create -d (process driver)", a, b, None,
+                                note=f"added {R.ms(R.median(a) - R.median(b))}: the wait until it runs"))
+    with ctx.sb.client() as c:
+        for m in c.get("/fleets/default/machines").json():
+            c.delete(f"/fleets/default/machines/{m['id']}", params={"force": "true"})
+
+
+FLOOR_APP = """\
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+body = open(sys.argv[2], "rb").read()
+async def machines(request):
+    return Response(body, media_type="application/json")
+app = Starlette(routes=[Route("/v1/fleets/{fleet}/machines", machines)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, http="h11",
+            loop="asyncio", server_header=False)
+"""
+
+
+def case_sandbox8(ctx) -> None:
+    """The sandbox's machine list (10 machines) under 8 clients against a starlette+uvicorn app serving the same
+    bytes (the same interpreter, venv and uvicorn settings as the sandbox): the framework's own floor."""
+    fleet = R.create_fleet(ctx.sb, "bench-list10")
+    R.create_machines(ctx.sb, fleet, 10, skip_start=True)
+    url = f"{ctx.sb.api}/fleets/{fleet}/machines"
+    headers = {"Authorization": f"Bearer {ctx.sb.token}"}
+    import httpx
+
+    body = ctx.root / "list10.json"
+    body.write_bytes(httpx.get(url, headers=headers, timeout=30).content)
+    port = R.free_port()
+    floor = subprocess.Popen([R.PY, "-c", FLOOR_APP, str(port), str(body)], env=R.clean_env(ctx.root),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        floor_url = f"http://127.0.0.1:{port}/v1/fleets/{fleet}/machines"
+        _wait_ok(floor_url, 30)
+        d, g = paired(lambda: ab(floor_url, 2000), lambda: ab(url, 2000, headers=headers))
+        ratio = statistics.median(gv / dv for gv, dv in zip(g, d))
+        ctx.results.add(R.Row("sandbox machines list (10), ab -k -c 8  vs  starlette+uvicorn serving the same body",
+                              f"{statistics.median(g):.0f} req/s", f"{statistics.median(d):.0f} req/s", ratio,
+                              ">= 0.8", ratio >= 0.8, note="ratio: the median of the paired rounds' ratios"))
+    finally:
+        floor.terminate()
+        floor.wait(10)
+
+
+def main() -> int:  # standalone: python benchmarks/gateway.py [process|podman|sandbox8|create]...
+    import tempfile
+
+    cases = sys.argv[1:] or ["process", "podman"]
+    root = Path(tempfile.mkdtemp(prefix="valyent-bench-gw-"))
+    results = R.Results()
+    ctx = R.Ctx(root=root, sb=None, results=results, valyent=R.valyent_argv(), runs=5, big_fleet=0, log_lines=0,
+                follow_lines=0, sandbox_per_client=0)
+    print(R.machine_info(), flush=True)
+    try:
+        if {"sandbox8", "create"} & set(cases):
+            ctx.sb = R.Sandbox(root)
+            ctx.sb.start()
+        for case in cases:
+            {"process": case_gateway_process, "podman": case_gateway_podman, "sandbox8": case_sandbox8,
+             "create": case_create}[case](ctx)
+    finally:
+        if ctx.sb is not None:
+            ctx.sb.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    R.print_table(results, markdown=True)
+    print(f"\n{R.machine_info()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
