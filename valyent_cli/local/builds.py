@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from valyent_cli.local import ids
 from valyent_cli.local.problems import Problem, invalid, not_found, precondition
+from valyent_cli.local.routes.common import path_namespace
 from valyent_cli.local.store import now_rfc3339
 
 SCHEMA = """
@@ -336,7 +337,7 @@ async def create_build(request: Request) -> Response:
         upload = form.get("context")
         if upload is None or isinstance(upload, str):
             raise invalid("context file is required", "body.context")
-        build = await svc.create(request.path_params["namespace"], request.query_params, upload.file)
+        build = await svc.create(path_namespace(request), request.query_params, upload.file)
     finally:
         await form.close()
     return JSONResponse(build)
@@ -350,19 +351,19 @@ async def list_builds(request: Request) -> Response:
         limit = int(raw)
     except ValueError:
         raise invalid("limit must be a whole number", "query.limit", raw) from None
-    return JSONResponse(svc.list(request.path_params["namespace"], limit if limit > 0 else 20))
+    return JSONResponse(svc.list(path_namespace(request), limit if limit > 0 else 20))
 
 
 async def get_build(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    return JSONResponse(svc.get(request.path_params["namespace"], request.path_params["build_id"]))
+    return JSONResponse(svc.get(path_namespace(request), request.path_params["build_id"]))
 
 
 async def build_logs(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    build = svc.get(request.path_params["namespace"], request.path_params["build_id"])
+    build = svc.get(path_namespace(request), request.path_params["build_id"])
     follow = (request.query_params.get("follow") or "").lower() in ("1", "true", "yes")
     return StreamingResponse(svc.follow(build["id"], follow), media_type="text/plain",
                              headers={"Cache-Control": "no-store"})
@@ -371,7 +372,7 @@ async def build_logs(request: Request) -> Response:
 async def cancel_build(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    svc.cancel(request.path_params["namespace"], request.path_params["build_id"])
+    svc.cancel(path_namespace(request), request.path_params["build_id"])
     return Response(status_code=204)
 
 

@@ -57,6 +57,29 @@ def precondition(detail: str) -> Problem:
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
+def object_name_error(name: Any) -> str | None:
+    """Ravel's object-name rule (`validateObjectName`, ravel/validation.go: namespaces, fleets, gateways), with its
+    messages; None when the name is valid. A namespace names directories and engine objects of the sandbox: this is
+    the one rule every route applies to it (`routes/common.py`)."""
+    if not isinstance(name, str) or name == "":
+        return "name cannot be empty"
+    if len(name) > 63:
+        return "name cannot be longer than 63 characters"
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        return "name can only contain alphanumeric characters and dashes"
+    if name[0] == "-" or name[-1] == "-":
+        return "name cannot start or end with a dash"
+    return None
+
+
+def check_namespace(value: Any, location: str = "query.namespace") -> str:
+    """A namespace from a request (query or path), refused with 400 unless it follows Ravel's object-name rule."""
+    error = object_name_error(value)
+    if error:
+        raise invalid(f"invalid namespace {value!r}: {error}", location, value)
+    return value
+
+
 def check_name(value: Any, what: str, location: str = "body.name") -> str:
     if not isinstance(value, str) or not value:
         raise invalid(f"{what} name is required", location, value)
@@ -265,6 +288,14 @@ def check_secret_payload(body: Any, *, create: bool) -> tuple[str | None, str]:
     return name, value
 
 
+def check_volume_name(name: Any, location: str) -> str:
+    """A volume name names a directory (process driver) or an engine volume of the sandbox."""
+    if not isinstance(name, str) or not _VOLUME_NAME.match(name):
+        raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
+                      "'.', not starting with '.'", location, name)
+    return name
+
+
 def _check_workload_extras(workload: dict) -> None:
     base = "body.config.workload"
     secrets = workload.get("secrets")
@@ -290,9 +321,7 @@ def _check_workload_extras(workload: dict) -> None:
             name, path = vol.get("name"), vol.get("path")
             if not isinstance(name, str) or not name:
                 raise invalid("Volume name cannot be empty")
-            if not _VOLUME_NAME.match(name):  # it names a directory of the sandbox
-                raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
-                              "'.', not starting with '.'", f"{base}.volumes[{i}].name", name)
+            check_volume_name(name, f"{base}.volumes[{i}].name")
             if name in names:
                 raise invalid("Duplicate volume name: " + name)
             names.add(name)
