@@ -296,6 +296,25 @@ def check_volume_name(name: Any, location: str) -> str:
     return name
 
 
+#: where a volume may not go: the kernel's filesystems a machine is given (a volume over /proc hides what
+#: machine_init masks in it) and `/` itself (issue 27 item 1, issue 28 item 11)
+VOLUME_PATH_FORBIDDEN = ("/proc", "/dev", "/sys")
+
+
+def check_volume_path(path: str, location: str) -> str:
+    """A volume's mount point: absolute, a directory below `/`, not under /proc, /dev or /sys, no `..`, no NUL and
+    no `:` (the engines read `PATH:OPTIONS`, so `/data:ro` would reach podman as a mount option: item 18)."""
+    norm = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+    if ".." in norm.split("/") or norm == "/" or "\0" in path:
+        raise invalid(f"Volume path {path!r} must name a directory below /", location, path)
+    if any(norm == top or norm.startswith(top + "/") for top in VOLUME_PATH_FORBIDDEN):
+        raise invalid(f"Volume path {path!r} is under {norm.split('/')[1] and '/' + norm.split('/')[1]}, which the "
+                      "sandbox mounts itself: choose another directory", location, path)
+    if ":" in path:
+        raise invalid(f"Volume path {path!r} holds ':', which container engines read as mount options", location, path)
+    return path
+
+
 def _check_workload_extras(workload: dict) -> None:
     base = "body.config.workload"
     secrets = workload.get("secrets")
@@ -329,9 +348,7 @@ def _check_workload_extras(workload: dict) -> None:
                 raise invalid("Volume path cannot be empty")
             if path[0] != "/":
                 raise invalid("Volume path must be absolute: " + path)
-            norm = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
-            if ".." in norm.split("/") or norm == "/" or "\0" in path:
-                raise invalid(f"Volume path {path!r} must name a directory below /", f"{base}.volumes[{i}].path", path)
+            check_volume_path(path, f"{base}.volumes[{i}].path")
             if path in paths:
                 raise invalid("Duplicate volume path: " + path)
             paths.add(path)
