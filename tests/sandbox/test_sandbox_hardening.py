@@ -190,3 +190,100 @@ def test_the_cli_refuses_a_volume_at_root_or_with_options_before_any_request(cli
     for spec in ("data:/", "data://", "data:/.", "data:/data:ro"):
         result = run_cli("machines", "create", "--fleet", "default", "--image", "alpine", "--volume", spec, env=env)
         assert result.returncode == 2 and "--volume" in result.stderr, (spec, result.stderr)
+
+
+# -- item 4: env keys and values with control characters ------------------------------------------------------------
+@pytest.mark.parametrize("entry", ["*\nINJ=1", "A=b\nC=d", "A=b\rC=d", "A\n=b", "A=\x1b]52;c;eA==\x07", "A=\x85",
+                                   "A=\x7f"])
+def test_env_entries_with_control_characters_are_refused(api, entry):
+    """`"*\\nINJ=1"` wrote a bare `*` line into podman's env file, which imported the sandbox server's whole
+    environment into the container."""
+    payload = machine_payload(["true"], env=["OK=1", entry])
+    body = problem(api.post("/fleets/default/machines", json=payload), 400, "INVALID_ARGUMENT")
+    assert body["errors"][0]["location"] == "body.config.workload.env[1]", body
+    assert "control character" in body["detail"]
+
+
+def test_a_tab_in_an_env_value_is_kept(api):
+    r = api.post("/fleets/default/machines", json=machine_payload(["sleep", "60"], env=["A=x\ty"]))
+    assert r.status_code in (200, 201), r.text
+    assert api.delete(f"/fleets/default/machines/{r.json()['id']}", params={"force": "true"}).status_code == 200
+
+
+def test_env_with_a_line_break_through_the_cli_config_file_is_refused(cli_env, tmp_path):
+    config = tmp_path / "machine.json"
+    import json
+
+    config.write_text(json.dumps({"config": {
+        "image": "alpine", "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1},
+        "workload": {"env": ["*\nINJ=1"], "init": {"cmd": ["true"]}}}}))
+    result = run_cli("machines", "create", "--fleet", "default", "--config", str(config), env=cli_env)
+    assert result.returncode != 0 and "control character" in result.stderr, result.stderr
+
+
+# -- item 5: secrets never on podman's command line -----------------------------------------------------------------
+@pytest.fixture()
+def recorded_podman(tmp_path, engine_images):
+    """A podman sandbox whose `podman` is a wrapper that records every command line it is given (what any local user
+    could read in /proc/*/cmdline while it runs), then runs the real podman."""
+    import shutil
+
+    from support.engine import remove_containers_of_sandbox
+    from support.env import cli_environ
+    from support.sandbox import Sandbox
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "podman-argv.log"
+    wrapper = bindir / "podman"
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\0" "$a"; done >> {log}\necho >> {log}\n'
+                       f'exec {shutil.which("podman")} "$@"\n')
+    wrapper.chmod(0o755)
+    # an image of its own: other test sessions on this machine remove the shared ones when they end
+    import subprocess
+    import tarfile
+
+    from support.engine import _import, _rootfs
+
+    image = f"localhost/valyent-test-hardening-{uuid.uuid4().hex[:8]}:1"
+    rootfs = _rootfs(tmp_path)
+    with tarfile.open(tmp_path / "rootfs.tar", "w") as tar:
+        tar.add(rootfs, arcname=".")
+    _import(rootfs, tmp_path / "rootfs.tar", image, 'CMD ["/bin/sh"]')
+    sb = Sandbox(tmp_path / "data", driver="podman", env={"PATH": f"{bindir}:{os.environ['PATH']}"}).start()
+    try:
+        yield sb, cli_environ(tmp_path / "config", sandbox=sb, fleet="default"), log, image
+    finally:
+        try:
+            sb.finish()
+        finally:
+            remove_containers_of_sandbox(sb.data_dir)
+            subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
+
+
+def test_secrets_never_reach_the_engines_command_line(recorded_podman, engine_images):
+    sb, env, log, image = recorded_podman
+    multi = f"-----BEGIN KEY-----\nline {uuid.uuid4().hex}\n-----END KEY-----"
+    single = f"single-{uuid.uuid4().hex}"
+    with sb.client() as api:
+        for name, value in (("multi", multi), ("single", single)):
+            assert api.post("/namespaces/default/secrets", json={"name": name, "value": value}).status_code == 200
+        payload = machine_payload(["sleep", "600"], image=image)
+        payload["config"]["workload"]["secrets"] = [{"name": "multi", "env_var": "MULTI"},
+                                                    {"name": "single", "env_var": "SINGLE"}]
+        r = api.post("/fleets/default/machines", json=payload)
+        assert r.status_code in (200, 201), r.text
+        mid = r.json()["id"]
+        wait_until(lambda: api.get(f"/fleets/default/machines/{mid}").json()["state"] in ("running", "stopped"),
+                   timeout=120, message="the machine to run")
+        got = api.post(f"/fleets/default/machines/{mid}/exec", json={"cmd": ["sh", "-c", "echo \"$MULTI\""], "timeout_ms": 30000})
+        assert got.status_code == 200 and got.json()["stdout"] == multi + "\n", (got.text, api.get(f"/fleets/default/machines/{mid}/events").text)
+        got = api.post(f"/fleets/default/machines/{mid}/exec", json={"cmd": ["sh", "-c", "echo \"$SINGLE\""], "timeout_ms": 30000})
+        assert got.json()["stdout"] == single + "\n", got.text
+        recorded = log.read_bytes()
+        assert b"line " not in recorded and single.encode() not in recorded, "a secret was on podman's command line"
+        assert api.delete(f"/fleets/default/machines/{mid}", params={"force": "true"}).status_code == 200
+    import subprocess
+
+    left = subprocess.run(["podman", "secret", "ls", "--format", "{{.Name}}"], capture_output=True, text=True).stdout
+    assert mid not in left, "the machine's engine secrets outlived it"

@@ -55,6 +55,8 @@ def precondition(detail: str) -> Problem:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+#: control characters (C0 but tab, DEL, C1): refused in env keys and values
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def object_name_error(name: Any) -> str | None:
@@ -166,6 +168,11 @@ def check_create_machine(body: Any) -> dict:
         key, sep, _ = item.partition("=")
         if not sep or not key or "\0" in item:
             raise invalid(f"env entry {item!r} must be KEY=VALUE", f"body.config.workload.env[{i}]", item)
+        if _CONTROL.search(item):
+            # a line break in a key or value became a line of its own in podman's env file (`*` there imported the
+            # sandbox server's whole environment: issue 27 item 4)
+            raise invalid(f"env entry {item[:80]!r} holds a control character (a line break, an escape...), which "
+                          "an environment variable cannot carry here", f"body.config.workload.env[{i}]", item)
     for key in ("restart", "restart_policy"):  # the contract says restart; Ravel's Go type says restart_policy
         restart = _obj(workload.get(key), f"body.config.workload.{key}")
         if restart is None:
