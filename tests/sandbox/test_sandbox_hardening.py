@@ -287,3 +287,16 @@ def test_secrets_never_reach_the_engines_command_line(recorded_podman, engine_im
 
     left = subprocess.run(["podman", "secret", "ls", "--format", "{{.Name}}"], capture_output=True, text=True).stdout
     assert mid not in left, "the machine's engine secrets outlived it"
+
+
+# -- item 17: a secret with NUL ------------------------------------------------------------------------------------
+def test_a_secret_with_nul_is_refused_when_set(api):
+    """It made the machine create a 500 and left the machine `preparing`; now `secrets set` refuses it."""
+    from support.util import name as unique
+
+    sec = unique("nul")
+    problem(api.post("/namespaces/default/secrets", json={"name": sec, "value": "a\0b"}), 400, "INVALID_ARGUMENT")
+    assert api.get(f"/namespaces/default/secrets/{sec}").status_code == 404
+    assert api.post("/namespaces/default/secrets", json={"name": sec, "value": "ok"}).status_code == 200
+    problem(api.patch(f"/namespaces/default/secrets/{sec}", json={"value": "x\0"}), 400, "INVALID_ARGUMENT")
+    assert api.delete(f"/namespaces/default/secrets/{sec}").status_code == 204

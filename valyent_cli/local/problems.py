@@ -292,6 +292,8 @@ def check_secret_payload(body: Any, *, create: bool) -> tuple[str | None, str]:
     value = body.get("value")
     if not isinstance(value, str) or not value:
         raise unprocessable("expected length >= 1", "body.value", None)
+    if "\0" in value:  # it becomes an environment value, which cannot hold NUL: refused here, not at create (item 17)
+        raise invalid("a secret value cannot hold a NUL character (it becomes an environment variable)", "body.value")
     return name, value
 
 
