@@ -300,3 +300,47 @@ def test_a_secret_with_nul_is_refused_when_set(api):
     assert api.post("/namespaces/default/secrets", json={"name": sec, "value": "ok"}).status_code == 200
     problem(api.patch(f"/namespaces/default/secrets/{sec}", json={"value": "x\0"}), 400, "INVALID_ARGUMENT")
     assert api.delete(f"/namespaces/default/secrets/{sec}").status_code == 204
+
+
+# -- item 6: podman volume names across namespaces -----------------------------------------------------------------
+def test_volumes_of_two_namespaces_never_share_an_engine_volume(recorded_podman):
+    """`a` + volume `b-x` and `a-b` + volume `x` were both the engine volume `valyent-…-a-b-x`: a namespace read
+    another's file."""
+    sb, env, log, image = recorded_podman
+    ns = f"h{uuid.uuid4().hex[:6]}"
+    try:
+        _share_nothing(sb, ns, image)
+    finally:
+        import subprocess
+
+        for vol in subprocess.run(["podman", "volume", "ls", "--format", "{{.Name}}"], capture_output=True,
+                                  text=True).stdout.split():
+            if vol.startswith("valyent-") and ns in vol:
+                subprocess.run(["podman", "volume", "rm", "--force", vol], capture_output=True)
+
+
+def _share_nothing(sb, ns, image):
+    with sb.client() as api:
+        mids = []
+        for namespace, vol, cmd in ((ns, "b-x", "echo from-" + ns + " > /v/f; sleep 600"),
+                                    (ns + "-b", "x", "sleep 600")):
+            assert api.post("/namespaces", json={"name": namespace}).status_code in (200, 201)
+            assert api.post("/fleets", params={"namespace": namespace}, json={"name": "f"}).status_code in (200, 201)
+            payload = machine_payload(["sh", "-c", cmd], image=image)
+            payload["config"]["workload"]["volumes"] = [{"name": vol, "path": "/v"}]
+            r = api.post("/fleets/f/machines", params={"namespace": namespace}, json=payload)
+            assert r.status_code in (200, 201), r.text
+            mids.append((namespace, r.json()["id"]))
+
+        def exec_(namespace, mid, *cmd):
+            return api.post(f"/fleets/f/machines/{mid}/exec", params={"namespace": namespace},
+                            json={"cmd": list(cmd), "timeout_ms": 30000}).json()
+
+        (ns1, m1), (ns2, m2) = mids
+        wait_until(lambda: exec_(ns1, m1, "cat", "/v/f").get("stdout") == f"from-{ns}\n", timeout=120,
+                   message="the first machine's file")
+        wait_until(lambda: exec_(ns2, m2, "ls", "/v").get("exit_code") == 0, timeout=120,
+                   message="the second machine to run")
+        assert exec_(ns2, m2, "ls", "-a", "/v")["stdout"].split() == [".", ".."]
+        for namespace, mid in mids:
+            api.delete(f"/fleets/f/machines/{mid}", params={"namespace": namespace, "force": "true"})

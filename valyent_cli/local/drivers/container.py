@@ -221,7 +221,13 @@ class ContainerDriver(Driver):
         return args
 
     def volume_name(self, namespace: str, name: str) -> str:
-        return f"valyent-{self.sandbox_id[:12]}-{namespace}-{name}"
+        """The engine volume of a (namespace, volume name): unambiguous, since a namespace (Ravel's object-name rule)
+        holds no `_` and the first `_` ends it (`a` + `b-x` and `a-b` + `x` were both `…-a-b-x`: issue 27 item 6).
+        Volumes named by the sandbox before that are not reused."""
+        from valyent_cli.local.problems import check_namespace, check_volume_name
+
+        return f"valyent-{self.sandbox_id[:12]}-{check_namespace(namespace, 'namespace')}_" \
+               f"{check_volume_name(name, 'volume')}"
 
     async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress,
                       namespace: str = "default") -> None:
