@@ -34,7 +34,7 @@ def test_build_then_run_the_image(podman_env, engine_images, tmp_path):
     try:
         assert r.returncode == 0, r.stderr
         build = json.loads(r.stdout)
-        assert build["status"] == "completed" and build["full_image"] == f"{name}:v1"
+        assert build["status"] == "completed" and build["full_image"] == f"localhost/default/{name}:v1"
         assert build["digest"].startswith("sha256:")
         assert "STEP" in r.stderr  # the build log, followed live on stderr
         logs = run_cli("builds", "logs", build["id"], env=podman_env)
@@ -54,7 +54,7 @@ def test_build_then_run_the_image(podman_env, engine_images, tmp_path):
         finally:
             run_cli("machines", "delete", "--yes", "--force", mid, env=podman_env)
     finally:
-        subprocess.run(["podman", "rmi", "--force", f"localhost/{name}:v1"], capture_output=True)
+        subprocess.run(["podman", "rmi", "--force", f"localhost/default/{name}:v1"], capture_output=True)
 
 
 def test_a_failing_build_exits_1_with_its_error(podman_env, engine_images, tmp_path):

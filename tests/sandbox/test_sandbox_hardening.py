@@ -344,3 +344,80 @@ def _share_nothing(sb, ns, image):
         assert exec_(ns2, m2, "ls", "-a", "/v")["stdout"].split() == [".", ".."]
         for namespace, mid in mids:
             api.delete(f"/fleets/f/machines/{mid}", params={"namespace": namespace, "force": "true"})
+
+
+# -- item 7: builds per namespace, never over an image the sandbox did not build -----------------------------------
+def _build(api, namespace, ctx_tar: bytes, **query):
+    return api.post(f"/namespaces/{namespace}/builds", params=query,
+                    files={"context": ("context.tar.gz", ctx_tar, "application/gzip")})
+
+
+def _context(base: str, word: str) -> bytes:
+    import io
+    import tarfile
+
+    data = f"FROM {base}\nRUN echo {word} > /word\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _image_id(ref: str) -> str | None:
+    import subprocess
+
+    r = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def test_a_build_replaces_no_image_of_another_namespace_or_not_its_own(recorded_podman):
+    """A build in one namespace replaced another namespace's image (`localhost/NAME:TAG` is global in the engine),
+    and any image of that name at all."""
+    import subprocess
+
+    sb, env, log, base = recorded_podman
+    name, other = f"hb{uuid.uuid4().hex[:6]}", f"ho{uuid.uuid4().hex[:6]}"
+    made = []
+    try:
+        with sb.client(timeout=120) as api:
+            assert api.post("/namespaces", json={"name": other}).status_code in (200, 201)
+            # an image the sandbox did not build, under the name a build with a registry would tag
+            foreign = f"registry.invalid/{name}:1"
+            subprocess.run(["podman", "tag", base, foreign], check=True, capture_output=True)
+            made.append(foreign)
+            before = _image_id(foreign)
+            r = _build(api, "default", _context(base, "mine"), image_name=name, tag="1", registry="registry.invalid")
+            body = problem(r, 409, "ALREADY_EXISTS")
+            assert foreign in body["detail"]
+            assert _image_id(foreign) == before
+            # without a registry each namespace gets its own name
+            built = {}
+            for ns, word in (("default", "default-word"), (other, "other-word")):
+                r = _build(api, ns, _context(base, word), image_name=name, tag="1")
+                assert r.status_code == 200, r.text
+                b = r.json()
+                assert b["full_image"] == f"localhost/{ns}/{name}:1", b
+                made.append(b["full_image"])
+                wait_until(lambda: api.get(f"/namespaces/{ns}/builds/{b['id']}").json()["status"] in
+                           ("completed", "failed"), timeout=120, message="the build")
+                assert api.get(f"/namespaces/{ns}/builds/{b['id']}").json()["status"] == "completed"
+                built[ns] = _image_id(b["full_image"])
+            assert built["default"] != built[other]
+            # the other namespace cannot take this one's image by naming it as its registry
+            r = _build(api, other, _context(base, "x"), image_name=name, tag="1", registry="localhost/default")
+            problem(r, 409, "ALREADY_EXISTS")
+            assert _image_id(f"localhost/default/{name}:1") == built["default"]
+            # a machine of the namespace that built it runs it by its short name
+            payload = machine_payload(["sh", "-c", "cat /word; sleep 600"], image=f"{name}:1")
+            m = api.post("/fleets/default/machines", json=payload)
+            assert m.status_code in (200, 201), m.text
+            mid = m.json()["id"]
+            wait_until(lambda: [x.get("message") for x in
+                                api.get(f"/fleets/default/machines/{mid}/logs").json()] == ["default-word"],
+                       timeout=120, message="the machine's log")
+            api.delete(f"/fleets/default/machines/{mid}", params={"force": "true"})
+    finally:
+        for ref in made:
+            subprocess.run(["podman", "rmi", "--force", ref], capture_output=True)

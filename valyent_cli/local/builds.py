@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from valyent_cli.local import ids
+from valyent_cli.local.drivers.container import namespace_image
 from valyent_cli.local.problems import Problem, invalid, not_found, precondition
 from valyent_cli.local.routes.common import path_namespace
 from valyent_cli.local.store import now_rfc3339
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS builds_namespace ON builds(namespace, created_at);
 """
 FINAL = ("completed", "failed")
+BUILT_BY, BUILT_FOR = "valyent.build.sandbox", "valyent.build.namespace"  # labels on every image a build makes
 MAX_CONTEXT = 2 * 1024 ** 3
 
 
@@ -46,6 +48,7 @@ class BuildService:
         self.db = store.db
         self.dir = data_dir / "builds"
         self.engine: str | None = getattr(driver, "engine", None)
+        self.sandbox_id: str = getattr(driver, "sandbox_id", "")
         self.driver_name = driver.name
         self.db.executescript(SCHEMA)
         self.procs: dict[str, asyncio.subprocess.Process] = {}
@@ -114,7 +117,11 @@ class BuildService:
                 raise invalid("build_arg must be KEY=VALUE", "query.build_arg", item)
             build_args.append(item)
         dockerfile = query.get("dockerfile") or "Dockerfile"
-        full_image = f"{registry}/{image}:{tag}" if registry else f"{image}:{tag}"
+        # the engine's image names are global: without a registry a build is tagged under its namespace
+        # (`localhost/<namespace>/<name>:<tag>`, what `machines create --image <name>:<tag>` in that namespace
+        # runs: drivers/container.py), and no build replaces an image it did not make (issue 27 item 7)
+        full_image = f"{registry}/{image}:{tag}" if registry else f"{namespace_image(namespace, image)}:{tag}"
+        await self._check_owner(engine, full_image, namespace)
         build = {"id": "build_" + ids.ulid().lower(), "namespace": namespace, "image_name": image, "tag": tag,
                  "registry": registry, "full_image": full_image, "status": "pending", "created_at": now_rfc3339()}
         work = self.dir / build["id"]
@@ -130,7 +137,8 @@ class BuildService:
             shutil.rmtree(work, ignore_errors=True)
             raise invalid(f"no {dockerfile} in the build context", "query.dockerfile", dockerfile)
         # --force-rm: a failed build leaves no working container behind
-        args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df)]
+        args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df),
+                "--label", f"{BUILT_BY}={self.sandbox_id}", "--label", f"{BUILT_FOR}={namespace}"]
         if await self._own_cgroups():
             # its RUN steps in a cgroup of their own, so that a cancel can end them (they leave the process tree)
             args += ["--cgroup-parent", f"/{_cgroup_name(build['id'])}"]
@@ -147,6 +155,23 @@ class BuildService:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return build
+
+    async def _check_owner(self, engine: str, image: str, namespace: str) -> None:
+        """409 when `image` exists and this namespace of this sandbox did not build it."""
+        proc = await asyncio.create_subprocess_exec(engine, "image", "inspect", "--format", "{{json .Config.Labels}}",
+                                                    image,
+                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            return  # no such image
+        try:
+            labels = json.loads(out.decode() or "null") or {}
+        except ValueError:
+            labels = {}
+        if labels.get(BUILT_BY) != self.sandbox_id or labels.get(BUILT_FOR) != namespace:
+            raise Problem("ALREADY_EXISTS", f"the image {image} exists and was not built by this namespace of the "
+                          "sandbox: a build does not replace it (choose another name or tag)")
 
     async def _run(self, build: dict, args: list[str], registry: str) -> None:
         bid = build["id"]

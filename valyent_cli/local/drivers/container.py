@@ -41,6 +41,12 @@ def container_name(machine_id: str) -> str:
     return f"valyent-{machine_id}"
 
 
+def namespace_image(namespace: str, image: str) -> str:
+    """Where a namespace's builds without a registry live in the engine: `localhost/<namespace>/<image>` (builds.py
+    tags them so; a machine of that namespace naming `<image>` gets it first)."""
+    return f"localhost/{namespace}/{image}"
+
+
 def env_secret_name(machine_id: str, key: str) -> str:
     """The podman secret that carries a multi-line environment value of a machine (issue 27 item 5)."""
     return f"valyent-{machine_id}-env-{key}"
@@ -237,6 +243,9 @@ class ContainerDriver(Driver):
         image = str(config.get("image") or "")
         if not image:
             raise PrepareFailed("the machine has no image")
+        own = namespace_image(namespace, image)
+        if qualify(image) != image and (await self.run("image", "inspect", own))[0] == 0:
+            image = own  # a short name this namespace built (builds.py), before any other image of that name
         config = {**config, "image": await self._pull(image, progress)}
         await self._env_secrets(machine_id, env)
         try:
