@@ -36,7 +36,7 @@ def test_build_then_run_the_image(engine, engine_env, engine_images, tmp_path):
     try:
         assert r.returncode == 0, r.stderr
         build = json.loads(r.stdout)
-        assert build["status"] == "completed" and build["full_image"] == f"{name}:v1"
+        assert build["status"] == "completed" and build["full_image"] == f"localhost/default/{name}:v1"
         assert build["digest"].startswith("sha256:")
         assert "step" in r.stderr.lower()  # the build log (podman: STEP 1/5, docker: Step 1/5), followed live on stderr
         logs = run_cli("builds", "logs", build["id"], env=engine_env)
@@ -59,9 +59,9 @@ def test_build_then_run_the_image(engine, engine_env, engine_images, tmp_path):
         finally:
             run_cli("machines", "delete", "--yes", "--force", mid, env=engine_env)
     finally:
-        # its name as given: podman stores it as localhost/NAME, docker as docker.io/library/NAME
-        engine.run("rmi", "--force", f"{name}:v1")
-        assert engine.run("image", "inspect", f"{name}:v1").returncode != 0
+        # its name as the sandbox tags it: localhost/<namespace>/NAME (not another namespace's image)
+        engine.run("rmi", "--force", f"localhost/default/{name}:v1")
+        assert engine.run("image", "inspect", f"localhost/default/{name}:v1").returncode != 0
 
 
 def test_a_failing_build_exits_1_with_its_error(engine, engine_env, engine_images, tmp_path):

@@ -323,6 +323,10 @@ BAD = [
     (["machines", "create", "--image", "x", "--secret", "nocolon"], "--secret"),
     (["machines", "create", "--image", "x", "--secret", "Bad_Name:VAR"], "--secret"),
     (["machines", "create", "--image", "x", "--volume", "data:relative"], "--volume"),
+    (["machines", "create", "--image", "x", "--volume", "data:/"], "--volume"),  # issue 28 item 11
+    (["machines", "create", "--image", "x", "--volume", "data://."], "--volume"),
+    (["machines", "create", "--image", "x", "--volume", "data:/data:ro"], "--volume"),  # issue 27 item 18
+    (["machines", "create", "--image", "x", "--volume", "data:/data:U,O"], "--volume"),
     (["machines", "create", "--image", "x", "--network", "n=10.0.0.300/24"], "--network"),
     (["machines", "create", "--image", "x", "--network", "n=10.0.0.3"], "--network"),
     (["machines", "create", "--image", "x", "--health-interval", "10s"], "--health-cmd"),

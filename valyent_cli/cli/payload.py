@@ -309,6 +309,11 @@ def parse_volume(value: str, flag: str) -> dict[str, str]:
     name, sep, path = v.text(str(value), flag).partition(":")
     if not sep or not name.strip() or not path.startswith("/"):
         raise UsageError(f"{flag}: {str(value)[:80]!r} is not NAME:PATH with an absolute PATH (e.g. data:/var/lib/data)")
+    if not path.strip("/."):  # `/`, `//`, `/.`: a volume over the machine's whole root (issue 28 item 11)
+        raise UsageError(f"{flag}: {str(value)[:80]!r}: a volume cannot be mounted at / (choose a directory, e.g. "
+                         "data:/var/lib/data)")
+    if ":" in path:  # engines read PATH:OPTIONS (issue 27 item 18)
+        raise UsageError(f"{flag}: {str(value)[:80]!r}: the PATH holds ':', which is not allowed (no mount options)")
     return {"name": name, "path": path}
 
 

@@ -27,7 +27,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from valyent_cli.local import ids
+from valyent_cli.local.drivers.container import namespace_image
 from valyent_cli.local.problems import Problem, invalid, not_found, precondition
+from valyent_cli.local.routes.common import path_namespace
 from valyent_cli.local.store import now_rfc3339
 
 SCHEMA = """
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS builds_namespace ON builds(namespace, created_at);
 """
 FINAL = ("completed", "failed")
+BUILT_BY, BUILT_FOR = "valyent.build.sandbox", "valyent.build.namespace"  # labels on every image a build makes
 MAX_CONTEXT = 2 * 1024 ** 3
 #: the most entries a build context may hold: each costs a file to create, and 300,000 empty ones fit in 2.7 MB
 MAX_ENTRIES = 100_000
@@ -47,6 +50,7 @@ class BuildService:
         self.db = store.db
         self.dir = data_dir / "builds"
         self.engine: str | None = getattr(driver, "engine", None)
+        self.sandbox_id: str = getattr(driver, "sandbox_id", "")
         self.driver_name = driver.name
         self.db.executescript(SCHEMA)
         self.procs: dict[str, asyncio.subprocess.Process] = {}
@@ -115,7 +119,11 @@ class BuildService:
                 raise invalid("build_arg must be KEY=VALUE", "query.build_arg", item)
             build_args.append(item)
         dockerfile = query.get("dockerfile") or "Dockerfile"
-        full_image = f"{registry}/{image}:{tag}" if registry else f"{image}:{tag}"
+        # the engine's image names are global: without a registry a build is tagged under its namespace
+        # (`localhost/<namespace>/<name>:<tag>`, what `machines create --image <name>:<tag>` in that namespace
+        # runs: drivers/container.py), and no build replaces an image it did not make (issue 27 item 7)
+        full_image = f"{registry}/{image}:{tag}" if registry else f"{namespace_image(namespace, image)}:{tag}"
+        await self._check_owner(engine, full_image, namespace)
         build = {"id": "build_" + ids.ulid().lower(), "namespace": namespace, "image_name": image, "tag": tag,
                  "registry": registry, "full_image": full_image, "status": "pending", "created_at": now_rfc3339()}
         work = self.dir / build["id"]
@@ -135,7 +143,8 @@ class BuildService:
                           "body.context") from None
         df = ctx / dockerfile
         # --force-rm: a failed build leaves no working container behind
-        args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df)]
+        args = [engine, "build", "--force-rm", "--tag", full_image, "--file", str(df),
+                "--label", f"{BUILT_BY}={self.sandbox_id}", "--label", f"{BUILT_FOR}={namespace}"]
         if await self._own_cgroups():
             # its RUN steps in a cgroup of their own, so that a cancel can end them (they leave the process tree)
             args += ["--cgroup-parent", f"/{_cgroup_name(build['id'])}"]
@@ -152,6 +161,23 @@ class BuildService:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return build
+
+    async def _check_owner(self, engine: str, image: str, namespace: str) -> None:
+        """409 when `image` exists and this namespace of this sandbox did not build it."""
+        proc = await asyncio.create_subprocess_exec(engine, "image", "inspect", "--format", "{{json .Config.Labels}}",
+                                                    image,
+                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            return  # no such image
+        try:
+            labels = json.loads(out.decode() or "null") or {}
+        except ValueError:
+            labels = {}
+        if labels.get(BUILT_BY) != self.sandbox_id or labels.get(BUILT_FOR) != namespace:
+            raise Problem("ALREADY_EXISTS", f"the image {image} exists and was not built by this namespace of the "
+                          "sandbox: a build does not replace it (choose another name or tag)")
 
     async def _run(self, build: dict, args: list[str], registry: str) -> None:
         bid = build["id"]
@@ -422,7 +448,7 @@ async def create_build(request: Request) -> Response:
         upload = form.get("context")
         if upload is None or isinstance(upload, str):
             raise invalid("context file is required", "body.context")
-        build = await svc.create(request.path_params["namespace"], request.query_params, upload.file)
+        build = await svc.create(path_namespace(request), request.query_params, upload.file)
     finally:
         await form.close()
     return JSONResponse(build)
@@ -436,19 +462,19 @@ async def list_builds(request: Request) -> Response:
         limit = int(raw)
     except ValueError:
         raise invalid("limit must be a whole number", "query.limit", raw) from None
-    return JSONResponse(svc.list(request.path_params["namespace"], limit if limit > 0 else 20))
+    return JSONResponse(svc.list(path_namespace(request), limit if limit > 0 else 20))
 
 
 async def get_build(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    return JSONResponse(svc.get(request.path_params["namespace"], request.path_params["build_id"]))
+    return JSONResponse(svc.get(path_namespace(request), request.path_params["build_id"]))
 
 
 async def build_logs(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    build = svc.get(request.path_params["namespace"], request.path_params["build_id"])
+    build = svc.get(path_namespace(request), request.path_params["build_id"])
     follow = (request.query_params.get("follow") or "").lower() in ("1", "true", "yes")
     return StreamingResponse(svc.follow(build["id"], follow), media_type="text/plain",
                              headers={"Cache-Control": "no-store"})
@@ -457,7 +483,7 @@ async def build_logs(request: Request) -> Response:
 async def cancel_build(request: Request) -> Response:
     svc = _svc(request)
     svc.require_engine()
-    svc.cancel(request.path_params["namespace"], request.path_params["build_id"])
+    svc.cancel(path_namespace(request), request.path_params["build_id"])
     return Response(status_code=204)
 
 

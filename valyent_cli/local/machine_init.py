@@ -57,7 +57,9 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 SETUP_FAILED = 125
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq")
 PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats")
-OLD_ROOT = ".valyent-host-root"
+# where pivot_root puts the host's root until it is detached: a fresh random name per machine, which no request can
+# name (a volume mounted over a fixed one hid the host's root from the detach and left it to the machine: issue 27)
+OLD_ROOT = ".valyent-old-root-" + os.urandom(16).hex()
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -170,6 +172,8 @@ def setup_root(spec, fds, dev_fds):
     os.mkdir("/dev/shm", 0o1777)
     os.chmod("/dev/shm", 0o1777)
     for (src, dst, ro), fd in zip(spec["mounts"], fds):
+        if dst.strip("/").split("/")[0] == OLD_ROOT:
+            raise SetupError(f"refusing to mount over the host's root ({dst})")
         ensure_dir(dst)
         mount(f"/proc/self/fd/{fd}", dst, None, MS_BIND | MS_REC)
         if ro:
@@ -184,6 +188,8 @@ def setup_root(spec, fds, dev_fds):
             mount("/dev/null", path, None, MS_BIND)
     # the binds above came from mounts of the old root: only now can it go
     _check(libc.umount2(f"/{OLD_ROOT}".encode(), MNT_DETACH), "detach the host's root")
+    with open("/proc/self/mountinfo") as fh:
+        check_host_root_gone(f"/{OLD_ROOT}", fh.read())
     try:
         os.rmdir(f"/{OLD_ROOT}")
     except OSError:
@@ -191,6 +197,19 @@ def setup_root(spec, fds, dev_fds):
     if not os.path.isdir("/tmp"):
         ensure_dir("/tmp")
         os.chmod("/tmp", 0o1777)
+
+
+def check_host_root_gone(old_root, mountinfo):
+    """After the detach nothing may be mounted at or under the old root's mount point (a mount over it would have
+    been detached in its place, leaving the host's root below it): else set-up fails. `mountinfo`: the text of
+    /proc/self/mountinfo, whose 5th field is the mount point (octal escapes for spaces)."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = fields[4].encode().decode("unicode_escape")
+        if point == old_root or point.startswith(old_root + "/"):
+            raise SetupError(f"the host's root is still mounted in the machine (at {point}): refusing to start it")
 
 
 def drop_mount_capability():

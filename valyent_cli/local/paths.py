@@ -99,3 +99,27 @@ def load_or_create_token(data_dir: Path) -> str:
     finally:
         os.unlink(tmp)
     return read_token(data_dir) or token
+
+
+def beneath(base: Path, *names: str) -> Path:
+    """`base/names...`, where each name is one plain path component (not empty, `.` or `..`, no `/` or NUL), and
+    the result, resolved, stays under `base` resolved: every path the sandbox builds from a request's names goes
+    through here (issue 27 item 2). ValueError otherwise."""
+    for name in names:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise ValueError(f"{name!r} is not a plain file name")
+    path = Path(base).joinpath(*names)
+    top = os.path.realpath(base)
+    if not os.path.realpath(path).startswith(top.rstrip(os.sep) + os.sep):
+        raise ValueError(f"{path} leaves {top}")
+    return path
+
+
+def volume_dir(data_dir: Path, namespace: str, name: str) -> Path:
+    """Where the process driver keeps a volume: `<data dir>/volumes/<namespace>/<name>`, from names checked by the
+    same rules as the routes (a namespace by Ravel's object-name rule, a volume name by the sandbox's)."""
+    from valyent_cli.local.problems import check_namespace, check_volume_name
+
+    return beneath(Path(data_dir) / "volumes", check_namespace(namespace, "namespace"),
+                   check_volume_name(name, "volume"))
+

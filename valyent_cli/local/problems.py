@@ -55,6 +55,31 @@ def precondition(detail: str) -> Problem:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+#: control characters (C0 but tab, DEL, C1): refused in env keys and values
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def object_name_error(name: Any) -> str | None:
+    """Ravel's object-name rule (`validateObjectName`, ravel/validation.go: namespaces, fleets, gateways), with its
+    messages; None when the name is valid. A namespace names directories and engine objects of the sandbox: this is
+    the one rule every route applies to it (`routes/common.py`)."""
+    if not isinstance(name, str) or name == "":
+        return "name cannot be empty"
+    if len(name) > 63:
+        return "name cannot be longer than 63 characters"
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        return "name can only contain alphanumeric characters and dashes"
+    if name[0] == "-" or name[-1] == "-":
+        return "name cannot start or end with a dash"
+    return None
+
+
+def check_namespace(value: Any, location: str = "query.namespace") -> str:
+    """A namespace from a request (query or path), refused with 400 unless it follows Ravel's object-name rule."""
+    error = object_name_error(value)
+    if error:
+        raise invalid(f"invalid namespace {value!r}: {error}", location, value)
+    return value
 
 
 def check_name(value: Any, what: str, location: str = "body.name") -> str:
@@ -143,6 +168,11 @@ def check_create_machine(body: Any) -> dict:
         key, sep, _ = item.partition("=")
         if not sep or not key or "\0" in item:
             raise invalid(f"env entry {item!r} must be KEY=VALUE", f"body.config.workload.env[{i}]", item)
+        if _CONTROL.search(item):
+            # a line break in a key or value became a line of its own in podman's env file (`*` there imported the
+            # sandbox server's whole environment: issue 27 item 4)
+            raise invalid(f"env entry {item[:80]!r} holds a control character (a line break, an escape...), which "
+                          "an environment variable cannot carry here", f"body.config.workload.env[{i}]", item)
     for key in ("restart", "restart_policy"):  # the contract says restart; Ravel's Go type says restart_policy
         restart = _obj(workload.get(key), f"body.config.workload.{key}")
         if restart is None:
@@ -262,7 +292,36 @@ def check_secret_payload(body: Any, *, create: bool) -> tuple[str | None, str]:
     value = body.get("value")
     if not isinstance(value, str) or not value:
         raise unprocessable("expected length >= 1", "body.value", None)
+    if "\0" in value:  # it becomes an environment value, which cannot hold NUL: refused here, not at create (item 17)
+        raise invalid("a secret value cannot hold a NUL character (it becomes an environment variable)", "body.value")
     return name, value
+
+
+def check_volume_name(name: Any, location: str) -> str:
+    """A volume name names a directory (process driver) or an engine volume of the sandbox."""
+    if not isinstance(name, str) or not _VOLUME_NAME.match(name):
+        raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
+                      "'.', not starting with '.'", location, name)
+    return name
+
+
+#: where a volume may not go: the kernel's filesystems a machine is given (a volume over /proc hides what
+#: machine_init masks in it) and `/` itself (issue 27 item 1, issue 28 item 11)
+VOLUME_PATH_FORBIDDEN = ("/proc", "/dev", "/sys")
+
+
+def check_volume_path(path: str, location: str) -> str:
+    """A volume's mount point: absolute, a directory below `/`, not under /proc, /dev or /sys, no `..`, no NUL and
+    no `:` (the engines read `PATH:OPTIONS`, so `/data:ro` would reach podman as a mount option: item 18)."""
+    norm = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+    if ".." in norm.split("/") or norm == "/" or "\0" in path:
+        raise invalid(f"Volume path {path!r} must name a directory below /", location, path)
+    if any(norm == top or norm.startswith(top + "/") for top in VOLUME_PATH_FORBIDDEN):
+        raise invalid(f"Volume path {path!r} is under {norm.split('/')[1] and '/' + norm.split('/')[1]}, which the "
+                      "sandbox mounts itself: choose another directory", location, path)
+    if ":" in path:
+        raise invalid(f"Volume path {path!r} holds ':', which container engines read as mount options", location, path)
+    return path
 
 
 def _check_workload_extras(workload: dict) -> None:
@@ -290,9 +349,7 @@ def _check_workload_extras(workload: dict) -> None:
             name, path = vol.get("name"), vol.get("path")
             if not isinstance(name, str) or not name:
                 raise invalid("Volume name cannot be empty")
-            if not _VOLUME_NAME.match(name):  # it names a directory of the sandbox
-                raise invalid(f"invalid volume name {name!r}: 1-63 characters, ASCII letters, digits, '-', '_' and "
-                              "'.', not starting with '.'", f"{base}.volumes[{i}].name", name)
+            check_volume_name(name, f"{base}.volumes[{i}].name")
             if name in names:
                 raise invalid("Duplicate volume name: " + name)
             names.add(name)
@@ -300,9 +357,7 @@ def _check_workload_extras(workload: dict) -> None:
                 raise invalid("Volume path cannot be empty")
             if path[0] != "/":
                 raise invalid("Volume path must be absolute: " + path)
-            norm = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
-            if ".." in norm.split("/") or norm == "/" or "\0" in path:
-                raise invalid(f"Volume path {path!r} must name a directory below /", f"{base}.volumes[{i}].path", path)
+            check_volume_path(path, f"{base}.volumes[{i}].path")
             if path in paths:
                 raise invalid("Duplicate volume path: " + path)
             paths.add(path)

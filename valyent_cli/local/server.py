@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from valyent_cli.local.problems import Problem
-from valyent_cli.local.routes.common import MAX_BODY, OWN_NAMESPACE
+from valyent_cli.local.routes.common import MAX_BODY, OWN_NAMESPACE, NamespaceGuard
 from valyent_cli.local.routes.fleets import (
     create_fleet, create_gateway, delete_fleet, delete_gateway, get_fleet, get_gateway, list_fleets, list_gateways,
     update_fleet_metadata,
@@ -241,6 +241,7 @@ def create_app(data_dir: Path, token: str, isolation_problem: str | None | objec
         lifespan=lifespan,
         exception_handlers={Problem: _problem, HTTPException: _http_error, Exception: _internal},
     )
+    app.add_middleware(NamespaceGuard)  # inside the token check: a stranger learns nothing from a 400
     app.add_middleware(AuthMiddleware, token=token)
     return app
 

@@ -47,6 +47,15 @@ def container_name(machine_id: str) -> str:
 # how each engine's client introduces its error: podman `Error: ...`, docker `Error response from daemon: ...`
 # (and `Error: ...` for what the client itself refuses)
 ERROR_PREFIXES = ("error response from daemon:", "error:")
+def namespace_image(namespace: str, image: str) -> str:
+    """Where a namespace's builds without a registry live in the engine: `localhost/<namespace>/<image>` (builds.py
+    tags them so; a machine of that namespace naming `<image>` gets it first)."""
+    return f"localhost/{namespace}/{image}"
+
+
+def env_secret_name(machine_id: str, key: str) -> str:
+    """The podman secret that carries a multi-line environment value of a machine (issue 27 item 5)."""
+    return f"valyent-{machine_id}-env-{key}"
 
 
 def _error_text(stderr: str, fallback: str) -> str:
@@ -163,15 +172,16 @@ class ContainerDriver(Driver):
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def run(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-        """Run `<engine> args...`: (exit code, stdout, stderr)."""
+    async def run(self, *args: str, timeout: float = 120, input: bytes | None = None) -> tuple[int, str, str]:
+        """Run `<engine> args...`, `input` on its stdin: (exit code, stdout, stderr)."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.engine, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                self.engine, *args, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             return 127, "", f"{self.engine}: {exc}"
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
         except asyncio.TimeoutError:
             proc.kill()
             out, err = await proc.communicate()
@@ -236,9 +246,9 @@ class ContainerDriver(Driver):
             with os.fdopen(fd, "w") as fh:
                 fh.write("".join(f"{k}={v}\n" for k, v in plain.items()))
             args += ["--env-file", str(env_file)]
-        for key, value in env.items():
-            if key not in plain:  # an env file cannot hold a line break
-                args += ["--env", f"{key}={value}"]
+        for key in env:
+            if key not in plain:  # an env file cannot hold a line break: the engine's secret store does (see prepare)
+                args += ["--secret", f"{env_secret_name(machine_id, key)},type=env,target={key}"]
         if init.get("user"):
             args += ["--user", str(init["user"])]
         if limits and isinstance(guest.get("memory_mb"), int) and guest["memory_mb"] > 0:
@@ -261,7 +271,13 @@ class ContainerDriver(Driver):
         return args
 
     def volume_name(self, namespace: str, name: str) -> str:
-        return f"valyent-{self.sandbox_id[:12]}-{namespace}-{name}"
+        """The engine volume of a (namespace, volume name): unambiguous, since a namespace (Ravel's object-name rule)
+        holds no `_` and the first `_` ends it (`a` + `b-x` and `a-b` + `x` were both `…-a-b-x`: issue 27 item 6).
+        Volumes named by the sandbox before that are not reused."""
+        from valyent_cli.local.problems import check_namespace, check_volume_name
+
+        return f"valyent-{self.sandbox_id[:12]}-{check_namespace(namespace, 'namespace')}_" \
+               f"{check_volume_name(name, 'volume')}"
 
     async def prepare(self, machine_id: str, config: dict, env: dict[str, str], ports: list[int], progress,
                       namespace: str = "default") -> None:
@@ -271,7 +287,11 @@ class ContainerDriver(Driver):
         image = str(config.get("image") or "")
         if not image:
             raise PrepareFailed("the machine has no image")
+        own = namespace_image(namespace, image)
+        if qualify(image) != image and (await self.run("image", "inspect", own))[0] == 0:
+            image = own  # a short name this namespace built (builds.py), before any other image of that name
         config = {**config, "image": await self._pull(image, progress)}
+        await self._env_secrets(machine_id, env)
         try:
             code, _, err = await self.run(*self.create_args(machine_id, config, env, ports, namespace))
             if code != 0 and await self.inspect(name) is not None:
@@ -289,9 +309,47 @@ class ContainerDriver(Driver):
         finally:
             (self.data_dir / "machines" / machine_id / "create.env").unlink(missing_ok=True)
         if code != 0:
+            await self._remove_env_secrets(machine_id)
             raise PrepareFailed(f"creating the container: {_error_text(err, f'exit {code}')}")
         self.just_created.add(name)
         self.existing.add(name)
+
+    async def _env_secrets(self, machine_id: str, env: dict[str, str]) -> None:
+        """Environment values with a line break (multi-line secrets) go into the engine's secret store, written
+        through stdin: an env file cannot hold them, and a command line (`--env K=V`) is readable by any local user
+        in /proc/*/cmdline (issue 27 item 5). Docker has no such store outside swarm: refused there."""
+        from valyent_cli.local.problems import ENV_NAME
+
+        for key, value in env.items():
+            if "\n" not in value and "\r" not in value:
+                continue
+            if self.name != "podman":
+                raise PrepareFailed(f"the {self.name} driver cannot pass the multi-line value of {key} to a container "
+                                    "without putting it on a command line: use the podman driver, or a value "
+                                    "without line breaks")
+            if not ENV_NAME.match(key):
+                raise PrepareFailed(f"{key!r} is not an environment variable name")
+            name = env_secret_name(machine_id, key)
+            record = self._env_secrets_record(machine_id)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            with open(record, "a") as fh:  # what remove() deletes
+                fh.write(name + "\n")
+            await self.run("secret", "rm", name)
+            code, _, err = await self.run("secret", "create", name, "-", input=value.encode())
+            if code != 0:
+                raise PrepareFailed(f"storing the value of {key}: {_error_text(err, f'exit {code}')}")
+
+    def _env_secrets_record(self, machine_id: str) -> Path:
+        return self.data_dir / "machines" / machine_id / "env-secrets"
+
+    async def _remove_env_secrets(self, machine_id: str) -> None:
+        try:
+            names = sorted(set(self._env_secrets_record(machine_id).read_text().split()))
+        except OSError:
+            return
+        if names:
+            await self.run("secret", "rm", *names)
+        self._env_secrets_record(machine_id).unlink(missing_ok=True)
 
     # -- run --------------------------------------------------------------------------------------------------
     async def spawn(self, machine_id: str, config: dict, env: dict[str, str], on_lines: LineSink,
@@ -428,6 +486,7 @@ class ContainerDriver(Driver):
         code, _, err = await self.run("rm", "--force", *(["--time", "0"] if self.name == "podman" else []), name)
         if code != 0 and await self.inspect(name) is not None:
             log.warning("cannot remove container %s: %s", name, _error_text(err, f"exit {code}"))
+        await self._remove_env_secrets(machine_id)
         path = self.data_dir / "machines" / machine_id
         if path.exists():
             import shutil

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from valyent_cli.local import isolation, procs
+from valyent_cli.local import isolation, paths, procs
 from valyent_cli.local.drivers.base import (
     Driver, Instance, LineSink, PipedInstance, Pipes, PrepareFailed, StartFailed, finish_exec,
 )
@@ -66,7 +66,7 @@ class ProcessDriver(Driver):
         return self.data_dir / "machines" / machine_id / "root"
 
     def volume_dir(self, namespace: str, name: str) -> Path:
-        return self.data_dir / "volumes" / namespace / name
+        return paths.volume_dir(self.data_dir, namespace, name)
 
     def mounts(self, namespace: str, config: dict) -> list[isolation.Mount]:
         """What is mounted in the machine besides its own directory: the host's system directories (isolated

@@ -4,12 +4,14 @@ its JSON body (size-capped, checked), and the fleet or machine its path names (4
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from valyent_cli.local.problems import Problem, invalid, not_found
+from valyent_cli.local.problems import Problem, check_namespace, invalid, not_found
 from valyent_cli.local.store import Store
 from valyent_cli.local.supervisor import Supervisor
 
@@ -25,7 +27,41 @@ def store_of(request: Request) -> Store:
 
 
 def namespace_of(request: Request) -> str:
-    return request.query_params.get("namespace") or OWN_NAMESPACE
+    """The request's `?namespace=` (the sandbox's own without one), checked (NamespaceGuard checked it already)."""
+    return check_namespace(request.query_params.get("namespace") or OWN_NAMESPACE)
+
+
+def path_namespace(request: Request) -> str:
+    """The `{namespace}` of a /namespaces/{namespace}/... path, checked."""
+    return check_namespace(request.path_params["namespace"], "path.namespace")
+
+
+_NS_PATH = re.compile(r"^(?:/v1)?/namespaces/([^/]*)")
+
+
+class NamespaceGuard:
+    """A namespace names directories (volumes) and engine objects of the sandbox: every request that names one, in
+    `?namespace=` or in a /namespaces/{namespace} path, on every route, is refused with 400 unless the name follows
+    Ravel's object-name rule (problems.check_namespace), before any handler runs (issue 27 item 2)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            try:
+                for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+                    if key == "namespace" and value:
+                        check_namespace(value)
+                match = _NS_PATH.match(scope.get("path", ""))
+                if match:
+                    check_namespace(match.group(1), "path.namespace")
+            except Problem as problem:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse(problem.body(), problem.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def labels_of(request: Request) -> dict[str, str]:

@@ -8,11 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from valyent_cli.local.problems import Problem, check_name, check_secret_payload, invalid, not_found, precondition
-from valyent_cli.local.routes.common import OWN_NAMESPACE, json_body, store_of
+from valyent_cli.local.routes.common import OWN_NAMESPACE, json_body, path_namespace, store_of
 
 
 def _namespace_name(request: Request) -> str:
-    name = request.path_params["namespace"]
+    name = path_namespace(request)
     store = store_of(request)
     if store.get_namespace(name) is None and not store.namespace_in_use(name):
         raise not_found("namespace")
