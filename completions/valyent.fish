@@ -277,7 +277,7 @@ complete -c valyent -n '__valyent_at \'fleets use\'' -a '(__valyent_dynamic flee
 complete -c valyent -n '__valyent_at \'machines\'' -a 'create' -d 'Create a machine and wait until it runs.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'list' -d 'List the machines of a fleet.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'show' -d 'Show a machine.'
-complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. With --json, the machines after the start (one: an object; several: an array).'
+complete -c valyent -n '__valyent_at \'machines\'' -a 'start' -d 'Start stopped machines. A machine already running is left as it is, with a note (exit 0). With --json, the machines after the start (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'stop' -d 'Stop running machines. A machine that is not running is left as it is, with a note (exit 0). With --json, the machines after the stop (one: an object; several: an array).'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'restart' -d 'Stop then start machines, waiting for each step.'
 complete -c valyent -n '__valyent_at \'machines\'' -a 'delete' -d 'Delete (destroy) machines. Running ones need --force, or stop them first; destroyed ones get a note (exit 0).'
@@ -308,7 +308,7 @@ complete -c valyent -n '__valyent_at \'machines create\'' -l auto-destroy -d 'De
 complete -c valyent -n '__valyent_at \'machines create\'' -l no-auto-destroy -d 'Destroy the machine when it exits.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l skip-start -d 'Create it without starting it.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGABRT SIGALRM SIGPIPE SIGSEGV SIGILL SIGTRAP SIGFPE' -d 'Signal sent to stop it (default SIGTERM).'
-complete -c valyent -n '__valyent_at \'machines create\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
+complete -c valyent -n '__valyent_at \'machines create\'' -l stop-timeout -x -d 'Time before SIGKILL when stopping: 10, 10s (0-30s).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines create\'' -l secret -x -a '(__valyent_dynamic secret)' -d 'Put a secret of the namespace in the environment as ENV_VAR (repeatable).'
 complete -c valyent -n '__valyent_at \'machines create\'' -l health-cmd -x -d 'Health check command, split like a shell (exit 0: healthy).'
@@ -353,7 +353,7 @@ complete -c valyent -n '__valyent_at \'machines start\'' -a '(__valyent_dynamic 
 
 # valyent machines stop
 complete -c valyent -n '__valyent_at \'machines stop\'' -l signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGABRT SIGALRM SIGPIPE SIGSEGV SIGILL SIGTRAP SIGFPE' -d 'Signal to send (default: the machine\'s stop signal).'
-complete -c valyent -n '__valyent_at \'machines stop\'' -l timeout -x -d 'Seconds before SIGKILL (0-30).'
+complete -c valyent -n '__valyent_at \'machines stop\'' -l timeout -x -d 'Time before SIGKILL: 10, 10s (0-30s).'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l no-wait -d 'Wait until each has stopped.'
 complete -c valyent -n '__valyent_at \'machines stop\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
@@ -434,7 +434,7 @@ complete -c valyent -n '__valyent_at \'machines run\'' -l max-retries -x -d 'Res
 complete -c valyent -n '__valyent_at \'machines run\'' -l auto-destroy -d 'Destroy the machine when it exits.'
 complete -c valyent -n '__valyent_at \'machines run\'' -l no-auto-destroy -d 'Destroy the machine when it exits.'
 complete -c valyent -n '__valyent_at \'machines run\'' -l stop-signal -x -a 'SIGTERM SIGINT SIGQUIT SIGKILL SIGHUP SIGUSR1 SIGABRT SIGALRM SIGPIPE SIGSEGV SIGILL SIGTRAP SIGFPE' -d 'Signal sent to stop it (default SIGTERM).'
-complete -c valyent -n '__valyent_at \'machines run\'' -l stop-timeout -x -d 'Seconds before SIGKILL when stopping (0-30).'
+complete -c valyent -n '__valyent_at \'machines run\'' -l stop-timeout -x -d 'Time before SIGKILL when stopping: 10, 10s (0-30s).'
 complete -c valyent -n '__valyent_at \'machines run\'' -l enable-gateway -d 'Enable the machine\'s gateway.'
 complete -c valyent -n '__valyent_at \'machines run\'' -l secret -x -a '(__valyent_dynamic secret)' -d 'Put a secret of the namespace in the environment as ENV_VAR (repeatable).'
 complete -c valyent -n '__valyent_at \'machines run\'' -l health-cmd -x -d 'Health check command, split like a shell (exit 0: healthy).'
@@ -494,7 +494,7 @@ complete -c valyent -n '__valyent_at \'builds\'' -a 'create' -d 'Build an image 
 complete -c valyent -n '__valyent_at \'builds\'' -a 'list' -d 'List the namespace\'s builds, newest first.'
 complete -c valyent -n '__valyent_at \'builds\'' -a 'show' -d 'Show a build: its image, status, error, digest and duration.'
 complete -c valyent -n '__valyent_at \'builds\'' -a 'logs' -d 'Print a build\'s log (stdout); -f follows it live until the build ends.'
-complete -c valyent -n '__valyent_at \'builds\'' -a 'cancel' -d 'Cancel a build that has not ended.'
+complete -c valyent -n '__valyent_at \'builds\'' -a 'cancel' -d 'Cancel a build that has not ended. A build that has ended is left as it is, with a note (exit 0).'
 complete -c valyent -n '__valyent_at \'builds\'' -s h -l help -d 'Show this message and exit.'
 
 # valyent builds create
@@ -699,7 +699,7 @@ complete -c valyent -n '__valyent_at \'profiles create\'' -l namespace -x -d 'Na
 complete -c valyent -n '__valyent_at \'profiles create\'' -l fleet -x -d 'Default fleet (id or name).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l region -x -d 'Default region for new machines.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l initd-endpoint -x -d 'URL template of a machine\'s agent, with {machine_id}.'
-complete -c valyent -n '__valyent_at \'profiles create\'' -l timeout -x -d 'Request timeout in seconds.'
+complete -c valyent -n '__valyent_at \'profiles create\'' -l timeout -x -d 'Request timeout: seconds, or 30s, 2m.'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l cpu-kind -x -a 'shared eco std performance' -d 'Default CPU kind for new machines (one of the server\'s templates, e.g. eco).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l auth-scheme -x -a 'bearer raw' -d 'bearer (Authorization: Bearer TOKEN, the default) or raw (the header is the token itself).'
 complete -c valyent -n '__valyent_at \'profiles create\'' -l ca-cert -r -F -d 'PEM file of the CA that signed the server\'s certificate.'
