@@ -276,7 +276,7 @@ def test_exec(server, client):
     client.machines.exec("fleet-1", "m-1", ["true"])
     assert server.requests[0].path == "/v1/fleets/fleet-1/machines/m-1/exec"
     assert server.requests[0].json() == {"cmd": ["echo", "hi"], "timeout_ms": 5000}
-    assert server.requests[1].json() == {"cmd": ["true"]}
+    assert server.requests[1].json() == {"cmd": ["true"], "timeout_ms": 30000}  # Ravel requires it: always sent
 
 
 @pytest.mark.parametrize("exit_code", [True, False, "0", 1.0, None])

@@ -1,7 +1,7 @@
 """What the endpoint is, for the few defaults that depend on it: the region of a new machine (issue 23).
 
-Valyent Cloud's defaults (`gra-1`, `shared`) are kept for Valyent Cloud and the local sandbox. Any other endpoint
-is a self-hosted Ravel, whose regions are its nodes' (`GET /nodes`): with no region configured, a machine goes to
+Valyent Cloud's defaults (`gra-1`, `shared`) are kept for Valyent Cloud (and any endpoint under `/v1`, its API's
+prefix) and the local sandbox. Any other endpoint is a self-hosted Ravel, whose regions are its nodes' (`GET /nodes`): with no region configured, a machine goes to
 the one region all nodes share, else the command stops and lists them. The sandbox reached by its URL (not through
 the `local` profile) is known by its one node, `local`.
 """
@@ -20,12 +20,19 @@ def is_sandbox_nodes(nodes: list[Any]) -> bool:
         and nodes[0].get("region") == "local"
 
 
+def _valyent_api(endpoint: str) -> bool:
+    """An endpoint under `/v1` speaks Valyent Cloud's API (a Ravel serves its routes at the root)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint).path.rstrip("/").endswith("/v1")
+
+
 def default_region(app: AppContext) -> str:
     """The region of a new machine when none is configured (flag, environment, project file, profile, --config)."""
     from valyent_cli.defaults import DEFAULT_REGION
 
     settings = app.settings
-    if settings.is_local or settings.is_valyent_cloud:
+    if settings.is_local or settings.is_valyent_cloud or _valyent_api(settings.endpoint):
         return DEFAULT_REGION
     nodes = app.connect().nodes.list()
     if is_sandbox_nodes(nodes):

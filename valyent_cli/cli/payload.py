@@ -179,8 +179,8 @@ def build(
         check_keys(data, SCHEMA, "", f"--config {config_file}")
         payload = merge(payload, data)
     payload = apply_flags(payload, flags, source=None)
-    if "region" not in payload:
-        payload["region"] = default_region or (region_fallback() if region_fallback else DEFAULT_REGION)
+    ask_region = "region" not in payload and not default_region and region_fallback is not None
+    payload.setdefault("region", default_region or DEFAULT_REGION)
     config = payload.setdefault("config", {})
     guest = config.setdefault("guest", {})
     guest.setdefault("cpu_kind", default_cpu_kind or DEFAULT_CPU_KIND)
@@ -192,6 +192,8 @@ def build(
         where = f" or in {config_file}" if config_file else ""
         raise UsageError(f"--image is required (or set `image` in valyent.toml's [machine] table{where})")
     check(payload, f"--config {config_file}" if config_file else "the machine payload")
+    if ask_region:  # last: bad input is refused before this request
+        payload["region"] = region_fallback()
     order = ("region", "config", "skip_start", "enable_machine_gateway", "metadata")
     return {key: payload[key] for key in order if key in payload}
 
