@@ -179,14 +179,31 @@ def test_reconcile_by_label_after_kill_9(engine, tmp_path, engine_images):
         assert json.loads(state.stdout)["state"] == "stopped"
         delete(env, mid)
         assert engine.containers_of(mid) == []
-        # stopping the server (what `local stop` does) stops its containers
+        # `valyent local stop` stops the server, which stops its containers...
         other = create(env, "--image", engine_images["base"], "--", "sleep", "600")
         [cid] = engine.containers_of(other)
-        assert sb.stop() == 0
+        stop = run_cli("local", "stop", "--data-dir", str(sb.data_dir), env=env, timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        assert sb.proc.wait(30) == 0
         assert engine.running(cid) == "false"
+        # ...and with the server killed, finds them by label with the engine and stops them itself
+        sb.start()
+        assert engine.running(cid) == "false"  # a stop by `local stop` is the user's: not resumed
+        run_cli("machines", "start", other, env=env, timeout=60)
+        wait = run_cli("machines", "wait", other, "--state", "running", "--timeout", "30s", env=env, timeout=60)
+        assert wait.returncode == 0, wait.stderr
+        sb.kill9()
+        assert engine.running(cid) == "true"
+        stop = run_cli("local", "stop", "--data-dir", str(sb.data_dir), env=env, timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        assert engine.running(cid) == "false"
+        sb.start()  # the next server agrees: the machine is stopped
+        assert json.loads(run_cli("machines", "show", "--json", other, env=env).stdout)["state"] == "stopped"
     finally:
-        sb.finish()
-        engine.remove_containers_of_sandbox(sb.data_dir)
+        try:
+            sb.finish()
+        finally:
+            engine.remove_containers_of_sandbox(sb.data_dir)
 
 
 def test_local_status_shows_the_driver(engine, engine_sandbox, tmp_path):

@@ -1,5 +1,5 @@
 """Gateways that answer on the sandbox: a loopback URL per gateway, proxied to the fleet's running machines that
-have their gateway enabled (round robin), a clear 502 when none is up. Process driver here; the podman driver's
+have their gateway enabled (round robin), a clear 502 when none is up. Process driver here; the container drivers'
 gateway test is in test_local_containers.py."""
 
 from __future__ import annotations

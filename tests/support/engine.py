@@ -3,7 +3,7 @@
 `engine` (session, parametrized ``podman`` and ``docker``): the engine a container-driver test runs on; every test
 using it (directly, or through `engine_images`, `engine_sandbox`, `engine_env`) runs once per engine. Where an
 engine is missing (podman not installed, no docker daemon answering, no busybox to build the images from) its
-tests skip, saying why; in CI (`CI=true`, as `.ci/run` and the CI services set it) they fail instead, since CI
+tests skip, saying why; in CI (`CI=true`, as CI services set it) they fail instead, since CI
 installs both engines and starts dockerd (`.ci/run`), so a missing engine there is a broken run, not a skip.
 
 No image registry is reachable in CI, so every image is imported (`<engine> import`) from a directory holding
