@@ -64,7 +64,8 @@ def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env,
     assert status["running"] is True and status["data_dir"] == str(custom)
     stopped = ok(run_inproc("local", "stop", env=local_env))
     assert "Stopped the local sandbox" in stopped.stderr
-    assert json.loads(ok(run_inproc("local", "status", "--json", env=local_env)).stdout)["running"] is False
+    down = run_inproc("local", "status", "--json", env=local_env)
+    assert down.returncode == 3 and json.loads(down.stdout)["running"] is False
     # A restart keeps the fleet while the sandbox has it
     ok(run_inproc("local", "start", env=local_env))
     assert json.loads(ok(run_inproc("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
