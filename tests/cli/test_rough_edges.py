@@ -443,11 +443,13 @@ def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
     big.write_bytes(os.urandom(3 * 1024 * 1024))
     code, screen, stdout = _with_stderr_on_a_terminal(["fs", "put", machine, str(big), "/big.bin"], env)
     assert code == 0, screen
-    assert "Uploading" in screen and "3.1 MB" in screen and stdout == b""
+    assert "Uploading" in screen and "3.0 MiB" in screen and stdout == b""
+    assert not re.search(r"\d [kMG]B", screen), screen  # one kind of unit in one transfer (issue 24, item 28)
     target = tmp_path / "back.bin"
     code, screen, stdout = _with_stderr_on_a_terminal(["fs", "get", machine, "/big.bin", str(target)], env)
     assert code == 0, screen
-    assert "Downloading" in screen and "3.1 MB" in screen and stdout == b""
+    assert "Downloading" in screen and "3.0 MiB" in screen and stdout == b""
+    assert not re.search(r"\d [kMG]B", screen) and "(3.0 MiB)" in screen, screen
     assert target.read_bytes() == big.read_bytes()
     plain = ok(run_inproc("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
     assert "Downloading" not in plain.stderr and "MB/s" not in plain.stderr

@@ -203,10 +203,19 @@ def _transfer(what: str, total: Any) -> Iterator[Any]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    from valyent_cli.cli.humanize import human_size
+
+    class Speed(ProgressColumn):  # rich's TransferSpeedColumn says MB/s: binary units, as the sizes beside it
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{human_size(speed)}/s" if speed else "?", style="progress.data.speed")
 
     console = Console(file=sys.stderr, no_color="NO_COLOR" in os.environ)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    # binary units throughout (MiB, MiB/s), as every size the CLI prints (humanize.human_size)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), Speed(),
                   TimeRemainingColumn(), console=console, transient=False) as bar:
         task = bar.add_task(what, total=size)
         yield lambda n: bar.advance(task, n)
