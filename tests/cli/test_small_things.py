@@ -52,3 +52,14 @@ def test_the_token_is_shown_one_way(tmp_path, sandbox):
     assert re.search(rf"Token:\s+{re.escape(masked)}\s", status), status
     assert f"(token {masked})" in login.stderr
     assert "sha256:" not in status
+
+
+def test_a_stop_that_ended_in_a_kill_says_so(fleet_env):
+    env, _, _ = fleet_env
+    stubborn = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c",
+                             "trap '' TERM; while true; do sleep 0.1; done", env=env)).stdout.strip()
+    killed = ok(run_inproc("machines", "stop", stubborn, "--timeout", "1", env=env))
+    assert f"Stopped {stubborn}: it did not end on SIGTERM within 1 s: killed (SIGKILL)" in killed.stderr
+    polite = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sleep", "100", env=env)).stdout.strip()
+    stopped = ok(run_inproc("machines", "stop", polite, "--timeout", "5", env=env))
+    assert f"Stopped {polite}" in stopped.stderr and "SIGKILL" not in stopped.stderr
