@@ -216,7 +216,7 @@ def stop(data_dir: DataDirOpt = None) -> None:
 
 @app.command()
 def status(data_dir: DataDirOpt = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> None:
+           as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> int | None:
     """Say whether the sandbox runs, where, and how many machines it holds.
 
     Exits 0 when it runs and 3 when it does not (as `systemctl status`), its status printed either way: scripts can
@@ -243,5 +243,4 @@ def status(data_dir: DataDirOpt = None,
                     "container": "yes, a container of its image per machine"}.get(st["isolation"])
         rows.append(("Isolated", isolated or f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
     out.fields(st, rows)
-    if not st["running"]:
-        raise typer.Exit(NOT_RUNNING)
+    return None if st["running"] else NOT_RUNNING  # main() exits with a command's int (no error: a report)
