@@ -532,8 +532,8 @@ complete -c valyent -n '__valyent_at \'builds cancel\'' -s h -l help -d 'Show th
 complete -c valyent -n '__valyent_at \'fs\'' -a 'ls' -d 'List a directory (directories end with /).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'stat' -d 'Show a file\'s or directory\'s type, size and modification time.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'cat' -d 'Print a file\'s bytes to stdout, as they are (binary-safe, streamed).'
-complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file. It is written to a temporary file beside the target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name. A local file that exists is replaced only with --force.'
-complete -c valyent -n '__valyent_at \'fs\'' -a 'put' -d 'Upload a file (streamed; parent directories are created).'
+complete -c valyent -n '__valyent_at \'fs\'' -a 'get' -d 'Download a file, or with -r a directory. Each file is written to a temporary file beside its target and renamed when complete, so an interrupted or failed download never leaves a partial file under the target\'s name. A local file that exists is replaced only with --force. With -r, the directory goes into LOCAL when it is a directory (default: here), else becomes LOCAL, as `cp -r`.'
+complete -c valyent -n '__valyent_at \'fs\'' -a 'put' -d 'Upload a file (streamed; parent directories are created), or with -r a directory: it goes into REMOTE when that is a directory (or ends with /), else becomes REMOTE, as `cp -r`.'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'mkdir' -d 'Create a directory and its missing parents (no error if it exists).'
 complete -c valyent -n '__valyent_at \'fs\'' -a 'rm' -d 'Remove a file, or with -r a directory and its contents.'
 complete -c valyent -n '__valyent_at \'fs\'' -s h -l help -d 'Show this message and exit.'
@@ -558,12 +558,14 @@ complete -c valyent -n '__valyent_at \'fs cat\'' -a '(__valyent_dynamic machine)
 
 # valyent fs get
 complete -c valyent -n '__valyent_at \'fs get\'' -s f -l force -d 'Replace a local file that exists.'
+complete -c valyent -n '__valyent_at \'fs get\'' -s r -l recursive -d 'Download a directory and all it holds.'
 complete -c valyent -n '__valyent_at \'fs get\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'fs get\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'fs get\'' -a '(__valyent_dynamic machine)'
 complete -c valyent -n '__valyent_at \'fs get\'' -F
 
 # valyent fs put
+complete -c valyent -n '__valyent_at \'fs put\'' -s r -l recursive -d 'Upload a directory and all it holds.'
 complete -c valyent -n '__valyent_at \'fs put\'' -l fleet -x -a '(__valyent_dynamic fleet)' -d 'Fleet id or name (default: VALYENT_FLEET, then valyent.toml, then the profile\'s fleet).'
 complete -c valyent -n '__valyent_at \'fs put\'' -s h -l help -d 'Show this message and exit.'
 complete -c valyent -n '__valyent_at \'fs put\'' -a '(__valyent_dynamic machine)'

@@ -43,7 +43,7 @@ def test_build_then_run_the_image(engine, engine_env, engine_images, tmp_path):
         assert logs.returncode == 0 and "COPY . /ctx" in logs.stdout
         listed = run_cli("builds", "list", "-q", env=engine_env)
         assert build["id"] in listed.stdout.split()
-        code, screen = on_terminal(["builds", "list"], engine_env, columns=80)  # times as `machines list` shows them
+        code, screen = on_terminal(["builds", "list"], engine_env, columns=120)  # times as `machines list` shows them
         row = next(line for line in ANSI.sub("", screen).splitlines() if build["id"] in line)
         assert code == 0 and ("ago" in row or "just now" in row) and "T" not in row.split(build["id"])[1], row
         mid = run_cli("machines", "create", "-q", "--image", f"{name}:v1", env=engine_env, timeout=120).stdout.strip()

@@ -270,3 +270,58 @@ def test_download_cut_by_the_server_leaves_no_partial_file(fault_server, cli_env
     assert "Traceback" not in result.stderr
     assert "127.0.0.1" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# issue 24, item 28: directories, with -r, as `cp -r`
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_put_and_get_a_directory_with_r(cli, machine, tmp_path):
+    m, _ = machine
+    src = tmp_path / "site"
+    (src / "css" / "deep").mkdir(parents=True)
+    (src / "empty").mkdir()
+    (src / "index.html").write_text("<h1>hi</h1>\n")
+    (src / "css" / "main.css").write_bytes(ALL_BYTES)
+    (src / "css" / "deep" / "x.txt").write_text("deep\n")
+    remote = f"/tmp/r-{secrets.token_hex(3)}"
+    up = cli("fs", "put", "-r", m["id"], str(src), remote + "/")
+    assert up.code == 0, up.err
+    assert f"to {remote}/site: 3 files" in up.err
+    listed = cli("fs", "ls", m["id"], remote + "/site/css", "--json")
+    assert sorted(e["name"] for e in json.loads(listed.out)) == ["deep", "main.css"]
+
+    back = tmp_path / "back"
+    back.mkdir()
+    down = cli("fs", "get", "-r", m["id"], remote + "/site", str(back))
+    assert down.code == 0, down.err
+    assert _tree(back / "site") == _tree(src)
+    again = cli("fs", "get", "-r", m["id"], remote + "/site", str(back))
+    assert again.code == 2 and "--force" in again.err  # nothing replaced without it
+    assert cli("fs", "get", "-r", "--force", m["id"], remote + "/site", str(back)).code == 0
+    # without -r, a directory says how
+    plain = cli("fs", "put", m["id"], str(src), remote + "/")
+    assert plain.code == 2 and "-r" in plain.err
+
+
+def test_get_r_refuses_names_that_are_not_plain(fault_server, cli_env, tmp_path):
+    """A machine (its agent) that lists `..` or `a/b` must not make the download write outside its target."""
+    from support.faultserver import Reply
+
+    def handler(request):
+        if request.path.endswith("/machines/01jfsbadnames0000000000000"):
+            return Reply(json={"id": "01jfsbadnames0000000000000", "fleet": "f", "state": "running"})
+        if request.path.endswith("/fs/ls"):
+            return Reply(json=[{"name": "../escape", "path": "/d/../escape", "is_dir": False, "size": 1,
+                                "mod_time": 0}])
+        return None
+
+    fault_server.handler = handler
+    env = {**cli_env, "VALYENT_API_URL": fault_server.url + "/v1", "VALYENT_FLEET": "f",
+           "VALYENT_INITD_URL": fault_server.url + "/initd/{machine_id}"}
+    target = tmp_path / "in"
+    target.mkdir()
+    r = run_cli("fs", "get", "-r", "01jfsbadnames0000000000000", "/d", str(target), env=env)
+    assert r.returncode == 1 and "not a plain file name" in r.stderr, r.stderr
+    assert not (tmp_path / "escape").exists() and list(target.iterdir()) == []

@@ -19,7 +19,7 @@ def test_every_group_is_a_command_module_with_its_app():
         module = importlib.import_module(f"valyent_cli.commands.{name}")
         assert module.app.info.name == name
     modules = {p.stem for p in (Path(groups.__file__).parent / "commands").glob("*.py")} - {"__init__"}
-    helpers = {"machine_views", "run", "app_views", "app_build", "app_detach"}  # modules of groups (machines, deploy...), not groups
+    helpers = {"machine_views", "run", "app_views", "app_build", "app_detach", "fs_tree"}  # modules of groups (machines, deploy, fs), not groups
     assert modules - helpers == set(groups.GROUPS)
 
 

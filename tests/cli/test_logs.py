@@ -171,7 +171,11 @@ def test_fleet_interleaved_by_time_with_prefixes(cli, fleet, sandbox):
     parsed = [FLEET_LINE.match(line) for line in lines]
     assert all(parsed), lines
     assert [p.group(1) for p in parsed] == sorted(p.group(1) for p in parsed)  # ISO-8601 sorts as time
-    assert sorted((p.group(2), p.group(3)) for p in parsed) == sorted(
+    # each line names its machine by a short id: 12 characters, as docker, unless two machines share them
+    # (issue 24, item 28)
+    assert {len(p.group(2)) for p in parsed} == {12} or a[:12] == b[:12]
+    whose = {label: next(m for m in (a, b) if m.startswith(label)) for label in {p.group(2) for p in parsed}}
+    assert sorted((whose[p.group(2)], p.group(3)) for p in parsed) == sorted(
         [(a, "a1"), (a, "a-err"), (a, "a2"), (a, "a3"), (b, "b1"), (b, "b2"), (b, "b3")]
     )
 
@@ -186,7 +190,7 @@ def test_fleet_interleaved_by_time_with_prefixes(cli, fleet, sandbox):
     assert stamps == sorted(stamps)
 
     only_err = ok(cli("logs", "--source", "stderr")).out.splitlines()
-    assert [FLEET_LINE.match(x).group(2, 3) for x in only_err] == [(a, "a-err")]
+    assert [FLEET_LINE.match(x).group(2, 3) for x in only_err] == [(next(k for k, v in whose.items() if v == a), "a-err")]
 
 
 def test_fleet_history_spools_machines_beyond_the_stream_limit(cli, monkeypatch):
@@ -259,17 +263,18 @@ def test_follow_whole_fleet_with_prefixes_and_new_machines(cli_env, live):
     client, ticker = live["client"], live["ticker"]
     follow = Follow([], env)
     try:
-        follow.wait_for(lambda x: (m := FLEET_LINE.match(x)) and m.group(2) == ticker, what="a prefixed line")
+        follow.wait_for(lambda x: (m := FLEET_LINE.match(x)) and ticker.startswith(m.group(2)), what="a prefixed line")
         newcomer = _start(client, live["id"], "echo hello from the newcomer; sleep 600")
         live["extra"].append(newcomer)
-        follow.wait_for(lambda x: (m := FLEET_LINE.match(x)) and m.group(2) == newcomer
+        follow.wait_for(lambda x: (m := FLEET_LINE.match(x)) and newcomer.startswith(m.group(2))
                         and m.group(3) == "hello from the newcomer", timeout=20, what="the new machine's line")
     finally:
         err = follow.interrupt()
     assert follow.proc.returncode == 130, err
     assert "Traceback" not in err
     assert f"{newcomer}: new machine" in err
-    ticks = [int(m.group(3).split()[1]) for x in follow.lines if (m := FLEET_LINE.match(x)) and m.group(2) == ticker]
+    ticks = [int(m.group(3).split()[1]) for x in follow.lines
+             if (m := FLEET_LINE.match(x)) and ticker.startswith(m.group(2)) and not newcomer.startswith(m.group(2))]
     assert ticks == list(range(1, len(ticks) + 1))
 
 

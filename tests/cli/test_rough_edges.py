@@ -73,7 +73,8 @@ def test_local_start_keeps_the_fleet_and_stop_finds_a_custom_data_dir(local_env,
     assert status["running"] is True and status["data_dir"] == str(custom)
     stopped = ok(run_inproc("local", "stop", env=local_env))
     assert "Stopped the local sandbox" in stopped.stderr
-    assert json.loads(ok(run_inproc("local", "status", "--json", env=local_env)).stdout)["running"] is False
+    down = run_inproc("local", "status", "--json", env=local_env)
+    assert down.returncode == 3 and json.loads(down.stdout)["running"] is False
     # A restart keeps the fleet while the sandbox has it
     ok(run_inproc("local", "start", env=local_env))
     assert json.loads(ok(run_inproc("profiles", "show", "local", "--json", env=local_env)).stdout)["fleet"] == "web"
@@ -466,11 +467,13 @@ def test_fs_transfers_show_progress_on_a_terminal_only(fleet_env, tmp_path):
     big.write_bytes(os.urandom(3 * 1024 * 1024))
     code, screen, stdout = _with_stderr_on_a_terminal(["fs", "put", machine, str(big), "/big.bin"], env)
     assert code == 0, screen
-    assert "Uploading" in screen and "3.1 MB" in screen and stdout == b""
+    assert "Uploading" in screen and "3.0 MiB" in screen and stdout == b""
+    assert not re.search(r"\d [kMG]B", screen), screen  # one kind of unit in one transfer (issue 24, item 28)
     target = tmp_path / "back.bin"
     code, screen, stdout = _with_stderr_on_a_terminal(["fs", "get", machine, "/big.bin", str(target)], env)
     assert code == 0, screen
-    assert "Downloading" in screen and "3.1 MB" in screen and stdout == b""
+    assert "Downloading" in screen and "3.0 MiB" in screen and stdout == b""
+    assert not re.search(r"\d [kMG]B", screen) and "(3.0 MiB)" in screen, screen
     assert target.read_bytes() == big.read_bytes()
     plain = ok(run_inproc("fs", "get", machine, "/big.bin", str(target), "--force", env=env))
     assert "Downloading" not in plain.stderr and "MB/s" not in plain.stderr

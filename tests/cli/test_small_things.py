@@ -39,3 +39,27 @@ def test_the_sandbox_node_is_in_the_region_machines_get(fleet_env):
     nodes = json.loads(ok(run_inproc("nodes", "list", "--json", env=env)).stdout)
     machine = json.loads(ok(run_inproc("machines", "create", "--json", "--detach", "--image", "nginx", env=env)).stdout)
     assert {n["region"] for n in nodes} == {machine["region"]} == {"gra-1"}
+
+
+def test_the_token_is_shown_one_way(tmp_path, sandbox):
+    env = cli_environ(tmp_path / "config")
+    login = ok(run_cli("auth", "login", "--endpoint", sandbox.url, "--token-stdin", "--profile", "sb", env=env,
+                       input=sandbox.token))
+    status = ok(run_inproc("auth", "status", "-p", "sb", env=env)).stdout
+    shown = ok(run_inproc("profiles", "show", "sb", env=env)).stdout
+    masked = re.search(r"Token:\s+(\S+)", shown).group(1)
+    assert masked.endswith(sandbox.token[-4:]) and "…" in masked
+    assert re.search(rf"Token:\s+{re.escape(masked)}\s", status), status
+    assert f"(token {masked})" in login.stderr
+    assert "sha256:" not in status
+
+
+def test_a_stop_that_ended_in_a_kill_says_so(fleet_env):
+    env, _, _ = fleet_env
+    stubborn = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sh", "-c",
+                             "trap '' TERM; while true; do sleep 0.1; done", env=env)).stdout.strip()
+    killed = ok(run_inproc("machines", "stop", stubborn, "--timeout", "1", env=env))
+    assert f"Stopped {stubborn}: it did not end on SIGTERM within 1 s: killed (SIGKILL)" in killed.stderr
+    polite = ok(run_inproc("machines", "create", "-q", "--image", "alpine", "--", "sleep", "100", env=env)).stdout.strip()
+    stopped = ok(run_inproc("machines", "stop", polite, "--timeout", "5", env=env))
+    assert f"Stopped {polite}" in stopped.stderr and "SIGKILL" not in stopped.stderr

@@ -43,8 +43,9 @@ def test_serve_reports_a_busy_port(local_env, sandbox):
 def test_start_status_stop(local_env, tmp_path):
     data = tmp_path / "sbx"
     port = free_port()
-    st = json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)
-    assert st["running"] is False and st["data_dir"] == str(data)
+    down = run_cli("local", "status", "--json", env=local_env)
+    st = json.loads(down.stdout)
+    assert down.returncode == 3 and st["running"] is False and st["data_dir"] == str(data)
 
     r = ok(run_cli("local", "start", "--port", str(port), env=local_env))
     assert r.stdout == ""
@@ -84,7 +85,8 @@ def test_start_status_stop(local_env, tmp_path):
     r = ok(run_cli("local", "stop", env=local_env))
     assert "Stopped" in r.stderr
     assert not find_machine_processes(data)
-    assert json.loads(ok(run_cli("local", "status", "--json", env=local_env)).stdout)["running"] is False
+    down = run_cli("local", "status", "--json", env=local_env)
+    assert down.returncode == 3 and json.loads(down.stdout)["running"] is False  # as `systemctl status` (issue 24)
     assert "not running" in ok(run_cli("local", "stop", env=local_env)).stderr
 
     # A command on the local profile while the sandbox is down starts it first...

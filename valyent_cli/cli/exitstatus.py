@@ -35,3 +35,21 @@ def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from valyent_cli.cli.humanize import parse_time
 
     return sorted(events, key=lambda e: parse_time(e.get("timestamp")) or 0.0)
+
+
+def killed_after_stop(events: list[dict[str, Any]]) -> str | None:
+    """How the last stop ended when its signal did not end the machine and the kill after the timeout did (exit
+    137, or -9 as Python reports it): "it did not end on SIGTERM within 10 s: killed (SIGKILL)"; else None."""
+    events = ordered(events)
+    stops = [i for i, e in enumerate(events) if e.get("type") == "machine.stop"]
+    if not stops:
+        return None
+    exits = [e for e in events[stops[-1]:] if e.get("type") == "machine.exited"]
+    payload = events[stops[-1]].get("payload")
+    stop = payload.get("stop") if isinstance(payload, dict) else None
+    config = (stop.get("config") if isinstance(stop, dict) else None) or {}
+    signal = str(config.get("signal") or "its stop signal")
+    if not exits or exit_code_of(exits[0]) not in (137, -9) or signal == "SIGKILL":
+        return None
+    within = f" within {config['timeout']} s" if isinstance(config.get("timeout"), (int, float)) else ""
+    return f"it did not end on {signal}{within}: killed (SIGKILL)"

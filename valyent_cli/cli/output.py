@@ -419,6 +419,8 @@ def _ansi(style: str) -> str:
 # Hundreds of thousands of lines go through here, so no rich and no datetime per line: strings are built with
 # f-strings, the `YYYY-MM-DDTHH:MM:SS` part is cached per second, and lines are written in batches as UTF-8 bytes.
 
+#: how many characters of a machine's id prefix its lines in a fleet's logs (docker shows 12 of a container's id)
+SHORT_ID = 12
 #: machine prefix colours on a terminal, assigned in order of appearance
 _MACHINE_COLORS = ("36", "35", "34", "32", "96", "95", "94", "92", "33", "93")
 
@@ -440,6 +442,8 @@ class LogFormatter:
         self._last_ts: float | None = -1.0
         self._last_text = ""
         self._labels: dict[str, str] = {}
+        self._known: set[str] = set()
+        self._shorts: dict[str, str] = {}
         self._width = 0
 
     def time(self, ts: float | None) -> str:
@@ -459,15 +463,29 @@ class LogFormatter:
         return self._last_text
 
     def set_machines(self, machine_ids: Iterable[str]) -> None:
-        """Declare the machines up front so that prefixes align and colours are stable."""
+        """Declare the machines up front so that prefixes align, colours are stable and each machine's short id is
+        unique among them."""
+        machine_ids = list(machine_ids)
+        self._known.update(machine_ids)
         for machine_id in machine_ids:
             self._label(machine_id)
+
+    def short(self, machine_id: str) -> str:
+        """The machine's id as the prefix of its lines: its first `SHORT_ID` characters (as docker shows ids), more
+        when another machine declared shares them."""
+        size = SHORT_ID
+        while size < len(machine_id) and any(
+                other != machine_id and other[:size] == machine_id[:size] for other in self._known):
+            size += 1
+        return machine_id[:size]
 
     def _label(self, machine_id: str) -> str:
         label = self._labels.get(machine_id)
         if label is None:
-            self._width = max(self._width, len(machine_id))
-            shown = _clean_line(machine_id) if self.terminal else machine_id
+            short = self._shorts[machine_id] = self.short(machine_id)
+            self._known.add(machine_id)
+            self._width = max(self._width, len(short))
+            shown = _clean_line(short) if self.terminal else short
             if self.color:
                 color = _MACHINE_COLORS[len(self._labels) % len(_MACHINE_COLORS)]
                 label = f"\x1b[{color}m{shown}\x1b[0m"
@@ -496,7 +514,7 @@ class LogFormatter:
             message = f"\x1b[33m{message}\x1b[0m"
         if self.prefix and machine_id is not None:
             label = self._label(machine_id)
-            pad = " " * (self._width - len(machine_id))
+            pad = " " * (self._width - len(self._shorts[machine_id]))
             return f"\x1b[2m{stamp}\x1b[0m {label}{pad} {message}\n"
         return f"\x1b[2m{stamp}\x1b[0m {message}\n"
 

@@ -119,7 +119,7 @@ def login(
     }
     became_active = config.save_login(settings.profile, token, **values)
     out.done(
-        f"Logged in to {settings.endpoint} (token {config.fingerprint(token)}), saved in profile {settings.profile}"
+        f"Logged in to {settings.endpoint} (token {config.mask_token(token)}), saved in profile {settings.profile}"
         + (" (now active)" if became_active else "")
     )
     if os.environ.get(config.ENV_TOKEN):
@@ -242,7 +242,7 @@ def status(
         ("Fleet", value("fleet", settings.fleet)),
         ("Region", value("region", settings.region or config.DEFAULT_REGION)),
         ("CPU kind", value("cpu_kind", settings.cpu_kind or DEFAULT_CPU_KIND)),
-        ("Token", value("token", f"sha256:{obj['token_fingerprint']}" if settings.token else "none")),
+        ("Token", value("token", config.mask_token(settings.token) if settings.token else "none")),  # as `profiles show`
         ("Auth scheme", value("auth_scheme", settings.auth_scheme)),
         ("Config file", obj["config_file"]),
         ("Project file", obj["project_file"]),

@@ -30,8 +30,8 @@ def _columns():
         Column("ID", lambda b: b.get("id")),
         Column("IMAGE", lambda b: b.get("full_image")),
         Column("STATUS", _status),
-        Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-", drop=1),
-        Column("CREATED", lambda b: ago(b.get("created_at")), drop=2),
+        Column("DURATION", lambda b: f"{b['duration_ms'] / 1000:.1f}s" if b.get("duration_ms") else "-", drop=2),
+        Column("CREATED", lambda b: ago(b.get("created_at")), drop=1),
     ]
 
 

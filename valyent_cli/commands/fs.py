@@ -203,10 +203,19 @@ def _transfer(what: str, total: Any) -> Iterator[Any]:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    from valyent_cli.cli.humanize import human_size
+
+    class Speed(ProgressColumn):  # rich's TransferSpeedColumn says MB/s: binary units, as the sizes beside it
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{human_size(speed)}/s" if speed else "?", style="progress.data.speed")
 
     console = Console(file=sys.stderr, no_color="NO_COLOR" in os.environ)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    # binary units throughout (MiB, MiB/s), as every size the CLI prints (humanize.human_size)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), Speed(),
                   TimeRemainingColumn(), console=console, transient=False) as bar:
         task = bar.add_task(what, total=size)
         yield lambda n: bar.advance(task, n)
@@ -256,11 +265,13 @@ def get(
                        show_default=False),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace a local file that exists.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Download a directory and all it holds.")] = False,
     fleet: FleetOpt = None,
 ) -> None:
-    """Download a file. It is written to a temporary file beside the target and renamed when complete, so an
-    interrupted or failed download never leaves a partial file under the target's name. A local file that exists
-    is replaced only with --force.
+    """Download a file, or with -r a directory. Each file is written to a temporary file beside its target and
+    renamed when complete, so an interrupted or failed download never leaves a partial file under the target's
+    name. A local file that exists is replaced only with --force. With -r, the directory goes into LOCAL when it is
+    a directory (default: here), else becomes LOCAL, as `cp -r`.
 
     Examples:
 
@@ -268,8 +279,14 @@ def get(
       valyent fs get 01hx3kq2m8vd /app/data.db              # ./data.db
       valyent fs get 01hx3kq2m8vd /app/data.db backups/
       valyent fs get 01hx3kq2m8vd /app/data.db - | sha256sum
+      valyent fs get -r 01hx3kq2m8vd /app/logs backups/
     """
     _check_path(remote, "REMOTE")
+    if recursive:
+        if local == "-":
+            raise UsageError("LOCAL cannot be - (stdout) with -r: a directory goes to a directory")
+        _get_tree(ctx, fleet, machine, remote, local, force)
+        return
     if local == "-":
         fs, machine_id = _fs(ctx, fleet, machine)
         _to_stdout(fs, machine_id, remote)
@@ -298,17 +315,23 @@ def put(
         str, typer.Argument(metavar="REMOTE", help="Path on the machine; ending in / puts the file inside that directory.",
                             show_default=False)
     ],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Upload a directory and all it holds.")] = False,
     fleet: FleetOpt = None,
 ) -> None:
-    """Upload a file (streamed; parent directories are created).
+    """Upload a file (streamed; parent directories are created), or with -r a directory: it goes into REMOTE when
+    that is a directory (or ends with /), else becomes REMOTE, as `cp -r`.
 
     Examples:
 
     \b
       valyent fs put 01hx3kq2m8vd ./config.json /app/
       tar cz src | valyent fs put 01hx3kq2m8vd - /tmp/src.tar.gz
+      valyent fs put -r 01hx3kq2m8vd ./static /app/
     """
     _check_path(remote, "REMOTE")
+    if recursive:
+        _put_tree(ctx, fleet, machine, local, remote)
+        return
     if local == "-":
         if remote.endswith("/"):
             raise UsageError("REMOTE must name the file when reading stdin (-): it ends with /")
@@ -317,7 +340,7 @@ def put(
         if not os.path.exists(local):
             raise UsageError(f"LOCAL: no such file: {local}")
         if os.path.isdir(local):
-            raise UsageError(f"LOCAL: {local} is a directory; put uploads one file")
+            raise UsageError(f"LOCAL: {local} is a directory: upload it with -r")
         if remote.endswith("/"):
             remote += os.path.basename(local)
         try:
@@ -337,6 +360,30 @@ def put(
     if note and local != "-":  # a file that grew meanwhile, or one of unknown size (/proc): say how it went
         ctx.obj.output().info(f"Note: {note}")
     ctx.obj.output().done(f"Uploaded {'stdin' if local == '-' else local} to {remote}")
+
+
+def _put_tree(ctx: typer.Context, fleet: str | None, machine: str, local: str, remote: str) -> None:
+    from valyent_cli.cli.humanize import human_size
+    from valyent_cli.commands.fs_tree import put_tree
+
+    if not os.path.isdir(local):
+        raise UsageError(f"LOCAL: {local!r} is not a directory (-r uploads a directory)")
+    fs, machine_id = _fs(ctx, fleet, machine)
+    out = ctx.obj.output()
+    with _on(machine_id, remote):
+        files, size, made = put_tree(fs, out, local, remote)
+    out.done(f"Uploaded {local} to {made}: {files} file{'s' if files != 1 else ''} ({human_size(size)})")
+
+
+def _get_tree(ctx: typer.Context, fleet: str | None, machine: str, remote: str, local: str | None, force: bool) -> None:
+    from valyent_cli.cli.humanize import human_size
+    from valyent_cli.commands.fs_tree import get_tree
+
+    fs, machine_id = _fs(ctx, fleet, machine)
+    out = ctx.obj.output()
+    with _on(machine_id, remote):
+        files, size, made = get_tree(fs, out, remote, local, force=force)
+    out.done(f"Downloaded {remote} to {made}: {files} file{'s' if files != 1 else ''} ({human_size(size)})")
 
 
 @app.command("mkdir")

@@ -9,6 +9,9 @@ import typer
 
 from valyent_cli.cli import complete
 
+#: `local status`'s exit code when the sandbox is down (LSB's "program is not running", as `systemctl status`)
+NOT_RUNNING = 3
+
 app = typer.Typer(
     name="local",
     short_help="Run the local sandbox (an offline API).",
@@ -230,8 +233,11 @@ def stop(data_dir: DataDirOpt = None) -> None:
 
 @app.command()
 def status(data_dir: DataDirOpt = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> None:
+           as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False) -> int | None:
     """Say whether the sandbox runs, where, and how many machines it holds.
+
+    Exits 0 when it runs and 3 when it does not (as `systemctl status`), its status printed either way: scripts can
+    test it (`valyent local status >/dev/null || valyent local start`).
 
     Example: valyent local status --json
     """
@@ -254,3 +260,4 @@ def status(data_dir: DataDirOpt = None,
                     "container": "yes, a container of its image per machine"}.get(st["isolation"])
         rows.append(("Isolated", isolated or f"no: {st.get('isolation_problem') or 'namespaces unavailable'}"))
     out.fields(st, rows)
+    return None if st["running"] else NOT_RUNNING  # main() exits with a command's int (no error: a report)

@@ -102,7 +102,8 @@ def logs(
 
     Prints the log so far and exits; with -f, keeps printing new lines until Ctrl-C, reconnecting (without
     repeating or losing a line) when the stream drops; when the machine exits, says so on stderr (and with
-    --exit-with-machine, stops there with its exit code). Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet).
+    --exit-with-machine, stops there with its exit code). Lines are `TIME MACHINE message` (TIME in ISO-8601 UTC with milliseconds; MACHINE only for a whole fleet: the
+    first 12 characters of its id, more when two machines share them).
     With --json, one log entry a line (NDJSON), each exactly as the API sent it; for a whole fleet, with its machine's
     id added first, as `machine_id`.
 

@@ -346,3 +346,28 @@ def _shell_words(words: list[str]) -> str:
     import shlex
 
     return shlex.join(words)
+
+
+def stopped(machine: Any) -> str:
+    """What `machines stop` says of a machine it stopped and waited for: whether the stop signal ended it or the
+    kill after the timeout did (from its events)."""
+    from valyent_cli.api import ValyentError
+    from valyent_cli.cli.exitstatus import killed_after_stop
+
+    try:
+        how = killed_after_stop(machine.events())
+    except ValyentError:  # the events are a detail: the machine stopped
+        how = None
+    return f"Stopped {machine.get('id')}" + (f": {how}" if how else "")
+
+
+def delete_question(machines: list[Any], *, force: bool, yes: bool) -> tuple[str, bool]:
+    """The question `machines delete` asks on a terminal, and whether the delete forces: a live machine is named
+    in the question, which offers to stop it, rather than failing after the answer."""
+    ids = ", ".join(str(m.get("id")) for m in machines)
+    plural = "s" if len(machines) > 1 else ""
+    live = [m for m in machines if m.get("state") in ("created", "preparing", "starting", "running", "stopping")]
+    if not live or force or yes:
+        return f"Delete machine{plural} {ids}?", force
+    states = " ".join(f"{m.get('id')} is {m.get('state')}." for m in live)
+    return f"{states} Stop and delete machine{plural} {ids}?", True

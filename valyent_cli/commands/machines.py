@@ -318,7 +318,7 @@ def stop(
         if wait:
             m.wait("stopped", (seconds or 30) + 30)
         if not quiet:
-            out.done(f"Stopped {m.get('id')}")
+            out.done(views.stopped(m) if wait else f"Stopped {m.get('id')}")
     _print_after(out, done)
 
 
@@ -369,13 +369,7 @@ def delete(
 
     app_, out, fleet_ref = _setup(ctx, fleet)
     resolved = [_machine(app_, fleet_ref, ref) for ref in machines]
-    ids = [str(m.get("id")) for m in resolved]
-    question = f"Delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?"
-    live = [m for m in resolved if m.get("state") in ("created", "preparing", "starting", "running", "stopping")]
-    if live and not force and not yes:  # asked on a terminal: say it before the answer, and do what it says
-        states = " ".join(f"{m.get('id')} is {m.get('state')}." for m in live)
-        question = f"{states} Stop and delete machine{'s' if len(ids) > 1 else ''} {', '.join(ids)}?"
-        force = True
+    question, force = views.delete_question(resolved, force=force, yes=yes)  # a live one: offers to stop it
     confirm(out, question, yes)
     for m in resolved:
         if m.get("state") == "destroyed":
