@@ -77,7 +77,7 @@ def write_project(path, fleet: str, port: int, version: str, *, crash: bool = Fa
         "fleet": fleet,
         "machine": {"image": f"local/app:{version}", "cmd": ["/usr/bin/python3", "-c", APP], "env": env,
                     "enable_gateway": True, "stop_timeout": 5},
-        "deploy": {"count": count, "strategy": strategy, "wait_timeout": "20s", **(extra_deploy or {})},
+        "deploy": {"count": count, "strategy": strategy, "wait_timeout": "90s", **(extra_deploy or {})},
     }
     (path / "valyent.toml").write_text(tomli_w.dumps(doc))
 
