@@ -142,3 +142,12 @@ def test_rollback_goes_to_the_previous_release_that_runs_something_else(env, rav
     assert again["rollback_of"] == 2 and again["image"] == "registry.example.com/web:2"
     missing = run_cli("rollback", "9", env=env, cwd=str(tmp_path))
     assert missing.returncode == 4 and "no release 9" in missing.stderr
+
+
+def test_a_release_recorded_as_still_running_is_warned_about(env, ravel, tmp_path):
+    client = Client(TOKEN, endpoint=ravel.url, namespace="demo")
+    rel.Releases(client, "web", "web").save(rel.new_record("web", 1, {"config": {"image": "x"}}, "rolling"))
+    project(tmp_path, "registry.example.com/web:1", count=1)
+    result = ok(run_cli("deploy", "--json", env=env, cwd=str(tmp_path), timeout=60))
+    assert "release 1 of web is recorded as still running" in result.stderr
+    assert json.loads(result.stdout)["release"] == 2
