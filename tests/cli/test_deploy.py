@@ -77,7 +77,7 @@ def write_project(path, fleet: str, port: int, version: str, *, crash: bool = Fa
         "fleet": fleet,
         "machine": {"image": f"local/app:{version}", "cmd": ["/usr/bin/python3", "-c", APP], "env": env,
                     "enable_gateway": True, "stop_timeout": 5},
-        "deploy": {"count": count, "strategy": strategy, "wait_timeout": "20s", **(extra_deploy or {})},
+        "deploy": {"count": count, "strategy": strategy, "wait_timeout": "90s", **(extra_deploy or {})},
     }
     (path / "valyent.toml").write_text(tomli_w.dumps(doc))
 
@@ -133,10 +133,11 @@ def app_env(fleet_env, tmp_path):
     return env, client, fleet, port, gw["url"], tmp_path
 
 
-def deploy(env, cwd, *args, timeout: float = 180):
+def deploy(env, cwd, *args, timeout: float = 400):
     return run_cli("deploy", *args, env=env, cwd=str(cwd), timeout=timeout)
 
 
+@pytest.mark.timeout(900)  # a dozen releases of real machines: minutes on a loaded machine
 def test_deploy_rolls_out_with_no_request_lost_fails_safely_and_rolls_back(app_env):
     env, client, fleet, port, url, project = app_env
     write_project(project, fleet, port, "v1")
@@ -194,7 +195,7 @@ def test_deploy_rolls_out_with_no_request_lost_fails_safely_and_rolls_back(app_e
     assert len(json.loads(run_cli("releases", "--json", env=env, cwd=str(project)).stdout)) == 3
 
     # rollback: back to v1's payload, as release 4; release 2 is rolled back
-    back = run_cli("rollback", env=env, cwd=str(project), timeout=180)
+    back = run_cli("rollback", env=env, cwd=str(project), timeout=400)
     assert back.returncode == 0, back.stderr
     assert httpx.get(url).text == "v1"
     assert releases_of(app_machines(client, fleet)) == ["4", "4", "4"]
@@ -317,6 +318,7 @@ def podman_app(engine_env, engine_sandbox, tmp_path):
     client.close()
 
 
+@pytest.mark.timeout(900)  # a dozen releases of real machines: minutes on a loaded machine
 def test_podman_deploy_v2_loses_no_request_a_crash_is_undone_and_rollback_returns_to_v1(podman_app, engine_images):
     env, client, fleet, url, project = podman_app
     podman_project(project, fleet, engine_images["v1"])
@@ -349,7 +351,7 @@ def test_podman_deploy_v2_loses_no_request_a_crash_is_undone_and_rollback_return
     assert run_cli("rollback", "--dry-run", env=env, cwd=str(project)).returncode == 0
     assert sorted(m["id"] for m in app_machines(client, fleet)) == before
     with Traffic(url) as traffic:
-        back = run_cli("rollback", env=env, cwd=str(project), timeout=180)
+        back = run_cli("rollback", env=env, cwd=str(project), timeout=400)
     assert back.returncode == 0, back.stderr
     assert traffic.failures() == [], traffic.failures()[:5]
     assert httpx.get(url).text == "v1"
@@ -377,6 +379,7 @@ def test_detach_returns_with_the_release_number_and_the_rollout_goes_on(app_env)
     assert httpx.get(url).text == "v1"
 
 
+@pytest.mark.timeout(900)  # a dozen releases of real machines: minutes on a loaded machine
 def test_a_failure_in_a_later_batch_recreates_the_old_machines_removed_before(app_env):
     env, client, fleet, port, url, project = app_env
     write_project(project, fleet, port, "v1")

@@ -129,3 +129,25 @@ def test_the_records_keep_within_ravels_annotation_limits(env, ravel):
     big = {"config": {"image": "img", "workload": {"env": [f"K{i}=" + "v" * 1000 for i in range(80)]}}}
     store.save(rel.new_record("web", 13, big, "rolling"))
     assert store.get(13)["payload"] is None
+
+
+def test_rollback_goes_to_the_previous_release_that_runs_something_else(env, ravel, tmp_path):
+    for image in ("web:1", "web:2"):
+        project(tmp_path, f"registry.example.com/{image}", count=1)
+        ok(run_cli("deploy", env=env, cwd=str(tmp_path), timeout=60))
+    back = json.loads(ok(run_cli("rollback", "--json", env=env, cwd=str(tmp_path), timeout=60)).stdout)
+    assert back["release"] == 3 and back["rollback_of"] == 1 and back["image"] == "registry.example.com/web:1"
+    # again: release 2's payload (release 1's is what runs now), not release 1 once more
+    again = json.loads(ok(run_cli("rollback", "--json", env=env, cwd=str(tmp_path), timeout=60)).stdout)
+    assert again["rollback_of"] == 2 and again["image"] == "registry.example.com/web:2"
+    missing = run_cli("rollback", "9", env=env, cwd=str(tmp_path))
+    assert missing.returncode == 4 and "no release 9" in missing.stderr
+
+
+def test_a_release_recorded_as_still_running_is_warned_about(env, ravel, tmp_path):
+    client = Client(TOKEN, endpoint=ravel.url, namespace="demo")
+    rel.Releases(client, "web", "web").save(rel.new_record("web", 1, {"config": {"image": "x"}}, "rolling"))
+    project(tmp_path, "registry.example.com/web:1", count=1)
+    result = ok(run_cli("deploy", "--json", env=env, cwd=str(tmp_path), timeout=60))
+    assert "release 1 of web is recorded as still running" in result.stderr
+    assert json.loads(result.stdout)["release"] == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from valyent_cli.apps import APP_LABEL, RELEASE_LABEL
@@ -34,6 +34,8 @@ class Prepared:
     plan: Plan
     releases: rel.Releases
     previous: dict[str, Any] | None  # the newest succeeded release, what runs now
+    #: releases recorded as still running: another deploy going on (or one killed before it could record its end)
+    unfinished: list[int] = field(default_factory=list)
 
 
 def prepare(client: Client, fleet: str, spec: DeploySpec, payload: dict[str, Any]) -> Prepared:
@@ -52,7 +54,8 @@ def prepare(client: Client, fleet: str, spec: DeploySpec, payload: dict[str, Any
     plan = Plan(app=spec.app, strategy=spec.strategy, count=spec.count, max_unavailable=spec.max_unavailable,
                 to_release=to_release, from_release=from_release, steps=steps, old=old, gateway=gateway,
                 changes=payload_changes((previous or {}).get("payload"), payload) if previous else [])
-    return Prepared(plan=plan, releases=releases, previous=previous)
+    unfinished = [r["release"] for r in records if r.get("status") == rel.RUNNING]
+    return Prepared(plan=plan, releases=releases, previous=previous, unfinished=unfinished)
 
 
 def execute(client: Client, fleet: str, prepared: Prepared, payload: dict[str, Any], spec: DeploySpec, *,

@@ -122,6 +122,10 @@ def run_rollout(app_: AppContext, out: Output, fleet: str, spec_: DeploySpec, pa
             for line in plan.lines():
                 out.text(line)
         return
+    if prepared.unfinished and not app_detach_child():
+        out.warn(f"release {prepared.unfinished[0]} of {plan.app} is recorded as still running: another deploy may "
+                 "be going on (two at once would replace each other's machines), or one was killed before it "
+                 "could record its end")
     if spec_.strategy == "immediate" and plan.old:
         out.warn("the immediate strategy replaces every machine at once without waiting: requests can fail "
                  "meanwhile")
@@ -160,6 +164,12 @@ def run_rollout(app_: AppContext, out: Output, fleet: str, spec_: DeploySpec, pa
              f"{record.get('image')}")
     if json and not detached:
         out.data(record)
+
+
+def app_detach_child() -> bool:
+    from valyent_cli.commands import app_detach
+
+    return app_detach.is_child()
 
 
 def failure_lines(exc: Any) -> list[str]:

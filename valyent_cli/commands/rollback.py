@@ -11,7 +11,7 @@ from valyent_cli.commands.app_views import (AppOpt, CountOpt, DetachOpt, DryRunO
                                             StrategyOpt, WaitTimeoutOpt)
 
 HELP = """Roll the app back: deploy again the machine payload recorded with a release (default: the newest
-successful release before the current one), as a new release, with [deploy]'s strategy and the same safety as
+release before the current one that succeeded and runs something else), as a new release, with [deploy]'s strategy and the same safety as
 `valyent deploy`. The release it replaces is recorded rolled-back.
 
 Examples:
@@ -56,10 +56,16 @@ def rollback(
     records = rel.Releases(app_.connect(), fleet_ref, spec.app).list()
     succeeded = [r for r in records if r.get("status") == rel.SUCCEEDED]
     if release is None:
-        if len(succeeded) < 2:
+        # the newest release before the current one that once succeeded (rolled back or not) and runs something
+        # else: after a rollback to 1, the next rollback goes to 2 again, as `kubectl rollout undo` toggles
+        current = succeeded[0] if succeeded else None
+        earlier = [r for r in records if current is not None and r["release"] < current["release"]
+                   and r.get("status") in (rel.SUCCEEDED, rel.ROLLED_BACK)
+                   and r.get("payload") != current.get("payload")]
+        if not earlier:
             raise CliError(f"app {spec.app} has no earlier successful release to roll back to",
                            Exit.NOT_FOUND, hint=f"see `valyent releases --app {spec.app} --fleet {fleet_ref}`")
-        target = succeeded[1]
+        target = earlier[0]
     else:
         target = next((r for r in records if r["release"] == release), None)
         if target is None:
