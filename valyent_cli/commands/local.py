@@ -111,6 +111,24 @@ def _set_retention(lines: int | None, size: str | None) -> bool:
     return lines is not None or size is not None
 
 
+def _profile_name(info: dict) -> str:
+    """`local`, unless profile `local` belongs to another sandbox that still runs: then this one gets a profile
+    of its own, `local-PORT`, and the other keeps `local` (with its machines)."""
+    from valyent_cli.local import daemon
+
+    other = _local_profile().get("data_dir")
+    if not isinstance(other, str) or not other:
+        return "local"
+    if Path(other).expanduser().resolve() == Path(info["data_dir"]).expanduser().resolve():
+        return "local"
+    if daemon.running_info(Path(other).expanduser()) is None:
+        return "local"
+    name = f"local-{info['port']}"
+    _say(f"Warning: another sandbox still runs, from {other}: profile `local` stays with it, and this one is "
+         f"profile `{name}` (back to the other: `valyent profiles use local`).")
+    return name
+
+
 def _driver_asked(flag: str | None) -> str:
     """The driver asked for (--driver, else VALYENT_LOCAL_DRIVER, else auto); a bad name is bad usage (exit 2)."""
     from valyent_cli.cli.errors import UsageError
@@ -192,19 +210,21 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
     from valyent_cli import config
 
+    name = _profile_name(info)
     previous = config.save_local_profile(
         endpoint=info["endpoint"],
         token=info["token"],
         initd_endpoint=info["initd_endpoint"],
-        fleet=_fleet_to_keep(info),
+        fleet=_fleet_to_keep(info) if name == "local" else "default",
         activate=True,
         data_dir=str(info["data_dir"]),
         namespace=info.get("namespace") or "default",
+        name=name,
     )
-    if previous and previous != "local":
-        _say(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
+    if previous and previous != name:
+        _say(f"Profile `{name}` is now active. Switch back with `valyent profiles use {previous}`.")
     else:
-        _say("Profile `local` is now active (`valyent profiles list` shows the others).")
+        _say(f"Profile `{name}` is now active (`valyent profiles list` shows the others).")
     from valyent_cli.local.hints import first_command
 
     _say(first_command(info.get("driver")))
