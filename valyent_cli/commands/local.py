@@ -150,14 +150,18 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     """
     _driver_asked(driver)
     _set_retention(log_max_lines, log_max_bytes)
-    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
+    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir, token_path
     from valyent_cli.local.runner import ServeError, server_urls
     from valyent_cli.local.runner import serve as run_server
 
     host = host or DEFAULT_HOST
     port = port or DEFAULT_PORT
     data = resolve_data_dir(data_dir)
-    _say(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
+    urls = server_urls(host, port)
+    _say(f"Sandbox API on {urls['endpoint']} (data in {data}); Ctrl-C stops it.")
+    _say(f"Its token is in {token_path(data)}. Connect from another shell (a profile of its own):\n"
+         f"  valyent profiles create sandbox --endpoint {urls['endpoint']} --initd-endpoint '{urls['initd_endpoint']}' "
+         f"--token-stdin --use < {token_path(data)}")
     try:
         run_server(host, port, data, allow_remote, driver)
     except ServeError as exc:
