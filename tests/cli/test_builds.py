@@ -83,14 +83,18 @@ def test_bad_input_is_refused_before_sending(cli_env, tmp_path):
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr
 
 
-def test_without_an_engine_builds_answer_501(cli_env, sandbox, tmp_path):
+def test_without_an_engine_create_says_why_and_list_shows_none(cli_env, sandbox, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     r = run_cli("builds", "create", str(tmp_path), "--image", "x", env=cli_env)
     assert r.returncode == 1
     assert "builds need a container engine" in r.stderr and "--driver podman" in r.stderr
-    with sandbox.client() as api:
-        resp = api.get("/namespaces/default/builds")
-        assert resp.status_code == 501 and resp.json()["Code"] == "NOT_IMPLEMENTED"
+    # listing is not building: what there is (none), exit 0, no "safe to retry" 501
+    listed = run_cli("builds", "list", env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    assert "No builds" in listed.stderr + listed.stdout and "501" not in listed.stderr
+    assert run_cli("builds", "list", "--json", env=cli_env).stdout.strip() == "[]"
+    missing = run_cli("builds", "show", "build_01nosuchbuild", env=cli_env)
+    assert missing.returncode == 4, missing.stderr
 
 
 def test_cancel_a_running_build(engine, engine_env, engine_images, tmp_path):

@@ -140,3 +140,47 @@ def test_sigterm_or_sighup_during_a_download_leaves_no_partial_file(env, fault_s
         proc.kill()
     assert list(work.iterdir()) == []
     assert "Traceback" not in proc.stderr and "Terminated." in proc.stderr
+
+
+def test_ctrl_c_during_exec_says_the_command_goes_on(env, fault_server):
+    def handler(request):
+        if request.path.endswith("/exec"):
+            return Hang()
+        if request.path.endswith(f"/machines/{MACHINE}"):
+            return machine()
+        return None
+
+    fault_server.handler = handler
+    proc = Proc(["machines", "exec", MACHINE, "--timeout", "5m", "--", "sleep", "100"], env)
+    try:
+        proc.wait_for(lambda: any(r.path.endswith("/exec") for r in fault_server.requests), what="the exec")
+        time.sleep(0.1)
+        interrupted(proc)
+    finally:
+        proc.kill()
+    assert f"the command goes on in machine {MACHINE}" in proc.stderr and "5m" in proc.stderr
+
+
+def test_ctrl_c_while_following_a_build_cancels_it(env, fault_server, tmp_path):
+    build = {"id": "build_01sig", "full_image": "app:latest", "status": "building", "namespace": "default"}
+
+    def handler(request):
+        if request.path.endswith("/cancel"):
+            return Reply(204)
+        if request.path.endswith("/logs"):
+            return Stream([b"Step 1/2 : FROM scratch\n"], end="stall")
+        if request.path.endswith("/builds") and request.method == "POST":
+            return Reply(json=build)
+        return None
+
+    fault_server.handler = handler
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\n")
+    proc = Proc(["builds", "create", str(tmp_path / "ctx"), "--image", "app"], env)
+    try:
+        proc.wait_for(lambda: "Step 1/2" in proc.stderr, what="the build log")
+        interrupted(proc)
+    finally:
+        proc.kill()
+    assert any(r.path.endswith("/build_01sig/cancel") and r.method == "POST" for r in fault_server.requests)
+    assert "Cancelled build build_01sig" in proc.stderr

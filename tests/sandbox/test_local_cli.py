@@ -141,3 +141,28 @@ def test_without_namespaces_start_says_so_once_and_machines_run_as_before(local_
     assert (tmp_path / "sbx" / "volumes" / "default" / "kept" / "f").read_text() == "v\n"
     assert ok(run_cli("fs", "cat", mid, "/data/f", env=env)).stdout == "v\n"
     ok(run_cli("local", "stop", env=env))
+
+
+def test_serve_says_how_to_connect_and_a_token_from_the_environment_is_named(tmp_path, local_env):
+    import shlex
+
+    from support.cli import Proc
+
+    port = free_port()
+    proc = Proc(["local", "serve", "--port", str(port)], local_env)
+    try:
+        proc.wait_for(lambda: "--token-stdin" in proc.stderr, what="the connect line")
+        line = next(x.strip() for x in proc.err if x.strip().startswith("valyent profiles create"))
+        argv, token_file = shlex.split(line.split(" < ")[0]), line.split(" < ")[1]
+        assert str(tmp_path / "sbx" / "token") == token_file and f"127.0.0.1:{port}/v1" in line
+        from support.util import wait_until
+
+        wait_until(lambda: (tmp_path / "sbx" / "token").exists(), 20, message="the token file")
+        ok(run_cli(*argv[1:], env=local_env, input=(tmp_path / "sbx" / "token").read_text()))
+        ok(run_cli("fleets", "list", env=local_env))  # the profile it said to make works
+        wrong = run_cli("fleets", "list", env={**local_env, "VALYENT_API_TOKEN": "vlt_not_the_sandbox_token"})
+        assert wrong.returncode == 3
+        assert "VALYENT_API_TOKEN" in wrong.stderr and "profile sandbox" in wrong.stderr
+        assert "auth_scheme" not in wrong.stderr  # not Ravel's hint
+    finally:
+        proc.interrupt()

@@ -228,3 +228,26 @@ def test_an_unknown_driver_is_bad_usage_whether_or_not_a_sandbox_runs(local):
     assert "VALYENT_LOCAL_DRIVER=podman is not applied" in from_env.stderr  # as --driver podman says
     flag = run_cli("local", "start", "--port", port, "--driver", "podman", env=env)
     assert "--driver podman is not applied" in flag.stderr
+
+
+def test_a_second_sandbox_gets_its_own_profile_and_the_first_keeps_local(tmp_path):
+    env = cli_environ(tmp_path / "config", XDG_DATA_HOME=str(tmp_path / "xdg"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    p1, p2 = free_port(), free_port()
+    try:
+        r = run_cli("local", "start", "--data-dir", str(first), "--port", str(p1), "--driver", "process", env=env)
+        assert r.returncode == 0, r.stderr
+        r = run_cli("local", "start", "--data-dir", str(second), "--port", str(p2), "--driver", "process", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "another sandbox still runs" in r.stderr and f"local-{p2}" in r.stderr
+        assert "valyent profiles use local" in r.stderr
+        local = json.loads(run_cli("profiles", "show", "local", "--json", env=env).stdout)
+        assert f":{p1}/" in local["endpoint"] and local["data_dir"] == str(first)
+        status = run_cli("local", "status", "--json", env=env)  # the active profile: the second sandbox's
+        assert json.loads(status.stdout)["running"] and f":{p2}/" in json.loads(status.stdout)["endpoint"]
+        assert run_cli("profiles", "use", "local", env=env).returncode == 0
+        status = json.loads(run_cli("local", "status", "--json", env=env).stdout)
+        assert status["running"] and f":{p1}/" in status["endpoint"]  # not "Running: no"
+    finally:
+        run_cli("local", "stop", "--data-dir", str(second), env=env)
+        run_cli("local", "stop", "--data-dir", str(first), env=env)

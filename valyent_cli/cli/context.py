@@ -78,6 +78,11 @@ class AppContext:
         if settings.is_local:
             settings = self._start_sandbox(settings)
             self.settings = settings
+        if settings.sources.get("token") == "environment":  # a refusal then names the token that was sent
+            from valyent_cli.cli import errors
+
+            errors.token_origin = f"VALYENT_API_TOKEN (it overrides the token of profile {settings.profile})" \
+                if settings.profile else "VALYENT_API_TOKEN"
         self._client = settings.client(debug_hook=self.debug_hook)
         return self._client
 

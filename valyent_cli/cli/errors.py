@@ -26,6 +26,8 @@ class CliError(Exception):
 #: (name, where it came from and how to change it) of the fleet a command uses when it did not come from --fleet:
 #: set by cli/resolve.py, used when the API says the fleet is not found
 fleet_origin: tuple[str, str] | None = None
+#: where the token sent came from, when not from the profile (set by AppContext.connect)
+token_origin: str | None = None
 
 #: an error message longer than this is cut: a 100 kB argument echoed back helps no one
 MAX_MESSAGE = 2000
@@ -158,6 +160,10 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, api.AuthError):
         if exc.status == 403:
             _err(f"forbidden: {exc.message}", "check that the token belongs to this namespace: valyent auth status")
+        elif token_origin:
+            _err(f"not authenticated: {exc.message}",
+                 f"the token sent came from {token_origin}: unset it (`unset VALYENT_API_TOKEN`) to use the "
+                 "profile's, or set the right one")
         elif exc.sent_credentials is False:
             _err(f"not authenticated: {exc.message}",
                  "no token was sent (none is set): run `valyent auth login`, or set VALYENT_API_TOKEN")

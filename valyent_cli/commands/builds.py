@@ -85,7 +85,8 @@ def create(
 ) -> None:
     """Build an image from DIR: the context is sent (honouring .dockerignore) and the build log followed live.
 
-    Exits 1 when the build fails. The build goes to stdout (`-q`: its id; `--json`: the object).
+    Exits 1 when the build fails. The build goes to stdout (`-q`: its id; `--json`: the object). Ctrl-C while
+    the log is followed cancels the build (--detach leaves it running).
 
     Example: valyent builds create . --image myapp --tag v1 --build-arg VERSION=1.2
     """
@@ -129,15 +130,36 @@ def create(
 
         out.info(f"Sending the build context ({human_size(size)})...")
     with context:
-        build = app_.connect().builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
-                                          target=target, no_cache=no_cache, build_args=args)
+        try:
+            build = app_.connect().builds.create(context, image, tag=tag, registry=registry, dockerfile=dockerfile,
+                                                 target=target, no_cache=no_cache, build_args=args)
+        except KeyboardInterrupt:
+            out.warn("interrupted before the server answered: the build may have started; look with "
+                     "`valyent builds list` (and `valyent builds cancel ID`)")
+            raise
     if not quiet:
         out.info(f"Build {build.get('id')} of {build.get('full_image')} started")
     if not detach:
-        build = _follow(app_, out, build)
+        try:
+            build = _follow(app_, out, build)
+        except KeyboardInterrupt:
+            _cancel_on_interrupt(app_, out, build)
+            raise
     out.fields(build, _rows(build))
     if not detach and build.get("status") == "failed":
         raise CliError(f"build {build.get('id')} failed: {build.get('error') or 'see valyent builds logs'}")
+
+
+def _cancel_on_interrupt(app_, out, build) -> None:
+    """Ctrl-C while following a build stops it, as `docker build` does (else it would go on unseen)."""
+    from valyent_cli.api import ValyentError
+
+    try:
+        app_.connect().builds.cancel(build["id"])
+    except (ValyentError, KeyboardInterrupt):
+        out.warn(f"build {build['id']} goes on: cancel it with `valyent builds cancel {build['id']}`")
+        return
+    out.info(f"Cancelled build {build['id']}")
 
 
 def _follow(app_, out, build):

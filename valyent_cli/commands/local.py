@@ -117,6 +117,24 @@ def _set_retention(lines: int | None, size: str | None) -> bool:
     return lines is not None or size is not None
 
 
+def _profile_name(info: dict) -> str:
+    """`local`, unless profile `local` belongs to another sandbox that still runs: then this one gets a profile
+    of its own, `local-PORT`, and the other keeps `local` (with its machines)."""
+    from valyent_cli.local import daemon
+
+    other = _local_profile().get("data_dir")
+    if not isinstance(other, str) or not other:
+        return "local"
+    if Path(other).expanduser().resolve() == Path(info["data_dir"]).expanduser().resolve():
+        return "local"
+    if daemon.running_info(Path(other).expanduser()) is None:
+        return "local"
+    name = f"local-{info['port']}"
+    _say(f"Warning: another sandbox still runs, from {other}: profile `local` stays with it, and this one is "
+         f"profile `{name}` (back to the other: `valyent profiles use local`).")
+    return name
+
+
 def _driver_asked(flag: str | None) -> str:
     """The driver asked for (--driver, else VALYENT_LOCAL_DRIVER, else auto); a bad name is bad usage (exit 2)."""
     from valyent_cli.cli.errors import UsageError
@@ -138,14 +156,18 @@ def serve(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
     """
     _driver_asked(driver)
     _set_retention(log_max_lines, log_max_bytes)
-    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir
+    from valyent_cli.local.paths import DEFAULT_HOST, DEFAULT_PORT, resolve_data_dir, token_path
     from valyent_cli.local.runner import ServeError, server_urls
     from valyent_cli.local.runner import serve as run_server
 
     host = host or DEFAULT_HOST
     port = port or DEFAULT_PORT
     data = resolve_data_dir(data_dir)
-    _say(f"Sandbox API on {server_urls(host, port)['endpoint']} (data in {data}); Ctrl-C stops it.")
+    urls = server_urls(host, port)
+    _say(f"Sandbox API on {urls['endpoint']} (data in {data}); Ctrl-C stops it.")
+    _say(f"Its token is in {token_path(data)}. Connect from another shell (a profile of its own):\n"
+         f"  valyent profiles create sandbox --endpoint {urls['endpoint']} --initd-endpoint '{urls['initd_endpoint']}' "
+         f"--token-stdin --use < {token_path(data)}")
     try:
         run_server(host, port, data, allow_remote, driver)
     except ServeError as exc:
@@ -198,19 +220,21 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
     from valyent_cli import config
 
+    name = _profile_name(info)
     previous = config.save_local_profile(
         endpoint=info["endpoint"],
         token=info["token"],
         initd_endpoint=info["initd_endpoint"],
-        fleet=_fleet_to_keep(info),
+        fleet=_fleet_to_keep(info) if name == "local" else "default",
         activate=True,
         data_dir=str(info["data_dir"]),
         namespace=info.get("namespace") or "default",
+        name=name,
     )
-    if previous and previous != "local":
-        _say(f"Profile `local` is now active. Switch back with `valyent profiles use {previous}`.")
+    if previous and previous != name:
+        _say(f"Profile `{name}` is now active. Switch back with `valyent profiles use {previous}`.")
     else:
-        _say("Profile `local` is now active (`valyent profiles list` shows the others).")
+        _say(f"Profile `{name}` is now active (`valyent profiles list` shows the others).")
     from valyent_cli.local.hints import first_command
 
     _say(first_command(info.get("driver")))

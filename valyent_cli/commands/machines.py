@@ -509,11 +509,18 @@ def exec_(
         raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
                          "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
+    out = app_.output(json=json)
+    m: Machine | None = None
     try:
         _, out, fleet_ref = _setup(ctx, fleet, json=json)
         m = _machine(app_, fleet_ref, machine)
         result = m.exec(argv, timeout_ms=int(seconds * 1000))
-    except (UsageError, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        if m is not None:  # the API cannot stop a command it runs: say so
+            out.warn(f"the command goes on in machine {m.get('id')} until it ends or its --timeout ({timeout}) "
+                     "stops it: the API cannot stop it from here")
+        raise
+    except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - exec's own failures exit 255, after the usual message
         from valyent_cli.cli.errors import handle

@@ -134,9 +134,11 @@ def save_local_profile(
     endpoint: str, token: str, initd_endpoint: str, fleet: str = DEFAULT_LOCAL_FLEET, activate: bool = True,
     data_dir: str | None = None,
     namespace: str | None = None,
+    name: str = LOCAL_PROFILE,
 ) -> str | None:
-    """Write (or refresh) the ``local`` profile for the sandbox. Returns the profile that was active before, so
-    that ``valyent local stop`` can switch back to it. Other keys of an existing local profile are kept."""
+    """Write (or refresh) the ``local`` profile (or ``name``, for a second sandbox) for the sandbox. Returns the
+    profile that was active before, so that ``valyent local stop`` can switch back to it. Other keys of an
+    existing local profile are kept."""
     try:
         clean = {
             "endpoint": check_profile_value("endpoint", endpoint),
@@ -154,9 +156,9 @@ def save_local_profile(
     store = ConfigStore()
     with store.edit() as doc:
         previous = doc.get("active")
-        doc.setdefault("profiles", {}).setdefault(LOCAL_PROFILE, {}).update(clean)
+        doc.setdefault("profiles", {}).setdefault(name, {}).update(clean)
         if activate:
-            doc["active"] = LOCAL_PROFILE
+            doc["active"] = name
         return previous
 
 

@@ -29,6 +29,18 @@ def local_profile() -> dict:
         return {}
 
 
+def active_local_profile() -> dict:
+    """The active profile when it is a sandbox's (`local`, or `local-PORT` of a second sandbox), else {}."""
+    from valyent_cli import config
+
+    try:
+        active, profiles = config.list_profiles()
+    except config.ConfigError:
+        return {}
+    table = profiles.get(active) or {} if active else {}
+    return table if active == config.LOCAL_PROFILE or table.get("local") is True else {}
+
+
 def sandbox_data_dir(flag: Path | None) -> Path | None:
     """The sandbox a command means: --data-dir, else VALYENT_LOCAL_DIR, else the one the `local` profile points at
     (where `local start` last ran it), else the default (None)."""
@@ -36,7 +48,7 @@ def sandbox_data_dir(flag: Path | None) -> Path | None:
 
     if flag is not None or os.environ.get("VALYENT_LOCAL_DIR"):
         return flag
-    data_dir = local_profile().get("data_dir")
+    data_dir = active_local_profile().get("data_dir") or local_profile().get("data_dir")
     return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
 
 

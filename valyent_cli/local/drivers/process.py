@@ -26,6 +26,8 @@ from valyent_cli.local.drivers.base import (
 from valyent_cli.local.problems import Problem, precondition
 
 IDLE_SECONDS = "2147483647"
+#: seconds spawn waits for init to say the workload starts (init.pid)
+READY_WAIT = 10.0
 
 
 class ProcessInstance(PipedInstance):
@@ -146,6 +148,14 @@ class ProcessDriver(Driver):
                 error = f"exec: {argv[0]!r}: {exc}"
             raise StartFailed(error) from None
         instance = self.instances[machine_id] = ProcessInstance(self, machine_id, transport, proto)
+        if self.isolated:
+            # Started means its command runs (as a VM's init on Ravel): init writes init.pid just before it runs the
+            # workload. So a command that fails at once does so right after `machine.started`, where `create`
+            # looks, not while the launcher still starts.
+            ready = root.parent / "init.pid"
+            deadline = self.loop.time() + READY_WAIT
+            while not ready.exists() and not proto.exited.done() and self.loop.time() < deadline:
+                await asyncio.sleep(0.005)
         return instance
 
     def _launch(self, machine_id: str, namespace: str, config: dict, argv: list[str],
