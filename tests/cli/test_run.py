@@ -175,3 +175,83 @@ def test_piped_stdin_is_refused_as_exec_refuses_it(fleet_env):
     assert client.machines.list(fleet) == []  # refused before any request
     empty = run_cli("machines", "run", "--rm", "--image", "x", "--", "true", env=env, input="")
     assert empty.returncode == 0, empty.stderr  # an open, empty stdin (CI runners) is not data
+
+
+# -- issue 27, item 8: the end of the log after retention pruned its start -----------------------------------------
+RUN_MACHINE = "01jrunresumemachine0000000"
+
+
+def _log_line(i: int, ts: int | None = None) -> bytes:
+    return json.dumps({"timestamp": ts if ts is not None else 1_700_000_000_000 + i, "instance_id": "i-1",
+                       "source": "stdout", "message": f"line {i}"}).encode() + b"\n"
+
+
+def _serve_run(server, history: list[bytes], live: list[bytes] | None = None) -> None:
+    """A machine that printed lines 1-5 live (the follow stream), then exited; its history, read at the end, is
+    `history` (retention pruned its start meanwhile). It exits only once the follower has read the live lines."""
+    from support.faultserver import Reply, Stream
+
+    follows = []
+    machine = {"id": RUN_MACHINE, "fleet": "web", "state": "started", "config": {"image": "alpine"}}
+
+    def handler(request):
+        path = request.path
+        if path.endswith("/logs"):
+            if request.param("follow") == "true":
+                follows.append(request)
+                if len(follows) == 1:
+                    return Stream([b"".join(live or [_log_line(i) for i in range(1, 6)])], end="close")
+                return Stream([], end="stall")
+            return Reply(200, body=b"".join(history), headers={"Content-Type": "application/x-ndjson"})
+        exited = len(follows) >= 2  # the follower came back: it has printed lines 1-5
+        if path.endswith("/events"):
+            return Reply(200, json=[{"type": "machine.exited", "status": "stopped", "timestamp": 1,
+                                     "payload": {"stopped": {"exit_code": 0}}}] if exited else [])
+        if path.endswith("/wait"):
+            return Reply(200, json={"ok": True})
+        if request.method == "POST" and path.endswith("/machines"):
+            return Reply(200, json=machine)
+        if path.endswith(f"/machines/{RUN_MACHINE}"):
+            return Reply(200, json={**machine, "state": "stopped" if exited else "started"})
+        if path.endswith("/fleets/web"):
+            return Reply(200, json={"id": "web", "name": "web"})
+        return Reply(404, json={"detail": "not here"})
+
+    server.handler = handler
+
+
+def test_run_resumes_the_log_after_the_last_line_it_printed_not_by_position(fault_server, tmp_path):
+    from support.faultserver import cli_env_for
+
+    # lines 1-3 pruned: the history holds 4-10; by position, 6-8 would be skipped
+    _serve_run(fault_server, [_log_line(i) for i in range(4, 11)])
+    result = run_cli("machines", "run", "--image", "alpine", "--", "seq", "10",
+                     env=cli_env_for(fault_server, tmp_path / "config"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"line {i}" for i in range(1, 11)]
+    assert "Warning:" not in result.stderr  # nothing was lost
+
+
+def test_run_says_when_retention_pruned_lines_it_had_not_printed(fault_server, tmp_path):
+    from support.faultserver import cli_env_for
+
+    # lines 1-7 pruned: 6 and 7 were never printed; 8-10 are, with a warning
+    _serve_run(fault_server, [_log_line(i) for i in range(8, 11)])
+    result = run_cli("machines", "run", "--image", "alpine", "--", "seq", "10",
+                     env=cli_env_for(fault_server, tmp_path / "config"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"line {i}" for i in (1, 2, 3, 4, 5, 8, 9, 10)]
+    assert "Warning:" in result.stderr and "pruned" in result.stderr, result.stderr
+
+
+def test_run_resumes_within_lines_of_the_same_millisecond(fault_server, tmp_path):
+    from support.faultserver import cli_env_for
+
+    # every line in the same millisecond, line 1 pruned: the lines printed at that time are skipped by what they
+    # are, not by how many (a count would skip line 6 too)
+    same = 1_700_000_000_000
+    _serve_run(fault_server, [_log_line(i, same) for i in range(2, 11)], live=[_log_line(i, same) for i in range(1, 6)])
+    result = run_cli("machines", "run", "--image", "alpine", "--", "seq", "10",
+                     env=cli_env_for(fault_server, tmp_path / "config"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"line {i}" for i in range(1, 11)]

@@ -233,7 +233,7 @@ class _TmpfsSandbox:
     """A sandbox whose data dir is a small tmpfs of its own (a user and mount namespace: no root needed, and the
     file system goes away with the server). `prefill` fills the disk before the server starts."""
 
-    def __init__(self, tmp_path, size: str, prefill: bool = False):
+    def __init__(self, tmp_path, size: str, prefill: bool = False, state: bool = False):
         import secrets
 
         from support.env import free_port
@@ -246,6 +246,9 @@ class _TmpfsSandbox:
         self.initd = f"http://127.0.0.1:{self.port}/initd/{{machine_id}}"
         self.log = tmp_path / "server.log"
         fill = 'dd if=/dev/zero of="$D/fill" bs=64k 2>/dev/null; ' if prefill else ""
+        if state:  # a state.db from an earlier run, as a sandbox that ran before has
+            fill = ('"$PY" -c "import sys; from valyent_cli.local.store import Store; Store(sys.argv[1]).close()" '
+                    '"$D/state.db" && ' + fill)
         self.script = (f'mount -t tmpfs -o size={size},mode=0700 tmpfs "$D" && {fill}'
                        'printf %s "$T" > "$D/token" 2>/dev/null; chmod 600 "$D/token" 2>/dev/null; '
                        f'exec "$PY" -m valyent_cli local serve --port {self.port} --data-dir "$D"')
@@ -330,6 +333,18 @@ def test_a_full_disk_stops_neither_stop_nor_delete_and_a_start_on_it_says_so(tmp
     out = full.log.read_text()
     # one line naming what could not be written and the way out (the start's preflight, or the server itself)
     assert ("no space left on the disk" in out or "free some space" in out) and "Traceback" not in out, out
+
+
+def test_a_start_on_a_full_disk_with_an_earlier_state_says_the_disk_is_full(tmp_path):
+    """Issue 27, item 16: with the state.db of an earlier run on a full disk, the start said `disk I/O error`
+    about state.db (a damaged file?); the space is checked first, and the message says the disk is full."""
+    if not _can_mount_tmpfs():
+        pytest.skip("needs unshare -Urm and a tmpfs mount (user namespaces)")
+    full = _TmpfsSandbox(tmp_path, "4m", prefill=True, state=True).start()
+    assert full.proc.wait(30) == 1
+    out = full.log.read_text()
+    assert "no space left on the device that holds" in out and "Traceback" not in out, out
+    assert "disk I/O error" not in out and "damaged" not in out, out
 
 
 def test_a_big_list_is_built_off_the_event_loop(fresh_sandbox):

@@ -270,6 +270,53 @@ def _fingerprint(entry: dict[str, Any]) -> tuple[Any, ...]:
     return (entry.get("timestamp"), entry.get("instance_id"), entry.get("source"), entry.get("level"), entry.get("message"))
 
 
+class LogCursor:
+    """Where a reader of a machine's log stands, stable when retention prunes the log's start: the time of the
+    last entry taken and the entries taken at that time (by fingerprint, as many times as taken). `after(history)`
+    yields the history's entries past it; then `pruned` says whether the history began after it, i.e. the server
+    dropped entries the reader had taken, and maybe some it had not. A position would skip as many new entries as
+    were pruned. Entries without a time fall back to the position."""
+
+    def __init__(self) -> None:
+        self.time: float | None = None
+        self.at: Counter[tuple[Any, ...]] = Counter()
+        self.taken = 0
+        self.pruned = False
+
+    def take(self, entry: dict[str, Any]) -> None:
+        ts = entry_time(entry)
+        if ts != self.time:
+            self.time, self.at = ts, Counter()
+        self.at[_fingerprint(entry)] += 1
+        self.taken += 1
+
+    def after(self, entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        if self.taken == 0:
+            yield from entries
+            return
+        skip = Counter(self.at)
+        index = 0
+        for entry in entries:
+            index += 1
+            ts = entry_time(entry)
+            if self.time is None or ts is None:
+                if index > self.taken:
+                    yield entry
+                continue
+            if index == 1 and ts > self.time:
+                self.pruned = True
+            if ts < self.time:
+                continue
+            if ts == self.time:
+                fp = _fingerprint(entry)
+                if skip[fp] > 0:
+                    skip[fp] -= 1
+                    continue
+            yield entry
+        if index == 0:
+            self.pruned = True
+
+
 class LogFollower:
     """Live logs that survive a dropped stream.
 

@@ -63,8 +63,10 @@ class _LogPump:
         self.out = out
         self._fleet = fleet
         self._id = machine_id
+        from valyent_cli.api.logs import LogCursor
+
         self._lock = threading.Lock()
-        self._printed = 0
+        self._cursor = LogCursor()  # what was printed, by time: a position goes wrong once retention prunes
         self._stopped = False
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._follow, name="valyent-run-logs", daemon=True)
@@ -85,20 +87,21 @@ class _LogPump:
                     if self._stopped:
                         return
                     self._emit(entry)
-                    self._printed += 1
+                    self._cursor.take(entry)
         except BaseException as exc:  # noqa: BLE001 - reported by finish, which reads the log again anyway
             self.error = exc
 
     def finish(self, client: Client) -> None:
-        """Stop following; print the entries of the whole log after the ones already printed."""
+        """Stop following; print the entries of the whole log after the last one printed (by time, not position);
+        warn when the server's retention pruned entries that may not have been printed."""
         with self._lock:
             self._stopped = True
-            index = 0
-            for entry in client.machines.iter_logs(self._fleet, self._id):
-                index += 1
-                if index > self._printed:
-                    self._emit(entry)
-            self._printed = max(index, self._printed)
+            for entry in self._cursor.after(client.machines.iter_logs(self._fleet, self._id)):
+                self._emit(entry)
+                self._cursor.take(entry)
+            if self._cursor.pruned:
+                self.out.warn(f"the server pruned the oldest lines of machine {self._id}'s log (its retention) "
+                              "before they were all shown: lines after the last one printed live may be missing")
         self._client.close()
 
 

@@ -194,9 +194,9 @@ def ls(root: Path, path: object) -> list[dict]:
         if not stat_mod.S_ISDIR(st.st_mode):
             raise invalid(f"{t.mpath} is not a directory", "query.path", path)
         fd = t.open(_DIR)
+        mpath = t.mpath
     out = []
     try:
-        mpath = resolve_text(path)
         with os.scandir(fd) as it:
             for de in it:
                 child = mpath.rstrip("/") + "/" + de.name
@@ -208,10 +208,6 @@ def ls(root: Path, path: object) -> list[dict]:
         os.close(fd)
     out.sort(key=lambda e: e["name"])
     return out
-
-
-def resolve_text(path: str) -> str:
-    return "/" + "/".join(_parts(path, "query.path"))
 
 
 def _child_stat(root: Path, dir_fd: int, de: os.DirEntry, child: str) -> os.stat_result:
@@ -269,11 +265,12 @@ def open_for_read(root: Path, path: object):
         if not stat_mod.S_ISREG(st.st_mode):
             raise invalid(f"{t.mpath} is not a regular file", "query.path", path)
         fd = t.open(os.O_RDONLY | os.O_NONBLOCK)
+        mpath = t.mpath
     file = os.fdopen(fd, "rb")
     st = os.fstat(fd)
     if not stat_mod.S_ISREG(st.st_mode):  # swapped between the stat and the open
         file.close()
-        raise invalid(f"{resolve_text(path)} is not a regular file", "query.path", path)
+        raise invalid(f"{mpath} is not a regular file", "query.path", path)
     return file, st.st_size
 
 

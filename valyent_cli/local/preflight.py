@@ -35,7 +35,7 @@ def check_state(data_dir: Path) -> None:
         Store(db).close()
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "full" in text:
+        if "full" in text or ("disk I/O error" in text and _low_on_space(data_dir)):
             raise ServeError(no_space(db)) from None
         raise ServeError(f"cannot open the sandbox's state {db}: {text}; check that it is yours and writable") from None
     except sqlite3.DatabaseError as exc:
@@ -45,6 +45,15 @@ def check_state(data_dir: Path) -> None:
         ) from None
     except OSError as exc:
         raise ServeError(describe_os_error(exc, db)) from None
+
+
+def _low_on_space(data_dir: Path, below: int = 8 * 1024 * 1024) -> bool:
+    """Whether the disk is (nearly) full: SQLite says "disk I/O error" when it cannot grow its journal files."""
+    try:
+        st = os.statvfs(data_dir)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below
 
 
 def remove_stale_uploads(data_dir: Path) -> int:

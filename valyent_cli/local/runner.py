@@ -75,8 +75,9 @@ def _check_space(data_dir: Path) -> None:
     except OSError:
         return
     if left < MIN_FREE_TO_START:
-        raise ServeError(f"no space left on the disk that holds {data_dir} ({left // 1024} KiB free): free some "
-                         "space (machine logs and files are the usual cause), then start the sandbox again")
+        from valyent_cli.local.preflight import no_space
+
+        raise ServeError(f"{no_space(data_dir)} ({left // 1024} KiB free; machine logs and files are the usual cause)")
 
 
 def is_loopback(host: str) -> bool:
@@ -153,9 +154,9 @@ def serve(host: str, port: int, data_dir: Path, allow_remote: bool = False, driv
     lock = _lock(data_dir)
     from valyent_cli.local import preflight
 
+    _check_space(data_dir)  # first: on a full disk, opening state.db fails as "disk I/O error"
     preflight.check_state(data_dir)
     preflight.remove_stale_uploads(data_dir)
-    _check_space(data_dir)
     rotate_server_log(data_dir)
     _watch_server_log(data_dir)
     _raise_fd_limit()
