@@ -72,11 +72,15 @@ class EngineEvents:
             fut.cancel()
 
     async def _run(self) -> None:
+        from valyent_cli.local import procs
+
+        # it dies with the server, even after a `kill -9` of the server
+        args, preexec = procs.spawn_args([self.engine, "events", "--format", "{{json .}}", "--filter",
+                                          "type=container", "--filter", f"label={self.label}"])
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                self.engine, "events", "--format", "{{json .}}", "--filter", "type=container",
-                "--filter", f"label={self.label}", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, limit=1 << 20)
+                *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                preexec_fn=preexec, limit=1 << 20)
         except OSError as exc:
             log.warning("%s events: %s (the container driver asks the engine instead)", self.engine, exc)
             return
