@@ -33,8 +33,8 @@ from valyent_cli.local.routes.common import (
 from valyent_cli.local.supervisor import ShuttingDown
 
 WAIT_STATES = ("running", "stopped", "destroyed")
-#: a fleet whose last list was at most this long is listed on the event loop (about 40 machines)
-INLINE_LIST_BYTES = 64 * 1024
+#: a fleet of at most this many machines (destroyed ones included) is listed on the event loop
+INLINE_LIST_MACHINES = 50
 
 
 async def create_machine(request: Request) -> Response:
@@ -71,15 +71,13 @@ async def list_machines(request: Request) -> Response:
     store = store_of(request)
     destroyed = query_flag(request, "destroyed")
     labels = labels_of(request)
-    # Built as text from the stored JSON; in a worker thread once the fleet's list was found big, so that a big
-    # fleet never holds up the event loop (a small one is built at once: the hop to a thread would cost more).
-    sizes = request.app.state._state.setdefault("list_sizes", {})
-    if sizes.get(fleet["id"], INLINE_LIST_BYTES + 1) <= INLINE_LIST_BYTES:
+    # Built as text from the stored JSON; in a worker thread for a big fleet, so that it never holds up the event
+    # loop (a small one is built at once: the hop to a thread costs more than its query).
+    if store.fleet_has_at_most(fleet["id"], INLINE_LIST_MACHINES):
         body = store.list_machines_body(fleet["id"], destroyed, labels=labels)
     else:
         body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader(),
                                                                         labels))
-    sizes[fleet["id"]] = len(body)
     return Response(body, media_type="application/json")
 
 
