@@ -20,7 +20,13 @@ import tarfile
 import time
 from pathlib import Path
 
-import run as R  # benchmarks/run.py: Row, Sandbox, alternate, ...
+# benchmarks/run.py (Row, Sandbox, alternate, ...): the running one when run.py is the program, so that its
+# BenchError is the one run.py catches
+_main = sys.modules.get("__main__")
+if _main is not None and hasattr(_main, "BenchError") and hasattr(_main, "RUNNERS"):
+    R = _main
+else:
+    import run as R  # noqa: E402
 
 WEB_IMAGE = "localhost/valyent-bench-web:latest"
 ROUNDS = 5
@@ -304,6 +310,24 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 """
 
 
+# The same floor doing the sandbox's own work for this answer: the list built by the sandbox's query
+# (MachineQueries.list_machines_body) on a read-only connection to the sandbox's database, per request.
+FLOOR_APP_QUERY = """\
+import sqlite3, sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+from valyent_cli.local.store.machines import MachineQueries
+db = sqlite3.connect("file:" + sys.argv[2] + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+fleet = sys.argv[3]
+async def machines(request):
+    return Response(MachineQueries.list_machines_body(None, fleet, False, db), media_type="application/json")
+app = Starlette(routes=[Route("/v1/fleets/{fleet}/machines", machines)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, http="h11",
+            loop="asyncio", server_header=False)
+"""
+
+
 def case_sandbox8(ctx) -> None:
     """The sandbox's machine list (10 machines) under 8 clients against a starlette+uvicorn app serving the same
     bytes (the same interpreter, venv and uvicorn settings as the sandbox): the framework's own floor."""
@@ -326,6 +350,24 @@ def case_sandbox8(ctx) -> None:
         ctx.results.add(R.Row("sandbox machines list (10), ab -k -c 8  vs  starlette+uvicorn serving the same body",
                               f"{statistics.median(g):.0f} req/s", f"{statistics.median(d):.0f} req/s", ratio,
                               ">= 0.8", ratio >= 0.8, note="ratio: the median of the paired rounds' ratios"))
+    finally:
+        floor.terminate()
+        floor.wait(10)
+    if ratio >= 0.8:
+        return
+    fleet_id = httpx.get(f"{ctx.sb.api}/fleets/{fleet}", headers=headers, timeout=30).json()["id"]
+    port = R.free_port()
+    floor = subprocess.Popen([R.PY, "-c", FLOOR_APP_QUERY, str(port), str(ctx.sb.data / "state.db"), fleet_id],
+                             env=R.clean_env(ctx.root, R.REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        floor_url = f"http://127.0.0.1:{port}/v1/fleets/{fleet}/machines"
+        _wait_ok(floor_url, 30)
+        d, g = paired(lambda: ab(floor_url, 2000), lambda: ab(url, 2000, headers=headers))
+        ratio = statistics.median(gv / dv for gv, dv in zip(g, d))
+        ctx.results.add(R.Row("sandbox machines list (10)  vs  the same floor running the sandbox's list query",
+                              f"{statistics.median(g):.0f} req/s", f"{statistics.median(d):.0f} req/s", ratio,
+                              "-", None, note="the floor with the query that builds this answer: what is left of "
+                                               "the gap is the sandbox's own (auth, fleet lookup, routing)"))
     finally:
         floor.terminate()
         floor.wait(10)

@@ -329,14 +329,12 @@ async def _response_head(up, up_reader, timeout: float):
     `timeout`."""
     import h11
 
-    async def head():
+    async with asyncio.timeout(timeout):
         while True:
             event = await _next_event(up, up_reader)
             if isinstance(event, h11.InformationalResponse):
                 continue  # 100 Continue was answered already
             return event if isinstance(event, h11.Response) else None
-
-    return await asyncio.wait_for(head(), timeout)
 
 
 async def _send_response(client, writer, up, up_reader, response, timeout: float) -> bool:
@@ -354,7 +352,9 @@ async def _send_response(client, writer, up, up_reader, response, timeout: float
                 if pending:
                     writer.writelines(pending)
                     pending = []
-                up.receive_data(await asyncio.wait_for(up_reader.read(CHUNK), timeout))
+                async with asyncio.timeout(timeout):  # no task per read, as wait_for makes
+                    data = await up_reader.read(CHUNK)
+                up.receive_data(data)
                 continue
             if isinstance(event, h11.Data):
                 pending += client.send_with_data_passthrough(event)

@@ -29,6 +29,8 @@ IDLE_SECONDS = 30.0
 #: when the machine had closed the connection meanwhile)
 FRESH_SECONDS = 2.0
 MAX_IDLE = 64
+#: what a connection to a machine buffers before it stops reading (a body moves in reads of up to this)
+READ_LIMIT = 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -153,7 +155,8 @@ class Upstreams:
                 if conn is not None:
                     return conn
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*endpoint), CONNECT_TIMEOUT)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*endpoint, limit=READ_LIMIT),
+                                                        CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError):
                 if self.endpoints.get(key) == endpoint:
                     del self.endpoints[key]  # asked again next time (a restarted listener may have moved)

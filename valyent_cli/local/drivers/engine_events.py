@@ -4,7 +4,8 @@ engine sees it (podman's JSON lines: `Name`, `Status`, `ContainerExitCode`, `Tim
 `name` and `exitCode`, `status`/`Action`, `timeNano`).
 
 A waiter is registered before the command that causes the event (`expect`), and only events stamped after its
-registration answer it, so a late event of an earlier run cannot. Without an event stream (the engine refuses,
+registration answer it, so a late event of an earlier run cannot. The stream starts from the driver's creation
+(`--since`): an event that happened before the engine had subscribed is replayed, not lost. Without an event stream (the engine refuses,
 or it ends), `alive` is False and callers fall back to asking the engine (`inspect`).
 """
 
@@ -51,6 +52,7 @@ class EngineEvents:
         self.alive = False
         self.proc: asyncio.subprocess.Process | None = None
         self.task: asyncio.Task | None = None
+        self.since = time.time() - 1
 
     def start(self) -> None:
         if self.task is None:
@@ -72,11 +74,17 @@ class EngineEvents:
             fut.cancel()
 
     async def _run(self) -> None:
+        from valyent_cli.local import procs
+
+        # --since: what happened before the engine had subscribed is replayed, so no start can be missed;
+        # it dies with the server, even after a `kill -9` of the server
+        args, preexec = procs.spawn_args([self.engine, "events", "--since", str(int(self.since)), "--format",
+                                          "{{json .}}", "--filter", "type=container", "--filter",
+                                          f"label={self.label}"])
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                self.engine, "events", "--format", "{{json .}}", "--filter", "type=container",
-                "--filter", f"label={self.label}", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, limit=1 << 20)
+                *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                preexec_fn=preexec, limit=1 << 20)
         except OSError as exc:
             log.warning("%s events: %s (the container driver asks the engine instead)", self.engine, exc)
             return

@@ -57,6 +57,12 @@ class FleetQueries:
         self.db.execute("DELETE FROM gateways WHERE fleet_id = ?", (fleet_id,))
         self.db.execute("COMMIT")
 
+    def fleet_has_at_most(self, fleet_id: str, n: int) -> bool:
+        """Whether the fleet has at most n machines, destroyed ones included (reads at most n + 1 index entries)."""
+        return self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM machines WHERE fleet_id = ? LIMIT ?)", (fleet_id, n + 1)
+        ).fetchone()[0] <= n
+
     def count_live_machines(self, fleet_id: str) -> int:
         return self.db.execute(
             "SELECT COUNT(*) FROM machines WHERE fleet_id = ? AND state != 'destroyed'", (fleet_id,)
