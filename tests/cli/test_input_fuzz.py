@@ -22,8 +22,8 @@ from valyent_cli.cli.payload import CreateFlags, build
 
 FLAGS = ("--image", "--region", "--cpus", "--memory", "--cpu-kind", "--env", "--cmd", "--entrypoint", "--user",
          "--restart", "--max-retries", "--stop-signal", "--stop-timeout")
-SIGNALS = {"SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
-           "SIGWINCH", "SIGSTOP", "SIGCONT"}
+SIGNALS = {"SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV",
+           "SIGPIPE", "SIGALRM", "SIGTERM"}  # a Ravel node's (internal/signals/signals.go)
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Junk a user (or a script gone wrong) can type: empty, blank, NUL, non-UTF-8 argv (surrogate escapes), lone

@@ -6,12 +6,15 @@ sandbox's checks use them. No imports: the completion path (imported on every ru
 STATES: tuple[str, ...] = ("running", "stopped", "destroyed")
 #: the restart policies
 RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
-#: stop signals: completion offers them all, validation accepts them all (a signal name the server may know
-#: beyond these is still refused by the CLI, as it cannot be checked)
+#: stop signals: exactly those a Ravel node accepts (`internal/signals/signals.go` FromString; checked on the node,
+#: so another fails later, in the background): completion offers them, validation and the sandbox accept only them
 SIGNALS: tuple[str, ...] = (
-    "SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGABRT", "SIGALRM", "SIGPWR",
-    "SIGWINCH", "SIGSTOP", "SIGCONT",
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV",
+    "SIGPIPE", "SIGALRM", "SIGTERM",
 )
+#: what the SDK sends as exec's `timeout_ms` when the caller gives none: Ravel requires the field
+#: (api/machines.go ExecOptions, no omitempty)
+DEFAULT_EXEC_TIMEOUT_MS = 30_000
 #: the stop signal when a machine names none, as Ravel has it
 DEFAULT_STOP_SIGNAL = "SIGTERM"
 #: a log or event timestamp is read by its magnitude: above MS_ABOVE it is milliseconds, above US_ABOVE

@@ -11,6 +11,7 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli.api import _upload
 from valyent_cli.api._resource import Resource
+from valyent_cli.api.constants import DEFAULT_EXEC_TIMEOUT_MS
 from valyent_cli.api._transport import Transport
 
 if TYPE_CHECKING:  # annotations only
@@ -132,7 +133,9 @@ class FileSystem(Resource):
         return _upload.describe(data)
 
     def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
-        read = self._client.timeout + (timeout_ms or 0) / 1000.0
+        if timeout_ms is None:
+            timeout_ms = DEFAULT_EXEC_TIMEOUT_MS  # required on Ravel (api/machines.go ExecOptions)
+        read = self._client.timeout + timeout_ms / 1000.0
         data = self._client.send_json(
             "POST", self._url("exec"), json={"cmd": list(cmd), "timeout_ms": timeout_ms},
             timeout=httpx.Timeout(self._client.timeout, read=read),

@@ -17,7 +17,7 @@ from valyent_cli.api.logs import (
     open_log_stream,
 )
 from valyent_cli.api._object import ApiObject
-from valyent_cli.api.constants import STATES
+from valyent_cli.api.constants import DEFAULT_EXEC_TIMEOUT_MS, STATES
 
 if TYPE_CHECKING:  # annotations only: building the TypedDicts of api/types.py costs start-up time
     from valyent_cli.api.initd import FileSystem
@@ -210,6 +210,10 @@ class Machines(Resource):
                     timeout=httpx.Timeout(self._client.timeout, read=poll + self._client.timeout),
                 )
                 return
+            except errors.NotFound:
+                if status == "destroyed":  # Ravel's wait reads no destroyed machine (a 404): it is destroyed
+                    return
+                raise
             except errors.DeadlineExceeded:
                 budget -= poll
                 if budget <= 0 or time.monotonic() >= deadline - 0.05:
@@ -315,8 +319,11 @@ class Machines(Resource):
     get_logs_stream = follow_logs
 
     def exec(self, fleet: str, machine: str, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
-        """Run a command in the machine; returns ``{"stdout", "stderr", "exit_code"}``. Never sent twice."""
-        read = self._client.timeout + (timeout_ms or 0) / 1000.0
+        """Run a command in the machine; returns ``{"stdout", "stderr", "exit_code"}``. Never sent twice.
+        ``timeout_ms`` defaults to ``DEFAULT_EXEC_TIMEOUT_MS`` (30 s): Ravel requires it."""
+        if timeout_ms is None:
+            timeout_ms = DEFAULT_EXEC_TIMEOUT_MS
+        read = self._client.timeout + timeout_ms / 1000.0
         response = self._client.request(
             "POST",
             self._url(fleet, machine, "exec"),
