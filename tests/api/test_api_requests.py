@@ -276,7 +276,8 @@ def test_exec(server, client):
     client.machines.exec("fleet-1", "m-1", ["true"])
     assert server.requests[0].path == "/v1/fleets/fleet-1/machines/m-1/exec"
     assert server.requests[0].json() == {"cmd": ["echo", "hi"], "timeout_ms": 5000}
-    assert server.requests[1].json() == {"cmd": ["true"]}
+    # Ravel requires timeout_ms (api/machines.go ExecOptions, no omitempty): the SDK sends its documented default
+    assert server.requests[1].json() == {"cmd": ["true"], "timeout_ms": 30000}
 
 
 def test_gateways(server, client):
