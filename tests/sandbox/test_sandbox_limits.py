@@ -87,7 +87,7 @@ def test_a_body_over_one_mib_is_refused_with_413_and_nothing_is_created(sandbox)
     with sandbox.client() as api:
         fleet = api.post("/fleets", json={"name": name("big")}).json()["id"]
         payload = machine_payload(skip_start=True)
-        payload["config"]["padding"] = "x" * (1024 * 1024)
+        payload["metadata"] = {"annotations": {"padding": "x" * (1024 * 1024)}}  # a known key: no 422
         problem(api.post(f"/fleets/{fleet}/machines", json=payload), 413, "INVALID_ARGUMENT")
 
         def chunked():  # no Content-Length: the limit holds while reading
@@ -97,7 +97,7 @@ def test_a_body_over_one_mib_is_refused_with_413_and_nothing_is_created(sandbox)
 
         problem(api.post(f"/fleets/{fleet}/machines", content=chunked(), headers={"Content-Type": "application/json"}),
                 413, "INVALID_ARGUMENT")
-        payload["config"]["padding"] = "x" * 1000  # the same body, small: accepted
+        payload["metadata"] = {"annotations": {"padding": "x" * 1000}}  # the same body, small: accepted
         made = api.post(f"/fleets/{fleet}/machines", json=payload)
         assert made.status_code == 201, made.text
         assert [m["id"] for m in api.get(f"/fleets/{fleet}/machines").json()] == [made.json()["id"]]
@@ -115,14 +115,15 @@ def test_exec_output_is_capped_and_says_where_it_was_cut(sandbox, tmp_path):
         api.get(f"/fleets/{fleet}/machines/{mid}/wait", params={"status": "running", "timeout": 30})
         big = 3 * EXEC_OUTPUT_LIMIT
         code = f"import sys; sys.stdout.write('o' * {big}); sys.stderr.write('e' * 10)"
-        r = api.post(f"/fleets/{fleet}/machines/{mid}/exec", json={"cmd": [sys.executable, "-c", code]}, timeout=60)
+        r = api.post(f"/fleets/{fleet}/machines/{mid}/exec", json={"cmd": [sys.executable, "-c", code], "timeout_ms": 30000},
+                     timeout=60)
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["exit_code"] == 0
         assert out["stdout"] == "o" * EXEC_OUTPUT_LIMIT
         assert out["stderr"] == ("e" * 10 + f"exec: stdout cut at {EXEC_OUTPUT_LIMIT} bytes by the sandbox; "
                                  f"{big - EXEC_OUTPUT_LIMIT} more bytes were dropped\n")
-        small = api.post(f"/fleets/{fleet}/machines/{mid}/exec", json={"cmd": ["echo", "hi"]}).json()
+        small = api.post(f"/fleets/{fleet}/machines/{mid}/exec", json={"cmd": ["echo", "hi"], "timeout_ms": 30000}).json()
         assert small["stdout"] == "hi\n" and small["stderr"] == ""
         done = run_cli("machines", "exec", mid, "--fleet", fleet, "--", sys.executable, "-c", code,
                        env=_cli_env(sandbox, tmp_path), text=False)

@@ -11,6 +11,7 @@ from valyent_cli.api._http import httpx
 
 from valyent_cli.api import _upload
 from valyent_cli.api._resource import Resource
+from valyent_cli.api.constants import DEFAULT_EXEC_TIMEOUT_MS
 from valyent_cli.api._transport import Transport
 
 if TYPE_CHECKING:  # annotations only
@@ -133,7 +134,6 @@ class FileSystem(Resource):
 
     def exec(self, cmd: list[str], timeout_ms: int | None = None) -> ExecResult:
         """initd's exec reads the same ExecOptions as Ravel's (`timeout_ms` required): ``None`` sends the default."""
-        from valyent_cli.api.constants import DEFAULT_EXEC_TIMEOUT_MS
 
         if timeout_ms is None:
             timeout_ms = DEFAULT_EXEC_TIMEOUT_MS

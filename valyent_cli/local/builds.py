@@ -30,7 +30,7 @@ from starlette.routing import Route
 from valyent_cli.local import ids
 from valyent_cli.local.drivers.container import namespace_image
 from valyent_cli.local.problems import Problem, invalid, not_found, precondition
-from valyent_cli.local.routes.common import path_namespace
+from valyent_cli.local.routes.common import path_namespace, query_flag
 from valyent_cli.local.store import now_rfc3339
 
 SCHEMA = """
@@ -107,7 +107,7 @@ class BuildService:
         return self.engine
 
     # -- a build ----------------------------------------------------------------------------------------------
-    async def create(self, namespace: str, query, context_file) -> dict:
+    async def create(self, namespace: str, query, context_file, no_cache: bool = False) -> dict:
         engine = self.require_engine()
         image = (query.get("image_name") or "").strip()
         if not image:
@@ -151,7 +151,7 @@ class BuildService:
             args += ["--cgroup-parent", f"/{_cgroup_name(build['id'])}"]
         if query.get("target"):
             args += ["--target", query["target"]]
-        if (query.get("no_cache") or "").lower() in ("1", "true", "yes"):
+        if no_cache:
             args.append("--no-cache")
         for item in build_args:
             args += ["--build-arg", item]
@@ -449,7 +449,8 @@ async def create_build(request: Request) -> Response:
         upload = form.get("context")
         if upload is None or isinstance(upload, str):
             raise invalid("context file is required", "body.context")
-        build = await svc.create(path_namespace(request), request.query_params, upload.file)
+        build = await svc.create(path_namespace(request), request.query_params, upload.file,
+                                 query_flag(request, "no_cache"))
     finally:
         await form.close()
     return JSONResponse(build)
@@ -473,7 +474,7 @@ async def get_build(request: Request) -> Response:
 async def build_logs(request: Request) -> Response:
     svc = _svc(request)
     build = svc.get(path_namespace(request), request.path_params["build_id"])
-    follow = (request.query_params.get("follow") or "").lower() in ("1", "true", "yes")
+    follow = query_flag(request, "follow")
     return StreamingResponse(svc.follow(build["id"], follow), media_type="text/plain",
                              headers={"Cache-Control": "no-store"})
 

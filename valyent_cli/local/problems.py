@@ -118,16 +118,13 @@ def _str_list(v: Any, location: str) -> list[str] | None:
 
 
 def signal_number(name: Any, location: str = "body.signal") -> int:
+    """A stop signal's number: exactly one of the names a Ravel node accepts (`internal/signals/signals.go`
+    FromString, case and `SIG` prefix included), the one list in `api.constants.SIGNALS`."""
     if not isinstance(name, str) or not name:
         raise invalid("signal must be a signal name such as SIGTERM", location, name)
-    key = name.upper()
-    if not key.startswith("SIG"):
-        key = "SIG" + key
-    try:
-        sig = signal.Signals[key]
-    except KeyError:
-        raise invalid(f"unknown signal {name!r}", location, name) from None
-    return int(sig)
+    if name not in SIGNALS:
+        raise invalid(f"unknown signal {name!r}: one of {', '.join(SIGNALS)}", location, name)
+    return int(signal.Signals[name])
 
 
 def check_stop_config(sc: Any, location: str) -> dict:
@@ -141,7 +138,7 @@ def check_stop_config(sc: Any, location: str) -> dict:
     return sc
 
 
-from valyent_cli.api.constants import RESTART_POLICIES  # noqa: E402 - the one source
+from valyent_cli.api.constants import RESTART_POLICIES, SIGNALS  # noqa: E402 - the one source
 
 
 def check_create_machine(body: Any) -> dict:
@@ -173,7 +170,7 @@ def check_create_machine(body: Any) -> dict:
             # sandbox server's whole environment: issue 27 item 4)
             raise invalid(f"env entry {item[:80]!r} holds a control character (a line break, an escape...), which "
                           "an environment variable cannot carry here", f"body.config.workload.env[{i}]", item)
-    for key in ("restart", "restart_policy"):  # the contract says restart; Ravel's Go type says restart_policy
+    for key in ("restart",):  # Ravel's json tag (api/machines.go Workload.Restart); `restart_policy` is unexpected
         restart = _obj(workload.get(key), f"body.config.workload.{key}")
         if restart is None:
             continue
@@ -229,11 +226,12 @@ _VOLUME_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$")
 
 
 def unprocessable(message: str, location: str, value: Any = None) -> Problem:
-    """huma's own validation failure (a field against its declared schema): 422."""
+    """huma's own validation failure (a field against its declared schema): 422, `Code` UNKNOWN as Ravel's error
+    builder makes it for that status (internal/humautil/errors.go)."""
     err: dict[str, Any] = {"message": message, "location": location}
     if value is not None:
         err["value"] = value
-    return Problem("INVALID_ARGUMENT", "validation failed", [err], status=422)
+    return Problem("UNKNOWN", "validation failed", [err], status=422)
 
 
 def check_metadata(meta: Any, location: str = "body.metadata") -> dict | None:

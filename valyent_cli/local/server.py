@@ -57,7 +57,9 @@ __all__ = [
 
 
 class AuthMiddleware:
-    """Every request but /healthz needs `Authorization: Bearer <token>`; else the console's 401 body."""
+    """Every request but /healthz needs `Authorization: Bearer <token>`, or the raw token as the whole header (Ravel
+    compares the whole header with its configured token, ravel/server/auth.go: a profile with `auth_scheme raw`
+    sends it so); else the console's 401 body."""
 
     def __init__(self, app, token: str):
         self.app = app
@@ -65,12 +67,16 @@ class AuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] != "/healthz":
-            scheme, given = b"", b""
+            header = None
             for key, value in scope["headers"]:
                 if key == b"authorization":
-                    scheme, _, given = value.strip().partition(b" ")
+                    header = value.strip()
                     break
-            if scheme.lower() != b"bearer" or not secrets.compare_digest(given.strip(), self.expected):
+            given = b""
+            if header is not None:
+                scheme, sep, rest = header.partition(b" ")
+                given = rest.strip() if sep and scheme.lower() == b"bearer" else header
+            if header is None or not secrets.compare_digest(given, self.expected):
                 response = JSONResponse(
                     {"errors": [{"message": "Unauthorized access"}]}, 401, headers={"WWW-Authenticate": "Bearer"}
                 )

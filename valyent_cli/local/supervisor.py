@@ -69,7 +69,7 @@ def workload(config: dict) -> dict:
 
 def restart_policy(config: dict) -> tuple[str, int]:
     w = workload(config)
-    r = w.get("restart") or w.get("restart_policy") or {}
+    r = w.get("restart") or {}
     policy = r.get("policy") or "never"
     retries = r.get("max_retries")
     return policy, DEFAULT_MAX_RETRIES if retries is None else retries

@@ -144,5 +144,17 @@ def machine_of(request: Request, machine_id: str) -> dict:
     return store_of(request).get_machine(machine_id)
 
 
+GO_TRUE, GO_FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
+
+
 def query_flag(request: Request, name: str) -> bool:
-    return (request.query_params.get(name) or "").lower() in ("1", "true", "yes")
+    """A boolean query parameter as huma v2.27.0 reads it (huma.go: Go's strconv.ParseBool; empty is unset, false):
+    anything else is a 422 "invalid boolean"."""
+    from valyent_cli.local.problems import unprocessable
+
+    value = request.query_params.get(name) or ""
+    if value == "" or value in GO_FALSE:
+        return False
+    if value in GO_TRUE:
+        return True
+    raise unprocessable("invalid boolean", f"query.{name}", value)

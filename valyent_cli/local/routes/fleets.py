@@ -7,6 +7,7 @@ import sqlite3
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from valyent_cli.local import bodies
 from valyent_cli.local.problems import Problem, check_metadata, check_name, invalid, not_found, precondition
 from valyent_cli.local.routes.common import fleet_of, json_body, labels_of, namespace_of, store_of
 
@@ -19,6 +20,7 @@ async def create_fleet(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
+    bodies.check_body(body, bodies.CREATE_FLEET)
     name = check_name(body.get("name"), "fleet")
     metadata = check_metadata(body.get("metadata"))
     store = store_of(request)
@@ -38,6 +40,7 @@ async def update_fleet_metadata(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
+    bodies.check_body(body, bodies.UPDATE_METADATA)
     metadata = check_metadata(body.get("metadata") or {}, "body.metadata")
     store_of(request).set_fleet_metadata(fleet["id"], metadata)
     return JSONResponse(store_of(request).get_fleet(namespace_of(request), fleet["id"]))
@@ -68,16 +71,36 @@ async def create_gateway(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
-    name = check_name(body.get("name"), "gateway")
+    bodies.check_body(body, bodies.CREATE_GATEWAY)
+    # the name is optional: Ravel generates one from the fleet's (ravel/gateways.go generateGatewayName)
+    generated = body.get("name") in (None, "")
+    name = gateway_name(fleet["name"]) if generated else check_name(body.get("name"), "gateway")
     port = body.get("target_port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise invalid("target_port must be an integer from 1 to 65535", "body.target_port", port)
-    try:
-        gw = store_of(request).create_gateway(namespace_of(request), fleet["id"], name, port)
-    except sqlite3.IntegrityError:
-        raise Problem("ALREADY_EXISTS", f"gateway {name!r} already exists in fleet {fleet['name']!r}") from None
+    gw = None
+    for _ in range(5 if generated else 1):  # a generated name taken already: draw another
+        try:
+            gw = store_of(request).create_gateway(namespace_of(request), fleet["id"], name, port)
+            break
+        except sqlite3.IntegrityError:
+            taken, name = name, gateway_name(fleet["name"])
+    if gw is None:
+        raise Problem("ALREADY_EXISTS", f"gateway {taken!r} already exists in fleet {fleet['name']!r}")
     await request.app.state.proxy.open(gw["id"])
     return JSONResponse(store_of(request).gateway_by_id(gw["id"]), 201)
+
+
+def gateway_name(fleet: str) -> str:
+    """Ravel's generated gateway name (ravel/gateways.go generateGatewayName): the fleet's name (past 58 characters,
+    Ravel keeps what follows the 58th, its trailing dashes removed), a dash and 4 of [a-z0-9]."""
+    import secrets
+    import string
+
+    base = fleet
+    if len(fleet) > 58:
+        base = fleet[58:].rstrip("-")
+    return base + "-" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
 
 
 async def list_gateways(request: Request) -> Response:

@@ -10,7 +10,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from valyent_cli.local import fs
+from valyent_cli.local import bodies, fs
 from valyent_cli.local.problems import Problem, check_exec, invalid, not_found, precondition
 from valyent_cli.local.routes.common import json_body, store_of, supervisor_of
 
@@ -63,7 +63,7 @@ async def initd_status(request: Request) -> Response:
 
 async def initd_exec(request: Request) -> Response:
     mid = _initd_machine(request)
-    cmd, timeout_ms = check_exec(await json_body(request))
+    cmd, timeout_ms = check_exec(bodies.check_body(await json_body(request), bodies.EXEC))
     return JSONResponse(await supervisor_of(request).exec(mid, cmd, timeout_ms))
 
 

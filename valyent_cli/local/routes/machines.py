@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from valyent_cli.local import bodies
 from valyent_cli.local.problems import (
     Problem,
     check_create_machine,
@@ -17,7 +18,9 @@ from valyent_cli.local.problems import (
     check_metadata,
     check_stop_config,
     invalid,
+    not_found,
     precondition,
+    unprocessable,
 )
 from valyent_cli.local.routes.common import (
     fleet_of,
@@ -39,7 +42,7 @@ INLINE_LIST_MACHINES = 50
 
 async def create_machine(request: Request) -> Response:
     fleet = fleet_of(request)
-    body = check_create_machine(await json_body(request))
+    body = check_create_machine(bodies.check_body(await json_body(request), bodies.CREATE_MACHINE))
     store = store_of(request)
     sup = supervisor_of(request)
     config = body["config"]
@@ -86,6 +89,7 @@ async def update_machine_metadata(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
+    bodies.check_body(body, bodies.UPDATE_METADATA)
     store_of(request).set_machine_metadata(mid, check_metadata(body.get("metadata") or {}, "body.metadata"))
     return JSONResponse(machine_of(request, mid))
 
@@ -106,7 +110,7 @@ async def start_machine(request: Request) -> Response:
 
 async def stop_machine(request: Request) -> Response:
     mid = machine_row_of(request)["id"]
-    override = check_stop_config(await json_body(request, optional=True), "body")
+    override = check_stop_config(bodies.check_body(await json_body(request, optional=True), bodies.STOP_CONFIG), "body")
     await supervisor_of(request).stop(mid, override)
     return JSONResponse(machine_of(request, mid))
 
@@ -118,17 +122,31 @@ async def delete_machine(request: Request) -> Response:
 
 
 async def wait_machine(request: Request) -> Response:
-    mid = machine_row_of(request)["id"]
-    status = request.query_params.get("status")
+    """As Ravel (ravel/server/endpoints/machines.go WaitMachineStatusRequest, `timeout` a uint with minimum 1 and
+    maximum 60, `status` required): huma answers 422 for a timeout that is not a whole number or is out of range
+    and for a missing status; the handler 400 for a missing timeout; a destroyed machine is a 404, since Ravel's
+    getMachine excludes destroyed rows (ravel/state/db/machines.go)."""
+    row = machine_row_of(request)
+    mid = row["id"]
+    status = request.query_params.get("status") or ""
+    raw = request.query_params.get("timeout") or ""
+    if not status:
+        raise unprocessable("required query parameter is missing", "query.status")
+    timeout = 0
+    if raw:
+        if not raw.isascii() or not raw.isdigit():
+            raise unprocessable("invalid integer", "query.timeout", raw)
+        timeout = int(raw)
+        if timeout < 1:
+            raise unprocessable("expected number >= 1", "query.timeout", timeout)
+        if timeout > 60:
+            raise unprocessable("expected number <= 60", "query.timeout", timeout)
+    if timeout == 0:
+        raise invalid("timeout must be between 1 and 60 seconds")
+    if row["state"] == "destroyed":
+        raise not_found("machine")
     if status not in WAIT_STATES:
         raise invalid(f"status must be one of {', '.join(WAIT_STATES)}", "query.status", status)
-    raw = request.query_params.get("timeout", "60")
-    try:
-        timeout = int(raw)
-    except ValueError:
-        timeout = 0
-    if not 1 <= timeout <= 60:
-        raise invalid("timeout must be a whole number of seconds from 1 to 60", "query.timeout", raw)
     try:
         reached = await supervisor_of(request).wait_for(mid, status, timeout)
     except ShuttingDown:
@@ -152,7 +170,7 @@ class _AsciiJSONResponse(JSONResponse):
 
 async def exec_machine(request: Request) -> Response:
     mid = machine_row_of(request)["id"]
-    cmd, timeout_ms = check_exec(await json_body(request))
+    cmd, timeout_ms = check_exec(bodies.check_body(await json_body(request), bodies.EXEC))
     return _AsciiJSONResponse(await supervisor_of(request).exec(mid, cmd, timeout_ms))
 
 

@@ -7,6 +7,7 @@ import sqlite3
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from valyent_cli.local import bodies
 from valyent_cli.local.problems import Problem, check_name, check_secret_payload, invalid, not_found, precondition
 from valyent_cli.local.routes.common import OWN_NAMESPACE, json_body, path_namespace, store_of
 
@@ -28,6 +29,7 @@ async def create_namespace(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("the body must be an object", "body")
+    bodies.check_body(body, bodies.CREATE_NAMESPACE)
     name = check_name(body.get("name"), "namespace")
     try:
         return JSONResponse(store_of(request).create_namespace(name))
@@ -56,7 +58,7 @@ async def list_secrets(request: Request) -> Response:
 
 async def create_secret(request: Request) -> Response:
     ns = _namespace_name(request)
-    name, value = check_secret_payload(await json_body(request), create=True)
+    name, value = check_secret_payload(bodies.check_body(await json_body(request), bodies.CREATE_SECRET), create=True)
     try:
         return JSONResponse(store_of(request).create_secret(ns, name, value))
     except sqlite3.IntegrityError:
@@ -77,7 +79,7 @@ async def get_secret(request: Request) -> Response:
 
 async def update_secret(request: Request) -> Response:
     ns, secret = _secret(request)
-    _, value = check_secret_payload(await json_body(request), create=False)
+    _, value = check_secret_payload(bodies.check_body(await json_body(request), bodies.UPDATE_SECRET), create=False)
     store_of(request).update_secret(ns, secret["name"], value)
     return JSONResponse(store_of(request).get_secret(ns, secret["name"]))
 
