@@ -154,7 +154,6 @@ def test_ctrl_c_during_exec_says_the_command_goes_on(env, fault_server):
     proc = Proc(["machines", "exec", MACHINE, "--timeout", "5m", "--", "sleep", "100"], env)
     try:
         proc.wait_for(lambda: any(r.path.endswith("/exec") for r in fault_server.requests), what="the exec")
-        time.sleep(0.1)
         interrupted(proc)
     finally:
         proc.kill()
