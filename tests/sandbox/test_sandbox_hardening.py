@@ -276,9 +276,15 @@ def test_secrets_never_reach_the_engines_command_line(recorded_podman, engine_im
         mid = r.json()["id"]
         wait_until(lambda: api.get(f"/fleets/default/machines/{mid}").json()["state"] in ("running", "stopped"),
                    timeout=120, message="the machine to run")
-        got = api.post(f"/fleets/default/machines/{mid}/exec", json={"cmd": ["sh", "-c", "echo \"$MULTI\""], "timeout_ms": 30000})
-        assert got.status_code == 200 and got.json()["stdout"] == multi + "\n", (got.text, api.get(f"/fleets/default/machines/{mid}/events").text)
-        got = api.post(f"/fleets/default/machines/{mid}/exec", json={"cmd": ["sh", "-c", "echo \"$SINGLE\""], "timeout_ms": 30000})
+
+        def echo(var):
+            return api.post(f"/fleets/default/machines/{mid}/exec",
+                            json={"cmd": ["sh", "-c", f'echo "${var}"'], "timeout_ms": 30000})
+
+        got = echo("MULTI")
+        assert got.status_code == 200 and got.json()["stdout"] == multi + "\n", (
+            got.text, api.get(f"/fleets/default/machines/{mid}/events").text)
+        got = echo("SINGLE")
         assert got.json()["stdout"] == single + "\n", got.text
         recorded = log.read_bytes()
         assert b"line " not in recorded and single.encode() not in recorded, "a secret was on podman's command line"
