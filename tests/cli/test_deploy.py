@@ -480,3 +480,16 @@ def test_an_unhealthy_release_shows_its_health_checks_output(app_env):
     assert "exit code 1: the database is unreachable" in failed.stderr  # its health check, run once more
     assert releases_of(app_machines(client, fleet)) == ["1"]
     assert httpx.get(url).text == "v1"
+
+
+def test_immediate_replaces_all_at_once_and_says_it_can_drop_requests(app_env):
+    env, client, fleet, port, url, project = app_env
+    write_project(project, fleet, port, "v1", count=2)
+    assert deploy(env, project).returncode == 0
+    write_project(project, fleet, port, "v2", count=2)
+    result = deploy(env, project, "--strategy", "immediate", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "requests can fail" in result.stderr
+    assert "wait until" not in result.stderr
+    assert json.loads(result.stdout)["strategy"] == "immediate"
+    assert releases_of(app_machines(client, fleet)) == ["2", "2"]

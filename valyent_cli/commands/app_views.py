@@ -97,8 +97,9 @@ class Progress:
             table.add_column(header, no_wrap=True)
         for tracked in (self.engine.machines.values() if self.engine else []):
             release = str(plan.to_release) if tracked.role == "new" else str(
-                next((m.release for m in plan.old if m.id == tracked.name), "-"))
-            mark = "✓" if tracked.counted and tracked.role == "new" else ("+" if tracked.role == "new" else "-")
+                next((m.release for m in plan.old if m.id == tracked.name), plan.from_release or "-"))
+            # + a new machine, ✓ once it counts; - an old one; ↺ one of the old release made again by an undo
+            mark = {"new": "✓" if tracked.counted else "+", "restore": "↺"}.get(tracked.role, "-")
             table.add_row(mark, tracked.id or tracked.name, release, tracked.state, tracked.health,
                           "on" if tracked.gateway else "off")
         title = Text(f"Deploying {plan.app}: release {plan.to_release} ({plan.strategy})", style="bold")

@@ -111,7 +111,7 @@ def create(
     from valyent_cli.cli import validate as v
 
     app_: AppContext = ctx.obj
-    flags = pl.create_flags(locals())
+    flags = pl.create_flags(locals())  # this command's parameters, by name (pl.FLAG_PARAMS)
     limit = v.duration(wait_timeout, "--wait-timeout")
     body = pl.machine_payload(app_.settings, flags, config_file=config,
                               region_fallback=None if dry_run else lambda: endpoint.default_region(app_))
