@@ -3,7 +3,7 @@
 Valyent Cloud's defaults (`gra-1`, `shared`) are kept for Valyent Cloud (and any endpoint under `/v1`, its API's
 prefix) and the local sandbox. Any other endpoint is a self-hosted Ravel, whose regions are its nodes' (`GET /nodes`): with no region configured, a machine goes to
 the one region all nodes share, else the command stops and lists them. The sandbox reached by its URL (not through
-the `local` profile) is known by its one node, `local`.
+the `local` profile) is known by its one node, whose id is `local`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 def is_sandbox_nodes(nodes: list[Any]) -> bool:
-    """The local sandbox's answer to `GET /nodes` (valyent_cli/local/server.py: one node, id and region `local`)."""
-    return len(nodes) == 1 and isinstance(nodes[0], dict) and nodes[0].get("id") == "local" \
-        and nodes[0].get("region") == "local"
+    """The local sandbox's answer to `GET /nodes` (valyent_cli/local/server.py: one node, id `local`; its region is
+    the machines' default, gra-1)."""
+    return len(nodes) == 1 and isinstance(nodes[0], dict) and nodes[0].get("id") == "local"
 
 
 def _valyent_api(endpoint: str) -> bool:
