@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         # silent exit 130 and a closed pipe (`valyent ... | head`) into exit 1, before this handler could say or
         # decide anything.
         command = typer.main.get_command(root_app)
+        args = globalopts.lower(command, args, at)
+        at = _group_at(args)
         args, at = globalopts.hoist(command, args, at)
         debug = "--debug" in args[:at] or os.environ.get("VALYENT_DEBUG") == "1"
         args = _fill_before_dashes(command, args, at)

@@ -48,3 +48,15 @@ def test_completion_reads_the_global_flags_anywhere_before_the_double_dash():
     assert complete.parse_line("valyent machines show -p work 01") == ("01", {"profile": "work"})
     assert complete.parse_line("valyent machines exec 01 -- ls -p work ") == ("", {})
     assert complete.parse_line("valyent profiles set --profile ") == ("", {})  # not the global flag
+
+
+def test_a_commands_flags_before_it(fleet_env):
+    """`valyent --json fleets list`, `valyent -q fleets list`: the command's flags, written first, are its own."""
+    import json
+
+    env, client, name = fleet_env
+    listed = ok(run_inproc("--json", "fleets", "list", env=env))
+    assert name in [f["name"] for f in json.loads(listed.stdout)]
+    assert client.fleets.get(name)["id"] in ok(run_inproc("-q", "--no-color", "fleets", "list", env=env)).stdout.split()
+    bogus = run_inproc("--bogus", "fleets", "list", env=env)
+    assert bogus.returncode == 2 and "--bogus" in bogus.stderr

@@ -64,3 +64,14 @@ def test_exec_with_only_a_command_offers_the_machines(fleet_env):
     without = run_inproc("machines", "exec", "--", "echo", "hi", "there", env=env)
     assert without.returncode == 2, without.stderr
     assert "missing MACHINE before `--`" in without.stderr
+
+
+def test_a_typed_id_start_is_not_a_number(fleet_env):
+    """Ids begin with digits (`01...`): a start with a leading zero narrows the list, it does not pick row 1."""
+    env, client, fleet = fleet_env
+    ids = [client.machines.create(fleet, {"region": "gra-1", "skip_start": True, "config": {
+        "image": "alpine", "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}}})["id"] for _ in range(3)]
+    code, screen = _terminal(["machines", "show"], env, answers=((b"Machine [1]: ", b"01\n"), (b"start with '01'", b"3\n")))
+    assert code == 0, screen
+    assert "3 machines start with '01':" in screen
+    assert re.search(rf"ID:\s+{ids[2]}", screen), screen

@@ -67,11 +67,13 @@ def test_tables_at_80_columns_drop_low_value_columns_before_cutting(fleet_env):
     image = "registry.example.com/team/app:2024.11"
     machine = client.machines.create(fleet, {"region": "gra-1", "skip_start": True, "config": {
         "image": image, "guest": {"cpu_kind": "shared", "memory_mb": 256, "cpus": 1}}})["id"]
-    code, screen = on_terminal(["machines", "list"], env, columns=80)
-    assert code == 0, screen
-    lines = _screen_lines(screen)
-    assert any(machine in line and image in line for line in lines), lines  # GUEST and REGION went instead
-    assert all(len(line) <= 80 for line in lines), lines
+    for command in (["machines", "list"], ["machines", "versions", machine]):
+        code, screen = on_terminal(command, env, columns=80)
+        assert code == 0, screen
+        lines = _screen_lines(screen)
+        assert any(image in line for line in lines), lines  # GUEST and REGION (resources) went instead
+        assert all(len(line) <= 80 for line in lines), lines
+        assert machine in screen or command[1] == "versions"
 
     gateway = client.gateways.create(fleet, name="web-frontend", target_port=8080)
     code, screen = on_terminal(["gateways", "list"], env, columns=80)

@@ -9,6 +9,9 @@ words is moved, with its value, to just before the group, where the root parses 
 - it falls in a command's trailing words (`machines create --image x sh --debug`, whose command is `sh --debug`,
   `machines exec ID ls --debug`): those are passed on as they are.
 `--help` and `--version` are not moved: after a command, `--help` is that command's help.
+
+The other way round, a flag of the command written before it (`valyent --json machines list`, `valyent -q fleets
+list`) is moved after the command when the command has that flag (`lower`); anything else there stays an error.
 """
 
 from __future__ import annotations
@@ -113,3 +116,33 @@ def hoist(root: Any, args: list[str], group_at: int | None) -> tuple[list[str], 
     if not moved:
         return args, group_at
     return [*args[:group_at], *moved, args[group_at], *kept], group_at + len(moved)
+
+
+def lower(root: Any, args: list[str], group_at: int | None) -> list[str]:
+    """``args`` with the flags before the group that are not the root's but the command's (`--json`, `-q`)
+    moved to just after the command's name."""
+    if group_at is None:
+        return args
+    roots = options_of(root)
+    stray: list[int] = []
+    i = 0
+    while i < group_at:
+        name, attached = _split(args[i])
+        if name in roots:
+            i += 2 if roots[name] and not attached else 1
+            continue
+        stray.append(i)
+        i += 1
+    if not stray:
+        return args
+    command = getattr(root, "commands", {}).get(args[group_at])
+    end = group_at + 1
+    subcommands = getattr(command, "commands", None) or {}
+    if end < len(args) and args[end] in subcommands:
+        command, end = subcommands[args[end]], end + 1
+    flags = {opt for opt, takes in options_of(command).items() if not takes}
+    moved = [i for i in stray if args[i] in flags]
+    if not moved:
+        return args
+    kept = [word for i, word in enumerate(args[:end]) if i not in moved]
+    return [*kept, *(args[i] for i in moved), *args[end:]]

@@ -40,7 +40,7 @@ def choose(out: Output, *, heading: str, label: str, noun: str, rows: Sequence[t
         values = [value for value, _ in shown]
         default = values.index(current) + 1 if current in values else 1
         answer = typer.prompt(label, default=str(default), err=True).strip()
-        if answer.isdigit() and 1 <= int(answer) <= len(shown):
+        if answer.isdigit() and answer[0] != "0" and int(answer) <= len(shown):  # `01...` is an id's start
             return shown[int(answer) - 1][0]
         words = lambda row: (row[0], *(str(cell) for cell in row[1][:1]))  # noqa: E731 - the value and the name
         matches = ([row for row in rows if answer in words(row)]

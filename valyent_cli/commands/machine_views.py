@@ -43,9 +43,9 @@ def version_columns(current: Any) -> list[Any]:
         Column("ID", lambda i: i.get("id")),
         Column("CURRENT", lambda i: "*" if i.get("id") == current else ""),
         Column("IMAGE", lambda i: (i.get("config") or {}).get("image")),
-        Column("GUEST", _guest),
-        Column("CPU MHZ", lambda i: (i.get("resources") or {}).get("cpus_mhz"), justify="right"),
-        Column("MEMORY MB", lambda i: (i.get("resources") or {}).get("memory_mb"), justify="right"),
+        Column("GUEST", _guest, drop=1),
+        Column("CPU MHZ", lambda i: (i.get("resources") or {}).get("cpus_mhz"), justify="right", drop=3),
+        Column("MEMORY MB", lambda i: (i.get("resources") or {}).get("memory_mb"), justify="right", drop=2),
     ]
 
 
