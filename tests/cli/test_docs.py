@@ -165,6 +165,7 @@ def _variables_read_by_the_code() -> set[str]:
     import ast
     import re
 
+    from valyent_cli.commands import app_detach
     from valyent_cli.local import procs
     from valyent_cli.local.drivers import container
 
@@ -175,7 +176,8 @@ def _variables_read_by_the_code() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"VALYENT_[A-Z0-9_]+", node.value):
                 names.add(node.value)
-    return names - {procs.MACHINE_MARKER, procs.SANDBOX_MARKER, container.EXEC_MARKER}
+    # markers the program sets for its own children, not settings
+    return names - {procs.MACHINE_MARKER, procs.SANDBOX_MARKER, container.EXEC_MARKER, app_detach.ENV}
 
 
 def test_valyent_1_environment_lists_every_variable_the_code_reads():

@@ -127,6 +127,12 @@ ENVIRONMENT = [
     ("VALYENT_LOCAL_LOG_MAX_LINES", "Log lines the local sandbox keeps per machine (like local start --log-max-lines)."),
     ("VALYENT_LOCAL_LOG_MAX_BYTES", "Log bytes the local sandbox keeps per machine (like local start --log-max-bytes)."),
     ("VALYENT_LOCAL_ISOLATION", "Set to off to run the process driver's machines without namespaces."),
+    ("VALYENT_LOCAL_HEADER_TIMEOUT", "Seconds a connection to the local sandbox (API or gateway) has to send a whole "
+                                     "request head (default 15)."),
+    ("VALYENT_LOCAL_MAX_CONNECTIONS", "Connections the local sandbox keeps per listener kind before closing the "
+                                      "longest idle one (default 1000)."),
+    ("VALYENT_LOCAL_GATEWAY_TIMEOUT", "Seconds a sandbox gateway waits on a silent machine before answering 504 "
+                                      "(default 60)."),
     ("NO_COLOR", "When set, never use colour."),
 ]
 
