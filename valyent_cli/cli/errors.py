@@ -162,8 +162,8 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
             _err(f"forbidden: {exc.message}", "check that the token belongs to this namespace: valyent auth status")
         elif token_origin:
             _err(f"not authenticated: {exc.message}",
-                 f"the token sent came from {token_origin}: set the right one, or unset it "
-                 "(`unset VALYENT_API_TOKEN`) to use the profile's (`valyent auth login` stores one)")
+                 f"the token sent came from {token_origin}: unset it (`unset VALYENT_API_TOKEN`) to use the "
+                 "profile's, or set the right one")
         elif exc.sent_credentials is False:
             _err(f"not authenticated: {exc.message}",
                  "no token was sent (none is set): run `valyent auth login`, or set VALYENT_API_TOKEN")
