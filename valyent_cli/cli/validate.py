@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,25 @@ def _depth(value: Any) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def stdin_has_data() -> bool:
+    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
+    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
+    import os
+    import select
+    import stat
+
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd):
+            return False
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
+        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
+            return False
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        return bool(ready) and bool(os.read(fd, 1))
+    except (OSError, ValueError, AttributeError):
+        return False

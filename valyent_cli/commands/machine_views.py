@@ -342,3 +342,28 @@ def _shell_words(words: list[str]) -> str:
     import shlex
 
     return shlex.join(words)
+
+
+def wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
+    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
+    from valyent_cli.api import MachineFailed
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    try:
+        m.wait("running", 60)
+    except MachineFailed as exc:
+        hint = failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
+        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
+
+
+def state_now(m: Machine) -> str | None:
+    """The machine's state as the API has it now (None if it cannot be read)."""
+    from valyent_cli.api import NotFound, ValyentError
+
+    try:
+        return str(m.refresh().get("state"))
+    except NotFound:
+        return "destroyed"
+    except ValyentError:
+        return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -135,7 +134,7 @@ def create(
     )
     out = app_.output(json=json, quiet=quiet)
     engine = ctx.meta.get(RUN_ENGINE)
-    if engine is not None and not dry_run and _stdin_has_data():
+    if engine is not None and not dry_run and v.stdin_has_data():
         raise UsageError("machines run cannot pass stdin to the command (the API takes none): put the data in "
                          "the command or --env, or create the machine and send it with `valyent fs put MACHINE - PATH`")
     if engine is not None:  # `machines run`: these flags and this payload, then its own engine (commands/run.py)
@@ -236,18 +235,6 @@ def _nothing_to_stop(machine_id: Any, state: Any) -> str:
     return f"Machine {machine_id} is already {state}: nothing to stop"
 
 
-def _state_now(m: Machine) -> str | None:
-    """The machine's state as the API has it now (None if it cannot be read)."""
-    from valyent_cli.api import NotFound, ValyentError
-
-    try:
-        return str(m.refresh().get("state"))
-    except NotFound:
-        return "destroyed"
-    except ValyentError:
-        return None
-
-
 @app.command("start")
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
@@ -270,28 +257,15 @@ def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
         try:
             m.start()
         except ApiError as exc:  # it started meanwhile: done, as a second start is
-            if exc.status >= 500 or (state := _state_now(m)) not in ALREADY_STARTED:
+            if exc.status >= 500 or (state := views.state_now(m)) not in ALREADY_STARTED:
                 raise
             out.info(f"Machine {m.get('id')} is already {state}: nothing to start")
             continue
         if wait:
-            _wait_started(app_, fleet_ref, m)
+            views.wait_started(app_, fleet_ref, m)
         if not quiet:
             out.done(f"Started {m.get('id')}")
     _print_after(out, done)
-
-
-def _wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
-    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
-    from valyent_cli.api import MachineFailed
-    from valyent_cli.cli.errors import CliError
-    from valyent_cli.cli.exits import Exit
-
-    try:
-        m.wait("running", 60)
-    except MachineFailed as exc:
-        hint = views.failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
-        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
 
 
 @app.command("stop")
@@ -326,7 +300,7 @@ def stop(
         try:
             m.stop(signal=sig, timeout=seconds)
         except ApiError as exc:  # it stopped meanwhile: done, as a second stop is
-            if exc.status >= 500 or (state := _state_now(m)) not in NOT_RUNNING:
+            if exc.status >= 500 or (state := views.state_now(m)) not in NOT_RUNNING:
                 raise
             out.info(_nothing_to_stop(m.get("id"), state))
             continue
@@ -395,7 +369,7 @@ def delete(
         except ApiError as exc:
             if exc.status >= 500:
                 raise
-            state = _state_now(m)
+            state = views.state_now(m)
             if state in ("destroyed", "destroying"):
                 out.info(f"Machine {m.get('id')} is already {state}: nothing to delete")
                 continue
@@ -513,7 +487,7 @@ def exec_(
     if seconds <= 0:
         raise UsageError("--timeout must be more than 0")
     argv = [v.text(a, "COMMAND") for a in command]
-    if _stdin_has_data():
+    if v.stdin_has_data():
         raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
                          "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
@@ -544,28 +518,6 @@ def exec_(
         raise typer.Exit(code)
     out.command_output(result.get("stdout") or "", result.get("stderr") or "")
     raise typer.Exit(code)
-
-
-def _stdin_has_data() -> bool:
-    """Whether something was piped or redirected into us, with data in it (not a terminal, /dev/null or an empty
-    pipe: scripts and CI runners often leave stdin open with nothing in it)."""
-    import os
-    import select
-    import stat
-
-    try:
-        fd = sys.stdin.fileno()
-        if os.isatty(fd):
-            return False
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISREG(mode):
-            return os.fstat(fd).st_size > os.lseek(fd, 0, os.SEEK_CUR)
-        if not stat.S_ISFIFO(mode) and not stat.S_ISSOCK(mode):
-            return False
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        return bool(ready) and bool(os.read(fd, 1))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @app.command("enable-gateway")
