@@ -162,10 +162,9 @@ def event_key(event: dict[str, Any]) -> str:
     return str(event.get("id") or (event.get("type"), event.get("timestamp")))
 
 
-def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float,
-                before: set[str] | None = None) -> Machine:
+def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
     """Show each state and event live on stderr until the start is judged from the events (start_verdict); fail
-    with the machine's own error if it does not run. ``before``: the keys of events older than this start."""
+    with the machine's own error if it does not run."""
     from valyent_cli.api import NotFound
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exitstatus import ordered
@@ -174,7 +173,7 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
     client = app_.connect()
     machine_id = str(machine.get("id"))
     deadline = time.monotonic() + limit
-    seen: set[str] = set(before or ())
+    seen: set[str] = set()
     mine: list[dict[str, Any]] = []
     delay = 0.05
     confirm_until = 0.0
