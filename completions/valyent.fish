@@ -740,7 +740,7 @@ complete -c valyent -n '__valyent_at \'profiles import\'' -s h -l help -d 'Show 
 # valyent local
 complete -c valyent -n '__valyent_at \'local\'' -a 'serve' -d 'Run the sandbox server in the foreground; Ctrl-C (or SIGTERM) stops it and its machines.'
 complete -c valyent -n '__valyent_at \'local\'' -a 'start' -d 'Start the sandbox in the background and make the `local` profile active.'
-complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs (the one the `local` profile points at).'
+complete -c valyent -n '__valyent_at \'local\'' -a 'stop' -d 'Stop the background sandbox and every machine it runs (the one the active sandbox profile points at); with podman or docker, its containers are removed too (a machine\'s is made again at its next start).'
 complete -c valyent -n '__valyent_at \'local\'' -a 'status' -d 'Say whether the sandbox runs, where, and how many machines it holds.'
 complete -c valyent -n '__valyent_at \'local\'' -s h -l help -d 'Show this message and exit.'
 

@@ -147,8 +147,9 @@ def test_timeouts_with_retries_stay_bounded(fault_server):
         with pytest.raises(errors.TimeoutError):
             client.fleets.list()
         elapsed = time.monotonic() - started
-    assert fault_server.count() == 3
-    assert elapsed < 3 * 0.3 + 2.5
+    # the attempts share the call's budget (2 x timeout): a retry that would start past it is not made
+    assert 1 <= fault_server.count() < 3
+    assert elapsed < 2 * 0.3 + 2.5
 
 
 def test_a_create_that_timed_out_is_not_sent_again(fault_server):

@@ -123,7 +123,7 @@ def test_namespace_on_every_request(server):
         lambda: client.machines.start("f", "m"),
         lambda: client.machines.stop("f", "m"),
         lambda: client.machines.delete("f", "m"),
-        lambda: client.machines.wait("f", "m", "running", 5),
+        lambda: client.machines.wait("f", "m", "stopped", 5),
         lambda: client.machines.events("f", "m"),
         lambda: client.machines.logs("f", "m"),
         lambda: next(iter(client.machines.follow_logs("f", "m"))),

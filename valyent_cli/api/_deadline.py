@@ -24,11 +24,17 @@ from valyent_cli.api._http import httpx
 
 
 class Call:
-    """One call (all its attempts), and the watch of its current attempt."""
+    """One call (all its attempts), and the watch of its current attempt. The deadline is the call's: its attempts
+    (retries and the waits between them) share it."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
         self.current: _Watch | None = None
+
+    def left(self) -> float:
+        """Seconds left of the call's budget."""
+        return self.deadline - time.monotonic()
 
     @property
     def expired(self) -> bool:
@@ -62,7 +68,7 @@ class _Watch:
     def start(self) -> None:
         if not self.started and not self.done:
             self.started = True
-            _watchdog.schedule(self, time.monotonic() + self.call.seconds)
+            _watchdog.schedule(self, self.call.deadline)
 
     def cancel(self) -> None:
         self.done = True  # the watchdog drops it when its time comes
@@ -152,6 +158,10 @@ class Deadlines:
     def arm(self, call: Call | None) -> None:
         self._local.call = call
 
+    def current(self) -> Call | None:
+        """The call this thread sends now, if it has a deadline."""
+        return getattr(self._local, "call", None)
+
     def _on_request(self, request: httpx.Request) -> None:
         call = getattr(self._local, "call", None)
         if call is None:
@@ -176,7 +186,8 @@ class Deadlines:
 
 
 def seconds_for(timeout: Any, default: float) -> float | None:
-    """The overall deadline of a call from its timeout: its read timeout plus the client's timeout."""
+    """The overall deadline of a call (every attempt of it) from its timeout: its read timeout plus the client's
+    timeout; 2x the client's timeout for a call without one of its own."""
     if timeout is None:
         return 2 * default
     if isinstance(timeout, httpx.Timeout):

@@ -272,8 +272,8 @@ class Transport:
                 self._debug(request, None, started, attempt, error=_describe(exc))
                 # A connection that was never made carried nothing: repeating it is safe for any call.
                 reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                if attempt < self.max_retries and (idempotent or not reached) and _replayable(request):
-                    self._sleep(attempt)
+                if attempt < self.max_retries and (idempotent or not reached) and _replayable(request) \
+                        and self._wait_to_retry(attempt):
                     attempt += 1
                     continue
                 raise _transport_error(exc, request) from None
@@ -284,8 +284,8 @@ class Transport:
                 try:
                     read_capped(response, MAX_ANSWER_BYTES)
                 except httpx.TransportError as exc:
-                    if attempt < self.max_retries and idempotent and _replayable(request):
-                        self._sleep(attempt)
+                    if attempt < self.max_retries and idempotent and _replayable(request) \
+                            and self._wait_to_retry(attempt):
                         attempt += 1
                         continue
                     raise _transport_error(exc, request) from None
@@ -300,8 +300,8 @@ class Transport:
                 response.close()
             status = response.status_code
             retry_after = _retry_after(response)
-            if idempotent and status in retry_statuses and attempt < self.max_retries and _replayable(request):
-                self._sleep(attempt, retry_after)
+            if idempotent and status in retry_statuses and attempt < self.max_retries and _replayable(request) \
+                    and self._wait_to_retry(attempt, retry_after):
                 attempt += 1
                 continue
             error = errors.error_for_status(
@@ -316,11 +316,19 @@ class Transport:
             error.sent_credentials = "authorization" in request.headers
             raise error
 
-    def _sleep(self, attempt: int, retry_after: float | None = None) -> None:
+    def _wait_to_retry(self, attempt: int, retry_after: float | None = None) -> bool:
+        """Wait before the next attempt and say True; False (at once) when the call's overall deadline would pass
+        first: the attempts share one budget (``_deadline.Call``), so a slow server cannot stretch a call to
+        attempts x timeout."""
         if retry_after is not None:
-            time.sleep(min(retry_after, self.max_retry_after))
+            delay = min(retry_after, self.max_retry_after)
         else:
-            time.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_max))
+            delay = backoff_delay(attempt, self.backoff_base, self.backoff_max)
+        call = self._deadlines.current()
+        if call is not None and call.left() <= delay:
+            return False
+        time.sleep(delay)
+        return True
 
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:

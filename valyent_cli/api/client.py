@@ -72,9 +72,10 @@ class Client(Transport):
 
     Retries wait ``min(backoff_base * 2**n, backoff_max)`` seconds (0.5 and 8 by default) times a random factor in
     [0.75, 1], or what ``Retry-After`` asks, capped at ``max_retry_after`` (30 s). Each request has ``timeout``
-    seconds (default 30) to connect and between two reads of the answer, and each attempt of a call that is not a
-    stream an overall deadline of its read timeout plus ``timeout`` (``api/_deadline.py``); live log streams have
-    no overall deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
+    seconds (default 30) to connect and between two reads of the answer, and a call that is not a stream one
+    overall deadline for all its attempts and the waits between them: its read timeout plus ``timeout``, so
+    ``2 x timeout`` for most calls (``api/_deadline.py``). A retry that would start past it is not made: the last
+    error is raised (a timeout when the deadline cut an answer). Live log streams have no overall deadline. A machine wait's 408 is not an error to retry: it ends one long poll, and ``wait`` loops them.
     """
 
 

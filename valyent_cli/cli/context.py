@@ -78,11 +78,16 @@ class AppContext:
         if settings.is_local:
             settings = self._start_sandbox(settings)
             self.settings = settings
-        if settings.sources.get("token") == "environment":  # a refusal then names the token that was sent
+        if settings.sources.get("token") == "environment" and settings.profile:
+            from valyent_cli import config
             from valyent_cli.cli import errors
 
-            errors.token_origin = f"VALYENT_API_TOKEN (it overrides the token of profile {settings.profile})" \
-                if settings.profile else "VALYENT_API_TOKEN"
+            try:
+                overridden = (config.list_profiles()[1].get(settings.profile) or {}).get("token")
+            except config.ConfigError:
+                overridden = None
+            if overridden:  # a refusal then names the token that was sent, not the profile's
+                errors.token_origin = f"VALYENT_API_TOKEN, which overrides the token of profile {settings.profile}"
         self._client = settings.client(debug_hook=self.debug_hook)
         return self._client
 

@@ -163,7 +163,7 @@ def handle(exc: BaseException, *, debug: bool = False) -> int:
         elif token_origin:
             _err(f"not authenticated: {exc.message}",
                  f"the token sent came from {token_origin}: unset it (`unset VALYENT_API_TOKEN`) to use the "
-                 "profile's, or set the right one")
+                 "profile's, or set the right one (`valyent auth login` for a profile)")
         elif exc.sent_credentials is False:
             _err(f"not authenticated: {exc.message}",
                  "no token was sent (none is set): run `valyent auth login`, or set VALYENT_API_TOKEN")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +272,6 @@ def stdin_has_data() -> bool:
     import os
     import select
     import stat
-    import sys
 
     try:
         fd = sys.stdin.fileno()

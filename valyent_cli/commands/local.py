@@ -242,7 +242,8 @@ def start(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = Non
 
 @app.command()
 def stop(data_dir: DataDirOpt = None) -> None:
-    """Stop the background sandbox and every machine it runs (the one the `local` profile points at).
+    """Stop the background sandbox and every machine it runs (the one the active sandbox profile points at); with
+    podman or docker, its containers are removed too (a machine's is made again at its next start).
 
     Example: valyent local stop
     """

@@ -162,10 +162,9 @@ def event_key(event: dict[str, Any]) -> str:
     return str(event.get("id") or (event.get("type"), event.get("timestamp")))
 
 
-def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float,
-                before: set[str] | None = None) -> Machine:
+def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, limit: float) -> Machine:
     """Show each state and event live on stderr until the start is judged from the events (start_verdict); fail
-    with the machine's own error if it does not run. ``before``: the keys of events older than this start."""
+    with the machine's own error if it does not run."""
     from valyent_cli.api import ApiError, NotFound
     from valyent_cli.cli.errors import CliError
     from valyent_cli.cli.exitstatus import ordered
@@ -174,7 +173,7 @@ def watch_start(app_: AppContext, out: Output, fleet: str, machine: Machine, lim
     client = app_.connect()
     machine_id = str(machine.get("id"))
     deadline = time.monotonic() + limit
-    seen: set[str] = set(before or ())
+    seen: set[str] = set()
     mine: list[dict[str, Any]] = []
     delay = 0.05
     confirm_until = 0.0
@@ -371,3 +370,34 @@ def delete_question(machines: list[Any], *, force: bool, yes: bool) -> tuple[str
         return f"Delete machine{plural} {ids}?", force
     states = " ".join(f"{m.get('id')} is {m.get('state')}." for m in live)
     return f"{states} Stop and delete machine{plural} {ids}?", True
+
+
+def wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
+    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
+    from valyent_cli.api import MachineFailed
+    from valyent_cli.cli.errors import CliError
+    from valyent_cli.cli.exits import Exit
+
+    try:
+        m.wait("running", 60)
+    except MachineFailed as exc:
+        hint = failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
+        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
+
+
+def state_now(m: Machine) -> str | None:
+    """The machine's state as the API has it now, else from its newest event (a Ravel with the no-op cluster state
+    cannot read machines); None if neither can be read."""
+    from valyent_cli.api import NotFound, ValyentError
+    from valyent_cli.cli.exitstatus import ordered
+
+    try:
+        return str(m.refresh().get("state"))
+    except NotFound:
+        return "destroyed"
+    except ValyentError:
+        pass
+    try:
+        return next((str(e.get("status")) for e in reversed(ordered(m.events()))), None)
+    except ValyentError:
+        return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -214,24 +213,6 @@ def _nothing_to_stop(machine_id: Any, state: Any) -> str:
     return f"Machine {machine_id} is already {state}: nothing to stop"
 
 
-def _state_now(m: Machine) -> str | None:
-    """The machine's state as the API has it now, else from its newest event (a Ravel with the no-op cluster state
-    cannot read machines); None if neither can be read."""
-    from valyent_cli.api import NotFound, ValyentError
-    from valyent_cli.cli.exitstatus import ordered
-
-    try:
-        return str(m.refresh().get("state"))
-    except NotFound:
-        return "destroyed"
-    except ValyentError:
-        pass
-    try:
-        return next((str(e.get("status")) for e in reversed(ordered(m.events()))), None)
-    except ValyentError:
-        return None
-
-
 @app.command("start")
 def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each runs.")] = True,
@@ -254,28 +235,15 @@ def start(ctx: typer.Context, machines: MachinesArg, fleet: FleetOpt = None,
         try:
             m.start()
         except ApiError as exc:  # it started meanwhile: done, as a second start is
-            if exc.status >= 500 or (state := _state_now(m)) not in ALREADY_STARTED:
+            if exc.status >= 500 or (state := views.state_now(m)) not in ALREADY_STARTED:
                 raise
             out.info(f"Machine {m.get('id')} is already {state}: nothing to start")
             continue
         if wait:
-            _wait_started(app_, fleet_ref, m)
+            views.wait_started(app_, fleet_ref, m)
         if not quiet:
             out.done(f"Started {m.get('id')}")
     _print_after(out, done)
-
-
-def _wait_started(app_: AppContext, fleet: str, m: Machine) -> None:
-    """Wait until it runs; a start that failed (the image cannot be pulled...) fails at once with its reason."""
-    from valyent_cli.api import MachineFailed
-    from valyent_cli.cli.errors import CliError
-    from valyent_cli.cli.exits import Exit
-
-    try:
-        m.wait("running", 60)
-    except MachineFailed as exc:
-        hint = views.failure_hint(app_, fleet, str(m.get("id")), exc.reason, (m.get("config") or {}).get("image"))
-        raise CliError(str(exc), Exit.ERROR, hint=hint) from None
 
 
 @app.command("stop")
@@ -311,7 +279,7 @@ def stop(
             m.stop(signal=sig, timeout=seconds)
         except ApiError as exc:  # it stopped meanwhile: done, as a second stop is (Ravel masks why as a 500)
             masked = exc.status == 500 and "Failed to stop machine" in exc.message  # ravel/orchestrator/machines.go
-            if (exc.status >= 500 and not masked) or (state := _state_now(m)) not in NOT_RUNNING:
+            if (exc.status >= 500 and not masked) or (state := views.state_now(m)) not in NOT_RUNNING:
                 raise
             out.info(_nothing_to_stop(m.get("id"), state))
             continue
@@ -380,7 +348,7 @@ def delete(
         except ApiError as exc:
             if exc.status >= 500:
                 raise
-            state = _state_now(m)
+            state = views.state_now(m)
             if state in ("destroyed", "destroying"):
                 out.info(f"Machine {m.get('id')} is already {state}: nothing to delete")
                 continue
@@ -503,9 +471,7 @@ def exec_(
     if seconds <= 0:
         raise UsageError("--timeout must be more than 0")
     argv = [v.text(a, "COMMAND") for a in command]
-    from valyent_cli.cli.validate import stdin_has_data
-
-    if stdin_has_data():
+    if v.stdin_has_data():
         raise UsageError("machines exec cannot pass stdin to the command (the API takes none): "
                          "send the data with `valyent fs put MACHINE - PATH`, then read it from PATH")
     app_ = ctx.obj
