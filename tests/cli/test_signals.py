@@ -175,7 +175,7 @@ def test_ctrl_c_while_following_a_build_cancels_it(env, fault_server, tmp_path):
     fault_server.handler = handler
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\n")
-    proc = Proc(["builds", "create", str(tmp_path / "ctx"), "--image", "app"], env)
+    proc = Proc(["builds", "create", str(tmp_path / "ctx"), "--image", "app", "--registry", "registry.example.com/team"], env)
     try:
         proc.wait_for(lambda: "Step 1/2" in proc.stderr, what="the build log")
         interrupted(proc)

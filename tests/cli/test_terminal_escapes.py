@@ -165,7 +165,7 @@ def serve_build(server: FaultServer) -> None:
 
 
 @pytest.mark.parametrize("argv", [["builds", "logs", "b1"], ["builds", "logs", "-f", "b1"],
-                                  ["builds", "create", "{ctx}", "--image", "app"]], ids=lambda a: " ".join(a[:3]))
+                                  ["builds", "create", "{ctx}", "--image", "app", "--registry", "registry.example.com/team"]], ids=lambda a: " ".join(a[:3]))
 def test_build_logs_on_a_terminal_keep_colour_and_nothing_else(fault_server, tmp_path, argv):
     serve_build(fault_server)
     env = cli_env_for(fault_server, tmp_path)

@@ -378,6 +378,8 @@ def _scan(fileobj, dest: Path, dockerfile: str) -> None:
             total += max(member.size, 0)
             if total > MAX_CONTEXT:
                 raise invalid("the build context is larger than 2 GiB", "body.context")
+            if member.name.startswith("/"):  # the data filter would only strip the slash: refuse it, as `..`
+                raise invalid(f"refusing {member.name!r} in the build context (an absolute path)", "body.context")
             if hasattr(tarfile, "data_filter"):
                 try:
                     tarfile.data_filter(member, str(dest))
