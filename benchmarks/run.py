@@ -617,6 +617,12 @@ def case_startup(ctx: Ctx) -> None:
     runs = ctx.runs * 2 + 1  # cheap, and the most sensitive to a busy machine: more runs
     a, b = alternate(valyent + ["--version"], [py, "-c", "pass"], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("valyent --version  vs  python -c pass", a, b, 1.3, note=where))
+    # The floor: the console script pip writes for any package starts with `import re, sys` (to tidy argv[0])
+    # before it imports the package's entry point.
+    f, b = alternate([py, "-c", "import re, sys"], [py, "-c", "pass"], env, runs, b_env=base_env)
+    ctx.results.add(ratio_row("floor: python -c 'import re, sys' (pip's console script)  vs  python -c pass", f, b,
+                              None, note="above 1.3: out of reach for any console script pip installs"
+                              if median(f) / median(b) > 1.3 else "within 1.3"))
     a, b = alternate(valyent + ["--help"], [py, "-c", "import typer"], env, runs, b_env=base_env)
     ctx.results.add(ratio_row("valyent --help  vs  python -c 'import typer'", a, b, 1.6, note=where))
 

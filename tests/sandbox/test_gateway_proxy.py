@@ -274,3 +274,21 @@ def test_stopping_a_machine_lets_its_request_under_way_finish(served):
     thread.join(60)
     assert result == {"status": 200, "text": "held-done"}
     wait_until(lambda: fleet.api.get(f"/fleets/{fleet.name}/machines/{mid}").json()["state"] == "stopped", 30)
+
+
+# -- the machine list of a small fleet, answered again while nothing changed (issue 26) ------------------------------
+def test_a_small_fleets_list_follows_every_change(fleet):
+    base = f"/fleets/{fleet.name}/machines"
+    assert fleet.api.get(base).json() == []
+    r = fleet.api.post(base, json={**machine_payload(["sleep", "300"]), "skip_start": True})
+    mid = r.json()["id"]
+    assert [m["id"] for m in fleet.api.get(base).json()] == [mid]
+    assert fleet.api.get(base).json() == fleet.api.get(base).json()  # twice the same, nothing changed
+    fleet.api.patch(f"{base}/{mid}/metadata", json={"metadata": {"labels": {"tier": "web"}}})
+    assert fleet.api.get(base).json()[0]["metadata"]["labels"] == {"tier": "web"}
+    fleet.api.post(f"{base}/{mid}/start")
+    wait_until(lambda: fleet.api.get(base).json()[0]["state"] == "running", 20)
+    fleet.api.post(f"{base}/{mid}/gateway/enable")
+    assert fleet.api.get(base).json()[0]["gateway_enabled"] is True
+    fleet.api.delete(f"{base}/{mid}", params={"force": "true"})
+    assert fleet.api.get(base).json() == []

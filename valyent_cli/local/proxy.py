@@ -7,7 +7,12 @@ streamed both ways as they come (a large upload or download, server-sent events)
 for an `Upgrade` (websockets) gets a byte tunnel to one machine for the rest of its connection. When no machine is
 up, or none accepts the connection, the client gets a `502 Bad Gateway` saying so. Everything stays on 127.0.0.1:
 the gateway listens there whatever the sandbox's --host, and machines are reached through their driver's loopback
-endpoint (a process's own port, a container's port published on 127.0.0.1).
+endpoint (a process's own port, a container's port published on 127.0.0.1), resolved and kept alive by
+`upstreams.py` (which also drains a machine whose gateway is disabled or that is stopping).
+
+What it refuses, as RFC 9112 asks: a request with both Content-Length and Transfer-Encoding (400), one that is not
+HTTP (400), a head over MAX_HEAD (431); each answered, then the connection closes. A machine silent for
+`upstream_timeout()` seconds gets the client a 504.
 """
 
 from __future__ import annotations

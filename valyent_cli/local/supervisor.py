@@ -33,30 +33,17 @@ from valyent_cli.local.drivers.base import EXEC_OUTPUT_LIMIT, Driver, Instance, 
 from valyent_cli.local.drivers.process import ProcessDriver
 from valyent_cli.api.constants import DEFAULT_STOP_SIGNAL
 from valyent_cli.local.problems import Problem, precondition, signal_number
+from valyent_cli.local.retention import DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_LINES, log_retention  # noqa: F401
 from valyent_cli.local.store import LIVE_STATES, Store, is_disk_full, now_rfc3339
 
 ALIVE = ("starting", "running", "stopping")
 DEFAULT_STOP_TIMEOUT = 5
 DEFAULT_MAX_RETRIES = 3
-#: log retention per machine (`local start --log-max-lines/--log-max-bytes`, env VALYENT_LOCAL_LOG_MAX_LINES and
-#: VALYENT_LOCAL_LOG_MAX_BYTES): the oldest entries go once a log is 10 % over either
-DEFAULT_LOG_MAX_LINES = 1_000_000
-DEFAULT_LOG_MAX_BYTES = 100 * 1024 * 1024
 #: the log of a destroyed machine is removed this long after it is destroyed (followers read its last lines)
 DESTROYED_LOG_GRACE = 30.0
 #: space kept in <data>/reserve for lifecycle writes: freed when one fails on a full disk, so that stop and
 #: delete still work; log lines are dropped (counted, and said) while less than this is free
 RESERVE_SIZE = 2 * 1024 * 1024
-
-
-def log_retention() -> tuple[int, int]:
-    """(max lines, max bytes) of a machine's log, from the environment `local start` passes to the server."""
-    def get(name: str, default: int) -> int:
-        raw = os.environ.get(name, "")
-        return int(raw) if raw.strip().isdigit() and int(raw) > 0 else default
-
-    return (get("VALYENT_LOCAL_LOG_MAX_LINES", DEFAULT_LOG_MAX_LINES),
-            get("VALYENT_LOCAL_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES))
 
 
 class ShuttingDown(Exception):
@@ -136,7 +123,7 @@ class Supervisor:
         self.log_removals: set[asyncio.Task] = set()  # the next start finishes what a stop interrupts
         self.reserve = data_dir / "reserve"
         self.dropped_logs: dict[str, int] = {}  # machine -> log lines dropped on a full disk, not said yet in it
-        self.watchers: list = []  # called with a machine's id after each of its events (the gateways' routing)
+        self.watchers: list = []  # called with a machine's id after each of its events (the gateways)
         self.make_reserve()
 
     def make_reserve(self) -> None:
@@ -304,23 +291,18 @@ class Supervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def create(self, machine_id: str, skip_start: bool) -> None:
-        """Record the machine's creation and start it. With a driver whose preparation is engine work (pulling an
-        image, creating a container), as Ravel's agent does (agent/machine.go PutMachine: `go machine.Run()`): the
-        create answers with the machine `created`, and its events tell the rest."""
+        """With a driver whose preparation is engine work, the create answers `created` and the start runs after,
+        as Ravel's agent does (agent/machine.go PutMachine: `go machine.Run()`); events tell the rest."""
         self.record(machine_id, "machine.created", "created", "user")
-        if skip_start:
-            return
-        if self.driver.prepares_in_background:
-            self.spawn_task(self._first_start(machine_id))
-            await asyncio.sleep(0)  # the start holds the machine's lock before the answer goes
-            return
-        await self._first_start(machine_id)
+        if not skip_start and self.driver.prepares_in_background:
+            self.spawn_task(self._first_start(machine_id))  # it takes the machine's lock before any next request
+        elif not skip_start:
+            await self._first_start(machine_id)
 
     async def _first_start(self, machine_id: str) -> None:
         async with self.rt(machine_id).lock:
-            if self.store.machine_row(machine_id)["state"] != "created" or self.shutting_down:
-                return  # destroyed (or the server is stopping) before it could start
-            await self._start_locked(machine_id, is_restart=False, origin="ravel")
+            if self.store.machine_row(machine_id)["state"] == "created" and not self.shutting_down:
+                await self._start_locked(machine_id, is_restart=False, origin="ravel")
 
     async def start(self, machine_id: str) -> None:
         rt = self.rt(machine_id)

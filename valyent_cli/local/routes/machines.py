@@ -77,7 +77,18 @@ async def list_machines(request: Request) -> Response:
     # Built as text from the stored JSON; in a worker thread for a big fleet, so that it never holds up the event
     # loop (a small one is built at once: the hop to a thread costs more than its query).
     if store.fleet_has_at_most(fleet["id"], INLINE_LIST_MACHINES):
-        body = store.list_machines_body(fleet["id"], destroyed, labels=labels)
+        # the same answer again while nothing was written (the loop's connection counts every row it changes; a
+        # fleet polled by several clients is built once per change)
+        cache = request.app.state._state.setdefault("list_cache", {})
+        key, stamp = (fleet["id"], destroyed, tuple(sorted((labels or {}).items()))), store.db.total_changes
+        hit = cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            body = hit[1]
+        else:
+            body = store.list_machines_body(fleet["id"], destroyed, labels=labels)
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = (stamp, body)
     else:
         body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader(),
                                                                         labels))
