@@ -253,3 +253,25 @@ def test_a_health_check_that_times_out_leaves_nothing_running(isolated, sandbox)
             assert len(_pids_with_arg(marker)) <= 2, _pids_with_arg(marker)
         finally:
             api.delete(f"/fleets/default/machines/{mid}", params={"force": "true"})
+
+
+def test_an_exec_timeout_ends_what_the_command_started_without_namespaces(tmp_path):
+    """The documented fallback (VALYENT_LOCAL_ISOLATION=off): the exec's processes are found by their marker and
+    by descent (an `env -i` child has no marker, a `setsid` one has left the group)."""
+    from support.sandbox import Sandbox
+
+    sb = Sandbox(tmp_path / "data", env={"VALYENT_LOCAL_ISOLATION": "off"}).start()
+    try:
+        marker = f"{7000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 100000}"
+        with sb.client() as api:
+            mid = api.post("/fleets/default/machines", json=machine_payload(["sleep", "600"])).json()["id"]
+            wait_until(lambda: api.get(f"/fleets/default/machines/{mid}").json()["state"] == "running", timeout=30,
+                       message="the machine to run")
+            result = api.post(f"/fleets/default/machines/{mid}/exec", timeout=60, json={
+                "cmd": ["sh", "-c", f"setsid sleep {marker} & env -i sleep {marker} & sleep {marker}"],
+                "timeout_ms": 1000}).json()
+            assert result["exit_code"] == 124, result
+            wait_until(lambda: not _pids_with_arg(marker), message="the exec's children to end at its timeout")
+            api.delete(f"/fleets/default/machines/{mid}", params={"force": "true"})
+    finally:
+        sb.finish()
