@@ -173,17 +173,21 @@ def socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def machine_owns_port(data_dir: Path, machine_id: str, port: int) -> bool:
-    """Whether what listens on 127.0.0.1:`port` is the machine's own (every such listener held by a process of
-    the machine, found by its marker): a gateway of the process driver reaches nothing else on loopback."""
+def machine_owns_port(data_dir: Path, machine_id: str, port: int, peers: frozenset[str] = frozenset()) -> bool:
+    """Whether the machine listens on 127.0.0.1:`port` and every listener there is held by a process of it or of
+    one of ``peers`` (its fleet's other machines, sharing the port with SO_REUSEPORT), found by their marker: a
+    gateway of the process driver reaches nothing else on loopback."""
     listeners = loopback_listeners(port)
     if not listeners:
         return False
-    held: set[int] = set()
+    own: set[int] = set()
+    fleet: set[int] = set()
     for pid, mid in find_machine_processes(data_dir):
         if mid == machine_id:
-            held |= socket_inodes(pid)
-    return listeners <= held
+            own |= socket_inodes(pid)
+        elif mid in peers:
+            fleet |= socket_inodes(pid)
+    return bool(listeners & own) and listeners <= own | fleet
 
 
 def kill_machine_processes(data_dir: Path, machine_id: str | None = None) -> int:

@@ -108,7 +108,9 @@ class Upstreams:
     async def _resolve(self, machine_id: str, port: int) -> tuple[str, int] | None:
         epoch = self.epoch.get(machine_id, 0)
         try:
-            endpoint = await self.supervisor.driver.endpoint(machine_id, port)
+            fleet = self.fleet_of.get(machine_id)
+            peers = self.store.fleet_machine_ids(fleet) - {machine_id} if fleet else frozenset()
+            endpoint = await self.supervisor.driver.endpoint(machine_id, port, peers)
         except Exception as exc:  # an engine that does not answer: the caller tries the next machine
             log.warning("gateway: cannot find machine %s's port %s: %s", machine_id, port, exc)
             return None

@@ -211,8 +211,11 @@ class Driver:
         """Where an upload is spooled: on the same filesystem as `root`, so that it lands with one rename."""
         return root.parent / "uploads"
 
-    async def endpoint(self, machine_id: str, port: int) -> tuple[str, int] | None:
-        """Where a gateway reaches the machine's `port` from the host (loopback), or None."""
+    async def endpoint(self, machine_id: str, port: int,
+                       peers: frozenset[str] = frozenset()) -> tuple[str, int] | None:
+        """Where a gateway reaches the machine's `port` from the host (loopback), or None. ``peers``: the other
+        machines of its fleet, which may listen on the same port beside it (SO_REUSEPORT, as a deploy's old and new
+        releases do on the process driver)."""
         return ("127.0.0.1", port)
 
     async def remove(self, machine_id: str) -> None:

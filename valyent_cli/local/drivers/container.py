@@ -466,7 +466,8 @@ class ContainerDriver(Driver):
         tmp = root / "tmp"
         return tmp if tmp.is_dir() and not tmp.is_symlink() else root
 
-    async def endpoint(self, machine_id: str, port: int) -> tuple[str, int] | None:
+    async def endpoint(self, machine_id: str, port: int,
+                       peers: frozenset[str] = frozenset()) -> tuple[str, int] | None:
         state = await self.inspect(container_name(machine_id))
         if not state or not state.get("State", {}).get("Running"):
             return None

@@ -236,10 +236,12 @@ class ProcessDriver(Driver):
     async def fs_root(self, machine_id: str) -> Path:
         return self.root(machine_id)
 
-    async def endpoint(self, machine_id: str, port: int) -> tuple[str, int] | None:
-        """127.0.0.1:port, only when the machine itself listens there: machines share the host's network, and a
-        gateway must not become a way to any loopback port (another namespace's machine, a sandbox's API)."""
-        if await asyncio.to_thread(procs.machine_owns_port, self.data_dir, machine_id, port):
+    async def endpoint(self, machine_id: str, port: int,
+                       peers: frozenset[str] = frozenset()) -> tuple[str, int] | None:
+        """127.0.0.1:port, only when the machine itself listens there and every other listener of that port is a
+        machine of its fleet (``peers``): machines share the host's network, and a gateway must not become a way to
+        any loopback port (another namespace's machine, a sandbox's API)."""
+        if await asyncio.to_thread(procs.machine_owns_port, self.data_dir, machine_id, port, peers):
             return ("127.0.0.1", port)
         return None
 

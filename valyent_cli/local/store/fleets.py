@@ -96,6 +96,11 @@ class FleetQueries:
             (fleet_id,))
         return [r[0] for r in rows]
 
+    def fleet_machine_ids(self, fleet_id: str) -> frozenset[str]:
+        """The ids of the fleet's machines that are not destroyed (a gateway's possible backends, live or draining)."""
+        rows = self.db.execute("SELECT id FROM machines WHERE fleet_id = ? AND state != 'destroyed'", (fleet_id,))
+        return frozenset(r[0] for r in rows)
+
     def create_gateway(self, namespace: str, fleet_id: str, name: str, target_port: int) -> dict:
         gid = ids.gateway_id()
         self.db.execute(
