@@ -208,21 +208,23 @@ class Output:
 
     def _rich_table(self, cells: list[list[str]], columns: Sequence[Column]) -> None:
         from rich.console import Console
+
+        from valyent_cli.cli import tablefit
         from rich.table import Table
         from rich.text import Text
 
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False)
-        widths = _fit(columns, cells, console.width)
-        while _natural_width(columns, cells) > console.width and any(c.drop for c in columns):
+        widths = tablefit.fit(columns, cells, console.width)
+        while tablefit.natural_width(columns, cells) > console.width and any(c.drop for c in columns):
             # Too wide: leave out the least useful column before shortening the values people came for.
             gone = max(range(len(columns)), key=lambda i: columns[i].drop)
             columns = [c for i, c in enumerate(columns) if i != gone]
             cells = [[v for i, v in enumerate(row) if i != gone] for row in cells]
-            widths = _fit(columns, cells, console.width)
-        # Every column gets the width _fit chose; the console is made wide enough for them, so rich never squeezes
+            widths = tablefit.fit(columns, cells, console.width)
+        # Every column gets the width tablefit.fit chose; the console is made wide enough for them, so rich never squeezes
         # a column away: on a terminal too narrow even for the ids, lines wrap as plain text would.
         console = Console(no_color=not self.color, highlight=False, soft_wrap=False,
-                          width=max(console.width, sum(widths) + _GAP * (len(widths) - 1)))
+                          width=max(console.width, sum(widths) + tablefit.GAP * (len(widths) - 1)))
         table = Table(box=None, pad_edge=False, header_style="bold" if self.color else None, show_edge=False)
         for c, width in zip(columns, widths):
             table.add_column(c.header.upper(), no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis",
@@ -374,38 +376,6 @@ class Output:
         """A line of a live progress account (a machine's states and events) on stderr."""
         if not self.quiet:
             self.info(message)
-
-
-_GAP = 2  # rich's padding between two columns
-#: columns whose values are never cut: what a user copies (an id, a URL to curl) or matches on (an event's type)
-_WHOLE_HEADERS = ("id", "machine", "fleet", "gateway", "url", "endpoint", "type")
-_MIN_CUT = 10  # a cut cell keeps at least this many characters
-
-
-def _natural_width(columns: Sequence[Column], cells: list[list[str]]) -> int:
-    widths = [max([len(c.header), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    return sum(widths) + _GAP * (len(widths) - 1)
-
-
-def _fit(columns: Sequence[Column], cells: list[list[str]], available: int) -> list[int]:
-    """Column widths that fit ``available``: ids, URLs and types (and the first column) are never cut; the widest
-    other column is cut first (a `wrap` column: made narrower, its text goes on over more lines), down to
-    ``_MIN_CUT`` characters; if even that is too wide, the natural widths of the rest are kept."""
-    headers = [c.header for c in columns]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    cuttable = [i for i, h in enumerate(headers) if i > 0 and h.lower() not in _WHOLE_HEADERS]
-    excess = sum(widths) + _GAP * (len(widths) - 1) - available
-    while excess > 0:
-        candidates = [i for i in cuttable if widths[i] > max(_MIN_CUT, len(headers[i]))]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda i: widths[i])
-        others = [widths[i] for i in candidates if i != widest]
-        floor = max(_MIN_CUT, len(headers[widest]), max(others, default=0))
-        cut = min(excess, widths[widest] - floor) or 1
-        widths[widest] -= cut
-        excess -= cut
-    return widths
 
 
 _ANSI = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "bright_black": "90", "bold": "1", "dim": "2"}
