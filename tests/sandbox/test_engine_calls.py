@@ -18,7 +18,7 @@ import pytest
 from support.sandbox import Sandbox
 from support.util import name, wait_until
 
-pytestmark = pytest.mark.usefixtures("engine_images")
+pytestmark = pytest.mark.usefixtures("podman_images")
 
 WRAPPER = """#!/bin/sh
 echo "$*" >> {log}
@@ -30,7 +30,7 @@ exec {engine} "$@"
 
 
 @pytest.fixture(scope="module")
-def wrapped(tmp_path_factory, engine_images):
+def wrapped(tmp_path_factory, podman, podman_images):
     """A podman sandbox whose `podman` is the logging wrapper: (sandbox, engine log path, create gate path)."""
     tmp = tmp_path_factory.mktemp("wrapped")
     bindir, log, gate = tmp / "bin", tmp / "engine.log", tmp / "create-gate"
@@ -46,9 +46,7 @@ def wrapped(tmp_path_factory, engine_images):
         try:
             sb.finish()
         finally:
-            from support.engine import remove_containers_of_sandbox
-
-            remove_containers_of_sandbox(sb.data_dir)
+            podman.remove_containers_of_sandbox(sb.data_dir)
 
 
 def engine_calls(log: Path) -> list[str]:
@@ -62,13 +60,13 @@ def payload(image: str, cmd: list[str] | None = None, gateway: bool = False) -> 
     return {"region": "local", "config": config, "enable_machine_gateway": gateway}
 
 
-def test_the_gateway_asks_the_engine_for_a_machines_address_once_not_per_request(wrapped, engine_images):
+def test_the_gateway_asks_the_engine_for_a_machines_address_once_not_per_request(wrapped, podman_images):
     sb, log, gate = wrapped
     fleet = name("eng")
     with sb.client() as api:
         api.post("/fleets", json={"name": fleet})
         url = api.post(f"/fleets/{fleet}/gateways", json={"name": "web", "target_port": 8080}).json()["url"]
-        mid = api.post(f"/fleets/{fleet}/machines", json=payload(engine_images["web"], gateway=True)).json()["id"]
+        mid = api.post(f"/fleets/{fleet}/machines", json=payload(podman_images["web"], gateway=True)).json()["id"]
         try:
             wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, 60, 0.2, "the gateway answers")
             before = len(engine_calls(log))
@@ -84,14 +82,14 @@ def test_the_gateway_asks_the_engine_for_a_machines_address_once_not_per_request
             api.delete(f"/fleets/{fleet}")
 
 
-def test_a_create_answers_before_the_engine_has_prepared_the_machine(wrapped, engine_images):
+def test_a_create_answers_before_the_engine_has_prepared_the_machine(wrapped, podman_images):
     sb, log, gate = wrapped
     fleet = name("eng")
     gate.unlink()  # `podman create` waits until the gate is back
     try:
         with sb.client(timeout=30) as api:
             api.post("/fleets", json={"name": fleet})
-            r = api.post(f"/fleets/{fleet}/machines", json=payload(engine_images["base"], ["sleep", "300"]))
+            r = api.post(f"/fleets/{fleet}/machines", json=payload(podman_images["base"], ["sleep", "300"]))
             assert r.status_code in (200, 201), r.text  # before: no answer until `create` ran (a read timeout)
             machine = r.json()
             assert machine["state"] in ("created", "preparing"), machine
@@ -111,14 +109,14 @@ def test_a_create_answers_before_the_engine_has_prepared_the_machine(wrapped, en
         gate.touch()
 
 
-def test_a_machines_start_and_exit_come_from_the_engines_events_not_from_polling(wrapped, engine_images):
+def test_a_machines_start_and_exit_come_from_the_engines_events_not_from_polling(wrapped, podman_images):
     sb, log, gate = wrapped
     fleet = name("eng")
     with sb.client(timeout=30) as api:
         api.post("/fleets", json={"name": fleet})
         before = len(engine_calls(log))
         r = api.post(f"/fleets/{fleet}/machines",
-                     json=payload(engine_images["base"], ["sh", "-c", "echo last words; exit 3"]))
+                     json=payload(podman_images["base"], ["sh", "-c", "echo last words; exit 3"]))
         mid = r.json()["id"]
         w = api.get(f"/fleets/{fleet}/machines/{mid}/wait", params={"status": "stopped", "timeout": 60})
         assert w.status_code == 200, w.text

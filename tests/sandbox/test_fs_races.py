@@ -81,7 +81,7 @@ def racing(request, tmp_path):
         sb, image = request.getfixturevalue("sandbox"), "alpine"
     else:
         sb = request.getfixturevalue("podman_sandbox")
-        image = request.getfixturevalue("engine_images")["base"]
+        image = request.getfixturevalue("podman_images")["base"]
     with sb.client() as api:
         m = api.post("/fleets/default/machines", json=machine_payload(["sleep", "600"], image=image)).json()
         try:

@@ -223,12 +223,11 @@ def test_env_with_a_line_break_through_the_cli_config_file_is_refused(cli_env, t
 
 # -- item 5: secrets never on podman's command line -----------------------------------------------------------------
 @pytest.fixture()
-def recorded_podman(tmp_path, engine_images):
+def recorded_podman(tmp_path, podman, podman_images):
     """A podman sandbox whose `podman` is a wrapper that records every command line it is given (what any local user
     could read in /proc/*/cmdline while it runs), then runs the real podman."""
     import shutil
 
-    from support.engine import remove_containers_of_sandbox
     from support.env import cli_environ
     from support.sandbox import Sandbox
 
@@ -249,7 +248,7 @@ def recorded_podman(tmp_path, engine_images):
     rootfs = _rootfs(tmp_path)
     with tarfile.open(tmp_path / "rootfs.tar", "w") as tar:
         tar.add(rootfs, arcname=".")
-    _import(rootfs, tmp_path / "rootfs.tar", image, 'CMD ["/bin/sh"]')
+    _import(podman, tmp_path / "rootfs.tar", image, 'CMD ["/bin/sh"]')
     sb = Sandbox(tmp_path / "data", driver="podman", env={"PATH": f"{bindir}:{os.environ['PATH']}"}).start()
     try:
         yield sb, cli_environ(tmp_path / "config", sandbox=sb, fleet="default"), log, image
@@ -257,11 +256,11 @@ def recorded_podman(tmp_path, engine_images):
         try:
             sb.finish()
         finally:
-            remove_containers_of_sandbox(sb.data_dir)
+            podman.remove_containers_of_sandbox(sb.data_dir)
             subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
 
 
-def test_secrets_never_reach_the_engines_command_line(recorded_podman, engine_images):
+def test_secrets_never_reach_the_engines_command_line(recorded_podman, podman_images):
     sb, env, log, image = recorded_podman
     multi = f"-----BEGIN KEY-----\nline {uuid.uuid4().hex}\n-----END KEY-----"
     single = f"single-{uuid.uuid4().hex}"

@@ -125,22 +125,46 @@ def _import(engine: Engine, tarball: Path, image: str, *changes: str) -> None:
     engine.run(*args, str(tarball), image, check=True)
 
 
-@pytest.fixture(scope="session")
-def engine_images(tmp_path_factory, engine) -> dict:
-    """The test images, imported into ``engine``: {"base", "hello", "web"} -> image name."""
-    tmp = tmp_path_factory.mktemp(f"images-{engine.name}")
+def _images(tmp_path_factory, engine: Engine, suffix: str = ""):
+    """Import the test images into ``engine`` (names of this run, plus ``suffix``); yield {"base", "hello", "web",
+    "v1", "v2"} -> image name; remove them afterwards."""
+    tmp = tmp_path_factory.mktemp(f"images-{engine.name}{suffix}")
     rootfs = _rootfs(tmp)
     tarball = tmp / "rootfs.tar"
     with tarfile.open(tarball, "w") as tar:
         tar.add(rootfs, arcname=".")
-    _import(engine, tarball, BASE_IMAGE, 'CMD ["/bin/sh"]')
-    _import(engine, tarball, HELLO_IMAGE,
+    names = {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE, **APP_IMAGES}
+    names = {k: v.replace(f"-{RUN}", f"-{RUN}{suffix}") for k, v in names.items()}
+    _import(engine, tarball, names["base"], 'CMD ["/bin/sh"]')
+    _import(engine, tarball, names["hello"],
             'CMD ["sh", "-c", "echo hello from the image CMD; echo to stderr >&2; exec sleep 600"]')
-    _import(engine, tarball, WEB_IMAGE, 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
-    for version, image in APP_IMAGES.items():
-        _import(engine, tarball, image,
+    _import(engine, tarball, names["web"], 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]')
+    for version in APP_IMAGES:
+        _import(engine, tarball, names[version],
                 f'CMD ["sh", "-c", "mkdir -p /app && printf {version} > /app/index.html && exec httpd -f -p 8080 -h /app"]')
-    yield {"base": BASE_IMAGE, "hello": HELLO_IMAGE, "web": WEB_IMAGE, **APP_IMAGES}
+    yield names
     # the next run imports them again: leave no image behind (not --force: a container left by a failed test
     # would go with it, and its sandbox's cleanup reports it)
-    engine.run("rmi", BASE_IMAGE, HELLO_IMAGE, WEB_IMAGE, *APP_IMAGES.values())
+    engine.run("rmi", *names.values())
+
+
+@pytest.fixture(scope="session")
+def engine_images(tmp_path_factory, engine) -> dict:
+    """The test images, imported into ``engine``: {"base", "hello", "web", "v1", "v2"} -> image name."""
+    yield from _images(tmp_path_factory, engine)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Engine:
+    """podman alone, for the tests that watch podman's own command line (a wrapper on the sandbox's PATH): skips,
+    saying why, where podman or busybox is missing; fails instead in CI."""
+    reason = engine_missing("podman")
+    if reason:
+        skip_or_fail(reason)
+    return Engine("podman")
+
+
+@pytest.fixture(scope="session")
+def podman_images(tmp_path_factory, podman) -> dict:
+    """The test images in podman, under names of their own (``engine_images`` of podman may run beside them)."""
+    yield from _images(tmp_path_factory, podman, "-p")

@@ -5,7 +5,8 @@ four at a time. Two kinds are kept together on one worker, one after the other:
 
 - ``podman`` and ``docker``: every test using a container engine (the ``engine`` fixture, directly or through
   ``engine_images``/``engine_sandbox``/``engine_env``), by the engine it runs on: one set of test images and one
-  sandbox per engine for the run, as in a serial run; the two engines' tests run side by side;
+  sandbox per engine for the run, as in a serial run; the two engines' tests run side by side; the tests about
+  podman itself (the ``podman`` fixture: ``podman_images``, ``podman_sandbox``, ``podman_env``) join podman's;
 - ``heavy``: tests that load the machine on purpose (hundreds of concurrent requests, dozens of processes at once,
   parallel `local start`): run side by side they would measure each other, not the CLI.
 
@@ -28,6 +29,8 @@ HEAVY = {
 
 
 def group_of(item: pytest.Item) -> str | None:
+    if "podman" in getattr(item, "fixturenames", ()):  # the podman-only fixtures (podman_images, podman_sandbox)
+        return "podman"
     if "engine" in getattr(item, "fixturenames", ()):
         callspec = getattr(item, "callspec", None)
         return str(callspec.params["engine"]) if callspec and "engine" in callspec.params else "engine"

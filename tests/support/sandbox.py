@@ -173,6 +173,24 @@ def engine_sandbox(tmp_path_factory, engine, engine_images):
             engine.remove_containers_of_sandbox(sb.data_dir)
 
 
+@pytest.fixture(scope="session")
+def podman_sandbox(tmp_path_factory, podman, podman_images):
+    """A sandbox of the podman driver, for the tests that are about podman itself."""
+    sb = Sandbox(tmp_path_factory.mktemp("podman-only-sandbox") / "data", driver="podman").start()
+    try:
+        yield sb
+    finally:
+        try:
+            sb.finish()
+        finally:
+            podman.remove_containers_of_sandbox(sb.data_dir)
+
+
+@pytest.fixture()
+def podman_env(tmp_path, podman_sandbox) -> dict:
+    return cli_environ(tmp_path / "config", sandbox=podman_sandbox, fleet="default")
+
+
 @pytest.fixture()
 def api(sandbox):
     """An HTTP client of the session's sandbox API (/v1), with its token."""

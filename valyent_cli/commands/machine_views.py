@@ -247,9 +247,13 @@ def failure_hint(app_: AppContext, fleet: str, machine_id: str, reason: str, ima
             from valyent_cli.local.autostart import local_driver
 
             engine = local_driver(app_.settings)
-        engine = engine if engine in ("podman", "docker") else "podman"
-        return (f"the sandbox's {engine} cannot pull {image}: pull it yourself (`{engine} pull {image}`), use an "
-                f"image it already has (`{engine} images`), or run commands without images: "
+        if engine in ("podman", "docker"):
+            pull, images = f"`{engine} pull {image}`", f"`{engine} images`"
+        else:  # a sandbox reached by its URL: its engine is not known here
+            engine = "engine"
+            pull, images = f"`podman pull {image}` or `docker pull {image}`", "`podman images` or `docker images`"
+        return (f"the sandbox's {engine} cannot pull {image}: pull it yourself ({pull}), use an image it already "
+                f"has ({images}), or run commands without images: "
                 "`valyent local stop && valyent local start --driver process`")
     return f"see its logs: valyent logs {machine_id} --fleet {fleet}"
 

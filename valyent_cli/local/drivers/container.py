@@ -222,7 +222,8 @@ class ContainerDriver(Driver):
             if not line:
                 continue
             lines.append(line)
-            if len(lines) <= MAX_PULL_EVENTS:
+            # the engine's error line is said once, by the failure that follows (prepare_failed), not as progress
+            if len(lines) <= MAX_PULL_EVENTS and not line.lower().startswith(ERROR_PREFIXES):
                 progress(line)
         await proc.wait()
         if proc.returncode != 0:
