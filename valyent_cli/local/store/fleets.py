@@ -97,8 +97,9 @@ class FleetQueries:
         return [r[0] for r in rows]
 
     def fleet_machine_ids(self, fleet_id: str) -> frozenset[str]:
-        """The ids of the fleet's machines that are not destroyed (a gateway's possible backends, live or draining)."""
-        rows = self.db.execute("SELECT id FROM machines WHERE fleet_id = ? AND state != 'destroyed'", (fleet_id,))
+        """The ids of the fleet's machines, destroyed ones too (a process of a machine just destroyed may still hold
+        its listener for a moment: it is still the fleet's, not another namespace's or the host's)."""
+        rows = self.db.execute("SELECT id FROM machines WHERE fleet_id = ?", (fleet_id,))
         return frozenset(r[0] for r in rows)
 
     def create_gateway(self, namespace: str, fleet_id: str, name: str, target_port: int) -> dict:
