@@ -40,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NODE_DIR = HERE / "node"
 PY = sys.executable
-CASES = ("startup", "fleets", "machines", "logs", "serve", "follow", "sandbox", "gateway", "create", "sandbox8")
+CASES = ("startup", "fleets", "machines", "logs", "serve", "follow", "sandbox", "gateway", "create", "sandbox8",
+         "run")
 
 
 # -- running one child -------------------------------------------------------------------------------------------
@@ -921,10 +922,16 @@ def case_sandbox8(ctx: Ctx) -> None:
     gateway.case_sandbox8(ctx)
 
 
+def case_run(ctx: Ctx) -> None:
+    import gateway
+
+    gateway.case_run(ctx)  # `machines run` vs `podman run` alone (gateway runs it too), with its floor rows
+
+
 RUNNERS = {"startup": case_startup, "fleets": case_fleets, "machines": case_machines, "logs": case_logs,
            "serve": case_serve,
            "follow": case_follow, "sandbox": case_sandbox, "gateway": case_gateway, "create": case_create,
-           "sandbox8": case_sandbox8}
+           "sandbox8": case_sandbox8, "run": case_run}
 
 
 def main() -> int:
