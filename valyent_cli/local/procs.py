@@ -240,12 +240,14 @@ def kill_exec(mark: str, rounds: int = 3) -> int:
         doomed.discard(os.getpid())
         if not doomed:
             break
-        for pid in doomed:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
+        # all frozen first, then killed: a shell whose child dies first cannot run its next command meanwhile
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in doomed:
+                try:
+                    os.kill(pid, sig)
+                    killed += sig == signal.SIGKILL
+                except OSError:
+                    pass
     return killed
 
 
