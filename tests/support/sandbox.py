@@ -159,11 +159,9 @@ def fresh_sandbox(tmp_path):
         sb.finish()
 
 
-@pytest.fixture(scope="session")
-def engine_sandbox(tmp_path_factory, engine, engine_images):
-    """A sandbox whose machines are containers of ``engine`` (skips, saying why, where the engine or busybox is
-    missing; fails instead in CI)."""
-    sb = Sandbox(tmp_path_factory.mktemp(f"{engine.name}-sandbox") / "data", driver=engine.name).start()
+def _container_sandbox(data_dir, engine):
+    """A sandbox of ``engine``'s driver in ``data_dir``; afterwards, whatever containers of it a failed test left."""
+    sb = Sandbox(data_dir, driver=engine.name).start()
     try:
         yield sb
     finally:
@@ -174,16 +172,16 @@ def engine_sandbox(tmp_path_factory, engine, engine_images):
 
 
 @pytest.fixture(scope="session")
+def engine_sandbox(tmp_path_factory, engine, engine_images):
+    """A sandbox whose machines are containers of ``engine`` (skips, saying why, where the engine or busybox is
+    missing; fails instead in CI)."""
+    yield from _container_sandbox(tmp_path_factory.mktemp(f"{engine.name}-sandbox") / "data", engine)
+
+
+@pytest.fixture(scope="session")
 def podman_sandbox(tmp_path_factory, podman, podman_images):
     """A sandbox of the podman driver, for the tests that are about podman itself."""
-    sb = Sandbox(tmp_path_factory.mktemp("podman-only-sandbox") / "data", driver="podman").start()
-    try:
-        yield sb
-    finally:
-        try:
-            sb.finish()
-        finally:
-            podman.remove_containers_of_sandbox(sb.data_dir)
+    yield from _container_sandbox(tmp_path_factory.mktemp("podman-only-sandbox") / "data", podman)
 
 
 @pytest.fixture()

@@ -119,6 +119,17 @@ def machine_payload(settings: Settings, flags: CreateFlags, *, config_file: str 
     )
 
 
+def app_payload(app_: Any, flags: CreateFlags, *, config_file: str | None = None,
+                ask_nodes: bool = True) -> dict[str, Any]:
+    """:func:`machine_payload` for a command: with no region configured, a self-hosted Ravel's region comes from its
+    nodes (`cli/endpoint.default_region`, one request, only then; not when ``ask_nodes`` is false, as for
+    `--dry-run`)."""
+    from valyent_cli.cli import endpoint
+
+    return machine_payload(app_.settings, flags, config_file=config_file,
+                           region_fallback=(lambda: endpoint.default_region(app_)) if ask_nodes else None)
+
+
 def check_keys(data: Any, schema: dict[str, Any], where: str, source: str) -> None:
     """Unknown keys are named, with where they were found."""
     if not isinstance(data, dict):

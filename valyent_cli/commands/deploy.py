@@ -61,9 +61,7 @@ def deploy(
         from valyent_cli.commands import app_build
 
         flags.image = app_build.build_image(app_, out, dry_run=dry_run)
-    from valyent_cli.cli import endpoint
-
-    payload = pl.machine_payload(app_.settings, flags, region_fallback=lambda: endpoint.default_region(app_))
+    payload = pl.app_payload(app_, flags)
     fleet_ref = resolve.fleet(app_, fleet)
     spec = app_views.spec(app_, fleet_ref, app=app_name, count=count, strategy=strategy,
                           max_unavailable=max_unavailable, wait_timeout=wait_timeout)

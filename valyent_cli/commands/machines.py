@@ -106,14 +106,13 @@ def create(
 
       valyent machines create --image nginx --cpu-kind eco --label app=web --secret db-password:DB_PASSWORD --health-cmd "curl -fs localhost" --volume data:/data --network backend=10.0.1.2/24
     """
-    from valyent_cli.cli import endpoint, payload as pl
+    from valyent_cli.cli import payload as pl
     from valyent_cli.cli import validate as v
 
     app_: AppContext = ctx.obj
     flags = pl.create_flags(locals())  # this command's parameters, by name (pl.FLAG_PARAMS)
     limit = v.duration(wait_timeout, "--wait-timeout")
-    body = pl.machine_payload(app_.settings, flags, config_file=config,
-                              region_fallback=None if dry_run else lambda: endpoint.default_region(app_))
+    body = pl.app_payload(app_, flags, config_file=config, ask_nodes=not dry_run)
     out = app_.output(json=json, quiet=quiet)
     if dry_run:
         out.data(body)

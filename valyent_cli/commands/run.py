@@ -352,10 +352,7 @@ def build(create: Callable[..., Any]) -> Callable[..., Any]:
         app_: AppContext = ctx.obj
         flags = pl.create_flags(kwargs)
         limit = v.duration(kwargs["wait_timeout"], "--wait-timeout")
-        from valyent_cli.cli import endpoint
-
-        body = pl.machine_payload(app_.settings, flags, config_file=kwargs.get("config"),
-                                  region_fallback=None if kwargs.get("dry_run") else lambda: endpoint.default_region(app_))
+        body = pl.app_payload(app_, flags, config_file=kwargs.get("config"), ask_nodes=not kwargs.get("dry_run"))
         out = app_.output(json=kwargs.get("json", False), quiet=kwargs.get("quiet", False))
         engine(app_, out, body, fleet=kwargs.get("fleet"), dry_run=kwargs.get("dry_run", False),
                detach=kwargs.get("detach", False), limit=limit, rm=rm, timeout=seconds)
