@@ -292,3 +292,31 @@ def test_a_small_fleets_list_follows_every_change(fleet):
     assert fleet.api.get(base).json()[0]["gateway_enabled"] is True
     fleet.api.delete(f"{base}/{mid}", params={"force": "true"})
     assert fleet.api.get(base).json() == []
+
+
+def test_a_small_fleets_list_is_its_namespaces_and_its_fleets_own(fleet):
+    """The answer kept for one fleet's list is never given for a fleet of the same name in another namespace, nor for
+    a fleet that replaced it under its name."""
+    api, ns, fname = fleet.api, name("ns"), name("fl")
+    assert api.post("/namespaces", json={"name": ns}).status_code in (200, 201)
+    try:
+        assert api.post("/fleets", json={"name": fname}).status_code in (200, 201)
+        mid = api.post(f"/fleets/{fname}/machines", json={**machine_payload(["sleep", "300"]),
+                                                          "skip_start": True}).json()["id"]
+        assert [m["id"] for m in api.get(f"/fleets/{fname}/machines").json()] == [mid]
+        # the same name in the other namespace: not found there, then its own (empty) list
+        assert api.get(f"/fleets/{fname}/machines", params={"namespace": ns}).status_code == 404
+        assert api.post("/fleets", params={"namespace": ns}, json={"name": fname}).status_code in (200, 201)
+        assert api.get(f"/fleets/{fname}/machines", params={"namespace": ns}).json() == []
+        assert [m["id"] for m in api.get(f"/fleets/{fname}/machines").json()] == [mid]
+        # a fleet deleted and made again under its name has none of the old one's machines
+        api.delete(f"/fleets/{fname}/machines/{mid}", params={"force": "true"})
+        assert api.delete(f"/fleets/{fname}").status_code in (200, 204)
+        assert api.get(f"/fleets/{fname}/machines").status_code == 404
+        assert api.post("/fleets", json={"name": fname}).status_code in (200, 201)
+        assert api.get(f"/fleets/{fname}/machines").json() == []
+        assert api.get(f"/fleets/{fname}/machines", params={"destroyed": "true"}).json() == []
+    finally:
+        api.delete(f"/fleets/{fname}")
+        api.delete(f"/fleets/{fname}", params={"namespace": ns})
+        api.delete(f"/namespaces/{ns}")

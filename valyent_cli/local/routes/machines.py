@@ -70,25 +70,26 @@ async def create_machine(request: Request) -> Response:
 
 
 async def list_machines(request: Request) -> Response:
-    fleet = fleet_of(request)
-    store = store_of(request)
     destroyed = query_flag(request, "destroyed")
     labels = labels_of(request)
+    store = store_of(request)
+    # A small fleet's answer again while nothing was written: the loop's connection counts every row it changes (all
+    # of the store's writes go through it), so while the count stands the fleet lookup, the size check and the list
+    # would all come out the same. A fleet polled by several clients is looked up and built once per change.
+    cache = request.app.state._state.setdefault("list_cache", {})
+    key = (namespace_of(request), request.path_params["fleet"], destroyed, tuple(sorted(labels.items())))
+    stamp = store.db.total_changes
+    hit = cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return Response(hit[1], media_type="application/json")
+    fleet = fleet_of(request)
     # Built as text from the stored JSON; in a worker thread for a big fleet, so that it never holds up the event
     # loop (a small one is built at once: the hop to a thread costs more than its query).
     if store.fleet_has_at_most(fleet["id"], INLINE_LIST_MACHINES):
-        # the same answer again while nothing was written (the loop's connection counts every row it changes; a
-        # fleet polled by several clients is built once per change)
-        cache = request.app.state._state.setdefault("list_cache", {})
-        key, stamp = (fleet["id"], destroyed, tuple(sorted((labels or {}).items()))), store.db.total_changes
-        hit = cache.get(key)
-        if hit is not None and hit[0] == stamp:
-            body = hit[1]
-        else:
-            body = store.list_machines_body(fleet["id"], destroyed, labels=labels)
-            if len(cache) >= 256:
-                cache.clear()
-            cache[key] = (stamp, body)
+        body = store.list_machines_body(fleet["id"], destroyed, labels=labels)
+        if len(cache) >= 256:
+            cache.clear()
+        cache[key] = (stamp, body)
     else:
         body = await asyncio.to_thread(lambda: store.list_machines_body(fleet["id"], destroyed, store.reader(),
                                                                         labels))
