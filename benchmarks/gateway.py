@@ -451,6 +451,16 @@ def case_create(ctx) -> None:
                        env, ctx.runs)
     ctx.results.add(R.ratio_row("machines create  vs  create -d (process driver)", a, b, None,
                                 note=f"added {R.ms(R.median(a) - R.median(b))}: the wait until it runs"))
+    # What judging from the events costs without the confirmation window (CONFIRM, commands/machine_views.py):
+    # the same CLI with the window set to 0 in the process, started like its console script.
+    no_window = [R.PY, "-c", "import re, sys; import valyent_cli.commands.machine_views as v; v.CONFIRM = 0; "
+                 "from valyent_cli.entry import main; sys.argv[0] = 'valyent'; sys.exit(main())"]
+    c, d = R.alternate(no_window + ["machines", "create", "-q", "--image", "x", "--", "sleep", "300"],
+                       ctx.valyent + ["machines", "create", "-q", "-d", "--image", "x", "--", "sleep", "300"],
+                       env, ctx.runs)
+    ctx.results.add(R.ratio_row("machines create, confirmation window 0 (events only)  vs  create -d", c, d, None,
+                                note=f"added {R.ms(R.median(c) - R.median(d))}: the events until `running`; the "
+                                     f"window is the rest of the row above"))
     with ctx.sb.client() as c:
         for m in c.get("/fleets/default/machines").json():
             c.delete(f"/fleets/default/machines/{m['id']}", params={"force": "true"})
