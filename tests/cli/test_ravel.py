@@ -343,6 +343,10 @@ BAD = [
     (["fleets", "create", "f", "--annotation", "ravel.a=1"], "reserved"),
     (["fleets", "label", "web", "a=1", "a-"], "both"),
     (["profiles", "create", "p", "--ca-cert", "/nonexistent.pem"], "--ca-cert"),
+    # a namespace Ravel would never have created (ravel/validation.go, validateObjectName): no request could succeed
+    (["fleets", "list", "--namespace", "-dash"], "--namespace"),
+    (["--namespace", "a/b", "machines", "list"], "--namespace"),
+    (["secrets", "list", "--namespace", "n" * 64], "longer than 63"),
 ]
 
 
@@ -352,6 +356,15 @@ def test_bad_values_exit_2_before_any_request(env, ravel, args, needle):
     result = run_inproc(*args, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
+    assert len(ravel.requests) == before
+
+
+def test_a_bad_namespace_from_the_environment_or_a_profile_exits_2_before_any_request(env, ravel, tmp_path):
+    before = len(ravel.requests)
+    result = run_inproc("fleets", "list", env={**env, "VALYENT_NAMESPACE": "sp ace"})
+    assert result.returncode == 2 and "VALYENT_NAMESPACE" in result.stderr, result.stderr
+    result = run_inproc("profiles", "set", "namespace", "bad_name", env=env)
+    assert result.returncode == 2 and "namespace" in result.stderr, result.stderr
     assert len(ravel.requests) == before
 
 

@@ -128,7 +128,15 @@ def check_profile_value(key: str, value: Any) -> Any:
         return _check_url(value, what, template=True)
     if key == "token":
         return check_token(value)
-    if key in ("namespace", "fleet", "region", "cpu_kind"):
+    if key == "namespace":
+        from valyent_cli.names import object_name_error
+
+        value = _check_word(value, what)
+        error = object_name_error(value)
+        if error:  # Ravel creates no namespace of such a name (ravel/validation.go): no request could succeed
+            raise ValueError(f"invalid {what} {value!r}: {error}")
+        return value
+    if key in ("fleet", "region", "cpu_kind"):
         return _check_word(value, what)
     if key == "auth_scheme":
         if not isinstance(value, str) or value.strip().lower() not in AUTH_SCHEMES:

@@ -7,6 +7,8 @@ import signal
 from http import HTTPStatus
 from typing import Any
 
+from valyent_cli.names import object_name_error  # the one rule, shared with the CLI
+
 STATUS = {
     "INVALID_ARGUMENT": 400,
     "FAILED_PRECONDITION": 400,
@@ -57,21 +59,6 @@ def precondition(detail: str) -> Problem:
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 #: control characters (C0 but tab, DEL, C1): refused in env keys and values
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
-def object_name_error(name: Any) -> str | None:
-    """Ravel's object-name rule (`validateObjectName`, ravel/validation.go: namespaces, fleets, gateways), with its
-    messages; None when the name is valid. A namespace names directories and engine objects of the sandbox: this is
-    the one rule every route applies to it (`routes/common.py`)."""
-    if not isinstance(name, str) or name == "":
-        return "name cannot be empty"
-    if len(name) > 63:
-        return "name cannot be longer than 63 characters"
-    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
-        return "name can only contain alphanumeric characters and dashes"
-    if name[0] == "-" or name[-1] == "-":
-        return "name cannot start or end with a dash"
-    return None
 
 
 def check_namespace(value: Any, location: str = "query.namespace") -> str:
