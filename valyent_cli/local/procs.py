@@ -106,29 +106,62 @@ def _environ(pid: int) -> dict[bytes, bytes] | None:
     return env
 
 
+#: (pid, start time) -> (sandbox id, machine id) of every machine process a scan found by its marker: a process that
+#: is exiting has no environ left (the kernel lets go of its memory before its open files), yet still holds its
+#: sockets for a moment; it is known by this, or by its parent, until it is gone
+_SEEN: dict[tuple[int, bytes], tuple[bytes, str]] = {}
+
+
+def _stat(pid: int) -> tuple[bytes, int, bytes] | None:
+    """(state, ppid, start time) from /proc/PID/stat, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[-1].split()
+        return fields[0], int(fields[1]), fields[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def find_machine_processes(data_dir: Path | None = None) -> list[tuple[int, str]]:
-    """(pid, machine id) of live machine processes; of one sandbox when data_dir is given. Linux only."""
+    """(pid, machine id) of live machine processes; of one sandbox when data_dir is given. Linux only.
+
+    A process is a machine's by the marker in its environment; one that is exiting (its environment already gone)
+    by what an earlier scan saw of it (same pid and start time), or else by its parent's."""
     if not os.path.isdir("/proc"):
         return []
     wanted = sandbox_id(data_dir).encode() if data_dir is not None else None
     me = os.getpid()
-    found = []
+    owner: dict[int, tuple[bytes, str]] = {}  # pid -> (sandbox id, machine id)
+    unknown: dict[int, tuple[int, bytes]] = {}  # pid -> (ppid, start time): no environ to read, not a zombie
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
-        env = _environ(int(name))
-        if not env or MACHINE_MARKER.encode() not in env:
+        pid = int(name)
+        env = _environ(pid)
+        if env:
+            if MACHINE_MARKER.encode() not in env:
+                continue  # its environment says it is no machine's
+        stat = _stat(pid)
+        if stat is None or stat[0] == b"Z":  # a zombie holds nothing
             continue
-        if wanted is not None and env.get(SANDBOX_MARKER.encode()) != wanted:
-            continue
-        try:  # a zombie has no environ, but be sure it is not one
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
-                    continue
-        except OSError:
-            continue
-        found.append((int(name), env[MACHINE_MARKER.encode()].decode(errors="replace")))
-    return found
+        if env:
+            owner[pid] = (env.get(SANDBOX_MARKER.encode(), b""), env[MACHINE_MARKER.encode()].decode(errors="replace"))
+            _SEEN[(pid, stat[2])] = owner[pid]
+        elif (pid, stat[2]) in _SEEN:
+            owner[pid] = _SEEN[(pid, stat[2])]
+        else:
+            unknown[pid] = (stat[1], stat[2])
+    for pid in unknown:  # an exiting child of a machine's process (a kernel thread's parent is 2, never a machine's)
+        parent, hops = unknown[pid][0], 0
+        while parent in unknown and parent not in owner and hops < 32:
+            parent, hops = unknown[parent][0], hops + 1
+        if parent in owner:
+            owner[pid] = owner[parent]
+    if len(_SEEN) > 4096:  # forget the processes that are gone
+        live = {(pid, stat[2]) for pid in owner if (stat := _stat(pid)) is not None}
+        for key in [k for k in _SEEN if k not in live]:
+            del _SEEN[key]
+    return [(pid, mid) for pid, (sid, mid) in owner.items() if wanted is None or sid == wanted]
 
 
 #: local addresses (as /proc/net/tcp{,6} spell them) whose listeners take a connection to 127.0.0.1
@@ -187,7 +220,10 @@ def machine_owns_port(data_dir: Path, machine_id: str, port: int, peers: frozens
             own |= socket_inodes(pid)
         elif mid in peers:
             fleet |= socket_inodes(pid)
-    return bool(listeners & own) and listeners <= own | fleet
+    strangers = listeners - own - fleet
+    if strangers:  # read before the processes: one that ended meanwhile may have let go of its listener since
+        strangers &= loopback_listeners(port)
+    return bool(listeners & own) and not strangers
 
 
 def kill_machine_processes(data_dir: Path, machine_id: str | None = None) -> int:

@@ -93,23 +93,24 @@ class Upstreams:
                 self.fleet_of[mid] = fleet_id
         return machines
 
-    async def _endpoint(self, machine_id: str, port: int) -> tuple[str, int] | None:
+    async def _endpoint(self, fleet_id: str, machine_id: str, port: int) -> tuple[str, int] | None:
         key = (machine_id, port)
         found = self.endpoints.get(key)
         if found is not None:
             return found
         task = self.resolving.get(key)
         if task is None:
-            task = self.resolving[key] = asyncio.ensure_future(self._resolve(machine_id, port))
+            task = self.resolving[key] = asyncio.ensure_future(self._resolve(fleet_id, machine_id, port))
             task.add_done_callback(lambda t, key=key: self.resolving.pop(key, None) if self.resolving.get(key) is t
                                    else None)
         return await asyncio.shield(task)  # one request giving up does not end the others' resolution
 
-    async def _resolve(self, machine_id: str, port: int) -> tuple[str, int] | None:
+    async def _resolve(self, fleet_id: str, machine_id: str, port: int) -> tuple[str, int] | None:
         epoch = self.epoch.get(machine_id, 0)
         try:
-            fleet = self.fleet_of.get(machine_id)
-            peers = self.store.fleet_machine_ids(fleet) - {machine_id} if fleet else frozenset()
+            # the gateway's fleet, as the caller chose the machine from it (not `fleet_of`, which a change of the
+            # machine clears meanwhile: with no peers, the fleet's other listeners on the port would refuse it)
+            peers = self.store.fleet_machine_ids(fleet_id) - {machine_id}
             endpoint = await self.supervisor.driver.endpoint(machine_id, port, peers)
         except Exception as exc:  # an engine that does not answer: the caller tries the next machine
             log.warning("gateway: cannot find machine %s's port %s: %s", machine_id, port, exc)
@@ -148,7 +149,7 @@ class Upstreams:
         for i in range(len(machines)):
             mid = machines[(start + i) % len(machines)]
             epoch = self.epoch.get(mid, 0)
-            endpoint = await self._endpoint(mid, port)
+            endpoint = await self._endpoint(gw["fleet_id"], mid, port)
             if endpoint is None:
                 continue
             key = (mid, port)
