@@ -236,6 +236,7 @@ def build_web_image(root: Path) -> str | None:
     if not podman or not busybox:
         return None
     rootfs = root / "web-rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)  # built again when several cases need it in one run
     for d in ("bin", "etc", "tmp", "www", "proc", "sys", "dev"):
         (rootfs / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(os.path.realpath(busybox), rootfs / "bin" / "busybox")
