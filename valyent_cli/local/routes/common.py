@@ -150,11 +150,11 @@ GO_TRUE, GO_FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FA
 def query_flag(request: Request, name: str) -> bool:
     """A boolean query parameter as huma v2.27.0 reads it (huma.go: Go's strconv.ParseBool; empty is unset, false):
     anything else is a 422 "invalid boolean"."""
-    from valyent_cli.local.problems import unprocessable
-
     value = request.query_params.get(name) or ""
     if value == "" or value in GO_FALSE:
         return False
     if value in GO_TRUE:
         return True
+    from valyent_cli.local.problems import unprocessable
+
     raise unprocessable("invalid boolean", f"query.{name}", value)
