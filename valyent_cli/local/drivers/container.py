@@ -96,6 +96,10 @@ def qualify(image: str) -> str:
     return f"docker.io/{image}" if sep else f"docker.io/library/{image}"
 
 
+#: seconds an instance whose engine client ended waits for the engine's `died` event before asking the engine
+DIED_GRACE = 2.0
+
+
 class ContainerInstance(PipedInstance):
     def __init__(self, driver: ContainerDriver, name: str, transport, proto: Pipes, died=None, activity=None):
         self.driver = driver
@@ -107,6 +111,10 @@ class ContainerInstance(PipedInstance):
     async def _wait(self) -> int:
         if self.died is not None:
             await asyncio.wait({self.died, self.proto.exited}, return_when=asyncio.FIRST_COMPLETED)
+            if not self.died.done():
+                # The client ended first (a busy machine): the engine logged the death before its clean-up let the
+                # client go, and its event is on its way (podman's file events log is read by polling, every 250 ms)
+                await asyncio.wait({self.died}, timeout=DIED_GRACE)
             if self.died.done() and not self.died.cancelled() and isinstance(self.died.result(), int):
                 # The engine says the container died, with its code: its client (`start --attach`) takes a
                 # while longer to end (the engine's clean-up). Wait only for the output in transit to arrive.
