@@ -389,6 +389,26 @@ def test_completion_of_namespaces_and_secrets(env, ravel):
 
 
 # -- the SDK ------------------------------------------------------------------------------------------------------
+def test_sdk_gateways_by_name_on_ravel(ravel):
+    """Ravel looks a gateway up by name with a malformed query (a 500, ravel/state/db/gateways.go): the SDK finds
+    the name in the fleet's list, at once (a 500 of that lookup is not retried), for get and for delete."""
+    from valyent_cli.api import Client, NotFound
+
+    with Client(TOKEN, endpoint=ravel.url, namespace="gws") as client:
+        client.namespaces.create("gws")
+        fleet = client.fleets.create("f")["id"]
+        made = client.gateways.create(fleet, name="front", target_port=8080)
+        before = len(ravel.requests)
+        assert client.gateways.get(fleet, "front")["id"] == made["id"]
+        assert [(m, p.rsplit("/", 1)[-1]) for m, p, *_ in ravel.requests[before:]] == [("GET", "front"),
+                                                                                       ("GET", "gateways")]
+        assert client.gateways.get(fleet, made["id"])["name"] == "front"  # an id: asked directly
+        with pytest.raises(NotFound):
+            client.gateways.get(fleet, "nothing")
+        client.gateways.delete(fleet, "front")
+        assert client.gateways.list(fleet) == []
+
+
 def test_sdk_against_ravel(ravel):
     from valyent_cli.api import Client
 
