@@ -135,8 +135,12 @@ def test_a_server_that_never_answers_a_read_is_bounded_by_the_timeout(outcome):
     assert one_error(sc.err).startswith(f"Error: no complete answer from {sc.server.url} within 2 s (GET /v1/fleets)")
     assert "timeout" in sc.err  # the hint names the profile key
     # a read is retried, within the call's one budget of 2 x timeout: the first attempt's read timeout (1 s), a
-    # backoff, and a second attempt cut at the deadline (was 3 attempts, each with 2 s of its own)
-    assert sc.server.count() == 2
+    # backoff, and a second attempt cut at the deadline (was 3 attempts, each with 2 s of its own: the third sent
+    # 4 s or more after the first). Every attempt is sent within the budget, by the server's clock (on a machine
+    # busy enough to slow an attempt's start, a third one may still fit in it)
+    arrivals = [r.received_at for r in sc.server.requests]
+    assert len(arrivals) in (2, 3), arrivals
+    assert arrivals[-1] - arrivals[0] < 2.0, arrivals
     assert 2.0 <= sc.elapsed < 30.0  # the upper bound only proves it ends (busy machines)
 
 
