@@ -159,8 +159,8 @@ def find_machine_processes(data_dir: Path | None = None) -> list[tuple[int, str]
             owner[pid] = owner[parent]
     if len(_SEEN) > 4096:  # forget the processes that are gone
         live = {(pid, stat[2]) for pid in owner if (stat := _stat(pid)) is not None}
-        for key in [k for k in _SEEN if k not in live]:
-            del _SEEN[key]
+        for key in [k for k in list(_SEEN) if k not in live]:  # a copy: scans run in worker threads too
+            _SEEN.pop(key, None)
     return [(pid, mid) for pid, (sid, mid) in owner.items() if wanted is None or sid == wanted]
 
 
