@@ -175,6 +175,21 @@ class DriverSandbox(R.Sandbox):
     def server_env(self) -> dict[str, str]:
         return {**R.clean_env(self.root, self.code), "VALYENT_LOCAL_DRIVER": self.driver}
 
+    def stop(self) -> None:
+        """The server stops its machines and keeps their containers (a sandbox started again on the same data
+        runs them again); this data dir goes with the run, so its containers go too, or the image they hold
+        could not be removed."""
+        super().stop()
+        if self.driver in ("podman", "docker"):
+            from valyent_cli.local import procs
+            from valyent_cli.local.drivers.container import SANDBOX_LABEL
+
+            label = f"label={SANDBOX_LABEL}={procs.sandbox_id(self.data)}"
+            ids = subprocess.run([self.driver, "ps", "--all", "--quiet", "--filter", label], capture_output=True,
+                                 text=True, timeout=60).stdout.split()
+            if ids:
+                subprocess.run([self.driver, "rm", "--force", *ids], capture_output=True, timeout=120)
+
 
 def _wait_ok(url: str, timeout: float = 60) -> None:
     import httpx
