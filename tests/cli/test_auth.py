@@ -4,7 +4,6 @@ where each value came from, the token never shows except through `auth token`, a
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 import tomllib
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import run_inproc
-from support.env import cli_environ
+from support.env import cli_environ, dead_port
 
 
 @pytest.fixture()
@@ -43,12 +42,6 @@ def no_leak(result: subprocess.CompletedProcess, token: str) -> subprocess.Compl
     assert token not in result.stdout and token not in result.stderr
     assert "Traceback" not in result.stderr
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ci_needs_only_the_token_and_the_url(cli_env, tmp_path: Path, token: str, endpoint: str) -> None:
@@ -144,7 +137,7 @@ def test_login_without_a_terminal_names_token_stdin(env) -> None:
 
 
 def test_login_that_cannot_reach_the_api_saves_nothing(env, token: str) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/v1"
+    dead = f"http://127.0.0.1:{dead_port()}/v1"
     r = no_leak(run_inproc("auth", "login", "--token-stdin", "--endpoint", dead, env=env, input=token), token)
     assert r.returncode == 1 and "nothing was saved" in r.stderr
     assert not (Path(env["VALYENT_CONFIG_DIR"]) / "config.toml").exists()
@@ -154,7 +147,7 @@ def test_status_reports_a_refused_token_and_an_unreachable_api(env, token: str) 
     r = run_inproc("auth", "status", "--json", env={**env, "VALYENT_API_TOKEN": "vly_wrong_token_0000"}, input="")
     assert r.returncode == 3
     assert json.loads(r.stdout)["api"]["status"] == "token refused"
-    dead = f"http://127.0.0.1:{free_port()}/v1"
+    dead = f"http://127.0.0.1:{dead_port()}/v1"
     r = no_leak(run_inproc("--endpoint", dead, "auth", "status", env=env, input=""), token)
     assert r.returncode == 1
     assert "unreachable" in r.stdout

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from support.cli import run_cli, run_main
-from support.env import cli_environ, free_port
+from support.env import cli_environ, dead_port
 from support.faultserver import TOKEN, Action, FaultServer, Hang, Reply, Reset
 
 FLEET = {"id": "fleet_01", "namespace": "ns", "name": "web", "created_at": "2024-05-01T12:00:00Z", "status": "active"}
@@ -47,7 +47,7 @@ class Scenario:
 
 def scenarios() -> dict[str, Scenario]:
     s = {
-        "refused": Scenario(["fleets", "list"], url=f"http://127.0.0.1:{free_port()}/v1"),
+        "refused": Scenario(["fleets", "list"], url=f"http://127.0.0.1:{dead_port()}/v1"),
         "dns": Scenario(["machines", "list"], url="https://no-such-host.invalid/v1"),
         "hang-read": Scenario(["fleets", "list"], [Hang(), Hang(), Hang()], slow_profile=True),
         "hang-create": Scenario(["machines", "create", "--image", "nginx"], [Hang(), Reply(201, json={"id": "m-2"})],

@@ -15,7 +15,7 @@ import time
 import pytest
 import typer.main
 from support.cli import run_main
-from support.env import cli_environ, free_port
+from support.env import cli_environ, dead_port
 
 import valyent_cli.main as main_module
 
@@ -129,7 +129,7 @@ def sweep_env(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # no valyent.toml above it: tmp_path is outside the repository
-    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "sandbox", url=f"http://127.0.0.1:{free_port()}/v1",
+    env = cli_environ(tmp_path / "config", local_dir=tmp_path / "sandbox", url=f"http://127.0.0.1:{dead_port()}/v1",
                       HOME=str(tmp_path / "home"))
     env.pop("XDG_CONFIG_HOME", None)
     return env, work

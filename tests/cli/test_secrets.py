@@ -14,7 +14,7 @@ import traceback
 
 import pytest
 from support.cli import run_inproc, run_main
-from support.env import cli_environ, free_port
+from support.env import cli_environ, dead_port
 from support.faultserver import Close, Hang, Reply, Reset
 from support.util import machine_payload
 
@@ -132,7 +132,7 @@ def test_exceptions_and_reprs_hold_no_token(fault_server, tmp_path, monkeypatch)
 
 
 def test_credentials_in_the_endpoint_url_are_not_shown(tmp_path):
-    url = f"http://admin:{SECRET}@127.0.0.1:{free_port()}/v1"
+    url = f"http://admin:{SECRET}@127.0.0.1:{dead_port()}/v1"
     env = cli_environ(tmp_path / "cfg", token="tok-other-0123456789", url=url)
     result = run_inproc("--debug", "fleets", "list", env=env)
     assert result.returncode == 1

@@ -25,6 +25,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: sockets bound and never listening, kept open for the whole run (see dead_port)
+_HELD: list[socket.socket] = []
+
+
+def dead_port() -> int:
+    """A loopback port that refuses every connection for the whole run: bound by a socket that never listens, so no
+    server of a test running alongside can take it (a port from free_port is only free until someone binds it)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
+
+
 def with_repo_path(env: dict) -> dict:
     """``env`` with this checkout first on PYTHONPATH, so `python -m valyent_cli` runs the code under test."""
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
