@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from support.faultserver import TOKEN, Close, FaultServer, Hang, Reply, Reset, Stream, client_for, free_port
+from support.env import dead_port
+from support.faultserver import TOKEN, Close, FaultServer, Hang, Reply, Reset, Stream, client_for
 
 from valyent_cli.api import errors
 from valyent_cli.api.client import Client
@@ -108,7 +109,7 @@ def test_wrong_shape_on_200_is_a_response_error(fault_server, client, answer):
 
 
 def test_connection_refused_names_the_endpoint():
-    port = free_port()
+    port = dead_port()
     seen = []
     with client_for(f"http://127.0.0.1:{port}", max_retries=2, debug_hook=seen.append) as client:
         started = time.monotonic()
