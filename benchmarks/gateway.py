@@ -273,14 +273,29 @@ def build_web_image(root: Path) -> str | None:
     return WEB_IMAGE
 
 
-def case_gateway_podman(ctx) -> None:
+@contextlib.contextmanager
+def podman_web(ctx, what: str, name: str):
+    """A podman sandbox and the offline web image, both gone afterwards: (sandbox, image), or None after a row
+    saying why `what` was skipped (no podman or busybox)."""
     image = build_web_image(ctx.root)
     if image is None:
-        ctx.results.add(R.Row("gateway, podman driver", "-", "-", None, "-", None, note="skipped: no podman or busybox"))
+        ctx.results.add(R.Row(what, "-", "-", None, "-", None, note="skipped: no podman or busybox"))
+        yield None
         return
-    sb = DriverSandbox(ctx.root, "podman", "gw-podman")
+    sb = DriverSandbox(ctx.root, "podman", name)
     sb.start()
     try:
+        yield sb, image
+    finally:
+        sb.stop()
+        subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
+
+
+def case_gateway_podman(ctx) -> None:
+    with podman_web(ctx, "gateway, podman driver", "gw-podman") as made:
+        if made is None:
+            return
+        sb, image = made
         fleet = R.create_fleet(sb, "bench-gw")
         url = _gateway(sb, fleet, 8080)
         mid = _machine(sb, fleet, {"image": image})
@@ -292,9 +307,6 @@ def case_gateway_podman(ctx) -> None:
         throughput_rows(ctx, "gateway, podman driver, 1 MB", direct + "/1m.bin", url + "/1m.bin", 200, 0.7)
         latency_row(ctx, "gateway, podman driver, 1 KB", direct + "/1k.html", url + "/1k.html")
         run_rows(ctx, sb, image)
-    finally:
-        sb.stop()
-        subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
 
 
 def run_rows(ctx, sb: R.Sandbox, image: str) -> None:
@@ -450,17 +462,9 @@ def run_floor_rows(ctx, sb: R.Sandbox, image: str) -> None:
 
 def case_run(ctx) -> None:
     """`machines run --rm` on podman against `podman run --rm`, with its floor rows (run_rows), alone."""
-    image = build_web_image(ctx.root)
-    if image is None:
-        ctx.results.add(R.Row("machines run (podman)", "-", "-", None, "-", None, note="skipped: no podman or busybox"))
-        return
-    sb = DriverSandbox(ctx.root, "podman", "run-podman")
-    sb.start()
-    try:
-        run_rows(ctx, sb, image)
-    finally:
-        sb.stop()
-        subprocess.run(["podman", "rmi", image], capture_output=True, timeout=120)
+    with podman_web(ctx, "machines run (podman)", "run-podman") as made:
+        if made is not None:
+            run_rows(ctx, *made)
 
 
 def case_create(ctx) -> None:

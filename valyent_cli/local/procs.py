@@ -254,15 +254,15 @@ def kill_exec(mark: str, rounds: int = 3) -> int:
         parent: dict[int, int] = {}
         marked: list[int] = []
         for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
-            if not name.isdigit():
+            stat = _stat(int(name)) if name.isdigit() else None
+            if stat is None:
                 continue
+            parent[int(name)] = stat[1]
             try:
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    parent[int(name)] = int(fh.read().rsplit(b")", 1)[-1].split()[1])
                 with open(f"/proc/{name}/environ", "rb") as fh:
                     if want in fh.read().split(b"\0"):
                         marked.append(int(name))
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
         children: dict[int, list[int]] = {}
         for pid, ppid in parent.items():
